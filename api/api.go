@@ -1,0 +1,495 @@
+// Package api is keygate's HTTPS JSON API, used by the CLI (and later the
+// portal): the CA bundle, database tokens for signed-in people, and the admin
+// operations on people, groups and sessions.
+//
+// Two kinds of bearer credential reach it: the admin credential the server
+// writes into data_dir on first start, and sign-in session credentials. Only
+// SHA-256 hashes of either are kept; comparisons are constant-time.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/token"
+)
+
+// Authorizer answers access questions from live state.
+type Authorizer interface {
+	Authorize(ctx context.Context, r authz.Request) (access.Decision, error)
+	LeastLevel(ctx context.Context, user, database string) (access.Level, bool, error)
+}
+
+// Minter signs database tokens.
+type Minter interface {
+	Mint(c token.Claims) (string, token.Claims, error)
+}
+
+// Auditor records and reads back audit events.
+type Auditor interface {
+	Record(e audit.Event)
+	Flush(ctx context.Context) error
+}
+
+// Server holds the API's dependencies.
+type Server struct {
+	Store  store.Store
+	Authz  Authorizer
+	Tokens Minter
+	Audit  Auditor
+	Log    *slog.Logger
+	Now    func() time.Time
+	// AdminHash is the SHA-256 of the admin credential.
+	AdminHash [sha256.Size]byte
+	// CAPEM is served at /v1/ca.pem.
+	CAPEM []byte
+}
+
+// Credential prefixes make a leaked credential recognisable.
+const (
+	AdminCredentialPrefix   = "kga_"
+	SessionCredentialPrefix = "kgs_"
+)
+
+// DefaultSessionTTL is how long a sign-in session lasts unless asked
+// otherwise; MaxSessionTTL is the longest allowed.
+const (
+	DefaultSessionTTL = 8 * time.Hour
+	MaxSessionTTL     = 7 * 24 * time.Hour
+)
+
+// NewCredential makes a random credential with a prefix.
+func NewCredential(prefix string) string {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b)
+}
+
+// HashCredential is how credentials are stored and looked up.
+func HashCredential(c string) [sha256.Size]byte { return sha256.Sum256([]byte(c)) }
+
+// maxBody bounds request bodies.
+const maxBody = 1 << 20
+
+// Handler returns the API's HTTP handler.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /v1/ca.pem", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		w.Write(s.CAPEM)
+	})
+	mux.HandleFunc("POST /v1/tokens", s.withSession(s.createToken))
+
+	mux.HandleFunc("POST /v1/admin/groups", s.admin(s.createGroup))
+	mux.HandleFunc("PUT /v1/admin/groups/{group}/members/{user}", s.admin(s.addMember))
+	mux.HandleFunc("DELETE /v1/admin/groups/{group}/members/{user}", s.admin(s.removeMember))
+	mux.HandleFunc("POST /v1/admin/users", s.admin(s.createUser))
+	mux.HandleFunc("POST /v1/admin/users/{user}/disable", s.admin(s.disableUser))
+	mux.HandleFunc("POST /v1/admin/sessions", s.admin(s.createSession))
+	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
+	return mux
+}
+
+// httpError is an error with a status and a message for the caller.
+type httpError struct {
+	status int
+	msg    string
+}
+
+func (e *httpError) Error() string { return e.msg }
+
+func errorf(status int, format string, args ...any) error {
+	return &httpError{status: status, msg: fmt.Sprintf(format, args...)}
+}
+
+type handler func(w http.ResponseWriter, r *http.Request) error
+
+// serve runs h and turns its error into a JSON error response. Internal
+// errors are logged in full and shown as a generic message.
+func (s *Server) serve(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		err := h(w, r)
+		if err == nil {
+			return
+		}
+		var he *httpError
+		if !errors.As(err, &he) {
+			s.Log.Error("api request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			he = &httpError{status: http.StatusInternalServerError, msg: "internal error; the keygate server log has details"}
+		}
+		writeJSON(w, he.status, Error{Error: he.msg})
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return errorf(http.StatusRequestEntityTooLarge, "request body over %d bytes", maxBody)
+		}
+		return errorf(http.StatusBadRequest, "malformed JSON body: %v", err)
+	}
+	return nil
+}
+
+func bearer(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+func unauthorized(w http.ResponseWriter, msg string) error {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="keygate"`)
+	return errorf(http.StatusUnauthorized, "%s", msg)
+}
+
+// admin guards an admin endpoint.
+func (s *Server) admin(h handler) http.HandlerFunc {
+	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
+		got := HashCredential(bearer(r))
+		if subtle.ConstantTimeCompare(got[:], s.AdminHash[:]) != 1 {
+			return unauthorized(w, "admin credential required: run admin commands with --config pointing at the server's config, which locates data_dir/admin.credential")
+		}
+		return h(w, r)
+	})
+}
+
+type sessionKey struct{}
+
+// withSession guards an endpoint for signed-in people.
+func (s *Server) withSession(h handler) http.HandlerFunc {
+	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
+		cred := bearer(r)
+		if cred == "" {
+			return unauthorized(w, "no session: set KEYGATE_SESSION to your session credential")
+		}
+		hash := HashCredential(cred)
+		sess, err := s.Store.GetSessionByHash(r.Context(), hash[:])
+		if errors.Is(err, store.ErrNotFound) {
+			return unauthorized(w, "unknown session credential: check KEYGATE_SESSION, or sign in again")
+		}
+		if err != nil {
+			return err
+		}
+		if !sess.ValidAt(s.Now()) {
+			return unauthorized(w, "your session has expired or was revoked: sign in again")
+		}
+		return h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
+	})
+}
+
+func sessionOf(r *http.Request) identity.Session {
+	return r.Context().Value(sessionKey{}).(identity.Session)
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
+	var req TokenRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	sess := sessionOf(r)
+	client := r.RemoteAddr
+	if req.Database == "" {
+		return errorf(http.StatusBadRequest, "no database given: name one, as in `keygate db token orders`")
+	}
+	refuse := func(level, reason string) error {
+		s.Audit.Record(audit.Event{Type: audit.TokenRefused, User: sess.User, Database: req.Database, Access: level, Client: client, Reason: reason})
+		return errorf(http.StatusForbidden, "%s", reason)
+	}
+	var level access.Level
+	if req.Access == "" {
+		l, ok, err := s.Authz.LeastLevel(r.Context(), sess.User, req.Database)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			// Ask for the lowest level to get the reason for the refusal.
+			l = access.ReadOnly
+		}
+		level = l
+	} else {
+		l, err := access.ParseLevel(req.Access)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+		level = l
+	}
+	d, err := s.Authz.Authorize(r.Context(), authz.Request{User: sess.User, Database: req.Database, Level: level, SignIn: sess.ID})
+	if err != nil {
+		return err
+	}
+	if !d.Allowed {
+		return refuse(string(level), fmt.Sprintf("access denied: %s at %s: %s", req.Database, level, d.Reason))
+	}
+	exp := s.Now().Add(d.TokenTTL())
+	if sess.Expires.Before(exp) {
+		exp = sess.Expires
+	}
+	tok, claims, err := s.Tokens.Mint(token.Claims{User: d.User, Database: d.Database, Access: level, Session: sess.ID, Expires: exp})
+	if err != nil {
+		return err
+	}
+	s.Audit.Record(audit.Event{Type: audit.TokenIssued, User: d.User, Database: d.Database, Access: string(level), Client: client, SessionID: sess.ID, Reason: d.Reason,
+		Detail: map[string]any{"token_id": claims.ID, "expires_at": claims.Expires, "permission_set": d.Grant.PermissionSet.Name, "group": d.Grant.Group}})
+	return writeJSON(w, http.StatusOK, TokenResponse{Token: tok, User: d.User, Database: d.Database, Access: string(level), ExpiresAt: claims.Expires})
+}
+
+// adminEvent records an admin action.
+func (s *Server) adminEvent(r *http.Request, typ, user string, detail map[string]any) {
+	s.Audit.Record(audit.Event{Type: audit.AdminPrefix + "." + typ, Actor: "admin", User: user, Client: r.RemoteAddr, Detail: detail})
+}
+
+func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
+	var req GroupRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := identity.ValidateName("group", req.Name); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	g, err := s.Store.CreateGroup(r.Context(), identity.Group{Name: req.Name})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return errorf(http.StatusConflict, "group %s already exists", req.Name)
+	}
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "group.create", "", map[string]any{"group": g.Name})
+	return writeJSON(w, http.StatusCreated, Group{Name: g.Name, Members: []string{}})
+}
+
+func (s *Server) lookupUser(ctx context.Context, name string) (identity.User, error) {
+	u, err := s.Store.GetUserByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return u, errorf(http.StatusNotFound, "no user %s: create it with `keygate admin user add %s`", name, name)
+	}
+	return u, err
+}
+
+func (s *Server) lookupGroup(ctx context.Context, name string) (identity.Group, error) {
+	g, err := s.Store.GetGroupByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return g, errorf(http.StatusNotFound, "no group %s: create it with `keygate admin group add %s`", name, name)
+	}
+	return g, err
+}
+
+func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.lookupGroup(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	u, err := s.lookupUser(r.Context(), r.PathValue("user"))
+	if err != nil {
+		return err
+	}
+	added, err := s.Store.AddMember(r.Context(), g.ID, u.ID, "admin")
+	if err != nil {
+		return err
+	}
+	if added {
+		s.adminEvent(r, "group.add-member", u.UserName, map[string]any{"group": g.Name})
+	}
+	return s.writeGroup(r.Context(), w, g, http.StatusOK)
+}
+
+func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) error {
+	g, err := s.lookupGroup(r.Context(), r.PathValue("group"))
+	if err != nil {
+		return err
+	}
+	u, err := s.lookupUser(r.Context(), r.PathValue("user"))
+	if err != nil {
+		return err
+	}
+	err = s.Store.RemoveMember(r.Context(), g.ID, u.ID, "admin")
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, "%s is not a member of %s", u.UserName, g.Name)
+	}
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "group.remove-member", u.UserName, map[string]any{"group": g.Name})
+	return s.writeGroup(r.Context(), w, g, http.StatusOK)
+}
+
+func (s *Server) writeGroup(ctx context.Context, w http.ResponseWriter, g identity.Group, status int) error {
+	members, err := s.Store.ListMembers(ctx, g.ID)
+	if err != nil {
+		return err
+	}
+	out := Group{Name: g.Name, Members: []string{}}
+	for _, m := range members {
+		out.Members = append(out.Members, m.UserName)
+	}
+	return writeJSON(w, status, out)
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
+	var req UserRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := identity.ValidateName("user", req.Name); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	for _, g := range req.Groups {
+		if err := identity.ValidateName("group", g); err != nil {
+			return errorf(http.StatusBadRequest, "%v", err)
+		}
+	}
+	ctx := r.Context()
+	u, err := s.Store.CreateUser(ctx, identity.User{UserName: req.Name, Email: req.Email, Active: true})
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return errorf(http.StatusConflict, "user %s already exists", req.Name)
+	}
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "user.create", u.UserName, map[string]any{"email": u.Email})
+	out := User{Name: u.UserName, Email: u.Email, Active: true, Groups: []string{}}
+	for _, name := range req.Groups {
+		g, err := s.Store.GetGroupByName(ctx, name)
+		if errors.Is(err, store.ErrNotFound) {
+			g, err = s.Store.CreateGroup(ctx, identity.Group{Name: name})
+			if err == nil {
+				s.adminEvent(r, "group.create", "", map[string]any{"group": g.Name})
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := s.Store.AddMember(ctx, g.ID, u.ID, "admin"); err != nil {
+			return err
+		}
+		s.adminEvent(r, "group.add-member", u.UserName, map[string]any{"group": g.Name})
+		out.Groups = append(out.Groups, g.Name)
+	}
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
+	u, err := s.lookupUser(r.Context(), r.PathValue("user"))
+	if err != nil {
+		return err
+	}
+	u, err = s.Store.UpdateUser(r.Context(), u.ID, func(u identity.User) (identity.User, error) {
+		u.Active = false
+		return u, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "user.disable", u.UserName, nil)
+	return writeJSON(w, http.StatusOK, User{Name: u.UserName, Email: u.Email, Active: u.Active, Groups: []string{}})
+}
+
+func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
+	var req SessionRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	ttl := DefaultSessionTTL
+	if req.TTL != "" {
+		d, err := config.ParseDuration(req.TTL)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "ttl: %v", err)
+		}
+		ttl = d
+	}
+	if ttl <= 0 || ttl > MaxSessionTTL {
+		return errorf(http.StatusBadRequest, "ttl %s must be between 1s and %s", ttl, MaxSessionTTL)
+	}
+	u, err := s.lookupUser(r.Context(), req.User)
+	if err != nil {
+		return err
+	}
+	if !u.Active {
+		return errorf(http.StatusConflict, "%s is disabled", u.UserName)
+	}
+	cred := NewCredential(SessionCredentialPrefix)
+	hash := HashCredential(cred)
+	now := s.Now()
+	sess, err := s.Store.CreateSession(r.Context(), identity.Session{User: u.UserName, Created: now, Expires: now.Add(ttl), Source: "admin"}, hash[:])
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "session.create", u.UserName, map[string]any{"session_id": sess.ID, "expires_at": sess.Expires})
+	return writeJSON(w, http.StatusCreated, SessionResponse{ID: sess.ID, User: sess.User, Credential: cred, ExpiresAt: sess.Expires})
+}
+
+// auditPageMax bounds one page of audit events.
+const auditPageMax = 1000
+
+func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	aq := store.AuditQuery{User: q.Get("user"), Database: q.Get("database"), Type: q.Get("type"), Limit: auditPageMax}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "since: %v", err)
+		}
+		aq.Since = t
+	}
+	if v := q.Get("after"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "after: %v", err)
+		}
+		aq.AfterSeq = n
+	}
+	// Make what was recorded before this request visible to it.
+	if err := s.Audit.Flush(r.Context()); err != nil {
+		return err
+	}
+	events, err := s.Store.ListAudit(r.Context(), aq)
+	if err != nil {
+		return err
+	}
+	page := AuditPage{Events: make([]AuditEvent, 0, len(events))}
+	for _, e := range events {
+		ae := AuditEvent{Seq: e.Seq, Time: e.Time, Type: e.Type, Actor: e.Actor, User: e.User, Database: e.Database, Access: e.Access,
+			Query: e.Query, Client: e.Client, Reason: e.Reason, SessionID: e.SessionID}
+		if len(e.Detail) > 0 && string(e.Detail) != "{}" {
+			if err := json.Unmarshal(e.Detail, &ae.Detail); err != nil {
+				return fmt.Errorf("audit event %d detail: %w", e.Seq, err)
+			}
+		}
+		page.Events = append(page.Events, ae)
+	}
+	if len(events) == auditPageMax {
+		page.Next = events[len(events)-1].Seq
+	}
+	return writeJSON(w, http.StatusOK, page)
+}

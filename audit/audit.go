@@ -1,0 +1,318 @@
+// Package audit is keygate's append-only, hash-chained event log: who
+// connected where, every statement they sent, every refusal and every change
+// to who may do what. Each event carries the hash of the one before it, so a
+// removed or edited event breaks the chain and Verify finds it.
+//
+// Recording is asynchronous and batched so that auditing every statement does
+// not put a disk write on the query path; it is never lossy: when the writer
+// falls behind, Record waits.
+package audit
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/token"
+)
+
+// Event types. A query by type matches dotted prefixes, so "session" selects
+// both session events.
+const (
+	SessionStart   = "session.start"   // a gateway session began
+	SessionEnd     = "session.end"     // a gateway session ended (detail: duration, bytes, reason)
+	Query          = "query"           // a statement (text from Query or Parse)
+	QueryCancel    = "query.cancel"    // a cancel request was forwarded
+	ConnectRefused = "connect.refused" // a gateway connection was refused (reason)
+	TokenIssued    = "token.issued"    // a database token was minted (detail: token id, expiry)
+	TokenRefused   = "token.refused"   // a token request was refused (reason)
+	AdminPrefix    = "admin"           // admin.user.create, admin.group.add-member, ...
+)
+
+// MaxQueryLen bounds the statement text kept per event.
+const MaxQueryLen = 64 << 10
+
+// Event is what callers record.
+type Event struct {
+	Time      time.Time // zero: now
+	Type      string
+	Actor     string // who caused it when that is not User: "admin", a SCIM token name
+	User      string
+	Database  string
+	Access    string
+	Client    string
+	SessionID string
+	Query     string
+	Reason    string
+	Detail    map[string]any
+}
+
+// Appender is the part of the store the log writes to.
+type Appender interface {
+	AppendAudit(ctx context.Context, events []store.AuditEvent) error
+	LastAudit(ctx context.Context) (store.AuditEvent, error)
+}
+
+// Log records events. Create it with Open; stop it with Close.
+type Log struct {
+	app    Appender
+	logger *slog.Logger
+	now    func() time.Time
+	ch     chan request
+	done   chan struct{}
+
+	closeOnce sync.Once
+	// seq and prev are owned by the writer goroutine.
+	seq  int64
+	prev []byte
+}
+
+// request is an event, or a flush marker when flushed is set.
+type request struct {
+	ev      Event
+	flushed chan struct{}
+}
+
+const (
+	queueLen = 1 << 16
+	batchMax = 1024
+)
+
+// Open continues the chain from the newest stored event and starts the
+// writer. now is the clock; nil means time.Now.
+func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() time.Time) (*Log, error) {
+	if now == nil {
+		now = time.Now
+	}
+	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{})}
+	last, err := app.LastAudit(ctx)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		l.prev = genesis()
+	case err != nil:
+		return nil, fmt.Errorf("open audit log: %w", err)
+	default:
+		l.seq, l.prev = last.Seq, last.Hash
+	}
+	go l.run()
+	return l, nil
+}
+
+// genesis is the PrevHash of the first event.
+func genesis() []byte {
+	h := sha256.Sum256([]byte("keygate audit log"))
+	return h[:]
+}
+
+// Record queues an event. It never drops one: when the queue is full it
+// waits for the writer.
+func (l *Log) Record(e Event) {
+	if e.Time.IsZero() {
+		e.Time = l.now()
+	}
+	l.ch <- request{ev: e}
+}
+
+// Flush waits until every event recorded before the call is stored.
+func (l *Log) Flush(ctx context.Context) error {
+	done := make(chan struct{})
+	select {
+	case l.ch <- request{flushed: done}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stores what is queued and stops the writer. Record must not be
+// called after Close.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() { close(l.ch) })
+	<-l.done
+	return nil
+}
+
+func (l *Log) run() {
+	defer close(l.done)
+	batch := make([]store.AuditEvent, 0, batchMax)
+	var waiting []chan struct{}
+	for {
+		r, ok := <-l.ch
+		if !ok {
+			return
+		}
+		batch, waiting = l.add(batch, waiting, r)
+		// Take whatever else is queued, up to a batch.
+	more:
+		for len(batch) < batchMax {
+			select {
+			case r, ok := <-l.ch:
+				if !ok {
+					l.write(batch)
+					release(waiting)
+					return
+				}
+				batch, waiting = l.add(batch, waiting, r)
+			default:
+				break more
+			}
+		}
+		l.write(batch)
+		release(waiting)
+		batch, waiting = batch[:0], waiting[:0]
+	}
+}
+
+func (l *Log) add(batch []store.AuditEvent, waiting []chan struct{}, r request) ([]store.AuditEvent, []chan struct{}) {
+	if r.flushed != nil {
+		return batch, append(waiting, r.flushed)
+	}
+	l.seq++
+	e := toStored(l.seq, r.ev)
+	e.PrevHash = l.prev
+	e.Hash = Hash(e)
+	l.prev = e.Hash
+	return append(batch, e), waiting
+}
+
+// write stores a batch, retrying until it succeeds: an audit event is never
+// dropped, and a store that stays broken stops the gateway through
+// back-pressure rather than letting it run unaudited.
+func (l *Log) write(batch []store.AuditEvent) {
+	if len(batch) == 0 {
+		return
+	}
+	for attempt := 0; ; attempt++ {
+		err := l.app.AppendAudit(context.Background(), batch)
+		if err == nil {
+			return
+		}
+		l.logger.Error("audit write failed; retrying", "events", len(batch), "attempt", attempt+1, "err", err)
+		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second))
+	}
+}
+
+func release(waiting []chan struct{}) {
+	for _, w := range waiting {
+		close(w)
+	}
+}
+
+func toStored(seq int64, e Event) store.AuditEvent {
+	s := store.AuditEvent{
+		Seq:       seq,
+		Time:      e.Time.UTC(),
+		Type:      e.Type,
+		Actor:     redact(e.Actor),
+		User:      redact(e.User),
+		Database:  redact(e.Database),
+		Access:    e.Access,
+		Client:    e.Client,
+		SessionID: e.SessionID,
+		Query:     truncate(redact(e.Query), MaxQueryLen),
+		Reason:    redact(e.Reason),
+	}
+	if len(e.Detail) > 0 {
+		b, err := json.Marshal(e.Detail)
+		if err != nil {
+			b, _ = json.Marshal(map[string]string{"error": "detail not encodable: " + err.Error()})
+		}
+		s.Detail = []byte(redact(string(b)))
+	}
+	return s
+}
+
+// tokenShape matches a keygate token anywhere in a string.
+var tokenShape = regexp.MustCompile(regexp.QuoteMeta(token.Prefix) + `[A-Za-z0-9_\-.]+`)
+
+// redact removes anything shaped like a database token, for the case where
+// someone pastes a token into the wrong field or into a query. Tokens are
+// never recorded on purpose; this is the second line.
+func redact(s string) string {
+	if !strings.Contains(s, token.Prefix) {
+		return s
+	}
+	return tokenShape.ReplaceAllString(s, "[redacted token]")
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !isRuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("…[%d more bytes]", len(s)-cut)
+}
+
+func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// Hash computes an event's chain hash from its fields and PrevHash. Every
+// field is length-prefixed so that no two different events hash alike.
+func Hash(e store.AuditEvent) []byte {
+	h := sha256.New()
+	var buf [8]byte
+	writeBytes := func(b []byte) {
+		binary.BigEndian.PutUint64(buf[:], uint64(len(b)))
+		h.Write(buf[:])
+		h.Write(b)
+	}
+	writeBytes(e.PrevHash)
+	binary.BigEndian.PutUint64(buf[:], uint64(e.Seq))
+	h.Write(buf[:])
+	binary.BigEndian.PutUint64(buf[:], uint64(e.Time.UnixNano()))
+	h.Write(buf[:])
+	for _, f := range []string{e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, e.Query, e.Reason} {
+		writeBytes([]byte(f))
+	}
+	writeBytes(e.Detail)
+	return h.Sum(nil)
+}
+
+// Lister is the part of the store Verify reads.
+type Lister interface {
+	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error)
+}
+
+// Verify walks the whole chain and reports the first event whose hash, link
+// or sequence number is wrong. It returns the number of events checked.
+func Verify(ctx context.Context, l Lister) (int64, error) {
+	prev := genesis()
+	var seq int64
+	for {
+		events, err := l.ListAudit(ctx, store.AuditQuery{AfterSeq: seq, Limit: 5000})
+		if err != nil {
+			return seq, fmt.Errorf("verify audit log: %w", err)
+		}
+		if len(events) == 0 {
+			return seq, nil
+		}
+		for _, e := range events {
+			if e.Seq != seq+1 {
+				return seq, fmt.Errorf("audit log broken after event %d: next stored event is %d", seq, e.Seq)
+			}
+			if string(e.PrevHash) != string(prev) {
+				return seq, fmt.Errorf("audit log broken at event %d: it does not link to event %d", e.Seq, seq)
+			}
+			if string(Hash(e)) != string(e.Hash) {
+				return seq, fmt.Errorf("audit log broken at event %d: its content does not match its hash", e.Seq)
+			}
+			prev, seq = e.Hash, e.Seq
+		}
+	}
+}

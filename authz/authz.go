@@ -1,0 +1,134 @@
+// Package authz answers access questions from live state: the person's
+// current record and groups in the store, their sign-in session, and the
+// current policy. The token endpoint asks it before minting; the gateway asks
+// it at connect time and whenever the person's state changes. The decision
+// itself is access.Decide's.
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+)
+
+// Request asks whether a person may reach a database at a level through a
+// sign-in session.
+type Request struct {
+	User     string
+	Database string
+	Level    access.Level
+	// SignIn is the sign-in session id; empty skips the session check.
+	SignIn string
+}
+
+// Store is what authz reads.
+type Store interface {
+	GetUserByName(ctx context.Context, name string) (identity.User, error)
+	GroupsOf(ctx context.Context, userID string) ([]identity.Group, error)
+	GetSession(ctx context.Context, id string) (identity.Session, error)
+}
+
+// Authz answers Requests.
+type Authz struct {
+	store Store
+	now   func() time.Time
+	state atomic.Pointer[state]
+}
+
+type state struct {
+	policy    *access.Policy
+	databases map[string]access.Database
+}
+
+// New makes an Authz over s with an initial policy.
+func New(s Store, policy *access.Policy, dbs []access.Database, now func() time.Time) *Authz {
+	if now == nil {
+		now = time.Now
+	}
+	a := &Authz{store: s, now: now}
+	a.SetPolicy(policy, dbs)
+	return a
+}
+
+// SetPolicy swaps in a new policy and database list; later decisions use it.
+func (a *Authz) SetPolicy(policy *access.Policy, dbs []access.Database) {
+	m := make(map[string]access.Database, len(dbs))
+	for _, d := range dbs {
+		m[d.Name] = d
+	}
+	a.state.Store(&state{policy: policy, databases: m})
+}
+
+// Authorize decides r from live state. An error means the state could not be
+// read; a refusal is a Decision with Allowed false and a Reason.
+func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, error) {
+	st := a.state.Load()
+	refuse := func(format string, args ...any) (access.Decision, error) {
+		return access.Decision{User: r.User, Database: r.Database, Level: r.Level, Reason: fmt.Sprintf(format, args...)}, nil
+	}
+	db, ok := st.databases[r.Database]
+	if !ok {
+		return refuse("database %s is not configured in keygate", r.Database)
+	}
+	if r.SignIn != "" {
+		s, err := a.store.GetSession(ctx, r.SignIn)
+		if errors.Is(err, store.ErrNotFound) {
+			return refuse("the sign-in session this token came from no longer exists: sign in again")
+		}
+		if err != nil {
+			return access.Decision{}, fmt.Errorf("authorize %s: %w", r.User, err)
+		}
+		if !s.ValidAt(a.now()) {
+			return refuse("the sign-in session this token came from has ended (expired or revoked): sign in again")
+		}
+	}
+	p, err := a.principal(ctx, r.User)
+	if errors.Is(err, store.ErrNotFound) {
+		return refuse("%s is not a keygate user", r.User)
+	}
+	if err != nil {
+		return access.Decision{}, err
+	}
+	return st.policy.Decide(p, db, r.Level), nil
+}
+
+// LeastLevel is the lowest level user holds on database; ok is false when
+// they hold none.
+func (a *Authz) LeastLevel(ctx context.Context, user, database string) (level access.Level, ok bool, err error) {
+	st := a.state.Load()
+	db, found := st.databases[database]
+	if !found {
+		return "", false, nil
+	}
+	p, err := a.principal(ctx, user)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	level, ok = st.policy.LeastLevel(p, db)
+	return level, ok, nil
+}
+
+func (a *Authz) principal(ctx context.Context, name string) (identity.Principal, error) {
+	u, err := a.store.GetUserByName(ctx, name)
+	if err != nil {
+		return identity.Principal{}, fmt.Errorf("load %s: %w", name, err)
+	}
+	groups, err := a.store.GroupsOf(ctx, u.ID)
+	if err != nil {
+		return identity.Principal{}, fmt.Errorf("load groups of %s: %w", name, err)
+	}
+	p := identity.Principal{UserName: u.UserName, Active: u.Active, Attributes: u.Attributes}
+	for _, g := range groups {
+		p.Groups = append(p.Groups, g.Name)
+	}
+	return p, nil
+}

@@ -1,0 +1,209 @@
+// Package client is the CLI's side of keygate: it finds the server, trusts
+// keygate's CA, and calls the API with a session or admin credential.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/api"
+)
+
+// Client calls one keygate server.
+type Client struct {
+	base   *url.URL
+	http   *http.Client
+	bearer string
+}
+
+// New makes a client for server (https://host:port), trusting the CA bundle
+// in caFile (system roots when empty), authenticating with bearer.
+func New(server, caFile, bearer string) (*Client, error) {
+	u, err := url.Parse(server)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("server %q: use https://HOST:PORT, as in listen.api of the server's config", server)
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA bundle: %w (get it with `keygate ca --config FILE` or from %s/v1/ca.pem)", err, server)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA bundle %s holds no PEM certificate", caFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	return &Client{
+		base:   u,
+		bearer: bearer,
+		http:   &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}},
+	}, nil
+}
+
+// Error is an API error response.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// IsStatus reports whether err is an API error with the given status.
+func IsStatus(err error, status int) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Status == status
+}
+
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	// path is already escaped segment by segment.
+	target := strings.TrimSuffix(c.base.String(), "/") + path
+	if len(query) > 0 {
+		target += "?" + query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, target, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+c.bearer)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var uerr x509.UnknownAuthorityError
+		if errors.As(err, &uerr) {
+			return fmt.Errorf("%s does not present a certificate from the CA you gave: pass --ca with keygate's CA bundle (`keygate ca --config FILE`)", c.base.Host)
+		}
+		return fmt.Errorf("reach keygate at %s: %w", c.base, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read response from %s: %w", c.base, err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e api.Error
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
+		}
+		return &Error{Status: resp.StatusCode, Message: e.Error}
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode response from %s: %w", c.base, err)
+	}
+	return nil
+}
+
+// Token asks for a database token; access "" means the least privilege held.
+func (c *Client) Token(ctx context.Context, database, access string) (api.TokenResponse, error) {
+	var out api.TokenResponse
+	err := c.do(ctx, http.MethodPost, "/v1/tokens", nil, api.TokenRequest{Database: database, Access: access}, &out)
+	return out, err
+}
+
+// CreateGroup creates a group.
+func (c *Client) CreateGroup(ctx context.Context, name string) (api.Group, error) {
+	var out api.Group
+	err := c.do(ctx, http.MethodPost, "/v1/admin/groups", nil, api.GroupRequest{Name: name}, &out)
+	return out, err
+}
+
+// AddMember adds user to group.
+func (c *Client) AddMember(ctx context.Context, group, user string) (api.Group, error) {
+	var out api.Group
+	err := c.do(ctx, http.MethodPut, "/v1/admin/groups/"+url.PathEscape(group)+"/members/"+url.PathEscape(user), nil, nil, &out)
+	return out, err
+}
+
+// RemoveMember removes user from group.
+func (c *Client) RemoveMember(ctx context.Context, group, user string) (api.Group, error) {
+	var out api.Group
+	err := c.do(ctx, http.MethodDelete, "/v1/admin/groups/"+url.PathEscape(group)+"/members/"+url.PathEscape(user), nil, nil, &out)
+	return out, err
+}
+
+// CreateUser creates a user in groups, creating missing groups.
+func (c *Client) CreateUser(ctx context.Context, req api.UserRequest) (api.User, error) {
+	var out api.User
+	err := c.do(ctx, http.MethodPost, "/v1/admin/users", nil, req, &out)
+	return out, err
+}
+
+// DisableUser disables a user.
+func (c *Client) DisableUser(ctx context.Context, name string) (api.User, error) {
+	var out api.User
+	err := c.do(ctx, http.MethodPost, "/v1/admin/users/"+url.PathEscape(name)+"/disable", nil, nil, &out)
+	return out, err
+}
+
+// CreateSession creates a sign-in session for user.
+func (c *Client) CreateSession(ctx context.Context, user, ttl string) (api.SessionResponse, error) {
+	var out api.SessionResponse
+	err := c.do(ctx, http.MethodPost, "/v1/admin/sessions", nil, api.SessionRequest{User: user, TTL: ttl}, &out)
+	return out, err
+}
+
+// AuditFilter selects audit events.
+type AuditFilter struct {
+	User, Database, Type string
+	Since                time.Time
+}
+
+// Audit calls fn for every matching event, oldest first, page by page.
+func (c *Client) Audit(ctx context.Context, f AuditFilter, fn func(api.AuditEvent) error) error {
+	var after int64
+	for {
+		q := url.Values{}
+		for k, v := range map[string]string{"user": f.User, "database": f.Database, "type": f.Type} {
+			if v != "" {
+				q.Set(k, v)
+			}
+		}
+		if !f.Since.IsZero() {
+			q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
+		}
+		if after > 0 {
+			q.Set("after", strconv.FormatInt(after, 10))
+		}
+		var page api.AuditPage
+		if err := c.do(ctx, http.MethodGet, "/v1/admin/audit", q, nil, &page); err != nil {
+			return err
+		}
+		for _, e := range page.Events {
+			if err := fn(e); err != nil {
+				return err
+			}
+		}
+		if page.Next == 0 {
+			return nil
+		}
+		after = page.Next
+	}
+}

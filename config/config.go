@@ -1,0 +1,408 @@
+// Package config reads keygate's YAML configuration. Reading is strict: an
+// unknown key is an error that names its line, because a misspelt key that is
+// silently ignored is how access rules quietly stop applying.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/keygate/keygate/access"
+)
+
+// Config is the whole configuration file.
+type Config struct {
+	DataDir         string          `yaml:"data_dir"`
+	PublicHostnames []string        `yaml:"public_hostnames"`
+	Listen          Listen          `yaml:"listen"`
+	Log             Log             `yaml:"log"`
+	Databases       []Database      `yaml:"databases"`
+	PermissionSets  []PermissionSet `yaml:"permission_sets"`
+	Assignments     []Assignment    `yaml:"assignments"`
+	// ShutdownGrace is how long a stopping server lets live sessions finish
+	// before it ends them.
+	ShutdownGrace Duration `yaml:"shutdown_grace"`
+
+	// path is the file the config was read from; relative paths in the file
+	// are resolved against its directory.
+	path string
+	// lines maps YAML paths such as "databases[0].name" to source lines for
+	// validation messages.
+	lines map[string]int
+}
+
+// Listen holds the listener addresses.
+type Listen struct {
+	API      string `yaml:"api"`
+	Postgres string `yaml:"postgres"`
+}
+
+// Log configures the server's own log.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error; default info
+	Format string `yaml:"format"` // text or json; default text
+}
+
+// Database is one upstream database that people reach through keygate.
+type Database struct {
+	Name     string            `yaml:"name"`
+	Engine   string            `yaml:"engine"`
+	Address  string            `yaml:"address"`
+	Database string            `yaml:"database"`
+	Schemas  []string          `yaml:"schemas"`
+	Tags     map[string]string `yaml:"tags"`
+	Admin    AdminCredential   `yaml:"admin"`
+	// TLS is how keygate connects upstream: disable, prefer (default),
+	// require or verify-full.
+	TLS string `yaml:"tls"`
+	// TLSCAFile is the CA bundle that verify-full checks the upstream
+	// certificate against.
+	TLSCAFile string `yaml:"tls_ca_file"`
+}
+
+// AdminCredential is the upstream role that keygate uses to manage per-person
+// roles. The password itself never appears in the file.
+type AdminCredential struct {
+	User        string `yaml:"user"`
+	PasswordEnv string `yaml:"password_env"`
+}
+
+// PermissionSet maps to access.PermissionSet.
+type PermissionSet struct {
+	Name     string   `yaml:"name"`
+	Access   string   `yaml:"access"`
+	TokenTTL Duration `yaml:"token_ttl"`
+}
+
+// Assignment maps to access.Assignment.
+type Assignment struct {
+	Group         string   `yaml:"group"`
+	PermissionSet string   `yaml:"permission_set"`
+	Databases     []string `yaml:"databases"`
+}
+
+// Duration is a time.Duration written as "15m", "8h" or "365d".
+type Duration time.Duration
+
+// UnmarshalYAML accepts Go durations plus a "d" suffix for days.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// ParseDuration parses a Go duration, or a whole number of days such as "365d".
+func ParseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("invalid duration %q: use a whole number of days such as 30d", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("invalid duration %q: use a form such as 15m, 8h or 30d", s)
+	}
+	return v, nil
+}
+
+// Engines keygate can front.
+const (
+	EnginePostgres = "postgres"
+)
+
+// Default values.
+const (
+	DefaultAPIListen      = "127.0.0.1:8443"
+	DefaultPostgresListen = "127.0.0.1:5433"
+	DefaultShutdownGrace  = 30 * time.Second
+)
+
+// Load reads, defaults and validates the config at path.
+func Load(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return Parse(abs, raw)
+}
+
+// Parse reads a config from raw. path names the file in error messages and
+// anchors relative paths.
+func Parse(path string, raw []byte) (*Config, error) {
+	c := &Config{path: path}
+	dec := yaml.NewDecoder(bytes.NewReader(raw))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, yamlErrorText(err))
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, yamlErrorText(err))
+	}
+	c.lines = map[string]int{}
+	indexLines(&doc, "", c.lines)
+	c.applyDefaults()
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+
+// yamlErrorText rewrites yaml's "field x not found in type config.Y" into
+// something a person editing the file understands.
+func yamlErrorText(err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return strings.TrimPrefix(err.Error(), "yaml: ")
+	}
+	var msgs []string
+	for _, e := range te.Errors {
+		if m := yamlLine.FindStringSubmatch(e); m != nil {
+			msgs = append(msgs, fmt.Sprintf("line %s: unknown key %q", m[1], m[2]))
+			continue
+		}
+		msgs = append(msgs, e)
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// indexLines records the line of every mapping value and sequence item.
+func indexLines(n *yaml.Node, prefix string, out map[string]int) {
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			indexLines(c, prefix, out)
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			key := n.Content[i].Value
+			p := key
+			if prefix != "" {
+				p = prefix + "." + key
+			}
+			out[p] = n.Content[i].Line
+			indexLines(n.Content[i+1], p, out)
+		}
+	case yaml.SequenceNode:
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", prefix, i)
+			out[p] = c.Line
+			indexLines(c, p, out)
+		}
+	}
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen.API == "" {
+		c.Listen.API = DefaultAPIListen
+	}
+	if c.Listen.Postgres == "" {
+		c.Listen.Postgres = DefaultPostgresListen
+	}
+	if len(c.PublicHostnames) == 0 {
+		c.PublicHostnames = []string{"localhost", "127.0.0.1"}
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = Duration(DefaultShutdownGrace)
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	for i := range c.Databases {
+		d := &c.Databases[i]
+		if d.Engine == "" {
+			d.Engine = EnginePostgres
+		}
+		if d.Database == "" {
+			d.Database = d.Name
+		}
+		if len(d.Schemas) == 0 {
+			d.Schemas = []string{"public"}
+		}
+		if d.TLS == "" {
+			d.TLS = "prefer"
+		}
+	}
+	for i := range c.PermissionSets {
+		if c.PermissionSets[i].TokenTTL == 0 {
+			c.PermissionSets[i].TokenTTL = Duration(access.DefaultTokenTTL)
+		}
+	}
+}
+
+// errorAt formats a validation error for the YAML path p.
+func (c *Config) errorAt(p, format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	if line, ok := c.lines[p]; ok {
+		return fmt.Errorf("%s:%d: %s", c.path, line, msg)
+	}
+	return fmt.Errorf("%s: %s", c.path, msg)
+}
+
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
+
+func (c *Config) validate() error {
+	var errs []error
+	add := func(err error) { errs = append(errs, err) }
+	if c.DataDir == "" {
+		add(c.errorAt("data_dir", "data_dir is required: the directory where keygate keeps its state, CA and keys"))
+	}
+	for key, addr := range map[string]string{"listen.api": c.Listen.API, "listen.postgres": c.Listen.Postgres} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add(c.errorAt(key, "%s %q is not host:port", key, addr))
+		}
+	}
+	if !map[string]bool{"debug": true, "info": true, "warn": true, "error": true}[c.Log.Level] {
+		add(c.errorAt("log.level", "log.level %q: use debug, info, warn or error", c.Log.Level))
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		add(c.errorAt("log.format", "log.format %q: use text or json", c.Log.Format))
+	}
+	dbs := map[string]bool{}
+	for i, d := range c.Databases {
+		p := fmt.Sprintf("databases[%d]", i)
+		switch {
+		case !nameRE.MatchString(d.Name):
+			add(c.errorAt(p+".name", "database name %q: use 1-40 lower-case letters, digits, _ or -, starting with a letter", d.Name))
+		case dbs[d.Name]:
+			add(c.errorAt(p+".name", "database %q is defined twice", d.Name))
+		}
+		dbs[d.Name] = true
+		if d.Engine != EnginePostgres {
+			add(c.errorAt(p+".engine", "database %q: engine %q is not supported; use postgres", d.Name, d.Engine))
+		}
+		if _, _, err := net.SplitHostPort(d.Address); err != nil {
+			add(c.errorAt(p+".address", "database %q: address %q is not host:port", d.Name, d.Address))
+		}
+		if d.Admin.User == "" {
+			add(c.errorAt(p+".admin", "database %q: admin.user is required: a role with CREATEROLE that keygate manages per-person roles with", d.Name))
+		}
+		if d.Admin.PasswordEnv == "" {
+			add(c.errorAt(p+".admin", "database %q: admin.password_env is required: the environment variable that holds the admin role's password", d.Name))
+		}
+		switch d.TLS {
+		case "disable", "prefer", "require", "verify-full":
+		default:
+			add(c.errorAt(p+".tls", "database %q: tls %q: use disable, prefer, require or verify-full", d.Name, d.TLS))
+		}
+		if d.TLS == "verify-full" && d.TLSCAFile == "" {
+			add(c.errorAt(p+".tls", "database %q: tls verify-full needs tls_ca_file", d.Name))
+		}
+	}
+	sets := map[string]bool{}
+	for i, s := range c.PermissionSets {
+		p := fmt.Sprintf("permission_sets[%d]", i)
+		if s.Name == "" {
+			add(c.errorAt(p, "permission set without a name"))
+		} else if sets[s.Name] {
+			add(c.errorAt(p+".name", "permission set %q is defined twice", s.Name))
+		}
+		sets[s.Name] = true
+		if _, err := access.ParseLevel(s.Access); err != nil {
+			add(c.errorAt(p+".access", "permission set %q: %v", s.Name, err))
+		}
+		if ttl := time.Duration(s.TokenTTL); ttl < time.Second || ttl > access.MaxTokenTTL {
+			add(c.errorAt(p+".token_ttl", "permission set %q: token_ttl %s must be between 1s and %s", s.Name, ttl, access.MaxTokenTTL))
+		}
+	}
+	for i, a := range c.Assignments {
+		p := fmt.Sprintf("assignments[%d]", i)
+		if a.Group == "" {
+			add(c.errorAt(p, "assignment without a group"))
+		}
+		if !sets[a.PermissionSet] {
+			add(c.errorAt(p+".permission_set", "assignment for group %q names permission set %q, which is not defined under permission_sets", a.Group, a.PermissionSet))
+		}
+		if len(a.Databases) == 0 {
+			add(c.errorAt(p+".databases", "assignment for group %q lists no databases: name them, or use \"*\" for all", a.Group))
+		}
+		for j, db := range a.Databases {
+			if db != access.AllDatabases && !dbs[db] {
+				add(c.errorAt(fmt.Sprintf("%s.databases[%d]", p, j), "assignment for group %q names database %q, which is not defined under databases", a.Group, db))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Path is the file the config was read from.
+func (c *Config) Path() string { return c.path }
+
+// Resolve makes a path from the config file absolute, relative to the
+// directory that holds the file.
+func (c *Config) Resolve(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(c.path), p)
+}
+
+// DataPath is the absolute path of name inside data_dir.
+func (c *Config) DataPath(name string) string {
+	return filepath.Join(c.Resolve(c.DataDir), name)
+}
+
+// Policy builds the access policy the config describes.
+func (c *Config) Policy() (*access.Policy, error) {
+	sets := make([]access.PermissionSet, 0, len(c.PermissionSets))
+	for _, s := range c.PermissionSets {
+		sets = append(sets, access.PermissionSet{Name: s.Name, Level: access.Level(s.Access), TokenTTL: time.Duration(s.TokenTTL)})
+	}
+	as := make([]access.Assignment, 0, len(c.Assignments))
+	for _, a := range c.Assignments {
+		as = append(as, access.Assignment{Group: a.Group, PermissionSet: a.PermissionSet, Databases: a.Databases})
+	}
+	return access.NewPolicy(sets, as)
+}
+
+// FindDatabase returns the database named name.
+func (c *Config) FindDatabase(name string) (Database, bool) {
+	for _, d := range c.Databases {
+		if d.Name == name {
+			return d, true
+		}
+	}
+	return Database{}, false
+}
+
+// AccessDatabase is the database as the access decision sees it.
+func (d Database) AccessDatabase() access.Database {
+	return access.Database{Name: d.Name, Tags: d.Tags}
+}
+
+// APIURL is the URL clients use to reach the API, derived from listen.api:
+// a wildcard listen address is replaced by the first public hostname.
+func (c *Config) APIURL() string {
+	host, port, err := net.SplitHostPort(c.Listen.API)
+	if err != nil {
+		return "https://" + c.Listen.API
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = c.PublicHostnames[0]
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}

@@ -1,0 +1,376 @@
+// Package gateway is the protocol-neutral core of keygate's database
+// gateways: it authenticates a connection's token, re-checks the person's
+// entitlement, keeps the registry of live sessions, routes cancel requests,
+// and ends sessions whose entitlement goes away. The wire protocols live in
+// sub-packages (pgwire) behind the Engine interface.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/token"
+)
+
+// Verifier checks a token's signature and lifetime.
+type Verifier interface {
+	Verify(tok string) (token.Claims, error)
+}
+
+// Authorizer decides from live state whether a request is allowed now.
+type Authorizer interface {
+	Authorize(ctx context.Context, r authz.Request) (access.Decision, error)
+}
+
+// Auditor records audit events.
+type Auditor interface {
+	Record(e audit.Event)
+}
+
+// Engine serves one client connection of a wire protocol.
+type Engine interface {
+	Serve(ctx context.Context, conn net.Conn)
+}
+
+// RefusalKind classifies a refusal so that each protocol can pick its error
+// code.
+type RefusalKind int
+
+// Kinds of refusal.
+const (
+	RefusedCredentials RefusalKind = iota + 1 // the token is bad
+	RefusedAccess                             // the person may not do this
+	RefusedUnavailable                        // keygate or the upstream cannot serve now
+	RefusedProtocol                           // the client broke the protocol
+)
+
+// Refusal is an error whose Reason is safe to show the client and to write
+// to the audit log; Err, if any, is internal detail for the server log.
+type Refusal struct {
+	Kind   RefusalKind
+	Reason string
+	Err    error
+}
+
+func (r *Refusal) Error() string {
+	if r.Err != nil {
+		return r.Reason + ": " + r.Err.Error()
+	}
+	return r.Reason
+}
+
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Gateway is shared by all engines.
+type Gateway struct {
+	verifier Verifier
+	authz    Authorizer
+	audit    Auditor
+	log      *slog.Logger
+	now      func() time.Time
+
+	mu       sync.Mutex
+	sessions map[*Session]struct{}
+	byPID    map[uint32]*Session
+	conns    sync.WaitGroup
+}
+
+// New makes a gateway core.
+func New(v Verifier, authz Authorizer, a Auditor, log *slog.Logger, now func() time.Time) *Gateway {
+	if now == nil {
+		now = time.Now
+	}
+	return &Gateway{verifier: v, authz: authz, audit: a, log: log, now: now, sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{}}
+}
+
+// Audit records an event.
+func (g *Gateway) Audit(e audit.Event) { g.audit.Record(e) }
+
+// Logger is the gateway's logger.
+func (g *Gateway) Logger() *slog.Logger { return g.log }
+
+// Hello is what a client presents: who it says it is, where it wants to go,
+// and the token it offers as password.
+type Hello struct {
+	User     string
+	Database string
+	Token    string
+	Client   string
+}
+
+// Authenticate checks a client's token and entitlement. A refusal is
+// audited here, with its reason; the caller only reports it to the client.
+func (g *Gateway) Authenticate(ctx context.Context, h Hello) (access.Decision, token.Claims, error) {
+	d, c, err := g.authenticate(ctx, h)
+	if err != nil {
+		var r *Refusal
+		if !errors.As(err, &r) {
+			r = &Refusal{Kind: RefusedUnavailable, Reason: "keygate could not check the token", Err: err}
+		}
+		g.Refuse(h, c, r)
+		return access.Decision{}, token.Claims{}, r
+	}
+	return d, c, nil
+}
+
+// Refuse audits and logs a refused connection.
+func (g *Gateway) Refuse(h Hello, c token.Claims, r *Refusal) {
+	user := h.User
+	if token.LooksLikeToken(user) {
+		user = "[token given as user name]"
+	}
+	g.audit.Record(audit.Event{Type: audit.ConnectRefused, User: user, Database: h.Database, Access: string(c.Access), Client: h.Client, Reason: r.Reason,
+		Detail: map[string]any{"token_id": c.ID}})
+	g.log.Info("connection refused", "user", user, "database", h.Database, "client", h.Client, "reason", r.Reason, "err", r.Err)
+}
+
+func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, token.Claims, error) {
+	if h.Token == "" {
+		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: "no token given: use a token from `keygate db token` as the password"}
+	}
+	c, err := g.verifier.Verify(h.Token)
+	if err != nil {
+		reason := err.Error()
+		switch {
+		case errors.Is(err, token.ErrExpired):
+			reason += fmt.Sprintf(": get a fresh one with `keygate db token %s`", h.Database)
+		case errors.Is(err, token.ErrMalformed) && !token.LooksLikeToken(h.Token):
+			reason = "the password is not a keygate token: use the output of `keygate db token` as the password"
+		}
+		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: reason}
+	}
+	if !strings.EqualFold(c.User, h.User) {
+		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token was issued to %s, not %s: connect with user=%s", c.User, h.User, c.User)}
+	}
+	if c.Database != h.Database {
+		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token is for database %s, not %s: connect with dbname=%s", c.Database, h.Database, c.Database)}
+	}
+	d, err := g.authz.Authorize(ctx, authz.Request{User: c.User, Database: c.Database, Level: c.Access, SignIn: c.Session})
+	if err != nil {
+		return access.Decision{}, c, &Refusal{Kind: RefusedUnavailable, Reason: "keygate could not check your access", Err: err}
+	}
+	if !d.Allowed {
+		return access.Decision{}, c, &Refusal{Kind: RefusedAccess, Reason: "access denied: " + d.Reason}
+	}
+	return d, c, nil
+}
+
+// Session is a live gateway session.
+type Session struct {
+	ID           string
+	User         string
+	Database     string
+	Level        access.Level
+	SignIn       string
+	TokenID      string
+	Client       string
+	UpstreamRole string
+	Started      time.Time
+
+	// PID and Secret are the cancel key handed to the client. They are
+	// keygate's own, never the upstream's.
+	PID    uint32
+	Secret uint32
+
+	BytesFromClient atomic.Int64
+	BytesToClient   atomic.Int64
+
+	// Kill ends the session with a reason shown to the client. Set by the
+	// engine before Register; safe to call more than once.
+	Kill func(reason string)
+	// CancelUpstream cancels the statement running upstream.
+	CancelUpstream func(ctx context.Context) error
+
+	killed atomic.Bool
+}
+
+// Register adds a session to the registry, gives it a cancel key, audits its
+// start, and checks its entitlement once more: a change that committed while
+// the connection was being set up is caught here, one that commits later by
+// the watcher.
+func (g *Gateway) Register(ctx context.Context, s *Session) error {
+	s.ID = uuid.NewString()
+	s.Started = g.now()
+	g.mu.Lock()
+	for {
+		s.PID, s.Secret = randomKey()
+		if _, taken := g.byPID[s.PID]; !taken && s.PID != 0 {
+			break
+		}
+	}
+	g.sessions[s] = struct{}{}
+	g.byPID[s.PID] = s
+	g.mu.Unlock()
+	g.audit.Record(audit.Event{Time: s.Started, Type: audit.SessionStart, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID,
+		Detail: map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}})
+	g.log.Info("session started", "session", s.ID, "user", s.User, "database", s.Database, "access", s.Level, "client", s.Client, "upstream_role", s.UpstreamRole)
+	return g.recheck(ctx, s)
+}
+
+// Unregister removes a session and audits its end.
+func (g *Gateway) Unregister(s *Session, reason string) {
+	g.mu.Lock()
+	delete(g.sessions, s)
+	delete(g.byPID, s.PID)
+	g.mu.Unlock()
+	dur := g.now().Sub(s.Started)
+	g.audit.Record(audit.Event{Type: audit.SessionEnd, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Reason: reason,
+		Detail: map[string]any{"duration_ms": dur.Milliseconds(), "bytes_from_client": s.BytesFromClient.Load(), "bytes_to_client": s.BytesToClient.Load()}})
+	g.log.Info("session ended", "session", s.ID, "user", s.User, "database", s.Database, "duration", dur.Round(time.Millisecond), "reason", reason)
+}
+
+// Statement audits one statement of a session.
+func (g *Gateway) Statement(s *Session, text string) {
+	g.audit.Record(audit.Event{Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Query: text})
+}
+
+func randomKey() (uint32, uint32) {
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	// Keep the pid positive as a signed 32-bit number: some clients
+	// store it in an int32.
+	return binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, binary.BigEndian.Uint32(b[4:])
+}
+
+// Cancel handles a client's cancel request: if pid and secret match a live
+// session, the statement running upstream is cancelled. Unmatched requests
+// are ignored, as PostgreSQL does, so they reveal nothing.
+func (g *Gateway) Cancel(ctx context.Context, pid, secret uint32, client string) {
+	g.mu.Lock()
+	s, ok := g.byPID[pid]
+	g.mu.Unlock()
+	if !ok || subtle.ConstantTimeEq(int32(s.Secret), int32(secret)) != 1 {
+		g.log.Info("cancel request matched no session", "client", client)
+		return
+	}
+	if err := s.CancelUpstream(ctx); err != nil {
+		g.log.Warn("cancel failed", "session", s.ID, "err", err)
+		return
+	}
+	g.audit.Record(audit.Event{Type: audit.QueryCancel, User: s.User, Database: s.Database, Access: string(s.Level), Client: client, SessionID: s.ID})
+}
+
+// Sessions lists the live sessions.
+func (g *Gateway) Sessions() []*Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]*Session, 0, len(g.sessions))
+	for s := range g.sessions {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Watch re-decides live sessions as changes arrive, ending those whose
+// entitlement is gone. It returns when changes is closed.
+func (g *Gateway) Watch(ctx context.Context, changes <-chan store.Change) {
+	for c := range changes {
+		for _, s := range g.Sessions() {
+			if affects(c, s) {
+				g.recheck(ctx, s)
+			}
+		}
+	}
+}
+
+// affects reports whether a change may alter a session's entitlement. Group
+// changes and resyncs may affect anyone.
+func affects(c store.Change, s *Session) bool {
+	switch c.Kind {
+	case store.UserChanged, store.MembershipChanged, store.SessionChanged:
+		return strings.EqualFold(c.User, s.User)
+	}
+	return true
+}
+
+// Recheck re-decides every live session, for a policy reload.
+func (g *Gateway) Recheck(ctx context.Context) {
+	for _, s := range g.Sessions() {
+		g.recheck(ctx, s)
+	}
+}
+
+// recheck ends s if it is no longer allowed. An error from the authorizer
+// leaves the session alone: keygate's own trouble is not a revocation.
+func (g *Gateway) recheck(ctx context.Context, s *Session) error {
+	d, err := g.authz.Authorize(ctx, authz.Request{User: s.User, Database: s.Database, Level: s.Level, SignIn: s.SignIn})
+	if err != nil {
+		g.log.Error("could not re-check a live session", "session", s.ID, "user", s.User, "err", err)
+		return nil
+	}
+	if d.Allowed {
+		return nil
+	}
+	g.End(s, "access revoked: "+d.Reason)
+	return &Refusal{Kind: RefusedAccess, Reason: "access revoked: " + d.Reason}
+}
+
+// End kills a session once, with a reason.
+func (g *Gateway) End(s *Session, reason string) {
+	if !s.killed.CompareAndSwap(false, true) {
+		return
+	}
+	g.log.Info("ending session", "session", s.ID, "user", s.User, "database", s.Database, "reason", reason)
+	s.Kill(reason)
+}
+
+// Serve accepts connections on ln and hands each to engine until ctx ends
+// or ln is closed.
+func (g *Gateway) Serve(ctx context.Context, ln net.Listener, engine Engine) error {
+	for {
+		conn, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+			return fmt.Errorf("accept: %w", err)
+		}
+		g.conns.Add(1)
+		go func() {
+			defer g.conns.Done()
+			engine.Serve(ctx, conn)
+		}()
+	}
+}
+
+// Drain waits for connections to finish until ctx ends, then ends the
+// sessions still open and waits for them to close.
+func (g *Gateway) Drain(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		g.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	for _, s := range g.Sessions() {
+		g.End(s, "keygate is shutting down")
+	}
+	<-done
+}

@@ -1,0 +1,294 @@
+// Package pgwire is keygate's PostgreSQL front end. It speaks the server side
+// of the protocol up to authentication — TLS only, the token as a cleartext
+// password inside TLS — then logs in upstream as the person's role and relays
+// the rest of the conversation message by message, auditing statements.
+//
+// Only one request is accepted in plaintext: a CancelRequest carrying a
+// cancel key that keygate itself handed out, because libpq before 17, pgjdbc
+// and node-postgres send it that way.
+package pgwire
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/gateway"
+	"github.com/keygate/keygate/token"
+	"github.com/keygate/keygate/upstream/postgres"
+)
+
+// TLSRequired is what a plaintext client is told.
+const TLSRequired = "keygate requires TLS: connect with sslmode=verify-full and the keygate CA (sslrootcert=ca.pem from `keygate ca`)"
+
+// Upstream opens connections to one upstream database.
+type Upstream interface {
+	Connect(ctx context.Context, person string, level access.Level, params map[string]string) (*postgres.Conn, error)
+	Cancel(ctx context.Context, pid uint32, secret []byte) error
+}
+
+// Server is the PostgreSQL engine.
+type Server struct {
+	Gateway *gateway.Gateway
+	// TLS returns the configuration for a new connection, so that a
+	// renewed certificate applies without a restart.
+	TLS func() *tls.Config
+	// Upstreams maps keygate database names to upstreams.
+	Upstreams map[string]Upstream
+	// HandshakeTimeout bounds everything before the session starts.
+	HandshakeTimeout time.Duration
+}
+
+var _ gateway.Engine = (*Server)(nil)
+
+// Serve implements gateway.Engine.
+func (srv *Server) Serve(ctx context.Context, conn net.Conn) {
+	defer conn.Close()
+	timeout := srv.HandshakeTimeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	conn.SetDeadline(time.Now().Add(timeout))
+	h := &handshake{srv: srv, raw: conn, client: conn.RemoteAddr().String()}
+	sess, err := h.run(ctx)
+	if err != nil {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, errHandled) {
+			srv.Gateway.Logger().Debug("connection closed during start-up", "client", h.client, "err", err)
+		}
+		return
+	}
+	conn.SetDeadline(time.Time{})
+	sess.relay()
+}
+
+// errHandled marks a start-up that ended the way the protocol wants (a
+// cancel request, a refusal already sent).
+var errHandled = errors.New("handled")
+
+type handshake struct {
+	srv    *Server
+	raw    net.Conn
+	client string
+	conn   net.Conn // raw, or TLS over raw
+	r      *bufio.Reader
+}
+
+func (h *handshake) run(ctx context.Context) (*session, error) {
+	h.conn = h.raw
+	h.r = bufio.NewReaderSize(h.raw, 512)
+	// A client may go straight to TLS (PostgreSQL 17 sslnegotiation=direct).
+	first, err := h.r.Peek(1)
+	if err != nil {
+		return nil, err
+	}
+	if first[0] == 0x16 {
+		if err := h.startTLS(true); err != nil {
+			return nil, err
+		}
+	}
+	for negotiations := 0; ; negotiations++ {
+		pkt, err := readStartupPacket(h.r)
+		if err != nil {
+			return nil, h.protocolError(err)
+		}
+		switch pkt.kind {
+		case kindCancel:
+			h.srv.Gateway.Cancel(ctx, pkt.cancelPID, cancelSecret(pkt.cancelSecret), h.client)
+			return nil, errHandled
+		case kindGSSENC, kindSSL:
+			if h.conn != h.raw || negotiations > 2 {
+				return nil, h.protocolError(fmt.Errorf("%w: repeated encryption request", errProtocol))
+			}
+			if pkt.kind == kindGSSENC {
+				if _, err := h.raw.Write([]byte{'N'}); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			// Bytes sent after SSLRequest but before the TLS handshake
+			// would be read as if they were protected (CVE-2021-23214).
+			if h.r.Buffered() > 0 {
+				return nil, h.protocolError(fmt.Errorf("%w: data after SSLRequest", errProtocol))
+			}
+			if _, err := h.raw.Write([]byte{'S'}); err != nil {
+				return nil, err
+			}
+			if err := h.startTLS(false); err != nil {
+				return nil, err
+			}
+		case kindStartup:
+			if h.conn == h.raw {
+				h.refuse(gateway.Hello{User: pkt.params["user"], Database: pkt.params["database"], Client: h.client},
+					&gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: TLSRequired})
+				return nil, errHandled
+			}
+			return h.startup(ctx, pkt)
+		}
+	}
+}
+
+// cancelSecret turns a 3.0 cancel key into keygate's 32-bit secret. Keys of
+// another length were never handed out by keygate and match nothing.
+func cancelSecret(b []byte) uint32 {
+	if len(b) != 4 {
+		return 0
+	}
+	return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+}
+
+func (h *handshake) startTLS(direct bool) error {
+	cfg := h.srv.TLS().Clone()
+	if direct {
+		// Direct TLS must say it is PostgreSQL, so that a TLS connection
+		// meant for another service cannot be redirected here.
+		cfg.NextProtos = []string{"postgresql"}
+	}
+	var rawConn net.Conn = h.raw
+	if direct {
+		rawConn = &prefixConn{Conn: h.raw, r: h.r}
+	}
+	tc := tls.Server(rawConn, cfg)
+	if err := tc.Handshake(); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	if direct && tc.ConnectionState().NegotiatedProtocol != "postgresql" {
+		return fmt.Errorf("%w: direct TLS without ALPN postgresql", errProtocol)
+	}
+	h.conn = tc
+	h.r = bufio.NewReaderSize(tc, 512)
+	return nil
+}
+
+// prefixConn reads what a bufio.Reader already holds before the connection.
+type prefixConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, error) {
+	if pkt.minor > 0 {
+		// Offer 3.0 and name the protocol options we do not know, as
+		// PostgreSQL does; the client then carries on in 3.0.
+		var unknown []string
+		for k := range pkt.params {
+			if len(k) > 5 && k[:5] == "_pq_." {
+				unknown = append(unknown, k)
+			}
+		}
+		slices.Sort(unknown)
+		if err := h.send(&pgproto3.NegotiateProtocolVersion{NewestMinorProtocol: 0, UnrecognizedOptions: unknown}); err != nil {
+			return nil, err
+		}
+	}
+	params := pkt.params
+	hello := gateway.Hello{User: params["user"], Database: params["database"], Client: h.client}
+	if hello.User == "" {
+		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: "no user name given: connect with user=<your keygate user name>"})
+		return nil, errHandled
+	}
+	if hello.Database == "" {
+		hello.Database = hello.User
+	}
+	if v, ok := params["replication"]; ok && v != "false" && v != "off" && v != "no" && v != "0" {
+		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: "keygate does not relay replication connections"})
+		return nil, errHandled
+	}
+	if err := h.send(&pgproto3.AuthenticationCleartextPassword{}); err != nil {
+		return nil, err
+	}
+	pw, err := readPassword(h.r)
+	if err != nil {
+		return nil, h.protocolError(err)
+	}
+	hello.Token = pw
+	decision, claims, err := h.srv.Gateway.Authenticate(ctx, hello)
+	if err != nil {
+		var r *gateway.Refusal
+		errors.As(err, &r)
+		h.sendError(r)
+		return nil, errHandled
+	}
+	up, ok := h.srv.Upstreams[claims.Database]
+	if !ok {
+		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedAccess, Reason: fmt.Sprintf("database %s is not configured in keygate", claims.Database)})
+		return nil, errHandled
+	}
+	upConn, err := up.Connect(ctx, decision.User, claims.Access, params)
+	if err != nil {
+		reason := fmt.Sprintf("keygate could not log you in to %s upstream; the keygate log says why", claims.Database)
+		if errors.Is(err, postgres.ErrUnavailable) {
+			reason = fmt.Sprintf("database %s is unavailable right now", claims.Database)
+		}
+		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedUnavailable, Reason: reason, Err: err})
+		return nil, errHandled
+	}
+	s := newSession(h, upConn, up)
+	s.gs.User, s.gs.Database, s.gs.Level, s.gs.SignIn, s.gs.TokenID = decision.User, claims.Database, claims.Access, claims.Session, claims.ID
+	if err := h.srv.Gateway.Register(ctx, s.gs); err != nil {
+		// Revoked while connecting: Kill has already closed upstream.
+		var r *gateway.Refusal
+		errors.As(err, &r)
+		h.sendError(r)
+		h.srv.Gateway.Unregister(s.gs, r.Reason)
+		return nil, errHandled
+	}
+	if err := s.greet(); err != nil {
+		upConn.Close()
+		h.srv.Gateway.Unregister(s.gs, "client went away during start-up")
+		return nil, err
+	}
+	return s, nil
+}
+
+// send writes backend messages to the client.
+func (h *handshake) send(msgs ...pgproto3.BackendMessage) error {
+	var buf []byte
+	var err error
+	for _, m := range msgs {
+		if buf, err = m.Encode(buf); err != nil {
+			return err
+		}
+	}
+	_, err = h.conn.Write(buf)
+	return err
+}
+
+// refuse audits a refusal and tells the client.
+func (h *handshake) refuse(hello gateway.Hello, r *gateway.Refusal) {
+	h.srv.Gateway.Refuse(hello, token.Claims{}, r)
+	h.sendError(r)
+}
+
+func (h *handshake) protocolError(err error) error {
+	if errors.Is(err, errProtocol) {
+		h.sendError(&gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: "invalid start-up packet", Err: err})
+		return errHandled
+	}
+	return err
+}
+
+// sendError sends a FATAL ErrorResponse for a refusal.
+func (h *handshake) sendError(r *gateway.Refusal) {
+	h.send(fatal(r))
+}
+
+func fatal(r *gateway.Refusal) *pgproto3.ErrorResponse {
+	code := map[gateway.RefusalKind]string{
+		gateway.RefusedCredentials: "28P01", // invalid_password
+		gateway.RefusedAccess:      "28000", // invalid_authorization_specification
+		gateway.RefusedUnavailable: "57P03", // cannot_connect_now
+		gateway.RefusedProtocol:    "08P01", // protocol_violation
+	}[r.Kind]
+	return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: code, Message: "keygate: " + r.Reason}
+}

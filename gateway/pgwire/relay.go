@@ -1,0 +1,243 @@
+package pgwire
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/gateway"
+	"github.com/keygate/keygate/upstream/postgres"
+)
+
+// Buffer sizes. The client reader must hold a whole audited prefix of a
+// statement so that it can be read in place.
+const (
+	clientReadBuf  = audit.MaxQueryLen + 5
+	upstreamBuf    = 64 << 10
+	clientWriteBuf = 64 << 10
+	// maxMessage is PostgreSQL's own limit on a message.
+	maxMessage = 1 << 30
+)
+
+// session relays one authenticated connection.
+type session struct {
+	gw     *gateway.Gateway
+	gs     *gateway.Session
+	client net.Conn
+	cr     *bufio.Reader
+	cw     *bufio.Writer
+	up     *postgres.Conn
+	ur     *bufio.Reader
+	uw     *bufio.Writer
+
+	killReason atomic.Pointer[string]
+}
+
+func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
+	s := &session{
+		gw:     h.srv.Gateway,
+		client: h.conn,
+		cr:     bufio.NewReaderSize(h.r, clientReadBuf),
+		cw:     bufio.NewWriterSize(h.conn, clientWriteBuf),
+		up:     up,
+		ur:     bufio.NewReaderSize(up, upstreamBuf),
+		uw:     bufio.NewWriterSize(up, upstreamBuf),
+	}
+	s.gs = &gateway.Session{Client: h.client, UpstreamRole: up.Role}
+	s.gs.Kill = s.kill
+	s.gs.CancelUpstream = func(ctx context.Context) error { return upstream.Cancel(ctx, up.PID, up.SecretKey) }
+	return s
+}
+
+// kill ends the session: closing the upstream connection stops the relay at
+// a message boundary, where the client is told why; the cancel stops a
+// statement the backend would otherwise run to completion.
+func (s *session) kill(reason string) {
+	s.killReason.Store(&reason)
+	s.up.Close()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.gs.CancelUpstream(ctx); err != nil {
+			s.gw.Logger().Debug("cancel after kill failed", "session", s.gs.ID, "err", err)
+		}
+	}()
+}
+
+// greet finishes start-up: authentication is done, here are the server's
+// parameters, the cancel key (keygate's own) and the first ReadyForQuery.
+func (s *session) greet() error {
+	var buf []byte
+	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
+	for k, v := range s.up.Params {
+		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
+	}
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.gs.PID, SecretKey: binary.BigEndian.AppendUint32(nil, s.gs.Secret)}).Encode(buf)
+	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: s.up.TxStatus}).Encode(buf)
+	_, err := s.client.Write(buf)
+	return err
+}
+
+// relay copies messages both ways until either side ends.
+func (s *session) relay() {
+	var wg sync.WaitGroup
+	var clientErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		clientErr = s.fromClient()
+		// The client is done: let upstream know, which ends toClient.
+		s.up.Close()
+	}()
+	upErr := s.toClient()
+	// Upstream is done (or killed): stop reading the client.
+	s.client.Close()
+	wg.Wait()
+
+	reason := "client disconnected"
+	switch {
+	case s.killReason.Load() != nil:
+		reason = *s.killReason.Load()
+	case errors.Is(clientErr, errClientTerminated):
+		reason = "client closed the session"
+	case upErr != nil && !errors.Is(upErr, net.ErrClosed) && clientErr == nil:
+		reason = "upstream closed the connection"
+	case errors.Is(clientErr, errProtocol):
+		reason = clientErr.Error()
+	}
+	s.gw.Unregister(s.gs, reason)
+}
+
+var errClientTerminated = errors.New("client sent Terminate")
+
+// fromClient relays client messages upstream, auditing statement text.
+func (s *session) fromClient() error {
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(s.cr, hdr[:]); err != nil {
+			return err
+		}
+		typ, n := hdr[0], int(binary.BigEndian.Uint32(hdr[1:]))-4
+		if n < 0 || n > maxMessage {
+			return fmt.Errorf("%w: message %q of length %d", errProtocol, typ, n+4)
+		}
+		if typ == 'Q' || typ == 'P' {
+			if err := s.auditStatement(typ, n); err != nil {
+				return err
+			}
+		}
+		if _, err := s.uw.Write(hdr[:]); err != nil {
+			return err
+		}
+		if err := copyN(s.uw, s.cr, n); err != nil {
+			return err
+		}
+		s.gs.BytesFromClient.Add(int64(n + 5))
+		if s.cr.Buffered() == 0 || typ == 'X' {
+			if err := s.uw.Flush(); err != nil {
+				return err
+			}
+		}
+		if typ == 'X' {
+			return errClientTerminated
+		}
+	}
+}
+
+// auditStatement records the text of a Query or Parse message whose body
+// (n bytes) is next in the client reader, without consuming it.
+func (s *session) auditStatement(typ byte, n int) error {
+	body, err := s.cr.Peek(min(n, s.cr.Size()))
+	if err != nil {
+		return err
+	}
+	if typ == 'P' {
+		// Parse: statement name, then the query.
+		i := bytes.IndexByte(body, 0)
+		if i < 0 {
+			return nil
+		}
+		body = body[i+1:]
+	}
+	text, truncated := body, n > len(body)
+	if i := bytes.IndexByte(body, 0); i >= 0 {
+		text, truncated = body[:i], false
+	}
+	q := string(text)
+	if truncated {
+		q += fmt.Sprintf("…[statement longer than %d bytes]", len(body))
+	}
+	s.gw.Statement(s.gs, q)
+	return nil
+}
+
+// toClient relays upstream messages to the client whole, so that a kill can
+// always append a clean FATAL error.
+func (s *session) toClient() error {
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(s.ur, hdr[:]); err != nil {
+			return s.finish(err, true)
+		}
+		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
+		if n < 0 || n > maxMessage {
+			return s.finish(fmt.Errorf("upstream sent a message of length %d", n+4), true)
+		}
+		s.cw.Write(hdr[:])
+		if err := copyN(s.cw, s.ur, n); err != nil {
+			return s.finish(err, false)
+		}
+		s.gs.BytesToClient.Add(int64(n + 5))
+		if s.ur.Buffered() == 0 {
+			if err := s.cw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// finish flushes what the client is owed; if the session was killed and the
+// stream is at a message boundary, it ends with a FATAL error that says why.
+func (s *session) finish(err error, atBoundary bool) error {
+	if r := s.killReason.Load(); r != nil && atBoundary {
+		s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+		buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "keygate: " + *r}).Encode(nil)
+		s.cw.Write(buf)
+	}
+	if atBoundary {
+		s.cw.Flush()
+	}
+	return err
+}
+
+// copyN moves n bytes from r to w through r's buffer, without allocating.
+func copyN(w *bufio.Writer, r *bufio.Reader, n int) error {
+	for n > 0 {
+		k := r.Buffered()
+		if k == 0 {
+			if _, err := r.Peek(1); err != nil {
+				return err
+			}
+			k = r.Buffered()
+		}
+		k = min(k, n)
+		b, _ := r.Peek(k)
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		r.Discard(k)
+		n -= k
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+// Package identity holds keygate's domain types: the people, groups and
+// sign-in sessions that every other package talks about. It does no I/O, so
+// the access decision, the store and the wire protocols can all share one
+// vocabulary without depending on each other.
+package identity
+
+import (
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// User is a person known to keygate. UserName is how they identify themselves
+// to a database client (the PostgreSQL user name) and is unique without regard
+// to case.
+type User struct {
+	ID          string
+	UserName    string
+	Email       string
+	DisplayName string
+	ExternalID  string
+	// Active is false for a disabled person: still readable for audit, but
+	// holding no access.
+	Active bool
+	// Attributes are the person's principal tags (department, project,
+	// environment, ...) that attribute conditions are evaluated against.
+	Attributes map[string]string
+	Created    time.Time
+	Modified   time.Time
+	// Version increases on every change; it is the basis of ETags.
+	Version int64
+}
+
+// Group is a named set of people. Groups are the unit of access: assignments
+// map a group to a permission set on databases.
+type Group struct {
+	ID          string
+	Name        string
+	ExternalID  string
+	Created     time.Time
+	Modified    time.Time
+	Version     int64
+	MemberCount int
+}
+
+// Membership records one person joining or leaving a group, so that "who was
+// in this group at time T" stays answerable after the fact.
+type Membership struct {
+	Group  string
+	User   string
+	Joined time.Time
+	// Left is zero while the membership lasts.
+	Left time.Time
+	// Source says who made the change: "admin", a SCIM token name, ...
+	Source string
+}
+
+// Session is a signed-in person's credential for asking keygate for database
+// tokens. Only a hash of the credential is ever stored.
+type Session struct {
+	ID       string
+	User     string
+	Created  time.Time
+	Expires  time.Time
+	Revoked  time.Time
+	Source   string
+	MFA      bool
+	LastUsed time.Time
+}
+
+// ValidAt reports whether the session may be used at t.
+func (s Session) ValidAt(t time.Time) bool {
+	return s.Revoked.IsZero() && t.Before(s.Expires)
+}
+
+// Principal is a person as the access decision sees them: who they are, which
+// groups they are in and which tags they carry, at one moment.
+type Principal struct {
+	UserName   string
+	Active     bool
+	Groups     []string
+	Attributes map[string]string
+	MFA        bool
+}
+
+// InGroup reports whether the principal is a member of the named group.
+func (p Principal) InGroup(name string) bool {
+	for _, g := range p.Groups {
+		if g == name {
+			return true
+		}
+	}
+	return false
+}
+
+// maxNameLen bounds user and group names. PostgreSQL role names are at most 63
+// bytes and keygate appends a level suffix to user names, so longer names are
+// refused up front rather than truncated somewhere downstream.
+const maxNameLen = 56
+
+// ValidateName checks a user or group name: non-empty, at most 56 bytes, and
+// free of control characters and whitespace that would make it ambiguous in a
+// connection string or a log line.
+func ValidateName(kind, name string) error {
+	if name == "" {
+		return fmt.Errorf("%s name is empty", kind)
+	}
+	if len(name) > maxNameLen {
+		return fmt.Errorf("%s name %q is longer than %d bytes", kind, name, maxNameLen)
+	}
+	if strings.IndexFunc(name, func(r rune) bool {
+		return unicode.IsControl(r) || unicode.IsSpace(r) || r == unicode.ReplacementChar
+	}) >= 0 {
+		return fmt.Errorf("%s name %q contains whitespace or control characters", kind, name)
+	}
+	return nil
+}

@@ -1,0 +1,248 @@
+// Package pki runs keygate's internal certificate authority: one ECDSA P-256
+// CA, created on first start, that signs the certificate the gateway and API
+// present. Clients verify keygate with the CA bundle, the way RDS clients
+// verify with rds-ca-bundle.pem.
+package pki
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/keygate/keygate/internal/atomicfile"
+)
+
+// File names inside the PKI directory.
+const (
+	CAFile         = "ca.pem"
+	caKeyFile      = "ca.key"
+	serverCertFile = "server.pem"
+	serverKeyFile  = "server.key"
+)
+
+// Lifetimes. The server certificate is renewed well before it expires, at
+// every start.
+const (
+	caLifetime     = 10 * 365 * 24 * time.Hour
+	serverLifetime = 397 * 24 * time.Hour
+	renewBefore    = 30 * 24 * time.Hour
+)
+
+// Authority is the loaded CA and the server certificate it issued.
+type Authority struct {
+	dir     string
+	caCert  *x509.Certificate
+	caKey   *ecdsa.PrivateKey
+	caPEM   []byte
+	server  tls.Certificate
+	renewed bool
+}
+
+// Open loads the CA from dir, creating it on first use, and makes sure the
+// server certificate covers hostnames and is not close to expiry. now is the
+// current time (injectable for tests).
+func Open(dir string, hostnames []string, now time.Time) (*Authority, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create pki directory: %w", err)
+	}
+	a := &Authority{dir: dir}
+	if err := a.loadOrCreateCA(now); err != nil {
+		return nil, err
+	}
+	if err := a.loadOrIssueServer(hostnames, now); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// CAPEM is the CA bundle in PEM form.
+func (a *Authority) CAPEM() []byte { return slices.Clone(a.caPEM) }
+
+// CAPool is a pool holding the CA, for clients of keygate.
+func (a *Authority) CAPool() *x509.CertPool {
+	p := x509.NewCertPool()
+	p.AddCert(a.caCert)
+	return p
+}
+
+// Renewed reports whether Open issued a new server certificate.
+func (a *Authority) Renewed() bool { return a.renewed }
+
+// ServerTLS is the TLS configuration the gateway and API listen with.
+func (a *Authority) ServerTLS() *tls.Config {
+	cert := a.server
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+	}
+}
+
+func (a *Authority) loadOrCreateCA(now time.Time) error {
+	certPEM, err := os.ReadFile(filepath.Join(a.dir, CAFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return a.createCA(now)
+	}
+	if err != nil {
+		return fmt.Errorf("read CA: %w", err)
+	}
+	keyPEM, err := os.ReadFile(filepath.Join(a.dir, caKeyFile))
+	if err != nil {
+		return fmt.Errorf("read CA key: %w", err)
+	}
+	pair, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return fmt.Errorf("load CA from %s: %w", a.dir, err)
+	}
+	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+	if !ok {
+		return fmt.Errorf("load CA from %s: key is not ECDSA", a.dir)
+	}
+	a.caCert, a.caKey, a.caPEM = pair.Leaf, key, certPEM
+	return nil
+}
+
+func (a *Authority) createCA(now time.Time) error {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate CA key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial(),
+		Subject:               pkix.Name{Organization: []string{"keygate"}, CommonName: "keygate internal CA"},
+		NotBefore:             now.Add(-time.Hour),
+		NotAfter:              now.Add(caLifetime),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLenZero:        true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return fmt.Errorf("create CA certificate: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return fmt.Errorf("parse CA certificate: %w", err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := writeKey(filepath.Join(a.dir, caKeyFile), key); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(a.dir, CAFile), certPEM, 0o644); err != nil {
+		return err
+	}
+	a.caCert, a.caKey, a.caPEM = cert, key, certPEM
+	return nil
+}
+
+func (a *Authority) loadOrIssueServer(hostnames []string, now time.Time) error {
+	pair, err := tls.LoadX509KeyPair(filepath.Join(a.dir, serverCertFile), filepath.Join(a.dir, serverKeyFile))
+	if err == nil && a.serverStillGood(pair.Leaf, hostnames, now) {
+		a.server = pair
+		return nil
+	}
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("load server certificate: %w", err)
+	}
+	return a.issueServer(hostnames, now)
+}
+
+// serverStillGood reports whether cert was issued by this CA, names exactly
+// the configured hostnames and is not close to expiry.
+func (a *Authority) serverStillGood(cert *x509.Certificate, hostnames []string, now time.Time) bool {
+	if cert == nil || cert.CheckSignatureFrom(a.caCert) != nil || now.Add(renewBefore).After(cert.NotAfter) {
+		return false
+	}
+	var have []string
+	have = append(have, cert.DNSNames...)
+	for _, ip := range cert.IPAddresses {
+		have = append(have, ip.String())
+	}
+	want := normalizeHosts(hostnames)
+	slices.Sort(have)
+	return slices.Equal(have, want)
+}
+
+func normalizeHosts(hostnames []string) []string {
+	var out []string
+	for _, h := range hostnames {
+		if ip := net.ParseIP(h); ip != nil {
+			out = append(out, ip.String())
+			continue
+		}
+		out = append(out, h)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+func (a *Authority) issueServer(hostnames []string, now time.Time) error {
+	if len(hostnames) == 0 {
+		return errors.New("issue server certificate: public_hostnames is empty")
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return fmt.Errorf("generate server key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(),
+		Subject:      pkix.Name{Organization: []string{"keygate"}, CommonName: hostnames[0]},
+		NotBefore:    now.Add(-time.Hour),
+		NotAfter:     now.Add(serverLifetime),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range normalizeHosts(hostnames) {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.caCert, &key.PublicKey, a.caKey)
+	if err != nil {
+		return fmt.Errorf("create server certificate: %w", err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	if err := writeKey(filepath.Join(a.dir, serverKeyFile), key); err != nil {
+		return err
+	}
+	if err := atomicfile.WriteFile(filepath.Join(a.dir, serverCertFile), certPEM, 0o644); err != nil {
+		return err
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(a.dir, serverCertFile), filepath.Join(a.dir, serverKeyFile))
+	if err != nil {
+		return fmt.Errorf("load issued server certificate: %w", err)
+	}
+	a.server, a.renewed = pair, true
+	return nil
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(fmt.Sprintf("crypto/rand failed: %v", err))
+	}
+	return n
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return fmt.Errorf("encode key: %w", err)
+	}
+	return atomicfile.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600)
+}

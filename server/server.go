@@ -1,0 +1,271 @@
+// Package server assembles a keygate server from its parts — store, audit
+// log, CA, token keys, access policy, API and gateways — and runs it until
+// its context ends, then drains. `keygate server` and `keygate demo` both run
+// one.
+package server
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/api"
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/gateway"
+	"github.com/keygate/keygate/gateway/pgwire"
+	"github.com/keygate/keygate/internal/atomicfile"
+	"github.com/keygate/keygate/pki"
+	"github.com/keygate/keygate/store/sqlite"
+	"github.com/keygate/keygate/token"
+	"github.com/keygate/keygate/upstream/postgres"
+)
+
+// Files in data_dir.
+const (
+	StoreFile           = "keygate.db"
+	TokenKeysFile       = "token-keys.json"
+	AdminCredentialFile = "admin.credential"
+)
+
+// Server is an assembled keygate server with its listeners bound.
+type Server struct {
+	cfg       *config.Config
+	log       *slog.Logger
+	store     *sqlite.Store
+	audit     *audit.Log
+	ca        *pki.Authority
+	keys      *token.KeySet
+	gw        *gateway.Gateway
+	upstreams map[string]*postgres.Upstream
+	http      *http.Server
+	apiLn     net.Listener
+	pgLn      net.Listener
+	pgEngine  *pgwire.Server
+}
+
+// New opens the state in data_dir (creating it on first start), binds the
+// listeners and returns a server ready to Run. On error nothing is left
+// open.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
+	s := &Server{cfg: cfg, log: log, upstreams: map[string]*postgres.Upstream{}}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	dataDir := cfg.Resolve(cfg.DataDir)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data_dir: %w", err)
+	}
+	now := time.Now
+	if s.store, err = sqlite.Open(ctx, cfg.DataPath(StoreFile), now); err != nil {
+		return nil, err
+	}
+	if s.audit, err = audit.Open(ctx, s.store, log, now); err != nil {
+		return nil, err
+	}
+	if s.ca, err = pki.Open(dataDir, cfg.PublicHostnames, now()); err != nil {
+		return nil, err
+	}
+	if s.ca.Renewed() {
+		log.Info("issued gateway certificate", "hostnames", cfg.PublicHostnames)
+	}
+	if s.keys, err = token.LoadKeys(cfg.DataPath(TokenKeysFile), now()); err != nil {
+		return nil, err
+	}
+	if rotated, err := s.keys.Maintain(now()); err != nil {
+		return nil, err
+	} else if rotated {
+		log.Info("rotated token signing key", "key_ids", s.keys.KeyIDs())
+	}
+	adminHash, err := adminCredential(cfg.DataPath(AdminCredentialFile))
+	if err != nil {
+		return nil, err
+	}
+	policy, err := cfg.Policy()
+	if err != nil {
+		return nil, err
+	}
+	az := authz.New(s.store, policy, accessDatabases(cfg.Databases), now)
+
+	pgUpstreams := map[string]pgwire.Upstream{}
+	for _, d := range cfg.Databases {
+		password, ok := os.LookupEnv(d.Admin.PasswordEnv)
+		if !ok {
+			log.Warn("admin password variable is not set; connecting without a password", "database", d.Name, "variable", d.Admin.PasswordEnv)
+		}
+		u, err := postgres.New(postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas,
+			AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, log)
+		if err != nil {
+			return nil, err
+		}
+		s.upstreams[d.Name] = u
+		pgUpstreams[d.Name] = u
+	}
+
+	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.audit, log, now)
+	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams}
+
+	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.audit, Log: log, Now: now,
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM()}
+	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+
+	if s.apiLn, err = listen("listen.api", cfg.Listen.API); err != nil {
+		return nil, err
+	}
+	if s.pgLn, err = listen("listen.postgres", cfg.Listen.Postgres); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func accessDatabases(dbs []config.Database) []access.Database {
+	out := make([]access.Database, len(dbs))
+	for i, d := range dbs {
+		out[i] = d.AccessDatabase()
+	}
+	return out
+}
+
+func listen(key, addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		hint := ""
+		if strings.Contains(err.Error(), "address already in use") {
+			hint = ": another process holds the port; stop it or change " + key
+		}
+		return nil, fmt.Errorf("%s %s: %w%s", key, addr, err, hint)
+	}
+	return ln, nil
+}
+
+// adminCredential reads the admin credential's hash, creating the
+// credential (mode 0600) on first start.
+func adminCredential(path string) ([sha256.Size]byte, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		cred := api.NewCredential(api.AdminCredentialPrefix)
+		if err := atomicfile.WriteFile(path, []byte(cred+"\n"), 0o600); err != nil {
+			return [sha256.Size]byte{}, fmt.Errorf("create admin credential: %w", err)
+		}
+		return api.HashCredential(cred), nil
+	}
+	if err != nil {
+		return [sha256.Size]byte{}, fmt.Errorf("read admin credential: %w", err)
+	}
+	cred := strings.TrimSpace(string(raw))
+	if !strings.HasPrefix(cred, api.AdminCredentialPrefix) {
+		return [sha256.Size]byte{}, fmt.Errorf("admin credential %s is malformed: remove it and restart to make a new one", path)
+	}
+	return api.HashCredential(cred), nil
+}
+
+// APIAddr is the address the API listens on.
+func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
+
+// PostgresAddr is the address the PostgreSQL gateway listens on.
+func (s *Server) PostgresAddr() string { return s.pgLn.Addr().String() }
+
+// CAFile is the path of the CA bundle.
+func (s *Server) CAFile() string { return s.cfg.DataPath(pki.CAFile) }
+
+// Run serves until ctx ends, then stops accepting, lets live sessions
+// finish for shutdown_grace, ends the rest, and closes the state.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	watchCtx, stopWatch := context.WithCancel(context.Background())
+	defer stopWatch()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		s.gw.Watch(watchCtx, s.store.Watch(watchCtx))
+	}()
+	for name, u := range s.upstreams {
+		go func() {
+			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+			defer cancel()
+			if err := u.Check(cctx); err != nil {
+				s.log.Warn("upstream database is not ready; connections to it will fail until it is", "database", name, "err", err)
+			}
+		}()
+	}
+	go s.maintainKeys(ctx)
+
+	errc := make(chan error, 2)
+	go func() {
+		if err := s.http.ServeTLS(s.apiLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("api: %w", err)
+		}
+	}()
+	go func() {
+		if err := s.gw.Serve(ctx, s.pgLn, s.pgEngine); err != nil {
+			errc <- fmt.Errorf("postgres gateway: %w", err)
+		}
+	}()
+	s.log.Info("keygate is ready", "api", "https://"+s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	grace := time.Duration(s.cfg.ShutdownGrace)
+	s.log.Info("shutting down", "grace", grace, "live_sessions", len(s.gw.Sessions()))
+	s.pgLn.Close()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	s.http.Shutdown(shutdownCtx)
+	s.gw.Drain(shutdownCtx)
+	stopWatch()
+	<-watchDone
+	s.log.Info("stopped")
+	return runErr
+}
+
+// maintainKeys rotates the token signing key on schedule.
+func (s *Server) maintainKeys(ctx context.Context) {
+	t := time.NewTicker(24 * time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if rotated, err := s.keys.Maintain(time.Now()); err != nil {
+				s.log.Error("token key maintenance failed", "err", err)
+			} else if rotated {
+				s.log.Info("rotated token signing key", "key_ids", s.keys.KeyIDs())
+			}
+		}
+	}
+}
+
+// close releases everything New opened, in reverse order.
+func (s *Server) close() {
+	for _, ln := range []net.Listener{s.apiLn, s.pgLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+	for _, u := range s.upstreams {
+		u.Close()
+	}
+	if s.audit != nil {
+		s.audit.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}

@@ -1,0 +1,724 @@
+// Package sqlite is keygate's embedded store: one SQLite file in data_dir,
+// pure Go (modernc.org/sqlite), migrated with goose at open. Writes go through
+// a single connection so SQLite's one-writer rule never surfaces as "database
+// is locked"; reads use a separate pool and see every committed write (WAL).
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/pressly/goose/v3"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is the SQLite backend.
+type Store struct {
+	w, r *sql.DB
+	feed store.Feed
+	now  func() time.Time
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the database at path and applies pending
+// migrations. now is the clock; nil means time.Now.
+func Open(ctx context.Context, path string, now func() time.Time) (*Store, error) {
+	if now == nil {
+		now = time.Now
+	}
+	dsn := func(extra string) string {
+		q := url.Values{}
+		q.Add("_pragma", "foreign_keys(1)")
+		q.Add("_pragma", "busy_timeout(10000)")
+		q.Add("_pragma", "journal_mode(WAL)")
+		q.Add("_pragma", "synchronous(NORMAL)")
+		return "file:" + path + "?" + q.Encode() + extra
+	}
+	w, err := sql.Open("sqlite", dsn("&_txlock=immediate"))
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetConnMaxIdleTime(0)
+	if err := migrate(ctx, w); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r, err := sql.Open("sqlite", dsn("&_pragma=query_only(1)"))
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("open store %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	return &Store{w: w, r: r, now: now}, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	return nil
+}
+
+// Close closes both pools.
+func (s *Store) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// Watch implements store.Store.
+func (s *Store) Watch(ctx context.Context) <-chan store.Change { return s.feed.Watch(ctx) }
+
+// tx runs fn in a write transaction and publishes changes after commit.
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) ([]store.Change, error)) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	changes, err := fn(tx)
+	if err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	s.feed.Publish(changes...)
+	return nil
+}
+
+func nanos(t time.Time) int64 { return t.UnixNano() }
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+func fromNullNanos(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return fromNanos(n.Int64)
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && (se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY)
+}
+
+// ---- users
+
+const userColumns = `id, user_name, email, display_name, external_id, active, attributes, created, modified, version`
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanUser(row scanner) (identity.User, error) {
+	var u identity.User
+	var attrs string
+	var created, modified int64
+	if err := row.Scan(&u.ID, &u.UserName, &u.Email, &u.DisplayName, &u.ExternalID, &u.Active, &attrs, &created, &modified, &u.Version); err != nil {
+		return identity.User{}, err
+	}
+	if err := json.Unmarshal([]byte(attrs), &u.Attributes); err != nil {
+		return identity.User{}, fmt.Errorf("user %s attributes: %w", u.ID, err)
+	}
+	u.Created, u.Modified = fromNanos(created), fromNanos(modified)
+	return u, nil
+}
+
+func attributesJSON(a map[string]string) (string, error) {
+	if a == nil {
+		a = map[string]string{}
+	}
+	b, err := json.Marshal(a)
+	return string(b), err
+}
+
+// CreateUser implements store.Store.
+func (s *Store) CreateUser(ctx context.Context, u identity.User) (identity.User, error) {
+	if err := identity.ValidateName("user", u.UserName); err != nil {
+		return identity.User{}, fmt.Errorf("create user: %w", err)
+	}
+	now := s.now().UTC()
+	u.ID = uuid.NewString()
+	u.Created, u.Modified, u.Version = now, now, 1
+	attrs, err := attributesJSON(u.Attributes)
+	if err != nil {
+		return identity.User{}, fmt.Errorf("create user %q: %w", u.UserName, err)
+	}
+	err = s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.ID, u.UserName, u.Email, u.DisplayName, u.ExternalID, u.Active, attrs, nanos(now), nanos(now), u.Version)
+		if isUnique(err) {
+			return nil, fmt.Errorf("user %q: %w", u.UserName, store.ErrAlreadyExists)
+		}
+		return []store.Change{{Kind: store.UserChanged, User: u.UserName}}, err
+	})
+	if err != nil {
+		return identity.User{}, fmt.Errorf("create user %q: %w", u.UserName, err)
+	}
+	return u, nil
+}
+
+// GetUser implements store.Store.
+func (s *Store) GetUser(ctx context.Context, id string) (identity.User, error) {
+	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.User{}, fmt.Errorf("user %s: %w", id, store.ErrNotFound)
+	}
+	return u, err
+}
+
+// GetUserByName implements store.Store.
+func (s *Store) GetUserByName(ctx context.Context, name string) (identity.User, error) {
+	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE user_name = ? COLLATE NOCASE`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
+	}
+	return u, err
+}
+
+// ListUsers implements store.Store.
+func (s *Store) ListUsers(ctx context.Context) ([]identity.User, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY user_name COLLATE NOCASE`)
+	if err != nil {
+		return nil, fmt.Errorf("list users: %w", err)
+	}
+	return collect(rows, scanUser)
+}
+
+// UpdateUser implements store.Store.
+func (s *Store) UpdateUser(ctx context.Context, id string, fn func(identity.User) (identity.User, error)) (identity.User, error) {
+	var out identity.User
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		old, err := scanUser(tx.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("user %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		u, err := fn(old)
+		if err != nil {
+			return nil, err
+		}
+		if err := identity.ValidateName("user", u.UserName); err != nil {
+			return nil, err
+		}
+		u.ID, u.Created, u.Modified, u.Version = old.ID, old.Created, s.now().UTC(), old.Version+1
+		attrs, err := attributesJSON(u.Attributes)
+		if err != nil {
+			return nil, err
+		}
+		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, email = ?, display_name = ?, external_id = ?, active = ?, attributes = ?, modified = ?, version = ? WHERE id = ?`,
+			u.UserName, u.Email, u.DisplayName, u.ExternalID, u.Active, attrs, nanos(u.Modified), u.Version, u.ID)
+		if isUnique(err) {
+			return nil, fmt.Errorf("user %q: %w", u.UserName, store.ErrAlreadyExists)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if u.UserName != old.UserName {
+			if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET user_name = ? WHERE user_id = ? AND left_at IS NULL`, u.UserName, u.ID); err != nil {
+				return nil, err
+			}
+		}
+		out = u
+		changes := []store.Change{{Kind: store.UserChanged, User: old.UserName}}
+		if u.UserName != old.UserName {
+			changes = append(changes, store.Change{Kind: store.UserChanged, User: u.UserName})
+		}
+		return changes, nil
+	})
+	if err != nil {
+		return identity.User{}, fmt.Errorf("update user %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// DeleteUser implements store.Store.
+func (s *Store) DeleteUser(ctx context.Context, id string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var name string
+		err := tx.QueryRowContext(ctx, `SELECT user_name FROM users WHERE id = ?`, id).Scan(&name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("user %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET left_at = ?, left_by = 'user deleted' WHERE user_id = ? AND left_at IS NULL`, nanos(s.now()), id); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM users WHERE id = ?`, id); err != nil {
+			return nil, err
+		}
+		return []store.Change{{Kind: store.UserChanged, User: name}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete user %s: %w", id, err)
+	}
+	return nil
+}
+
+// ---- groups
+
+const groupColumns = `g.id, g.name, g.external_id, g.created, g.modified, g.version, (SELECT count(*) FROM members m WHERE m.group_id = g.id)`
+
+func scanGroup(row scanner) (identity.Group, error) {
+	var g identity.Group
+	var created, modified int64
+	if err := row.Scan(&g.ID, &g.Name, &g.ExternalID, &created, &modified, &g.Version, &g.MemberCount); err != nil {
+		return identity.Group{}, err
+	}
+	g.Created, g.Modified = fromNanos(created), fromNanos(modified)
+	return g, nil
+}
+
+// CreateGroup implements store.Store.
+func (s *Store) CreateGroup(ctx context.Context, g identity.Group) (identity.Group, error) {
+	if err := identity.ValidateName("group", g.Name); err != nil {
+		return identity.Group{}, fmt.Errorf("create group: %w", err)
+	}
+	now := s.now().UTC()
+	g.ID = uuid.NewString()
+	g.Created, g.Modified, g.Version, g.MemberCount = now, now, 1, 0
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, external_id, created, modified, version) VALUES (?, ?, ?, ?, ?, ?)`,
+			g.ID, g.Name, g.ExternalID, nanos(now), nanos(now), g.Version)
+		if isUnique(err) {
+			return nil, fmt.Errorf("group %q: %w", g.Name, store.ErrAlreadyExists)
+		}
+		return []store.Change{{Kind: store.GroupChanged, Group: g.Name}}, err
+	})
+	if err != nil {
+		return identity.Group{}, fmt.Errorf("create group %q: %w", g.Name, err)
+	}
+	return g, nil
+}
+
+// GetGroup implements store.Store.
+func (s *Store) GetGroup(ctx context.Context, id string) (identity.Group, error) {
+	g, err := scanGroup(s.r.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.Group{}, fmt.Errorf("group %s: %w", id, store.ErrNotFound)
+	}
+	return g, err
+}
+
+// GetGroupByName implements store.Store.
+func (s *Store) GetGroupByName(ctx context.Context, name string) (identity.Group, error) {
+	g, err := scanGroup(s.r.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.name = ? COLLATE NOCASE`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.Group{}, fmt.Errorf("group %q: %w", name, store.ErrNotFound)
+	}
+	return g, err
+}
+
+// ListGroups implements store.Store.
+func (s *Store) ListGroups(ctx context.Context) ([]identity.Group, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+groupColumns+` FROM groups g ORDER BY g.name COLLATE NOCASE`)
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	return collect(rows, scanGroup)
+}
+
+// UpdateGroup implements store.Store.
+func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(identity.Group) (identity.Group, error)) (identity.Group, error) {
+	var out identity.Group
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		old, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("group %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		g, err := fn(old)
+		if err != nil {
+			return nil, err
+		}
+		if err := identity.ValidateName("group", g.Name); err != nil {
+			return nil, err
+		}
+		g.ID, g.Created, g.Modified, g.Version, g.MemberCount = old.ID, old.Created, s.now().UTC(), old.Version+1, old.MemberCount
+		_, err = tx.ExecContext(ctx, `UPDATE groups SET name = ?, external_id = ?, modified = ?, version = ? WHERE id = ?`,
+			g.Name, g.ExternalID, nanos(g.Modified), g.Version, g.ID)
+		if isUnique(err) {
+			return nil, fmt.Errorf("group %q: %w", g.Name, store.ErrAlreadyExists)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = g
+		changes := []store.Change{{Kind: store.GroupChanged, Group: old.Name}}
+		if g.Name != old.Name {
+			changes = append(changes, store.Change{Kind: store.GroupChanged, Group: g.Name})
+		}
+		return changes, nil
+	})
+	if err != nil {
+		return identity.Group{}, fmt.Errorf("update group %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// DeleteGroup implements store.Store.
+func (s *Store) DeleteGroup(ctx context.Context, id string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var name string
+		err := tx.QueryRowContext(ctx, `SELECT name FROM groups WHERE id = ?`, id).Scan(&name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("group %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET left_at = ?, left_by = 'group deleted' WHERE group_id = ? AND left_at IS NULL`, nanos(s.now()), id); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM groups WHERE id = ?`, id); err != nil {
+			return nil, err
+		}
+		return []store.Change{{Kind: store.GroupChanged, Group: name}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("delete group %s: %w", id, err)
+	}
+	return nil
+}
+
+// ---- membership
+
+// AddMember implements store.Store.
+func (s *Store) AddMember(ctx context.Context, groupID, userID, source string) (bool, error) {
+	var added bool
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var groupName, userName string
+		if err := tx.QueryRowContext(ctx, `SELECT name FROM groups WHERE id = ?`, groupID).Scan(&groupName); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("group %s: %w", groupID, store.ErrNotFound)
+			}
+			return nil, err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT user_name FROM users WHERE id = ?`, userID).Scan(&userName); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return nil, fmt.Errorf("user %s: %w", userID, store.ErrNotFound)
+			}
+			return nil, err
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, groupID, userID)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, nil
+		}
+		added = true
+		if _, err := tx.ExecContext(ctx, `INSERT INTO membership_history (group_id, group_name, user_id, user_name, joined, joined_by) VALUES (?, ?, ?, ?, ?, ?)`,
+			groupID, groupName, userID, userName, nanos(s.now()), source); err != nil {
+			return nil, err
+		}
+		return []store.Change{{Kind: store.MembershipChanged, User: userName, Group: groupName}}, nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("add member %s to group %s: %w", userID, groupID, err)
+	}
+	return added, nil
+}
+
+// RemoveMember implements store.Store.
+func (s *Store) RemoveMember(ctx context.Context, groupID, userID, source string) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var groupName, userName string
+		err := tx.QueryRowContext(ctx, `SELECT g.name, u.user_name FROM members m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND m.user_id = ?`,
+			groupID, userID).Scan(&groupName, &userName)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("membership of %s in %s: %w", userID, groupID, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID); err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET left_at = ?, left_by = ? WHERE group_id = ? AND user_id = ? AND left_at IS NULL`,
+			nanos(s.now()), source, groupID, userID); err != nil {
+			return nil, err
+		}
+		return []store.Change{{Kind: store.MembershipChanged, User: userName, Group: groupName}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("remove member %s from group %s: %w", userID, groupID, err)
+	}
+	return nil
+}
+
+// ListMembers implements store.Store.
+func (s *Store) ListMembers(ctx context.Context, groupID string) ([]identity.User, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+prefixed("u.", userColumns)+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.user_name COLLATE NOCASE`, groupID)
+	if err != nil {
+		return nil, fmt.Errorf("list members of %s: %w", groupID, err)
+	}
+	return collect(rows, scanUser)
+}
+
+// GroupsOf implements store.Store.
+func (s *Store) GroupsOf(ctx context.Context, userID string) ([]identity.Group, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+groupColumns+` FROM members mm JOIN groups g ON g.id = mm.group_id WHERE mm.user_id = ? ORDER BY g.name COLLATE NOCASE`, userID)
+	if err != nil {
+		return nil, fmt.Errorf("groups of %s: %w", userID, err)
+	}
+	return collect(rows, scanGroup)
+}
+
+// MembershipHistory implements store.Store.
+func (s *Store) MembershipHistory(ctx context.Context, groupName string) ([]identity.Membership, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT group_name, user_name, joined, joined_by, left_at FROM membership_history
+		WHERE group_name = ?1 COLLATE NOCASE OR group_id IN (SELECT id FROM groups WHERE name = ?1 COLLATE NOCASE)
+		ORDER BY joined, id`, groupName)
+	if err != nil {
+		return nil, fmt.Errorf("membership history of %q: %w", groupName, err)
+	}
+	return collect(rows, func(row scanner) (identity.Membership, error) {
+		var m identity.Membership
+		var joined int64
+		var left sql.NullInt64
+		if err := row.Scan(&m.Group, &m.User, &joined, &m.Source, &left); err != nil {
+			return m, err
+		}
+		m.Joined, m.Left = fromNanos(joined), fromNullNanos(left)
+		return m, nil
+	})
+}
+
+// ---- sessions
+
+const sessionColumns = `s.id, u.user_name, s.created, s.expires, s.revoked, s.source, s.mfa`
+
+func scanSession(row scanner) (identity.Session, error) {
+	var ss identity.Session
+	var created, expires int64
+	var revoked sql.NullInt64
+	if err := row.Scan(&ss.ID, &ss.User, &created, &expires, &revoked, &ss.Source, &ss.MFA); err != nil {
+		return identity.Session{}, err
+	}
+	ss.Created, ss.Expires, ss.Revoked = fromNanos(created), fromNanos(expires), fromNullNanos(revoked)
+	return ss, nil
+}
+
+// CreateSession implements store.Store.
+func (s *Store) CreateSession(ctx context.Context, ss identity.Session, credentialHash []byte) (identity.Session, error) {
+	ss.ID = uuid.NewString()
+	if ss.Created.IsZero() {
+		ss.Created = s.now().UTC()
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var userID, userName string
+		err := tx.QueryRowContext(ctx, `SELECT id, user_name FROM users WHERE user_name = ? COLLATE NOCASE`, ss.User).Scan(&userID, &userName)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("user %q: %w", ss.User, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		ss.User = userName
+		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (id, secret_hash, user_id, created, expires, source, mfa) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			ss.ID, credentialHash, userID, nanos(ss.Created), nanos(ss.Expires), ss.Source, ss.MFA)
+		if isUnique(err) {
+			return nil, fmt.Errorf("session credential: %w", store.ErrAlreadyExists)
+		}
+		return []store.Change{{Kind: store.SessionChanged, User: userName}}, err
+	})
+	if err != nil {
+		return identity.Session{}, fmt.Errorf("create session for %q: %w", ss.User, err)
+	}
+	return ss, nil
+}
+
+// GetSessionByHash implements store.Store.
+func (s *Store) GetSessionByHash(ctx context.Context, credentialHash []byte) (identity.Session, error) {
+	ss, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?`, credentialHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.Session{}, fmt.Errorf("session: %w", store.ErrNotFound)
+	}
+	return ss, err
+}
+
+// GetSession implements store.Store.
+func (s *Store) GetSession(ctx context.Context, id string) (identity.Session, error) {
+	ss, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return identity.Session{}, fmt.Errorf("session %s: %w", id, store.ErrNotFound)
+	}
+	return ss, err
+}
+
+// ListSessions implements store.Store.
+func (s *Store) ListSessions(ctx context.Context, userName string) ([]identity.Session, error) {
+	q := `SELECT ` + sessionColumns + ` FROM sessions s JOIN users u ON u.id = s.user_id`
+	var args []any
+	if userName != "" {
+		q += ` WHERE u.user_name = ? COLLATE NOCASE`
+		args = append(args, userName)
+	}
+	rows, err := s.r.QueryContext(ctx, q+` ORDER BY s.created`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list sessions: %w", err)
+	}
+	return collect(rows, scanSession)
+}
+
+// RevokeSession implements store.Store.
+func (s *Store) RevokeSession(ctx context.Context, id string, at time.Time) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var userName string
+		err := tx.QueryRowContext(ctx, `SELECT u.user_name FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id).Scan(&userName)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("session %s: %w", id, store.ErrNotFound)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE id = ? AND revoked IS NULL`, nanos(at), id); err != nil {
+			return nil, err
+		}
+		return []store.Change{{Kind: store.SessionChanged, User: userName}}, nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoke session %s: %w", id, err)
+	}
+	return nil
+}
+
+// ---- audit
+
+const auditColumns = `seq, time, type, actor, user_name, database, access, client, session_id, query, reason, detail, prev_hash, hash`
+
+func scanAudit(row scanner) (store.AuditEvent, error) {
+	var e store.AuditEvent
+	var t int64
+	var detail string
+	if err := row.Scan(&e.Seq, &t, &e.Type, &e.Actor, &e.User, &e.Database, &e.Access, &e.Client, &e.SessionID, &e.Query, &e.Reason, &detail, &e.PrevHash, &e.Hash); err != nil {
+		return e, err
+	}
+	e.Time, e.Detail = fromNanos(t), []byte(detail)
+	return e, nil
+}
+
+// AppendAudit implements store.Store.
+func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return nil, err
+		}
+		defer stmt.Close()
+		for _, e := range events {
+			detail := string(e.Detail)
+			if detail == "" {
+				detail = "{}"
+			}
+			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, e.Query, e.Reason, detail, e.PrevHash, e.Hash); err != nil {
+				return nil, fmt.Errorf("event %d: %w", e.Seq, err)
+			}
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	return nil
+}
+
+// LastAudit implements store.Store.
+func (s *Store) LastAudit(ctx context.Context) (store.AuditEvent, error) {
+	e, err := scanAudit(s.w.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_events ORDER BY seq DESC LIMIT 1`))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.AuditEvent{}, fmt.Errorf("audit log is empty: %w", store.ErrNotFound)
+	}
+	return e, err
+}
+
+// ListAudit implements store.Store.
+func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error) {
+	var where []string
+	var args []any
+	if q.User != "" {
+		where, args = append(where, `user_name = ? COLLATE NOCASE`), append(args, q.User)
+	}
+	if q.Database != "" {
+		where, args = append(where, `database = ?`), append(args, q.Database)
+	}
+	if q.Type != "" {
+		where, args = append(where, `(type = ? OR substr(type, 1, ?) = ?)`), append(args, q.Type, len(q.Type)+1, q.Type+".")
+	}
+	if !q.Since.IsZero() {
+		where, args = append(where, `time >= ?`), append(args, nanos(q.Since))
+	}
+	if !q.Until.IsZero() {
+		where, args = append(where, `time < ?`), append(args, nanos(q.Until))
+	}
+	if q.AfterSeq > 0 {
+		where, args = append(where, `seq > ?`), append(args, q.AfterSeq)
+	}
+	sqlText := `SELECT ` + auditColumns + ` FROM audit_events`
+	if len(where) > 0 {
+		sqlText += ` WHERE ` + strings.Join(where, ` AND `)
+	}
+	sqlText += ` ORDER BY seq`
+	if q.Limit > 0 {
+		sqlText += ` LIMIT ?`
+		args = append(args, q.Limit)
+	}
+	rows, err := s.r.QueryContext(ctx, sqlText, args...)
+	if err != nil {
+		return nil, fmt.Errorf("list audit: %w", err)
+	}
+	return collect(rows, scanAudit)
+}
+
+// ---- helpers
+
+func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) {
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func prefixed(prefix, columns string) string {
+	parts := strings.Split(columns, ", ")
+	for i := range parts {
+		parts[i] = prefix + parts[i]
+	}
+	return strings.Join(parts, ", ")
+}

@@ -1,0 +1,61 @@
+package sqlite
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/storetest"
+)
+
+func TestConformance(t *testing.T) {
+	storetest.Run(t, func(t *testing.T, clock *storetest.Clock) store.Store {
+		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "keygate.db"), clock.Now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestAuditIsAppendOnly(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "keygate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 1, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.ExecContext(ctx, `UPDATE audit_events SET query = 'tampered'`); err == nil {
+		t.Fatal("UPDATE of audit_events succeeded")
+	}
+	if _, err := s.w.ExecContext(ctx, `DELETE FROM audit_events`); err == nil {
+		t.Fatal("DELETE from audit_events succeeded")
+	}
+}
+
+func TestReopenKeepsData(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "keygate.db")
+	s, err := Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.CreateGroup(ctx, identity.Group{Name: "analysts"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	s, err = Open(ctx, path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.GetGroup(ctx, g.ID); err != nil {
+		t.Fatalf("group lost across reopen: %v", err)
+	}
+}

@@ -1,0 +1,153 @@
+// Package store defines how keygate keeps its state: people, groups, their
+// membership history, sign-in sessions and the audit log, plus a change feed
+// that tells the gateway when someone's access may have changed.
+//
+// The interface follows one grid — Create/Get/List/Update/Delete per thing,
+// updates through a function so each backend owns its transaction — and only
+// the sentinel errors below cross it. Every backend must pass storetest.Run.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/keygate/keygate/identity"
+)
+
+// Sentinel errors. Backends wrap them; callers test with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrAlreadyExists = errors.New("already exists")
+)
+
+// Store is keygate's persistent state.
+type Store interface {
+	CreateUser(ctx context.Context, u identity.User) (identity.User, error)
+	GetUser(ctx context.Context, id string) (identity.User, error)
+	// GetUserByName finds a user by user name, ignoring case.
+	GetUserByName(ctx context.Context, name string) (identity.User, error)
+	ListUsers(ctx context.Context) ([]identity.User, error)
+	// UpdateUser applies fn to the user inside one transaction. ID, Created
+	// and Version are kept by the store; Version increases.
+	UpdateUser(ctx context.Context, id string, fn func(identity.User) (identity.User, error)) (identity.User, error)
+	DeleteUser(ctx context.Context, id string) error
+
+	CreateGroup(ctx context.Context, g identity.Group) (identity.Group, error)
+	GetGroup(ctx context.Context, id string) (identity.Group, error)
+	// GetGroupByName finds a group by name, ignoring case.
+	GetGroupByName(ctx context.Context, name string) (identity.Group, error)
+	ListGroups(ctx context.Context) ([]identity.Group, error)
+	UpdateGroup(ctx context.Context, id string, fn func(identity.Group) (identity.Group, error)) (identity.Group, error)
+	DeleteGroup(ctx context.Context, id string) error
+
+	// AddMember makes the user a member of the group; added is false when
+	// they already were. source is recorded in the membership history.
+	AddMember(ctx context.Context, groupID, userID, source string) (added bool, err error)
+	// RemoveMember ends a membership; ErrNotFound if there was none.
+	RemoveMember(ctx context.Context, groupID, userID, source string) error
+	ListMembers(ctx context.Context, groupID string) ([]identity.User, error)
+	// GroupsOf lists the groups a user is in now.
+	GroupsOf(ctx context.Context, userID string) ([]identity.Group, error)
+	// MembershipHistory lists every membership of the named group, past and
+	// present, oldest first. It answers for deleted groups and users too.
+	MembershipHistory(ctx context.Context, groupName string) ([]identity.Membership, error)
+
+	// CreateSession stores a session under the hash of its credential.
+	CreateSession(ctx context.Context, s identity.Session, credentialHash []byte) (identity.Session, error)
+	GetSessionByHash(ctx context.Context, credentialHash []byte) (identity.Session, error)
+	GetSession(ctx context.Context, id string) (identity.Session, error)
+	ListSessions(ctx context.Context, userName string) ([]identity.Session, error)
+	RevokeSession(ctx context.Context, id string, at time.Time) error
+
+	// AppendAudit appends events in order. Events are never updated or
+	// deleted.
+	AppendAudit(ctx context.Context, events []AuditEvent) error
+	// LastAudit returns the newest event, or ErrNotFound on an empty log.
+	LastAudit(ctx context.Context) (AuditEvent, error)
+	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
+
+	// Watch delivers every change committed after the call until ctx ends.
+	Watch(ctx context.Context) <-chan Change
+
+	Close() error
+}
+
+// ChangeKind says what a Change is about.
+type ChangeKind int
+
+// Kinds of change.
+const (
+	// UserChanged: a user was created, updated (including disabled) or
+	// deleted. Change.User is set.
+	UserChanged ChangeKind = iota + 1
+	// GroupChanged: a group was created, renamed or deleted. Everyone in it
+	// may be affected. Change.Group is set.
+	GroupChanged
+	// MembershipChanged: Change.User joined or left Change.Group.
+	MembershipChanged
+	// SessionChanged: a sign-in session of Change.User was created or revoked.
+	SessionChanged
+	// Resync: changes were lost (a slow subscriber); re-check everything.
+	Resync
+)
+
+func (k ChangeKind) String() string {
+	switch k {
+	case UserChanged:
+		return "user"
+	case GroupChanged:
+		return "group"
+	case MembershipChanged:
+		return "membership"
+	case SessionChanged:
+		return "session"
+	case Resync:
+		return "resync"
+	}
+	return fmt.Sprintf("ChangeKind(%d)", int(k))
+}
+
+// Change is one committed change, named by user and group names as they were
+// when the change happened.
+type Change struct {
+	Kind  ChangeKind
+	User  string
+	Group string
+}
+
+// AuditEvent is one entry of the append-only audit log. Hash chains each
+// event to the one before it; the audit package computes it.
+type AuditEvent struct {
+	Seq       int64
+	Time      time.Time
+	Type      string
+	Actor     string
+	User      string
+	Database  string
+	Access    string
+	Client    string
+	SessionID string
+	Query     string
+	Reason    string
+	// Detail holds type-specific fields as a JSON object.
+	Detail   []byte
+	PrevHash []byte
+	Hash     []byte
+}
+
+// AuditQuery selects audit events. Zero fields do not filter.
+type AuditQuery struct {
+	User     string
+	Database string
+	// Type matches the event type or a dotted prefix of it: "session"
+	// matches "session.start" and "session.end".
+	Type  string
+	Since time.Time
+	Until time.Time
+	// AfterSeq returns events with a larger sequence number.
+	AfterSeq int64
+	// Limit caps the result; 0 means no limit.
+	Limit int
+}

@@ -1,0 +1,391 @@
+// Package storetest is the conformance suite every store backend must pass:
+// the same table of subtests, run against a fresh store each.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+)
+
+// Clock is a settable clock the suite drives; backends under test must read
+// time from it.
+type Clock struct{ t time.Time }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time { return c.t }
+
+// Advance moves the clock forward.
+func (c *Clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// Run runs the suite. open must return a fresh, empty store that reads time
+// from clock.
+func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store, c *Clock)
+	}{
+		{"UserCRUD", testUserCRUD},
+		{"UserNameUniqueIgnoringCase", testUserNameUnique},
+		{"UserUpdateErrorChangesNothing", testUserUpdateError},
+		{"GroupCRUD", testGroupCRUD},
+		{"Membership", testMembership},
+		{"MembershipHistory", testMembershipHistory},
+		{"DeleteUserEndsMemberships", testDeleteUserEndsMemberships},
+		{"Sessions", testSessions},
+		{"Audit", testAudit},
+		{"ChangeFeed", testChangeFeed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+			s := open(t, c)
+			t.Cleanup(func() { s.Close() })
+			tt.fn(t, s, c)
+		})
+	}
+}
+
+// must turns a (value, error) result into the value, failing the test on an
+// error: must(s.GetUser(ctx, id))(t).
+func must[T any](v T, err error) func(t *testing.T) T {
+	return func(t *testing.T) T {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want %v", err, target)
+	}
+}
+
+func testUserCRUD(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	u := must(s.CreateUser(ctx, identity.User{UserName: "alice", Email: "alice@example.com", Active: true, Attributes: map[string]string{"department": "finance"}}))(t)
+	if u.ID == "" || u.Version != 1 || !u.Created.Equal(c.Now()) {
+		t.Fatalf("created user = %+v", u)
+	}
+	got := must(s.GetUser(ctx, u.ID))(t)
+	if got.UserName != "alice" || got.Email != "alice@example.com" || !got.Active || got.Attributes["department"] != "finance" {
+		t.Fatalf("GetUser = %+v", got)
+	}
+	byName := must(s.GetUserByName(ctx, "ALICE"))(t)
+	if byName.ID != u.ID {
+		t.Fatalf("GetUserByName(ALICE) = %+v", byName)
+	}
+	c.Advance(time.Minute)
+	up := must(s.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) {
+		u.Active = false
+		u.ID = "hijacked"
+		return u, nil
+	}))(t)
+	if up.Active || up.Version != 2 || up.ID != u.ID || !up.Modified.Equal(c.Now()) || !up.Created.Equal(u.Created) {
+		t.Fatalf("updated user = %+v", up)
+	}
+	if got := must(s.GetUser(ctx, u.ID))(t); got.Active || got.Version != 2 {
+		t.Fatalf("after update GetUser = %+v", got)
+	}
+	must(s.CreateUser(ctx, identity.User{UserName: "bob", Active: true}))(t)
+	users := must(s.ListUsers(ctx))(t)
+	if len(users) != 2 || users[0].UserName != "alice" || users[1].UserName != "bob" {
+		t.Fatalf("ListUsers = %+v", users)
+	}
+	if err := s.DeleteUser(ctx, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.GetUser(ctx, u.ID)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, s.DeleteUser(ctx, u.ID), store.ErrNotFound)
+	_, err = s.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) { return u, nil })
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.CreateUser(ctx, identity.User{UserName: "has space"})
+	if err == nil {
+		t.Fatal("CreateUser accepted a name with a space")
+	}
+}
+
+func testUserNameUnique(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	must(s.CreateUser(ctx, identity.User{UserName: "Carol", Active: true}))(t)
+	_, err := s.CreateUser(ctx, identity.User{UserName: "carol", Active: true})
+	wantErr(t, err, store.ErrAlreadyExists)
+	d := must(s.CreateUser(ctx, identity.User{UserName: "dave", Active: true}))(t)
+	_, err = s.UpdateUser(ctx, d.ID, func(u identity.User) (identity.User, error) {
+		u.UserName = "CAROL"
+		return u, nil
+	})
+	wantErr(t, err, store.ErrAlreadyExists)
+}
+
+func testUserUpdateError(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	u := must(s.CreateUser(ctx, identity.User{UserName: "erin", Active: true}))(t)
+	boom := errors.New("boom")
+	_, err := s.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) {
+		u.Active = false
+		return u, boom
+	})
+	wantErr(t, err, boom)
+	if got := must(s.GetUser(ctx, u.ID))(t); !got.Active || got.Version != 1 {
+		t.Fatalf("failed update changed the user: %+v", got)
+	}
+}
+
+func testGroupCRUD(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	if g.ID == "" || g.Version != 1 {
+		t.Fatalf("created group = %+v", g)
+	}
+	_, err := s.CreateGroup(ctx, identity.Group{Name: "Analysts"})
+	wantErr(t, err, store.ErrAlreadyExists)
+	if got := must(s.GetGroupByName(ctx, "ANALYSTS"))(t); got.ID != g.ID {
+		t.Fatalf("GetGroupByName = %+v", got)
+	}
+	r := must(s.UpdateGroup(ctx, g.ID, func(g identity.Group) (identity.Group, error) {
+		g.Name = "data-analysts"
+		return g, nil
+	}))(t)
+	if r.Name != "data-analysts" || r.Version != 2 {
+		t.Fatalf("renamed group = %+v", r)
+	}
+	_, err = s.GetGroupByName(ctx, "analysts")
+	wantErr(t, err, store.ErrNotFound)
+	must(s.CreateGroup(ctx, identity.Group{Name: "engineers"}))(t)
+	if gs := must(s.ListGroups(ctx))(t); len(gs) != 2 || gs[0].Name != "data-analysts" {
+		t.Fatalf("ListGroups = %+v", gs)
+	}
+	if err := s.DeleteGroup(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.GetGroup(ctx, g.ID)
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testMembership(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	a := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	b := must(s.CreateUser(ctx, identity.User{UserName: "bob", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	if added := must(s.AddMember(ctx, g.ID, a.ID, "test"))(t); !added {
+		t.Fatal("first AddMember reported not added")
+	}
+	if added := must(s.AddMember(ctx, g.ID, a.ID, "test"))(t); added {
+		t.Fatal("second AddMember reported added")
+	}
+	must(s.AddMember(ctx, g.ID, b.ID, "test"))(t)
+	_, err := s.AddMember(ctx, g.ID, "no-such-user", "test")
+	wantErr(t, err, store.ErrNotFound)
+	_, err = s.AddMember(ctx, "no-such-group", a.ID, "test")
+	wantErr(t, err, store.ErrNotFound)
+
+	members := must(s.ListMembers(ctx, g.ID))(t)
+	if len(members) != 2 || members[0].UserName != "alice" || members[1].UserName != "bob" {
+		t.Fatalf("ListMembers = %+v", members)
+	}
+	if gg := must(s.GetGroup(ctx, g.ID))(t); gg.MemberCount != 2 {
+		t.Fatalf("MemberCount = %d", gg.MemberCount)
+	}
+	groups := must(s.GroupsOf(ctx, a.ID))(t)
+	if len(groups) != 1 || groups[0].Name != "analysts" {
+		t.Fatalf("GroupsOf = %+v", groups)
+	}
+	if u := must(s.GetUserByName(ctx, "ALICE"))(t); u.ID != a.ID {
+		t.Fatalf("GetUserByName(ALICE) = %+v", u)
+	}
+	if err := s.RemoveMember(ctx, g.ID, a.ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.RemoveMember(ctx, g.ID, a.ID, "test"), store.ErrNotFound)
+	if groups := must(s.GroupsOf(ctx, a.ID))(t); len(groups) != 0 {
+		t.Fatalf("GroupsOf after removal = %+v", groups)
+	}
+	if err := s.DeleteGroup(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if groups := must(s.GroupsOf(ctx, b.ID))(t); len(groups) != 0 {
+		t.Fatalf("GroupsOf after group delete = %+v", groups)
+	}
+}
+
+func testMembershipHistory(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	a := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	t0 := c.Now()
+	must(s.AddMember(ctx, g.ID, a.ID, "admin"))(t)
+	c.Advance(time.Hour)
+	if err := s.RemoveMember(ctx, g.ID, a.ID, "scim:azure-ad"); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Hour)
+	must(s.AddMember(ctx, g.ID, a.ID, "admin"))(t)
+	must(s.UpdateGroup(ctx, g.ID, func(g identity.Group) (identity.Group, error) {
+		g.Name = "renamed"
+		return g, nil
+	}))(t)
+	h := must(s.MembershipHistory(ctx, "renamed"))(t)
+	if len(h) != 2 {
+		t.Fatalf("history = %+v", h)
+	}
+	if h[0].User != "alice" || !h[0].Joined.Equal(t0) || !h[0].Left.Equal(t0.Add(time.Hour)) || h[0].Source != "admin" {
+		t.Fatalf("first membership = %+v", h[0])
+	}
+	if !h[1].Left.IsZero() || !h[1].Joined.Equal(t0.Add(2*time.Hour)) {
+		t.Fatalf("second membership = %+v", h[1])
+	}
+	if err := s.DeleteGroup(ctx, g.ID); err != nil {
+		t.Fatal(err)
+	}
+	h = must(s.MembershipHistory(ctx, "analysts"))(t)
+	if len(h) != 2 || h[1].Left.IsZero() {
+		t.Fatalf("history after delete = %+v", h)
+	}
+}
+
+func testDeleteUserEndsMemberships(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	a := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	must(s.AddMember(ctx, g.ID, a.ID, "admin"))(t)
+	must(s.CreateSession(ctx, identity.Session{User: "alice", Expires: c.Now().Add(time.Hour)}, []byte("hash-a")))(t)
+	c.Advance(time.Minute)
+	if err := s.DeleteUser(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if m := must(s.ListMembers(ctx, g.ID))(t); len(m) != 0 {
+		t.Fatalf("members after user delete = %+v", m)
+	}
+	h := must(s.MembershipHistory(ctx, "analysts"))(t)
+	if len(h) != 1 || !h[0].Left.Equal(c.Now()) || h[0].User != "alice" {
+		t.Fatalf("history after user delete = %+v", h)
+	}
+	_, err := s.GetSessionByHash(ctx, []byte("hash-a"))
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testSessions(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	exp := c.Now().Add(8 * time.Hour)
+	ss := must(s.CreateSession(ctx, identity.Session{User: "Alice", Expires: exp, Source: "admin"}, []byte("hash-1")))(t)
+	if ss.ID == "" || ss.User != "alice" {
+		t.Fatalf("created session = %+v", ss)
+	}
+	_, err := s.CreateSession(ctx, identity.Session{User: "alice", Expires: exp}, []byte("hash-1"))
+	wantErr(t, err, store.ErrAlreadyExists)
+	_, err = s.CreateSession(ctx, identity.Session{User: "nobody", Expires: exp}, []byte("hash-2"))
+	wantErr(t, err, store.ErrNotFound)
+	got := must(s.GetSessionByHash(ctx, []byte("hash-1")))(t)
+	if got.ID != ss.ID || !got.Expires.Equal(exp) || !got.ValidAt(c.Now()) {
+		t.Fatalf("GetSessionByHash = %+v", got)
+	}
+	_, err = s.GetSessionByHash(ctx, []byte("hash-x"))
+	wantErr(t, err, store.ErrNotFound)
+	if err := s.RevokeSession(ctx, ss.ID, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := must(s.GetSession(ctx, ss.ID))(t); got.ValidAt(c.Now()) {
+		t.Fatalf("revoked session still valid: %+v", got)
+	}
+	if l := must(s.ListSessions(ctx, "alice"))(t); len(l) != 1 {
+		t.Fatalf("ListSessions = %+v", l)
+	}
+}
+
+func testAudit(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	_, err := s.LastAudit(ctx)
+	wantErr(t, err, store.ErrNotFound)
+	base := c.Now()
+	events := []store.AuditEvent{
+		{Seq: 1, Time: base, Type: "session.start", User: "alice", Database: "orders", PrevHash: []byte{0}, Hash: []byte{1}},
+		{Seq: 2, Time: base.Add(time.Second), Type: "query", User: "alice", Database: "orders", Query: "SELECT 1", PrevHash: []byte{1}, Hash: []byte{2}},
+		{Seq: 3, Time: base.Add(2 * time.Second), Type: "session.end", User: "bob", Database: "billing", Detail: []byte(`{"bytes":3}`), PrevHash: []byte{2}, Hash: []byte{3}},
+	}
+	if err := s.AppendAudit(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	last := must(s.LastAudit(ctx))(t)
+	if last.Seq != 3 || string(last.Detail) != `{"bytes":3}` || !last.Time.Equal(base.Add(2*time.Second)) {
+		t.Fatalf("LastAudit = %+v", last)
+	}
+	check := func(q store.AuditQuery, want ...int64) {
+		t.Helper()
+		got := must(s.ListAudit(ctx, q))(t)
+		var seqs []int64
+		for _, e := range got {
+			seqs = append(seqs, e.Seq)
+		}
+		if !slices.Equal(seqs, want) {
+			t.Fatalf("ListAudit(%+v) = %v, want %v", q, seqs, want)
+		}
+	}
+	check(store.AuditQuery{}, 1, 2, 3)
+	check(store.AuditQuery{User: "ALICE"}, 1, 2)
+	check(store.AuditQuery{Database: "billing"}, 3)
+	check(store.AuditQuery{Type: "session"}, 1, 3)
+	check(store.AuditQuery{Type: "sess"})
+	check(store.AuditQuery{Type: "query"}, 2)
+	check(store.AuditQuery{Since: base.Add(time.Second)}, 2, 3)
+	check(store.AuditQuery{Until: base.Add(time.Second)}, 1)
+	check(store.AuditQuery{AfterSeq: 1, Limit: 1}, 2)
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 3, Time: base, Type: "x", PrevHash: []byte{3}, Hash: []byte{4}}}); err == nil {
+		t.Fatal("AppendAudit accepted a duplicate sequence number")
+	}
+	check(store.AuditQuery{}, 1, 2, 3)
+}
+
+func testChangeFeed(t *testing.T, s store.Store, _ *Clock) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	feed := s.Watch(ctx)
+	a := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	must(s.AddMember(ctx, g.ID, a.ID, "admin"))(t)
+	must(s.UpdateUser(ctx, a.ID, func(u identity.User) (identity.User, error) {
+		u.Active = false
+		return u, nil
+	}))(t)
+	if err := s.RemoveMember(ctx, g.ID, a.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	// A failed change publishes nothing.
+	_, _ = s.CreateUser(ctx, identity.User{UserName: "alice"})
+	want := []store.Change{
+		{Kind: store.UserChanged, User: "alice"},
+		{Kind: store.GroupChanged, Group: "analysts"},
+		{Kind: store.MembershipChanged, User: "alice", Group: "analysts"},
+		{Kind: store.UserChanged, User: "alice"},
+		{Kind: store.MembershipChanged, User: "alice", Group: "analysts"},
+	}
+	for i, w := range want {
+		select {
+		case got := <-feed:
+			if got != w {
+				t.Fatalf("change %d = %+v, want %+v", i, got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("change %d (%+v) not delivered", i, w)
+		}
+	}
+	select {
+	case got := <-feed:
+		t.Fatalf("unexpected change %+v", got)
+	case <-time.After(50 * time.Millisecond):
+	}
+	cancel()
+	for range feed {
+	}
+}
