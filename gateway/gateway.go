@@ -131,16 +131,24 @@ func (g *Gateway) Authenticate(ctx context.Context, h Hello) (access.Decision, t
 
 // Refuse audits and logs a refused connection.
 func (g *Gateway) Refuse(h Hello, c token.Claims, r *Refusal) {
-	user := h.User
-	if token.LooksLikeToken(user) {
-		user = "[token given as user name]"
-	}
-	g.audit.Record(audit.Event{Type: audit.ConnectRefused, User: user, Database: h.Database, Access: string(c.Access), Client: h.Client, Reason: r.Reason,
+	user, db := masked(h.User), masked(h.Database)
+	g.audit.Record(audit.Event{Type: audit.ConnectRefused, User: user, Database: db, Access: string(c.Access), Client: h.Client, Reason: r.Reason,
 		Detail: map[string]any{"token_id": c.ID}})
-	g.log.Info("connection refused", "user", user, "database", h.Database, "client", h.Client, "reason", r.Reason, "err", r.Err)
+	g.log.Info("connection refused", "user", user, "database", db, "client", h.Client, "reason", r.Reason, "err", r.Err)
+}
+
+// masked keeps a token typed into a name field out of messages and logs.
+func masked(name string) string {
+	if token.LooksLikeToken(name) {
+		return "[a token]"
+	}
+	return name
 }
 
 func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, token.Claims, error) {
+	if token.LooksLikeToken(h.User) || token.LooksLikeToken(h.Database) {
+		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: "a token was given as the user or database name: put the token in the password, your user name in user and the database in dbname"}
+	}
 	if h.Token == "" {
 		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: "no token given: use a token from `keygate db token` as the password"}
 	}

@@ -53,9 +53,13 @@ func StartPostgres(t testing.TB) *Postgres {
 	return pgShared
 }
 
-// Main runs the package's tests and stops the shared servers afterwards.
-func Main(m *testing.M) {
+// Main runs the package's tests, then runs cleanups and stops the shared
+// servers.
+func Main(m *testing.M, cleanups ...func()) {
 	code := m.Run()
+	for _, c := range cleanups {
+		c()
+	}
 	if pgShared != nil {
 		pgShared.Stop()
 	}

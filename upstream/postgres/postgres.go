@@ -75,11 +75,16 @@ type Upstream struct {
 	roles   map[string]*personRole
 }
 
-// personRole serialises just-in-time logins for one role: two concurrent
-// logins would overwrite each other's password.
+// personRole is the login state of one person role. Logins that overlap in
+// time share one password: the first opens the role (LOGIN, a fresh random
+// password), the last one out closes it again (NOLOGIN, no password). Two
+// logins never overwrite each other's password, and concurrent connections
+// of one person do not wait for each other's handshake.
 type personRole struct {
-	mu    sync.Mutex
-	ready bool
+	mu       sync.Mutex
+	ready    bool   // the role exists and is in shape
+	password string // while inflight > 0
+	inflight int
 }
 
 // New prepares an upstream. It does not connect: a database that is down at
@@ -180,22 +185,70 @@ func (u *Upstream) Connect(ctx context.Context, person string, level access.Leve
 	}
 	role := RoleName(person, level)
 	pr := u.personRole(role)
+	password, err := u.openLogin(ctx, pr, role, level)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := u.dial(ctx, role, password, params)
+	u.closeLogin(pr, role, err)
+	return conn, err
+}
+
+// openLogin makes role loginable with a password only keygate knows, or
+// joins a login window that is already open.
+func (u *Upstream) openLogin(ctx context.Context, pr *personRole, role string, level access.Level) (string, error) {
 	pr.mu.Lock()
 	defer pr.mu.Unlock()
 	if !pr.ready {
 		if err := u.ensurePerson(ctx, role, level); err != nil {
-			return nil, err
+			return "", err
 		}
 		pr.ready = true
 	}
-	conn, err := u.loginAs(ctx, role, params)
-	if err != nil {
-		// Re-check the role's shape next time: someone may have dropped
-		// or altered it.
-		pr.ready = false
-		return nil, err
+	if pr.inflight == 0 {
+		secret := make([]byte, 32)
+		if _, err := rand.Read(secret); err != nil {
+			return "", fmt.Errorf("login %q: %w", role, err)
+		}
+		password := base64.RawURLEncoding.EncodeToString(secret)
+		verifier, err := scramVerifier(password)
+		if err != nil {
+			return "", fmt.Errorf("login %q: %w", role, err)
+		}
+		until := time.Now().Add(loginWindow).UTC().Format("2006-01-02 15:04:05Z07:00")
+		open := fmt.Sprintf("ALTER ROLE %s WITH LOGIN PASSWORD %s VALID UNTIL %s", ident(role), literal(verifier), literal(until))
+		if _, err := u.admin.Exec(ctx, open); err != nil {
+			// Re-check the role's shape next time: it may have been
+			// dropped or altered.
+			pr.ready = false
+			return "", u.adminErr(fmt.Sprintf("enable login for %q", role), err)
+		}
+		pr.password = password
 	}
-	return conn, nil
+	pr.inflight++
+	return pr.password, nil
+}
+
+// closeLogin leaves the login window; the last one out sets the role back
+// to NOLOGIN with no password, whatever happened.
+func (u *Upstream) closeLogin(pr *personRole, role string, dialErr error) {
+	pr.mu.Lock()
+	defer pr.mu.Unlock()
+	if dialErr != nil {
+		pr.ready = false
+	}
+	pr.inflight--
+	if pr.inflight > 0 {
+		return
+	}
+	pr.password = ""
+	// A fresh context: the caller's may be done, and the role must not
+	// stay open.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := u.admin.Exec(ctx, fmt.Sprintf("ALTER ROLE %s WITH NOLOGIN PASSWORD NULL", ident(role))); err != nil {
+		u.log.Error("could not reset role to NOLOGIN; it stays loginable until its VALID UNTIL", "role", role, "err", err)
+	}
 }
 
 func (u *Upstream) personRole(role string) *personRole {
@@ -209,31 +262,8 @@ func (u *Upstream) personRole(role string) *personRole {
 	return pr
 }
 
-func (u *Upstream) loginAs(ctx context.Context, role string, params map[string]string) (*Conn, error) {
-	secret := make([]byte, 32)
-	if _, err := rand.Read(secret); err != nil {
-		return nil, fmt.Errorf("login %q: %w", role, err)
-	}
-	password := base64.RawURLEncoding.EncodeToString(secret)
-	verifier, err := scramVerifier(password)
-	if err != nil {
-		return nil, fmt.Errorf("login %q: %w", role, err)
-	}
-	until := time.Now().Add(loginWindow).UTC().Format("2006-01-02 15:04:05Z07:00")
-	open := fmt.Sprintf("ALTER ROLE %s WITH LOGIN PASSWORD %s VALID UNTIL %s", ident(role), literal(verifier), literal(until))
-	if _, err := u.admin.Exec(ctx, open); err != nil {
-		return nil, u.adminErr(fmt.Sprintf("enable login for %q", role), err)
-	}
-	defer func() {
-		// Back to NOLOGIN whatever happened. A fresh context: the
-		// caller's may be done, and the role must not stay open.
-		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if _, err := u.admin.Exec(rctx, fmt.Sprintf("ALTER ROLE %s WITH NOLOGIN PASSWORD NULL", ident(role))); err != nil {
-			u.log.Error("could not reset role to NOLOGIN; it stays loginable until its VALID UNTIL", "role", role, "err", err)
-		}
-	}()
-
+// dial logs in as role and hands over the raw connection.
+func (u *Upstream) dial(ctx context.Context, role, password string, params map[string]string) (*Conn, error) {
 	cfg := u.base.Copy()
 	cfg.User, cfg.Password = role, password
 	cfg.RuntimeParams = map[string]string{}

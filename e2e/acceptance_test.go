@@ -1,0 +1,497 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// auditEvent is a line of `keygate audit --json`.
+type auditEvent struct {
+	Time     time.Time      `json:"time"`
+	Type     string         `json:"type"`
+	User     string         `json:"user"`
+	Database string         `json:"database"`
+	Access   string         `json:"access"`
+	Query    string         `json:"query"`
+	Client   string         `json:"client"`
+	Reason   string         `json:"reason"`
+	Session  string         `json:"session_id"`
+	Detail   map[string]any `json:"detail"`
+}
+
+func (s *kgServer) audit(t testing.TB, args ...string) []auditEvent {
+	t.Helper()
+	out := s.kg(t, 0, append([]string{"audit", "--json"}, args...)...)
+	var events []auditEvent
+	sc := bufio.NewScanner(strings.NewReader(out))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var raw map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
+			t.Fatalf("audit line is not JSON: %q", sc.Text())
+		}
+		for _, k := range []string{"time", "type", "user", "database", "access", "query", "client", "reason"} {
+			if _, ok := raw[k]; !ok {
+				t.Fatalf("audit line lacks %q: %s", k, sc.Text())
+			}
+		}
+		var e auditEvent
+		json.Unmarshal(sc.Bytes(), &e)
+		events = append(events, e)
+	}
+	return events
+}
+
+func findEvent(events []auditEvent, match func(auditEvent) bool) (auditEvent, bool) {
+	for _, e := range events {
+		if match(e) {
+			return e, true
+		}
+	}
+	return auditEvent{}, false
+}
+
+func mustContain(t testing.TB, what, got, want string) {
+	t.Helper()
+	if !strings.Contains(got, want) {
+		t.Fatalf("%s = %q, want it to contain %q", what, got, want)
+	}
+}
+
+// a. alice (analysts → ro) reads, cannot write, and cannot raise her
+// privilege through any role switch.
+func TestReadOnlyPerson(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "alice", "analysts")
+	s.addUser(t, "bob", "engineers")
+	tok := s.token(t, "alice", "orders")
+	conn := s.connString("alice", "orders")
+
+	r := s.psql(t, conn, tok, "SELECT count(*) FROM orders")
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Fatalf("SELECT: exit %d, %s %s", r.code, r.stdout, r.stderr)
+	}
+	r = s.psql(t, conn, tok, "INSERT INTO orders (customer_id, amount) VALUES (1, 1)")
+	if r.code == 0 {
+		t.Fatal("alice's INSERT succeeded")
+	}
+	mustContain(t, "INSERT error", r.stderr, "permission denied")
+
+	// bob.rw must exist for SET ROLE to it to be a real attempt.
+	if r := s.psql(t, s.connString("bob", "orders"), s.token(t, "bob", "orders"), "SELECT 1"); r.code != 0 {
+		t.Fatalf("bob: %s", r.stderr)
+	}
+	for _, sql := range []string{
+		`SET ROLE "bob.rw"`,
+		`SET ROLE keygate_admin`,
+		`SET ROLE keygate_orders_rw`,
+		`SET SESSION AUTHORIZATION keygate_admin`,
+		`SET SESSION AUTHORIZATION "bob.rw"`,
+		`RESET ROLE; INSERT INTO orders (customer_id, amount) VALUES (1, 1)`,
+		`SET ROLE keygate_orders_ro; RESET ROLE; INSERT INTO orders (customer_id, amount) VALUES (1, 1)`,
+	} {
+		r := s.psql(t, conn, tok, sql)
+		if r.code == 0 {
+			t.Errorf("%s: succeeded", sql)
+			continue
+		}
+		if !strings.Contains(r.stderr, "permission denied") {
+			t.Errorf("%s: %s, want permission denied", sql, r.stderr)
+		}
+	}
+	r = s.psql(t, conn, tok, "SELECT current_user, session_user")
+	mustContain(t, "identity after attempts", r.stdout, "alice.ro|alice.ro")
+}
+
+// a (continued). An ro session stays read-only by every SQL route even while
+// the same person holds a live rw session.
+func TestReadOnlyEvenWithLiveReadWriteSession(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "carol", "analysts", "engineers")
+	rw := s.pgx(t, "carol", "orders", s.token(t, "carol", "orders", "--access", "rw"))
+	if res := rw.ExecParams(context.Background(), "INSERT INTO orders (customer_id, amount) VALUES (1, 3) RETURNING session_user", nil, nil, nil, nil).Read(); res.Err != nil || string(res.Rows[0][0]) != "carol.rw" {
+		t.Fatalf("carol's rw session: %v %v", res.Err, res.Rows)
+	}
+	tok := s.token(t, "carol", "orders", "--access", "ro")
+	conn := s.connString("carol", "orders")
+	for _, sql := range []string{
+		`INSERT INTO orders (customer_id, amount) VALUES (1, 1)`,
+		`UPDATE orders SET amount = 0`,
+		`DELETE FROM orders`,
+		`CREATE TABLE carol_was_here (id int)`,
+		`DROP TABLE orders`,
+		`SET ROLE "carol.rw"`,
+		`SET SESSION AUTHORIZATION "carol.rw"`,
+		`SET default_transaction_read_only = off; INSERT INTO orders (customer_id, amount) VALUES (1, 1)`,
+		`BEGIN READ WRITE; INSERT INTO orders (customer_id, amount) VALUES (1, 1); COMMIT`,
+		`COPY orders (customer_id, amount) FROM STDIN`,
+		`ALTER ROLE CURRENT_USER CREATEROLE`,
+		`GRANT keygate_orders_rw TO CURRENT_USER`,
+	} {
+		r := s.psql(t, conn, tok, sql)
+		if r.code == 0 {
+			t.Errorf("ro session: %s succeeded", sql)
+		}
+	}
+	got := s.upstreamQuery(t, "shared_orders", "SELECT count(*) FROM pg_class WHERE relname = 'carol_was_here'")
+	if got[0][0] != "0" {
+		t.Fatal("the ro session created a table")
+	}
+}
+
+// b. bob (engineers → rw) writes; alice asking for rw is refused with what
+// is missing.
+func TestReadWritePersonAndRefusal(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "bob-b", "engineers")
+	s.addUser(t, "alice-b", "analysts")
+	r := s.psql(t, s.connString("bob-b", "orders"), s.token(t, "bob-b", "orders"),
+		"INSERT INTO orders (customer_id, amount) VALUES (2, 42.42) RETURNING session_user")
+	if r.code != 0 {
+		t.Fatalf("bob's INSERT: %s", r.stderr)
+	}
+	mustContain(t, "INSERT as", r.stdout, "bob-b.rw")
+	refused := s.tokenResult(t, "alice-b", "orders", "--access", "rw")
+	if refused.code == 0 {
+		t.Fatal("alice-b got an rw token")
+	}
+	if refused.stdout != "" {
+		t.Fatalf("refusal printed to stdout: %q", refused.stdout)
+	}
+	mustContain(t, "refusal", refused.stderr, "orders at rw")
+	mustContain(t, "refusal", refused.stderr, "alice-b is in analysts → db-readonly (ro)")
+	mustContain(t, "refusal", refused.stderr, "no assignment grants rw on orders")
+}
+
+// c. plaintext, tampered, expired and mismatched tokens are refused, each
+// audited with a reason.
+func TestRefusals(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "dan", "analysts")
+	s.addUser(t, "dora", "blinkers")
+	s.addUser(t, "erin", "analysts")
+	tok := s.token(t, "dan", "orders")
+
+	r := s.psql(t, strings.Replace(s.connString("dan", "orders"), "sslmode=verify-full", "sslmode=disable", 1), tok, "SELECT 1")
+	if r.code == 0 {
+		t.Fatal("sslmode=disable connected")
+	}
+	mustContain(t, "plaintext refusal", r.stderr, "keygate requires TLS: connect with sslmode=verify-full and the keygate CA")
+
+	// Flip one character in the signature, the end of the payload part
+	// (v4.public.<payload>.<footer>).
+	b := []byte(tok)
+	i := strings.LastIndexByte(tok, '.') - 5
+	if b[i] == 'A' {
+		b[i] = 'B'
+	} else {
+		b[i] = 'A'
+	}
+	r = s.psql(t, s.connString("dan", "orders"), string(b), "SELECT 1")
+	mustContain(t, "tampered token", r.stderr, "token signature is invalid")
+
+	// blinkers get db-blink tokens, which live one second.
+	short := s.token(t, "dora", "orders")
+	time.Sleep(2100 * time.Millisecond)
+	r = s.psql(t, s.connString("dora", "orders"), short, "SELECT 1")
+	mustContain(t, "expired token", r.stderr, "token has expired")
+
+	r = s.psql(t, s.connString("erin", "orders"), tok, "SELECT 1")
+	mustContain(t, "token for another user", r.stderr, "the token was issued to dan, not erin")
+	r = s.psql(t, s.connString("dan", "billing"), tok, "SELECT 1")
+	mustContain(t, "token for another database", r.stderr, "the token is for database orders, not billing")
+
+	events := s.audit(t, "--type", "connect.refused")
+	for _, want := range []struct{ user, reason string }{
+		{"dan", "keygate requires TLS"},
+		{"dan", "token signature is invalid"},
+		{"dora", "token has expired"},
+		{"erin", "the token was issued to dan, not erin"},
+		{"dan", "the token is for database orders, not billing"},
+	} {
+		if _, ok := findEvent(events, func(e auditEvent) bool {
+			return e.User == want.user && strings.Contains(e.Reason, want.reason) && e.Client != ""
+		}); !ok {
+			t.Errorf("no connect.refused event for %s with reason %q", want.user, want.reason)
+		}
+	}
+}
+
+// d. upstream, pg_stat_activity names the person.
+func TestUpstreamNamesThePerson(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "fay", "analysts")
+	c := s.pgx(t, "fay", "orders", s.token(t, "fay", "orders"), "application_name=accept-d")
+	rows := s.upstreamQuery(t, "postgres", "SELECT usename, datname FROM pg_stat_activity WHERE application_name = 'accept-d'")
+	if len(rows) != 1 || rows[0][0] != "fay.ro" || rows[0][1] != "shared_orders" {
+		t.Fatalf("pg_stat_activity = %v, want one row for fay.ro on shared_orders", rows)
+	}
+	_ = c
+}
+
+// e. the audit shows her statement, her session start and its end.
+func TestAuditShowsSessionAndStatements(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "gus", "analysts")
+	r := s.psql(t, s.connString("gus", "orders"), s.token(t, "gus", "orders"), "SELECT 'audit-marker-e', count(*) FROM customers")
+	if r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	events := s.audit(t, "--user", "gus")
+	start, ok := findEvent(events, func(e auditEvent) bool { return e.Type == "session.start" })
+	if !ok {
+		t.Fatal("no session.start for gus")
+	}
+	if start.Database != "orders" || start.Access != "ro" || start.Client == "" || start.Detail["upstream_role"] != "gus.ro" {
+		t.Fatalf("session.start = %+v", start)
+	}
+	q, ok := findEvent(events, func(e auditEvent) bool {
+		return e.Type == "query" && strings.Contains(e.Query, "audit-marker-e")
+	})
+	if !ok || q.Session != start.Session {
+		t.Fatalf("statement not audited in gus's session: %+v", q)
+	}
+	end, ok := findEvent(events, func(e auditEvent) bool { return e.Type == "session.end" && e.Session == start.Session })
+	if !ok {
+		t.Fatal("no session.end for gus")
+	}
+	if _, ok := end.Detail["duration_ms"]; !ok || end.Detail["bytes_to_client"].(float64) <= 0 {
+		t.Fatalf("session.end lacks duration or bytes: %+v", end.Detail)
+	}
+	// The table view works too.
+	out := s.kg(t, 0, "audit", "--user", "gus", "--db", "orders", "--since", "1h")
+	mustContain(t, "audit table", out, "audit-marker-e")
+}
+
+// f. disabling a person ends her live session in under a second and
+// refuses her next token and connection; so does leaving the group.
+func TestRevocationEndsLiveSessions(t *testing.T) {
+	s := sharedServer(t)
+	for _, tc := range []struct {
+		name   string
+		user   string
+		revoke []string
+	}{
+		{"disable", "hank", []string{"admin", "user", "disable", "hank"}},
+		{"remove-member", "ivy", []string{"admin", "group", "remove-member", "analysts", "ivy"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s.addUser(t, tc.user, "analysts")
+			tok := s.token(t, tc.user, "orders")
+			spare := s.token(t, tc.user, "orders")
+			app := "revoke-" + tc.user
+			cmd := exec.Command("psql", "-X", "-A", "-t", s.connString(tc.user, "orders", "application_name="+app), "-c", "SELECT pg_sleep(30)")
+			cmd.Env = append(os.Environ(), "PGPASSWORD="+tok)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			exited := make(chan time.Time, 1)
+			go func() {
+				cmd.Wait()
+				exited <- time.Now()
+			}()
+			waitFor(t, 10*time.Second, func() bool {
+				rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"' AND query LIKE '%pg_sleep%'")
+				return rows[0][0] == "1"
+			})
+			sent := time.Now()
+			s.kg(t, 0, tc.revoke...)
+			returned := time.Now()
+			var ended time.Time
+			select {
+			case ended = <-exited:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("psql still running 10s after the revocation")
+			}
+			t.Logf("%s: live session ended %s after the command was sent, %s after it returned", tc.name, ended.Sub(sent), ended.Sub(returned))
+			if d := ended.Sub(returned); d > time.Second {
+				t.Fatalf("session ended %s after revocation, want under 1s", d)
+			}
+			mustContain(t, "psql error", stderr.String(), "access revoked")
+			if r := s.tokenResult(t, tc.user, "orders"); r.code == 0 {
+				t.Fatal("a token was issued after revocation")
+			}
+			r := s.psql(t, s.connString(tc.user, "orders"), spare, "SELECT 1")
+			if r.code == 0 {
+				t.Fatal("a connection with an earlier token succeeded after revocation")
+			}
+			mustContain(t, "connection after revocation", r.stderr, "access denied")
+			// The upstream backend is gone too, not just the client side.
+			waitFor(t, 5*time.Second, func() bool {
+				rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"'")
+				return rows[0][0] == "0"
+			})
+		})
+	}
+}
+
+func waitFor(t testing.TB, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s", d)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// g. pgbench -S, with and without a new connection per transaction.
+func TestPgbench(t *testing.T) {
+	if _, err := exec.LookPath("pgbench"); err != nil {
+		t.Fatal("pgbench not installed: apt-get install postgresql-client")
+	}
+	s := sharedServer(t)
+	s.addUser(t, "pgb", "dbadmins")
+	pgbench := func(token string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("pgbench", append(args, "-h", "127.0.0.1", "-p", itoa(s.pgPort), "-U", "pgb", "orders")...)
+		cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+s.caFile)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("pgbench %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	// Initialise through the gateway with an admin token: tables, COPY in,
+	// VACUUM, all as the person's admin role.
+	pgbench(s.token(t, "pgb", "orders", "--access", "admin"), "-i", "-s", "1", "-q")
+	ro := s.token(t, "pgb", "orders", "--access", "ro")
+	for _, args := range [][]string{{"-S", "-n", "-c", "4", "-j", "2", "-T", "3"}, {"-S", "-n", "-C", "-c", "4", "-j", "2", "-T", "3"}} {
+		out := pgbench(ro, args...)
+		t.Logf("pgbench %v:\n%s", args, out)
+		mustContain(t, "pgbench output", out, "number of failed transactions: 0")
+		if !strings.Contains(out, "tps = ") {
+			t.Fatalf("pgbench printed no tps:\n%s", out)
+		}
+	}
+}
+
+// j. keygate demo runs to completion with no arguments.
+func TestDemo(t *testing.T) {
+	cmd := exec.Command(keygateBin, "demo")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("keygate demo: %v\n%s", err, out.String())
+		}
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Signal(syscall.SIGINT)
+		t.Fatalf("keygate demo did not finish in 2 minutes:\n%s", out.String())
+	}
+	for _, want := range []string{"upstream she is alice.ro", "permission denied for table orders", "her live session ended", "access revoked", "session.end", "Cleaning up"} {
+		mustContain(t, "demo output", out.String(), want)
+	}
+}
+
+// Cancelling a running statement with Ctrl-C in psql: libpq sends a
+// plaintext CancelRequest with the key keygate handed out; keygate cancels
+// the right upstream backend.
+func TestCancelFromPsql(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "kim", "analysts")
+	app := "cancel-kim"
+	cmd := exec.Command("psql", "-X", "-A", "-t", s.connString("kim", "orders", "application_name="+app), "-c", "SELECT pg_sleep(30)")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+s.token(t, "kim", "orders"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"' AND query LIKE '%pg_sleep%'")
+		return rows[0][0] == "1"
+	})
+	start := time.Now()
+	cmd.Process.Signal(syscall.SIGINT)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("psql did not return 10s after Ctrl-C")
+	}
+	t.Logf("statement cancelled %s after Ctrl-C", time.Since(start))
+	mustContain(t, "psql after Ctrl-C", stderr.String(), "canceling statement due to user request")
+	events := s.audit(t, "--user", "kim", "--type", "query.cancel")
+	if len(events) != 1 {
+		t.Fatalf("query.cancel events = %d, want 1", len(events))
+	}
+}
+
+// A cancel request with a wrong key, or for another session, cancels
+// nothing.
+func TestCancelWithWrongKeyIsIgnored(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "lou", "analysts")
+	c := s.pgx(t, "lou", "orders", s.token(t, "lou", "orders"), "application_name=cancel-lou")
+	pid, key := c.PID(), c.SecretKey()
+	done := make(chan error, 1)
+	go func() {
+		done <- c.ExecParams(context.Background(), "SELECT pg_sleep(1.5), 1", nil, nil, nil, nil).Read().Err
+	}()
+	waitFor(t, 10*time.Second, func() bool {
+		rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'cancel-lou' AND query LIKE '%pg_sleep%'")
+		return rows[0][0] == "1"
+	})
+	bad := append([]byte(nil), key...)
+	bad[0] ^= 0xff
+	sendCancel(t, s.pgPort, pid, bad)
+	sendCancel(t, s.pgPort, pid^1, key)
+	if err := <-done; err != nil {
+		t.Fatalf("statement was cancelled by a forged request: %v", err)
+	}
+}
+
+// Config mistakes are caught by `keygate config check` with the line.
+func TestConfigCheck(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/bad.yaml"
+	os.WriteFile(path, []byte("data_dir: ./data\nlisten:\n  api: 127.0.0.1:8443\n  postgress: 127.0.0.1:5433\n"), 0o600)
+	cmd := exec.Command(keygateBin, "config", "check", "--config", path)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("config check accepted an unknown key:\n%s", out)
+	}
+	mustContain(t, "config check", string(out), `line 4: unknown key "postgress"`)
+
+	s := sharedServer(t)
+	out2 := s.kg(t, 0, "config", "check")
+	mustContain(t, "config check", out2, "ok (2 databases, 4 permission sets, 4 assignments)")
+}
+
+// The CA from `keygate ca` is the one the API serves.
+func TestCAMatchesAPI(t *testing.T) {
+	s := sharedServer(t)
+	pem, err := os.ReadFile(s.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := s.run(t, nil, "ca")
+	if r.stdout != string(pem) || !strings.HasPrefix(r.stdout, "-----BEGIN CERTIFICATE-----") {
+		t.Fatalf("keygate ca printed %q", r.stdout)
+	}
+	body := httpsGet(t, s, "/v1/ca.pem")
+	if body != string(pem) {
+		t.Fatal("/v1/ca.pem differs from `keygate ca`")
+	}
+}

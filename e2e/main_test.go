@@ -1,0 +1,436 @@
+// Package e2e drives the built keygate binary the way a person does: the
+// CLI, psql, pgbench and pgx against a real PostgreSQL through a real
+// gateway.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/internal/testenv"
+)
+
+// keygateBin is the binary under test, built once by TestMain.
+var keygateBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "keygate-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	keygateBin = filepath.Join(dir, "keygate")
+	build := exec.Command("go", "build", "-o", keygateBin, "../cmd/keygate")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build keygate:", err)
+		os.Exit(1)
+	}
+	testenv.Main(m, stopShared, func() { os.RemoveAll(dir) })
+}
+
+// upstreamSchema is the sample schema every test database starts with.
+const upstreamSchema = `
+CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers, amount numeric(10,2) NOT NULL);
+INSERT INTO customers (name) VALUES ('Ada'), ('Grace');
+INSERT INTO orders (customer_id, amount) VALUES (1, 10.00), (2, 20.00);
+`
+
+// configTemplate is the issue's config, with the ports and upstream filled
+// in and the groups the tests need.
+const configTemplate = `data_dir: ./data
+public_hostnames: [localhost, 127.0.0.1]
+listen:
+  api: 127.0.0.1:%[1]d
+  postgres: 127.0.0.1:%[2]d
+databases:
+  - name: orders
+    engine: postgres
+    address: %[3]s
+    database: %[4]s
+    schemas: [public]
+    tags: {environment: prod, project: alpha}
+    tls: disable
+    admin:
+      user: keygate_admin
+      password_env: ORDERS_ADMIN_PASSWORD
+  - name: billing
+    engine: postgres
+    address: %[3]s
+    database: %[5]s
+    tls: disable
+    admin:
+      user: keygate_admin
+      password_env: ORDERS_ADMIN_PASSWORD
+permission_sets:
+  - name: db-readonly
+    access: ro
+    token_ttl: 15m
+  - name: db-readwrite
+    access: rw
+  - name: db-admin
+    access: admin
+  - name: db-blink
+    access: ro
+    token_ttl: 1s
+assignments:
+  - group: analysts
+    permission_set: db-readonly
+    databases: [orders]
+  - group: engineers
+    permission_set: db-readwrite
+    databases: [orders]
+  - group: dbadmins
+    permission_set: db-admin
+    databases: ["*"]
+  - group: blinkers
+    permission_set: db-blink
+    databases: [orders]
+shutdown_grace: 2s
+`
+
+// kgServer is a running `keygate server`.
+type kgServer struct {
+	dir     string
+	cfgPath string
+	caFile  string
+	pgPort  int
+	apiURL  string
+	logPath string
+	cmd     *exec.Cmd
+	done    chan struct{}
+	pg      *testenv.Postgres
+
+	mu       sync.Mutex
+	sessions map[string]string
+	tokens   []string
+}
+
+// startServer creates two fresh upstream databases and starts a keygate
+// server in front of them; extraConfig is appended to the config file.
+func startServer(t testing.TB, dbPrefix, extraConfig string, stopWithTest bool) *kgServer {
+	t.Helper()
+	pg := testenv.StartPostgres(t)
+	ctx := context.Background()
+	ordersDB, billingDB := dbPrefix+"_orders", dbPrefix+"_billing"
+	for _, db := range []string{ordersDB, billingDB} {
+		if err := pg.Exec(ctx, "postgres", fmt.Sprintf("CREATE DATABASE %s OWNER %s", db, pg.AdminUser)); err != nil {
+			t.Fatal(err)
+		}
+		if err := pg.Exec(ctx, db, "SET ROLE "+pg.AdminUser+";"+upstreamSchema); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := os.MkdirTemp("", "keygate-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &kgServer{dir: dir, pg: pg, sessions: map[string]string{}}
+	apiPort, pgPort := freePort(t), freePort(t)
+	s.pgPort = pgPort
+	s.cfgPath = filepath.Join(dir, "keygate.yaml")
+	cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB) + extraConfig
+	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.logPath = filepath.Join(dir, "server.log")
+	logf, err := os.Create(s.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command(keygateBin, "server", "--config", s.cfgPath)
+	s.cmd.Env = append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+pg.AdminPassword)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s.done = make(chan struct{})
+	go func() {
+		s.cmd.Wait()
+		logf.Close()
+		close(s.done)
+	}()
+	if stopWithTest {
+		t.Cleanup(func() { s.stop(t) })
+	}
+	s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	s.waitReady(t)
+	s.caFile = filepath.Join(dir, "ca.pem")
+	out := s.kg(t, 0, "ca")
+	if err := os.WriteFile(s.caFile, []byte(out), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func (s *kgServer) waitReady(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			log, _ := os.ReadFile(s.logPath)
+			t.Fatalf("keygate server exited during start-up:\n%s", log)
+		default:
+		}
+		if pem, err := os.ReadFile(filepath.Join(s.dir, "data", "ca.pem")); err == nil {
+			pool := x509.NewCertPool()
+			pool.AppendCertsFromPEM(pem)
+			c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+			if resp, err := c.Get(s.apiURL + "/healthz"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	log, _ := os.ReadFile(s.logPath)
+	t.Fatalf("keygate server not ready after 30s:\n%s", log)
+}
+
+// stop sends SIGTERM and waits for the server to drain and exit.
+func (s *kgServer) stop(t testing.TB) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+		<-s.done
+		t.Errorf("keygate server did not exit within 20s of SIGTERM")
+	}
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// result is what a command printed and how it exited.
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// run runs the keygate binary with extra environment.
+func (s *kgServer) run(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(keygateBin, append(args, "--config", s.cfgPath)...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("keygate %v: %v", args, err)
+	}
+	return r
+}
+
+// kg runs the keygate binary and fails the test unless it exits with code.
+func (s *kgServer) kg(t testing.TB, code int, args ...string) string {
+	t.Helper()
+	r := s.run(t, nil, args...)
+	if r.code != code {
+		t.Fatalf("keygate %s: exit %d, want %d\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.code, code, r.stdout, r.stderr)
+	}
+	return r.stdout
+}
+
+// addUser creates a user in groups.
+func (s *kgServer) addUser(t testing.TB, name string, groups ...string) {
+	t.Helper()
+	args := []string{"admin", "user", "add", name, "--email", name + "@example.com"}
+	for _, g := range groups {
+		args = append(args, "--group", g)
+	}
+	s.kg(t, 0, args...)
+}
+
+// session returns the user's session credential, creating it once.
+func (s *kgServer) session(t testing.TB, user string) string {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.sessions[user]; ok {
+		return c
+	}
+	out := s.kg(t, 0, "admin", "session", "create", user, "--ttl", "2h")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	c := lines[len(lines)-1]
+	s.sessions[user] = c
+	return c
+}
+
+// tokenResult runs `keygate db token` as user.
+func (s *kgServer) tokenResult(t testing.TB, user, db string, extra ...string) result {
+	t.Helper()
+	r := s.run(t, []string{"KEYGATE_SESSION=" + s.session(t, user)}, append([]string{"db", "token", db}, extra...)...)
+	if r.code == 0 {
+		s.mu.Lock()
+		s.tokens = append(s.tokens, strings.TrimSpace(r.stdout))
+		s.mu.Unlock()
+	}
+	return r
+}
+
+// token gets a token for user on db, failing the test if refused.
+func (s *kgServer) token(t testing.TB, user, db string, extra ...string) string {
+	t.Helper()
+	r := s.tokenResult(t, user, db, extra...)
+	if r.code != 0 {
+		t.Fatalf("keygate db token %s as %s: exit %d: %s", db, user, r.code, r.stderr)
+	}
+	tok := strings.TrimSpace(r.stdout)
+	if strings.Contains(tok, "\n") || !strings.HasPrefix(tok, "v4.public.") {
+		t.Fatalf("keygate db token printed more than a token: %q", r.stdout)
+	}
+	return tok
+}
+
+// connString is the libpq connection string a person uses.
+func (s *kgServer) connString(user, db string, extra ...string) string {
+	return strings.Join(append([]string{"host=127.0.0.1", fmt.Sprintf("port=%d", s.pgPort), "dbname=" + db, "user=" + user,
+		"sslmode=verify-full", "sslrootcert=" + s.caFile}, extra...), " ")
+}
+
+// psql runs psql through the gateway with the token as password.
+func (s *kgServer) psql(t testing.TB, conn, token, sql string) result {
+	t.Helper()
+	cmd := exec.Command("psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", conn, "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("psql: %v", err)
+	}
+	return r
+}
+
+// pgx connects through the gateway with pgconn.
+func (s *kgServer) pgx(t testing.TB, user, db, token string, extra ...string) *pgconn.PgConn {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(s.connString(user, db, extra...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = token
+	c, err := pgconn.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect as %s to %s: %v", user, db, err)
+	}
+	t.Cleanup(func() { c.Close(context.Background()) })
+	return c
+}
+
+// upstreamQuery runs sql directly on the upstream as superuser.
+func (s *kgServer) upstreamQuery(t testing.TB, db, sql string) [][]string {
+	t.Helper()
+	return s.pg.Query(t, db, sql)
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *kgServer
+)
+
+// sharedServer is one server for the tests that do not need their own.
+func sharedServer(t testing.TB) *kgServer {
+	t.Helper()
+	sharedOnce.Do(func() { shared = startServer(t, "shared", "", false) })
+	if shared == nil {
+		t.Fatal("shared keygate server failed to start")
+	}
+	return shared
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// sendCancel sends a plaintext CancelRequest, as libpq before 17 does.
+func sendCancel(t testing.TB, port int, pid uint32, key []byte) {
+	t.Helper()
+	c, err := net.Dial("tcp", net.JoinHostPort("127.0.0.1", itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	msg := binary.BigEndian.AppendUint32(nil, uint32(12+len(key)))
+	msg = binary.BigEndian.AppendUint32(msg, 80877102)
+	msg = binary.BigEndian.AppendUint32(msg, pid)
+	msg = append(msg, key...)
+	if _, err := c.Write(msg); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	io.Copy(io.Discard, c)
+}
+
+// httpsGet fetches path from the API, trusting keygate's CA.
+func httpsGet(t testing.TB, s *kgServer, path string) string {
+	t.Helper()
+	pem, err := os.ReadFile(s.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err := c.Get(s.apiURL + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func stopShared() {
+	if shared != nil {
+		shared.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-shared.done:
+		case <-time.After(20 * time.Second):
+			shared.cmd.Process.Kill()
+		}
+		os.RemoveAll(shared.dir)
+	}
+}
