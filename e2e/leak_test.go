@@ -51,7 +51,12 @@ func TestTokensNeverLeak(t *testing.T) {
 		t.Fatal("refusals were not audited")
 	}
 
-	t.Cleanup(func() { if t.Failed() { b, _ := os.ReadFile(s.logPath); t.Logf("server log:\n%s", b) } })
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(s.logPath)
+			t.Logf("server log:\n%s", b)
+		}
+	})
 	// Stop the server so everything is flushed to disk, then look.
 	s.stop(t)
 	files := map[string][]byte{}
