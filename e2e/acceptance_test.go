@@ -495,3 +495,48 @@ func TestCAMatchesAPI(t *testing.T) {
 		t.Fatal("/v1/ca.pem differs from `keygate ca`")
 	}
 }
+
+// SIGTERM drains: new connections are refused, live sessions get
+// shutdown_grace (2s here) and are then ended with a reason, and the server
+// exits.
+func TestGracefulShutdown(t *testing.T) {
+	s := startServer(t, "drain", "", true)
+	s.addUser(t, "quinn", "analysts")
+	tok := s.token(t, "quinn", "orders")
+	cmd := exec.Command("psql", "-X", "-A", "-t", s.connString("quinn", "orders", "application_name=drain-quinn"), "-c", "SELECT pg_sleep(30)")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+tok)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	waitFor(t, 10*time.Second, func() bool {
+		rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'drain-quinn' AND query LIKE '%pg_sleep%'")
+		return rows[0][0] == "1"
+	})
+	start := time.Now()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, 5*time.Second, func() bool {
+		r := s.psql(t, s.connString("quinn", "orders"), tok, "SELECT 1")
+		return r.code != 0
+	})
+	select {
+	case <-exited:
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("live session still open 10s after SIGTERM")
+	}
+	took := time.Since(start)
+	t.Logf("live session ended %s after SIGTERM", took)
+	if took < 1500*time.Millisecond {
+		t.Fatalf("session ended after %s, before shutdown_grace (2s)", took)
+	}
+	mustContain(t, "psql error", stderr.String(), "keygate is shutting down")
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("server still running 10s after its last session ended")
+	}
+}
