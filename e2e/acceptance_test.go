@@ -7,10 +7,13 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/pki"
 )
 
 // auditEvent is a line of `keygate audit --json`.
@@ -538,5 +541,46 @@ func TestGracefulShutdown(t *testing.T) {
 	case <-s.done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("server still running 10s after its last session ended")
+	}
+}
+
+// `keygate db token` finds the server and CA from KEYGATE_SERVER and
+// KEYGATE_CA, or from --server and --ca, without any config file.
+func TestTokenWithoutConfig(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "otto", "analysts")
+	session := s.session(t, "otto")
+	run := func(env []string, args ...string) result {
+		cmd := exec.Command(keygateBin, append([]string{"db", "token", "orders"}, args...)...)
+		cmd.Env = append(os.Environ(), append(env, "KEYGATE_SESSION="+session, "KEYGATE_CONFIG=")...)
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		r := result{stdout: stdout.String(), stderr: stderr.String()}
+		if ee, ok := err.(*exec.ExitError); ok {
+			r.code = ee.ExitCode()
+		}
+		return r
+	}
+	for name, r := range map[string]result{
+		"env":   run([]string{"KEYGATE_SERVER=" + s.apiURL, "KEYGATE_CA=" + s.caFile}),
+		"flags": run(nil, "--server", s.apiURL, "--ca", s.caFile),
+	} {
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "v4.public.") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", name, r.code, r.stdout, r.stderr)
+		}
+	}
+	r := run(nil)
+	if r.code != 2 || !strings.Contains(r.stderr, "KEYGATE_SERVER") {
+		t.Errorf("without a server: exit %d, stderr %q; want a usage error naming KEYGATE_SERVER", r.code, r.stderr)
+	}
+	// A CA that did not sign keygate's certificate.
+	otherDir := t.TempDir()
+	if _, err := pki.Open(otherDir, []string{"localhost"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	r = run(nil, "--server", s.apiURL, "--ca", filepath.Join(otherDir, pki.CAFile))
+	if r.code == 0 || !strings.Contains(r.stderr, "--ca") {
+		t.Errorf("with the wrong CA: exit %d, stderr %q; want advice about --ca", r.code, r.stderr)
 	}
 }

@@ -177,3 +177,15 @@ func TestRelayLargeStatementsAndResults(t *testing.T) {
 		t.Fatalf("long statement audited as %d bytes without a truncation marker", len(e.Query))
 	}
 }
+
+// PostgreSQL 17 clients can skip SSLRequest and start TLS directly
+// (sslnegotiation=direct, ALPN "postgresql").
+func TestDirectTLS(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "dina", "analysts")
+	c := s.pgx(t, "dina", "orders", s.token(t, "dina", "orders"), "sslnegotiation=direct")
+	res := c.ExecParams(context.Background(), "SELECT session_user", nil, nil, nil, nil).Read()
+	if res.Err != nil || string(res.Rows[0][0]) != "dina.ro" {
+		t.Fatalf("direct TLS session: %v %v", res.Err, res.Rows)
+	}
+}
