@@ -105,7 +105,7 @@ func NewPolicy(sets []PermissionSet, assignments []Assignment) (*Policy, error) 
 		if s.TokenTTL == 0 {
 			s.TokenTTL = DefaultTokenTTL
 		}
-		if s.TokenTTL < 0 || s.TokenTTL > MaxTokenTTL {
+		if s.TokenTTL < time.Second || s.TokenTTL > MaxTokenTTL {
 			return nil, fmt.Errorf("permission set %q: token_ttl %s is outside 1s..%s", s.Name, s.TokenTTL, MaxTokenTTL)
 		}
 		p.sets[s.Name] = s
@@ -114,6 +114,7 @@ func NewPolicy(sets []PermissionSet, assignments []Assignment) (*Policy, error) 
 		if _, ok := p.sets[a.PermissionSet]; !ok {
 			return nil, fmt.Errorf("assignment for group %q names unknown permission set %q", a.Group, a.PermissionSet)
 		}
+		a.Databases = slices.Clone(a.Databases)
 		p.assignments = append(p.assignments, a)
 	}
 	return p, nil

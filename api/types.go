@@ -82,6 +82,13 @@ type AuditEvent struct {
 	Detail    map[string]any `json:"detail,omitempty"`
 }
 
+// AuditVerification is the result of checking the audit log's hash chain.
+type AuditVerification struct {
+	Events int64  `json:"events"`
+	Intact bool   `json:"intact"`
+	Error  string `json:"error,omitempty"`
+}
+
 // AuditPage is a page of audit events; Next is the "after" value for the
 // following page, zero at the end.
 type AuditPage struct {

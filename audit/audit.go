@@ -88,7 +88,7 @@ const (
 )
 
 // Open continues the chain from the newest stored event and starts the
-// writer. now is the clock; nil means time.Now.
+// writer. logger must not be nil; now is the clock, nil meaning time.Now.
 func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() time.Time) (*Log, error) {
 	if now == nil {
 		now = time.Now

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -86,6 +87,9 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 		}
 		if !s.ValidAt(a.now()) {
 			return refuse("the sign-in session this token came from has ended (expired or revoked): sign in again")
+		}
+		if !strings.EqualFold(s.User, r.User) {
+			return refuse("the sign-in session this token came from belongs to %s, not %s", s.User, r.User)
 		}
 	}
 	p, err := a.principal(ctx, r.User)

@@ -207,3 +207,10 @@ func (c *Client) Audit(ctx context.Context, f AuditFilter, fn func(api.AuditEven
 		after = page.Next
 	}
 }
+
+// VerifyAudit checks the audit log's hash chain on the server.
+func (c *Client) VerifyAudit(ctx context.Context) (api.AuditVerification, error) {
+	var out api.AuditVerification
+	err := c.do(ctx, http.MethodGet, "/v1/admin/audit/verify", nil, nil, &out)
+	return out, err
+}

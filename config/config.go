@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -98,17 +100,20 @@ type Duration time.Duration
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	v, err := ParseDuration(n.Value)
 	if err != nil {
-		return err
+		return fmt.Errorf("line %d: %w", n.Line, err)
 	}
 	*d = Duration(v)
 	return nil
 }
 
+// maxDays is the most days a time.Duration holds.
+const maxDays = int(math.MaxInt64 / int64(24*time.Hour))
+
 // ParseDuration parses a Go duration, or a whole number of days such as "365d".
 func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
-		if err != nil || n < 0 {
+		if err != nil || n < 0 || n > maxDays {
 			return 0, fmt.Errorf("invalid duration %q: use a whole number of days such as 30d", s)
 		}
 		return time.Duration(n) * 24 * time.Hour, nil
@@ -152,6 +157,9 @@ func Parse(path string, raw []byte) (*Config, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(raw))
 	dec.KnownFields(true)
 	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: the config is empty: it needs at least data_dir, databases, permission_sets and assignments", path)
+		}
 		return nil, fmt.Errorf("%s: %s", path, yamlErrorText(err))
 	}
 	var doc yaml.Node
@@ -254,11 +262,15 @@ func (c *Config) applyDefaults() {
 	}
 }
 
-// errorAt formats a validation error for the YAML path p.
+// errorAt formats a validation error for the YAML path p, or for the
+// nearest enclosing path present in the file when p itself is absent.
 func (c *Config) errorAt(p, format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	if line, ok := c.lines[p]; ok {
-		return fmt.Errorf("%s:%d: %s", c.path, line, msg)
+	for p != "" {
+		if line, ok := c.lines[p]; ok {
+			return fmt.Errorf("%s:%d: %s", c.path, line, msg)
+		}
+		p = p[:max(strings.LastIndexAny(p, ".["), 0)]
 	}
 	return fmt.Errorf("%s: %s", c.path, msg)
 }

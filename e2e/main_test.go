@@ -153,33 +153,42 @@ func startServer(t testing.TB, dbPrefix, extraConfig string, stopWithTest bool) 
 		t.Fatal(err)
 	}
 	s.logPath = filepath.Join(dir, "server.log")
-	logf, err := os.Create(s.logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.cmd = exec.Command(keygateBin, "server", "--config", s.cfgPath)
-	s.cmd.Env = append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+pg.AdminPassword)
-	s.cmd.Stdout, s.cmd.Stderr = logf, logf
-	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s.done = make(chan struct{})
-	go func() {
-		s.cmd.Wait()
-		logf.Close()
-		close(s.done)
-	}()
+	s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+	s.launch(t)
 	if stopWithTest {
 		t.Cleanup(func() { s.stop(t) })
 	}
-	s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
-	s.waitReady(t)
 	s.caFile = filepath.Join(dir, "ca.pem")
 	out := s.kg(t, 0, "ca")
 	if err := os.WriteFile(s.caFile, []byte(out), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// launch starts the server process on the existing config and data_dir,
+// appending to its log, and waits until it serves.
+func (s *kgServer) launch(t testing.TB) {
+	t.Helper()
+	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cmd = exec.Command(keygateBin, "server", "--config", s.cfgPath)
+	s.cmd.Env = append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+s.pg.AdminPassword)
+	s.cmd.Stdout, s.cmd.Stderr = logf, logf
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	s.done = done
+	cmd := s.cmd
+	go func() {
+		cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	s.waitReady(t)
 }
 
 func (s *kgServer) waitReady(t testing.TB) {

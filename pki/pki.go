@@ -78,6 +78,9 @@ func (a *Authority) CAPool() *x509.CertPool {
 	return p
 }
 
+// CAExpires is when the CA stops being valid; the server warns a year ahead.
+func (a *Authority) CAExpires() time.Time { return a.caCert.NotAfter }
+
 // Renewed reports whether Open issued a new server certificate.
 func (a *Authority) Renewed() bool { return a.renewed }
 
@@ -109,6 +112,10 @@ func (a *Authority) loadOrCreateCA(now time.Time) error {
 	key, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
 	if !ok {
 		return fmt.Errorf("load CA from %s: key is not ECDSA", a.dir)
+	}
+	if now.After(pair.Leaf.NotAfter) {
+		return fmt.Errorf("keygate's internal CA in %s expired on %s: move ca.pem and ca.key out of that directory to have a new CA made at the next start, then give clients the new bundle (keygate ca)",
+			a.dir, pair.Leaf.NotAfter.Format(time.DateOnly))
 	}
 	a.caCert, a.caKey, a.caPEM = pair.Leaf, key, certPEM
 	return nil
@@ -197,11 +204,16 @@ func (a *Authority) issueServer(hostnames []string, now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("generate server key: %w", err)
 	}
+	// Never outlive the CA that vouches for the certificate.
+	notAfter := now.Add(serverLifetime)
+	if notAfter.After(a.caCert.NotAfter) {
+		notAfter = a.caCert.NotAfter
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
 		Subject:      pkix.Name{Organization: []string{"keygate"}, CommonName: hostnames[0]},
 		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(serverLifetime),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

@@ -81,6 +81,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	if s.ca.Renewed() {
 		log.Info("issued gateway certificate", "hostnames", cfg.PublicHostnames)
 	}
+	if left := time.Until(s.ca.CAExpires()); left < 365*24*time.Hour {
+		log.Warn("keygate's internal CA expires within a year; plan to replace it and hand clients the new bundle", "expires", s.ca.CAExpires())
+	}
 	if s.keys, err = token.LoadKeys(cfg.DataPath(TokenKeysFile), now()); err != nil {
 		return nil, err
 	}

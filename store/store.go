@@ -131,7 +131,8 @@ type AuditEvent struct {
 	SessionID string
 	Query     string
 	Reason    string
-	// Detail holds type-specific fields as a JSON object.
+	// Detail holds type-specific fields as a JSON object, or nothing. It is
+	// stored and returned byte for byte, since the hash covers it.
 	Detail   []byte
 	PrevHash []byte
 	Hash     []byte

@@ -58,6 +58,26 @@ query, client and reason.`,
 			return tw.Flush()
 		},
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "verify",
+		Short: "Check the audit log's hash chain: no event removed, changed or reordered",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			v, err := c.VerifyAudit(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if !v.Intact {
+				return fmt.Errorf("%s (%d events checked before it)", v.Error, v.Events)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "audit log intact: %d events, each linked to the one before\n", v.Events)
+			return nil
+		},
+	})
 	cmd.Flags().StringVar(&f.User, "user", "", "only events about this person")
 	cmd.Flags().StringVar(&f.Database, "db", "", "only events on this database")
 	cmd.Flags().StringVar(&f.Type, "type", "", "only events of this type or type prefix")

@@ -637,11 +637,8 @@ func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) erro
 		}
 		defer stmt.Close()
 		for _, e := range events {
-			detail := string(e.Detail)
-			if detail == "" {
-				detail = "{}"
-			}
-			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, e.Query, e.Reason, detail, e.PrevHash, e.Hash); err != nil {
+			// Detail is stored byte for byte: it is covered by the hash.
+			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, e.Query, e.Reason, string(e.Detail), e.PrevHash, e.Hash); err != nil {
 				return nil, fmt.Errorf("event %d: %w", e.Seq, err)
 			}
 		}

@@ -321,6 +321,15 @@ func testAudit(t *testing.T, s store.Store, c *Clock) {
 	if last.Seq != 3 || string(last.Detail) != `{"bytes":3}` || !last.Time.Equal(base.Add(2*time.Second)) {
 		t.Fatalf("LastAudit = %+v", last)
 	}
+	// Every field comes back byte for byte: the audit hash covers them all,
+	// so an empty Detail must stay empty.
+	for i, got := range must(s.ListAudit(ctx, store.AuditQuery{}))(t) {
+		want := events[i]
+		if string(got.Detail) != string(want.Detail) || got.Query != want.Query || got.Type != want.Type ||
+			string(got.PrevHash) != string(want.PrevHash) || string(got.Hash) != string(want.Hash) || !got.Time.Equal(want.Time) {
+			t.Fatalf("event %d came back as %+v, stored %+v", want.Seq, got, want)
+		}
+	}
 	check := func(q store.AuditQuery, want ...int64) {
 		t.Helper()
 		got := must(s.ListAudit(ctx, q))(t)

@@ -72,7 +72,7 @@ CREATE TABLE audit_events (
     session_id TEXT NOT NULL DEFAULT '',
     query      TEXT NOT NULL DEFAULT '',
     reason     TEXT NOT NULL DEFAULT '',
-    detail     TEXT NOT NULL DEFAULT '{}',
+    detail     TEXT NOT NULL DEFAULT '',
     prev_hash  BLOB NOT NULL,
     hash       BLOB NOT NULL
 );
