@@ -1,0 +1,269 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/token"
+)
+
+// stubAuthz allows the users in allowed; err makes every call fail.
+type stubAuthz struct {
+	mu      sync.Mutex
+	allowed map[string]bool
+	err     error
+	calls   int
+}
+
+func (a *stubAuthz) Authorize(_ context.Context, r authz.Request) (access.Decision, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.calls++
+	if a.err != nil {
+		return access.Decision{}, a.err
+	}
+	d := access.Decision{User: strings.ToLower(r.User), Database: r.Database, Level: r.Level, Allowed: a.allowed[strings.ToLower(r.User)]}
+	if !d.Allowed {
+		d.Reason = r.User + " is in no group"
+	}
+	return d, nil
+}
+
+func (a *stubAuthz) set(user string, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.allowed[user] = ok
+}
+
+type recorder struct {
+	mu     sync.Mutex
+	events []audit.Event
+}
+
+func (r *recorder) Record(e audit.Event) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+}
+
+func (r *recorder) ofType(typ string) []audit.Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []audit.Event
+	for _, e := range r.events {
+		if e.Type == typ {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+type fixture struct {
+	gw     *Gateway
+	authz  *stubAuthz
+	audit  *recorder
+	issuer *token.Issuer
+	now    time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	f := &fixture{authz: &stubAuthz{allowed: map[string]bool{"alice": true, "bob": true}}, audit: &recorder{}, now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	keys := token.NewMemoryKeys()
+	clock := func() time.Time { return f.now }
+	f.issuer = &token.Issuer{Keys: keys, Now: clock}
+	f.gw = New(&token.Verifier{Keys: keys, Now: clock}, f.authz, f.audit, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
+	return f
+}
+
+func (f *fixture) token(t *testing.T, user, db string, ttl time.Duration) string {
+	t.Helper()
+	tok, _, err := f.issuer.Mint(token.Claims{User: user, Database: db, Access: access.ReadOnly, Session: "s-" + user, Expires: f.now.Add(ttl)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestAuthenticate(t *testing.T) {
+	f := newFixture(t)
+	alice := f.token(t, "alice", "orders", 15*time.Minute)
+	expired := f.token(t, "alice", "orders", time.Minute)
+	f.now = f.now.Add(2 * time.Minute)
+
+	d, c, err := f.gw.Authenticate(context.Background(), Hello{User: "Alice", Database: "orders", Token: alice, Client: "10.0.0.1:5555"})
+	if err != nil || !d.Allowed || c.User != "alice" || c.Access != access.ReadOnly {
+		t.Fatalf("valid token: %+v %+v %v", d, c, err)
+	}
+	tests := []struct {
+		name   string
+		hello  Hello
+		kind   RefusalKind
+		reason string
+	}{
+		{"no token", Hello{User: "alice", Database: "orders"}, RefusedCredentials, "no token given"},
+		{"a password", Hello{User: "alice", Database: "orders", Token: "hunter2"}, RefusedCredentials, "not a keygate token"},
+		{"expired", Hello{User: "alice", Database: "orders", Token: expired}, RefusedCredentials, "token has expired: get a fresh one with `keygate db token orders`"},
+		{"another user", Hello{User: "bob", Database: "orders", Token: alice}, RefusedCredentials, "issued to alice, not bob"},
+		{"another database", Hello{User: "alice", Database: "billing", Token: alice}, RefusedCredentials, "for database orders, not billing"},
+		{"token as user", Hello{User: alice, Database: "orders", Token: alice}, RefusedCredentials, "a token was given as the user or database name"},
+		{"token as database", Hello{User: "alice", Database: alice, Token: alice}, RefusedCredentials, "a token was given as the user or database name"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := f.gw.Authenticate(context.Background(), tt.hello)
+			var r *Refusal
+			if !errors.As(err, &r) || r.Kind != tt.kind || !strings.Contains(r.Reason, tt.reason) {
+				t.Fatalf("error = %v, want %v containing %q", err, tt.kind, tt.reason)
+			}
+			if strings.Contains(r.Error(), alice) {
+				t.Fatal("refusal text contains the token")
+			}
+		})
+	}
+	refused := f.audit.ofType(audit.ConnectRefused)
+	if len(refused) != len(tests) {
+		t.Fatalf("%d refusals audited, want %d", len(refused), len(tests))
+	}
+	for _, e := range refused {
+		if strings.Contains(fmt.Sprint(e), "v4.public.") {
+			t.Fatalf("audited refusal contains a token: %+v", e)
+		}
+	}
+
+	f.authz.set("alice", false)
+	_, _, err = f.gw.Authenticate(context.Background(), Hello{User: "alice", Database: "orders", Token: alice})
+	var r *Refusal
+	if !errors.As(err, &r) || r.Kind != RefusedAccess || r.Reason != "access denied: alice is in no group" {
+		t.Fatalf("refused by policy: %v", err)
+	}
+	f.authz.err = errors.New("disk on fire")
+	_, _, err = f.gw.Authenticate(context.Background(), Hello{User: "alice", Database: "orders", Token: alice})
+	if !errors.As(err, &r) || r.Kind != RefusedUnavailable || strings.Contains(r.Reason, "disk") {
+		t.Fatalf("authorizer failure: %v (the reason must not leak internal detail)", err)
+	}
+}
+
+// session registers a session whose Kill records its reason.
+func (f *fixture) session(t *testing.T, user string) (*Session, chan string) {
+	t.Helper()
+	killed := make(chan string, 2)
+	s := &Session{User: user, Database: "orders", Level: access.ReadOnly, Client: "c", Kill: func(r string) { killed <- r }}
+	if err := f.gw.Register(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	return s, killed
+}
+
+func TestWatchEndsOnlySessionsThatLostAccess(t *testing.T) {
+	f := newFixture(t)
+	_, aliceKilled := f.session(t, "alice")
+	_, bobKilled := f.session(t, "bob")
+	changes := make(chan store.Change)
+	done := make(chan struct{})
+	go func() { f.gw.Watch(context.Background(), changes); close(done) }()
+
+	// A change about alice that leaves her access intact ends nothing.
+	changes <- store.Change{Kind: store.UserChanged, User: "alice"}
+	f.authz.set("alice", false)
+	// A change about bob does not re-check alice.
+	changes <- store.Change{Kind: store.MembershipChanged, User: "bob", Group: "g"}
+	select {
+	case r := <-aliceKilled:
+		t.Fatalf("alice killed on a change about bob: %s", r)
+	case <-time.After(50 * time.Millisecond):
+	}
+	changes <- store.Change{Kind: store.MembershipChanged, User: "ALICE", Group: "analysts"}
+	select {
+	case r := <-aliceKilled:
+		if r != "access revoked: alice is in no group" {
+			t.Fatalf("kill reason %q", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("alice's session not ended")
+	}
+	// Group changes and resyncs re-check everyone.
+	f.authz.set("bob", false)
+	changes <- store.Change{Kind: store.GroupChanged, Group: "engineers"}
+	select {
+	case <-bobKilled:
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's session not ended on a group change")
+	}
+	// A session is ended once, however many changes follow.
+	changes <- store.Change{Kind: store.Resync}
+	close(changes)
+	<-done
+	if len(aliceKilled)+len(bobKilled) != 0 {
+		t.Fatal("a session was killed twice")
+	}
+}
+
+// A change that commits while a connection is being set up is caught when
+// the session registers.
+func TestRegisterRechecks(t *testing.T) {
+	f := newFixture(t)
+	f.authz.set("alice", false)
+	killed := make(chan string, 1)
+	s := &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Kill: func(r string) { killed <- r }}
+	err := f.gw.Register(context.Background(), s)
+	var r *Refusal
+	if !errors.As(err, &r) || r.Kind != RefusedAccess {
+		t.Fatalf("Register = %v, want an access refusal", err)
+	}
+	if len(killed) != 1 {
+		t.Fatal("session not ended")
+	}
+	// An authorizer failure is not a revocation.
+	f.authz.err = errors.New("store unavailable")
+	s2 := &Session{User: "bob", Database: "orders", Level: access.ReadOnly, Kill: func(string) { t.Error("killed on an authorizer error") }}
+	if err := f.gw.Register(context.Background(), s2); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestCancelMatchesKey(t *testing.T) {
+	f := newFixture(t)
+	s, _ := f.session(t, "alice")
+	other, _ := f.session(t, "bob")
+	var cancelled []string
+	s.CancelUpstream = func(context.Context) error { cancelled = append(cancelled, "alice"); return nil }
+	other.CancelUpstream = func(context.Context) error { cancelled = append(cancelled, "bob"); return nil }
+	if s.PID == 0 || s.PID&0x80000000 != 0 || s.PID == other.PID {
+		t.Fatalf("cancel keys: %d %d", s.PID, other.PID)
+	}
+	ctx := context.Background()
+	f.gw.Cancel(ctx, s.PID, s.Secret^1, "x")
+	f.gw.Cancel(ctx, s.PID+1, s.Secret, "x")
+	f.gw.Cancel(ctx, other.PID, s.Secret, "x")
+	if len(cancelled) != 0 {
+		t.Fatalf("forged cancel requests cancelled %v", cancelled)
+	}
+	f.gw.Cancel(ctx, s.PID, s.Secret, "x")
+	if len(cancelled) != 1 || cancelled[0] != "alice" {
+		t.Fatalf("cancelled %v, want alice", cancelled)
+	}
+	if len(f.audit.ofType(audit.QueryCancel)) != 1 {
+		t.Fatal("cancel not audited")
+	}
+	f.gw.Unregister(s, "done")
+	f.gw.Cancel(ctx, s.PID, s.Secret, "x")
+	if len(cancelled) != 1 {
+		t.Fatal("a cancel reached an ended session")
+	}
+	ends := f.audit.ofType(audit.SessionEnd)
+	if len(ends) != 1 || ends[0].Reason != "done" || ends[0].Detail["duration_ms"] == nil {
+		t.Fatalf("session.end = %+v", ends)
+	}
+}
