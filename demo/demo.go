@@ -136,11 +136,11 @@ func (r *run) prepareUpstream(ctx context.Context) error {
 }
 
 func (r *run) startServer(ctx context.Context, done chan<- error) error {
-	apiPort, err := freePort()
+	apiPort, err := localpg.FreePort()
 	if err != nil {
 		return err
 	}
-	pgPort, err := freePort()
+	pgPort, err := localpg.FreePort()
 	if err != nil {
 		return err
 	}
@@ -210,15 +210,6 @@ shutdown_grace: 2s
 	r.result("API https://%s, PostgreSQL gateway %s (TLS only, certificate from keygate's own CA)", srv.APIAddr(), r.pgAddr)
 	r.detail("config: %s", r.cfgPath)
 	return nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // person is a demo user with a sign-in session.

@@ -13,27 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/api"
 	"github.com/keygate/keygate/pki"
 )
 
-// auditEvent is a line of `keygate audit --json`.
-type auditEvent struct {
-	Time     time.Time      `json:"time"`
-	Type     string         `json:"type"`
-	User     string         `json:"user"`
-	Database string         `json:"database"`
-	Access   string         `json:"access"`
-	Query    string         `json:"query"`
-	Client   string         `json:"client"`
-	Reason   string         `json:"reason"`
-	Session  string         `json:"session_id"`
-	Detail   map[string]any `json:"detail"`
-}
-
-func (s *kgServer) audit(t testing.TB, args ...string) []auditEvent {
+func (s *kgServer) audit(t testing.TB, args ...string) []api.AuditEvent {
 	t.Helper()
 	out := s.kg(t, 0, append([]string{"audit", "--json"}, args...)...)
-	var events []auditEvent
+	var events []api.AuditEvent
 	sc := bufio.NewScanner(strings.NewReader(out))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
@@ -46,20 +33,20 @@ func (s *kgServer) audit(t testing.TB, args ...string) []auditEvent {
 				t.Fatalf("audit line lacks %q: %s", k, sc.Text())
 			}
 		}
-		var e auditEvent
+		var e api.AuditEvent
 		json.Unmarshal(sc.Bytes(), &e)
 		events = append(events, e)
 	}
 	return events
 }
 
-func findEvent(events []auditEvent, match func(auditEvent) bool) (auditEvent, bool) {
+func findEvent(events []api.AuditEvent, match func(api.AuditEvent) bool) (api.AuditEvent, bool) {
 	for _, e := range events {
 		if match(e) {
 			return e, true
 		}
 	}
-	return auditEvent{}, false
+	return api.AuditEvent{}, false
 }
 
 func mustContain(t testing.TB, what, got, want string) {
@@ -220,7 +207,7 @@ func TestRefusals(t *testing.T) {
 		{"erin", "the token was issued to dan, not erin"},
 		{"dan", "the token is for database orders, not billing"},
 	} {
-		if _, ok := findEvent(events, func(e auditEvent) bool {
+		if _, ok := findEvent(events, func(e api.AuditEvent) bool {
 			return e.User == want.user && strings.Contains(e.Reason, want.reason) && e.Client != ""
 		}); !ok {
 			t.Errorf("no connect.refused event for %s with reason %q", want.user, want.reason)
@@ -249,20 +236,20 @@ func TestAuditShowsSessionAndStatements(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	events := s.audit(t, "--user", "gus")
-	start, ok := findEvent(events, func(e auditEvent) bool { return e.Type == "session.start" })
+	start, ok := findEvent(events, func(e api.AuditEvent) bool { return e.Type == "session.start" })
 	if !ok {
 		t.Fatal("no session.start for gus")
 	}
 	if start.Database != "orders" || start.Access != "ro" || start.Client == "" || start.Detail["upstream_role"] != "gus.ro" {
 		t.Fatalf("session.start = %+v", start)
 	}
-	q, ok := findEvent(events, func(e auditEvent) bool {
+	q, ok := findEvent(events, func(e api.AuditEvent) bool {
 		return e.Type == "query" && strings.Contains(e.Query, "audit-marker-e")
 	})
-	if !ok || q.Session != start.Session {
+	if !ok || q.SessionID != start.SessionID {
 		t.Fatalf("statement not audited in gus's session: %+v", q)
 	}
-	end, ok := findEvent(events, func(e auditEvent) bool { return e.Type == "session.end" && e.Session == start.Session })
+	end, ok := findEvent(events, func(e api.AuditEvent) bool { return e.Type == "session.end" && e.SessionID == start.SessionID })
 	if !ok {
 		t.Fatal("no session.end for gus")
 	}

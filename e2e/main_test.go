@@ -26,6 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keygate/keygate/internal/testenv"
+	"github.com/keygate/keygate/localpg"
 )
 
 // keygateBin is the binary under test, built once by TestMain.
@@ -237,12 +238,11 @@ func (s *kgServer) stop(t testing.TB) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localpg.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 // result is what a command printed and how it exited.

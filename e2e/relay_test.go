@@ -11,6 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/api"
 )
 
 // The gateway relays the whole protocol: these run real pgx sessions
@@ -78,7 +80,7 @@ func TestRelayExtendedProtocolAndErrors(t *testing.T) {
 
 	// The statement text of Parse is audited.
 	events := s.audit(t, "--user", "rex", "--type", "query")
-	if _, ok := findEvent(events, func(e auditEvent) bool { return strings.Contains(e.Query, "relay-extended") }); !ok {
+	if _, ok := findEvent(events, func(e api.AuditEvent) bool { return strings.Contains(e.Query, "relay-extended") }); !ok {
 		t.Fatal("the prepared statement's text is not in the audit log")
 	}
 }
@@ -169,7 +171,7 @@ func TestRelayLargeStatementsAndResults(t *testing.T) {
 		t.Fatalf("large result: %v, %d rows", res.Err, len(res.Rows))
 	}
 	events := s.audit(t, "--user", "lara", "--type", "query")
-	e, ok := findEvent(events, func(e auditEvent) bool { return strings.HasPrefix(e.Query, "SELECT length('xxx") })
+	e, ok := findEvent(events, func(e api.AuditEvent) bool { return strings.HasPrefix(e.Query, "SELECT length('xxx") })
 	if !ok {
 		t.Fatal("long statement not audited")
 	}

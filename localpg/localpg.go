@@ -163,7 +163,7 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 }
 
 func (s *Server) start(ctx context.Context, opts Options) error {
-	port, err := freePort()
+	port, err := FreePort()
 	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -288,7 +288,8 @@ func chownTree(dir string, uid, gid int) error {
 	})
 }
 
-func freePort() (int, error) {
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
