@@ -103,13 +103,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	az := authz.New(s.store, policy, accessDatabases(cfg.Databases), now)
 
 	pgUpstreams := map[string]pgwire.Upstream{}
+	logins := postgres.NewLogins()
 	for _, d := range cfg.Databases {
 		password, ok := os.LookupEnv(d.Admin.PasswordEnv)
 		if !ok {
 			log.Warn("admin password variable is not set; connecting without a password", "database", d.Name, "variable", d.Admin.PasswordEnv)
 		}
 		u, err := postgres.New(postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas,
-			AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, log)
+			AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, logins, log)
 		if err != nil {
 			return nil, err
 		}

@@ -51,9 +51,13 @@ type Config struct {
 // ErrUnavailable wraps failures to reach the upstream server at all.
 var ErrUnavailable = errors.New("upstream database unavailable")
 
-// roleMarker is the comment on every person role keygate creates. A role of
-// the same name without it belongs to someone else and is never taken over.
-const roleMarker = "managed by keygate"
+// The comments on the roles keygate creates. A role of the same name
+// without its comment belongs to someone else and is never taken over, and
+// a person role keeps only memberships in roles that carry groupMarker.
+const (
+	roleMarker  = "managed by keygate: person role"
+	groupMarker = "managed by keygate: group role"
+)
 
 // loginWindow bounds how long a role stays LOGIN should keygate die between
 // setting the password and resetting it. It is generous to tolerate clock
@@ -63,33 +67,61 @@ const loginWindow = 5 * time.Minute
 
 // Upstream manages one upstream database.
 type Upstream struct {
-	cfg   Config
-	base  *pgconn.Config
-	admin *pgxpool.Pool
-	log   *slog.Logger
+	cfg    Config
+	base   *pgconn.Config
+	admin  *pgxpool.Pool
+	logins *Logins
+	log    *slog.Logger
 
 	groupsMu    sync.Mutex
 	groupsReady bool
 
-	rolesMu sync.Mutex
-	roles   map[string]*personRole
+	// ready holds the person roles set up for this database since start.
+	readyMu sync.Mutex
+	ready   map[string]bool
 }
 
-// personRole is the login state of one person role. Logins that overlap in
+// Logins coordinates just-in-time logins for all the upstreams of a
+// process. Roles belong to a whole PostgreSQL server, not to a database, so
+// every Upstream that reaches one server must share one Logins.
+type Logins struct {
+	mu      sync.Mutex
+	windows map[string]*window
+}
+
+// NewLogins makes an empty coordinator.
+func NewLogins() *Logins { return &Logins{windows: map[string]*window{}} }
+
+func (l *Logins) window(address, role string) *window {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	key := address + "/" + role
+	w, ok := l.windows[key]
+	if !ok {
+		w = &window{}
+		l.windows[key] = w
+	}
+	return w
+}
+
+// window is the login state of one person role. Logins that overlap in
 // time share one password: the first opens the role (LOGIN, a fresh random
 // password), the last one out closes it again (NOLOGIN, no password). Two
 // logins never overwrite each other's password, and concurrent connections
 // of one person do not wait for each other's handshake.
-type personRole struct {
+type window struct {
 	mu       sync.Mutex
-	ready    bool   // the role exists and is in shape
 	password string // while inflight > 0
 	inflight int
+	// generation counts passwords; stale asks the next login to set a new
+	// one because something outside keygate disturbed the current one.
+	generation int
+	stale      bool
 }
 
 // New prepares an upstream. It does not connect: a database that is down at
 // start only refuses connections to itself.
-func New(cfg Config, log *slog.Logger) (*Upstream, error) {
+func New(cfg Config, logins *Logins, log *slog.Logger) (*Upstream, error) {
 	host, port, err := net.SplitHostPort(cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: address %q: %w", cfg.Name, cfg.Address, err)
@@ -103,7 +135,7 @@ func New(cfg Config, log *slog.Logger) (*Upstream, error) {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
 	base.RuntimeParams = map[string]string{}
-	u := &Upstream{cfg: cfg, base: base, log: log.With("database", cfg.Name), roles: map[string]*personRole{}}
+	u := &Upstream{cfg: cfg, base: base, logins: logins, log: log.With("database", cfg.Name), ready: map[string]bool{}}
 
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
@@ -184,64 +216,76 @@ func (u *Upstream) Connect(ctx context.Context, person string, level access.Leve
 		return nil, err
 	}
 	role := RoleName(person, level)
-	pr := u.personRole(role)
-	password, err := u.openLogin(ctx, pr, role, level)
-	if err != nil {
-		return nil, err
+	w := u.logins.window(u.cfg.Address, role)
+	for attempt := 1; ; attempt++ {
+		password, gen, err := u.openLogin(ctx, w, role, level)
+		if err != nil {
+			return nil, err
+		}
+		conn, err := u.dial(ctx, role, password, params)
+		u.closeLogin(w, gen, role, err)
+		if err == nil || attempt == 2 || !loginDisturbed(err) {
+			return conn, err
+		}
+		// Someone outside this process changed the role's password or
+		// LOGIN (another keygate, an administrator): try once more with a
+		// fresh window.
+		u.log.Warn("login window was disturbed from outside keygate; retrying", "role", role, "err", err)
 	}
-	conn, err := u.dial(ctx, role, password, params)
-	u.closeLogin(pr, role, err)
-	return conn, err
+}
+
+// loginDisturbed reports whether a login failed because the password or
+// LOGIN attribute keygate set had been changed under it.
+func loginDisturbed(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000")
 }
 
 // openLogin makes role loginable with a password only keygate knows, or
-// joins a login window that is already open.
-func (u *Upstream) openLogin(ctx context.Context, pr *personRole, role string, level access.Level) (string, error) {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if !pr.ready {
+// joins a login window that is already open. Opening a window re-checks the
+// role's shape, so a change made behind keygate's back is caught before
+// anyone logs in with it.
+func (u *Upstream) openLogin(ctx context.Context, w *window, role string, level access.Level) (string, int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inflight == 0 || w.stale {
 		if err := u.ensurePerson(ctx, role, level); err != nil {
-			return "", err
+			return "", 0, err
 		}
-		pr.ready = true
-	}
-	if pr.inflight == 0 {
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
-			return "", fmt.Errorf("login %q: %w", role, err)
+			return "", 0, fmt.Errorf("login %q: %w", role, err)
 		}
 		password := base64.RawURLEncoding.EncodeToString(secret)
 		verifier, err := scramVerifier(password)
 		if err != nil {
-			return "", fmt.Errorf("login %q: %w", role, err)
+			return "", 0, fmt.Errorf("login %q: %w", role, err)
 		}
 		until := time.Now().Add(loginWindow).UTC().Format("2006-01-02 15:04:05Z07:00")
 		open := fmt.Sprintf("ALTER ROLE %s WITH LOGIN PASSWORD %s VALID UNTIL %s", ident(role), literal(verifier), literal(until))
 		if _, err := u.admin.Exec(ctx, open); err != nil {
-			// Re-check the role's shape next time: it may have been
-			// dropped or altered.
-			pr.ready = false
-			return "", u.adminErr(fmt.Sprintf("enable login for %q", role), err)
+			return "", 0, u.adminErr(fmt.Sprintf("enable login for %q", role), err)
 		}
-		pr.password = password
+		w.password, w.stale = password, false
+		w.generation++
 	}
-	pr.inflight++
-	return pr.password, nil
+	w.inflight++
+	return w.password, w.generation, nil
 }
 
 // closeLogin leaves the login window; the last one out sets the role back
 // to NOLOGIN with no password, whatever happened.
-func (u *Upstream) closeLogin(pr *personRole, role string, dialErr error) {
-	pr.mu.Lock()
-	defer pr.mu.Unlock()
-	if dialErr != nil {
-		pr.ready = false
+func (u *Upstream) closeLogin(w *window, gen int, role string, dialErr error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if loginDisturbed(dialErr) && gen == w.generation {
+		w.stale = true
 	}
-	pr.inflight--
-	if pr.inflight > 0 {
+	w.inflight--
+	if w.inflight > 0 {
 		return
 	}
-	pr.password = ""
+	w.password = ""
 	// A fresh context: the caller's may be done, and the role must not
 	// stay open.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -249,17 +293,6 @@ func (u *Upstream) closeLogin(pr *personRole, role string, dialErr error) {
 	if _, err := u.admin.Exec(ctx, fmt.Sprintf("ALTER ROLE %s WITH NOLOGIN PASSWORD NULL", ident(role))); err != nil {
 		u.log.Error("could not reset role to NOLOGIN; it stays loginable until its VALID UNTIL", "role", role, "err", err)
 	}
-}
-
-func (u *Upstream) personRole(role string) *personRole {
-	u.rolesMu.Lock()
-	defer u.rolesMu.Unlock()
-	pr, ok := u.roles[role]
-	if !ok {
-		pr = &personRole{}
-		u.roles[role] = pr
-	}
-	return pr
 }
 
 // dial logs in as role and hands over the raw connection.
@@ -334,7 +367,7 @@ func (u *Upstream) ensureGroups(ctx context.Context) error {
 		return nil
 	}
 	for _, l := range access.Levels {
-		if err := u.createRole(ctx, GroupRole(u.cfg.Name, l), false); err != nil {
+		if err := u.createRole(ctx, GroupRole(u.cfg.Name, l), groupMarker); err != nil {
 			return err
 		}
 	}
@@ -424,21 +457,20 @@ func (u *Upstream) creators(ctx context.Context, schema string) ([]string, error
 	return names, nil
 }
 
-// createRole creates a NOLOGIN role if it does not exist. Person roles are
-// marked so keygate can tell its own roles from someone else's.
-func (u *Upstream) createRole(ctx context.Context, role string, person bool) error {
-	var exists bool
-	if err := u.admin.QueryRow(ctx, `SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1)`, role).Scan(&exists); err != nil {
+// createRole creates a NOLOGIN role marked with comment if it does not
+// exist, and refuses a role of that name that keygate did not create.
+func (u *Upstream) createRole(ctx context.Context, role, comment string) error {
+	var have string
+	err := u.admin.QueryRow(ctx, `SELECT coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '') FROM pg_catalog.pg_roles WHERE rolname = $1`, role).Scan(&have)
+	switch {
+	case err == nil && have == comment:
+		return nil
+	case err == nil:
+		return fmt.Errorf("role %q exists in the upstream database but was not created by keygate; rename or drop it", role)
+	case !errors.Is(err, pgx.ErrNoRows):
 		return u.adminErr(fmt.Sprintf("look up role %q", role), err)
 	}
-	if exists {
-		return nil
-	}
-	stmt := fmt.Sprintf("CREATE ROLE %s NOLOGIN INHERIT", ident(role))
-	if person {
-		stmt += fmt.Sprintf("; COMMENT ON ROLE %s IS %s", ident(role), literal(roleMarker))
-	}
-	_, err := u.admin.Exec(ctx, stmt)
+	_, err = u.admin.Exec(ctx, fmt.Sprintf("CREATE ROLE %s NOLOGIN INHERIT; COMMENT ON ROLE %s IS %s", ident(role), ident(role), literal(comment)))
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "42710" {
 		return nil // created concurrently
@@ -449,42 +481,75 @@ func (u *Upstream) createRole(ctx context.Context, role string, person bool) err
 	return nil
 }
 
-// ensurePerson creates role if needed and makes it a member of exactly the
-// group roles of its level, refusing roles keygate did not create or that
-// carry attributes keygate never grants.
+// personState is a person role as the upstream has it.
+type personState struct {
+	exists   bool
+	comment  string
+	badAttrs bool     // SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS
+	inGroup  bool     // a member of this database's group role for its level
+	foreign  []string // memberships keygate did not grant
+}
+
+// inspectPerson reads role's attributes and memberships in one round trip.
+// A membership is keygate's when the role it grants is a NOLOGIN,
+// unprivileged keygate group role of the same level.
+func (u *Upstream) inspectPerson(ctx context.Context, role string, level access.Level) (personState, error) {
+	var st personState
+	err := u.admin.QueryRow(ctx, `
+		SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls,
+			coalesce(pg_catalog.shobj_description(r.oid, 'pg_authid'), ''),
+			coalesce(bool_or(g.rolname = $2), false),
+			coalesce(array_agg(g.rolname ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL AND NOT (
+				g.rolname LIKE $3 AND NOT g.rolcanlogin AND NOT g.rolsuper AND NOT g.rolcreaterole
+				AND coalesce(pg_catalog.shobj_description(g.oid, 'pg_authid'), '') = $4)), '{}')
+		FROM pg_catalog.pg_roles r
+		LEFT JOIN pg_catalog.pg_auth_members m ON m.member = r.oid
+		LEFT JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+		WHERE r.rolname = $1
+		GROUP BY r.oid, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls`,
+		role, GroupRole(u.cfg.Name, level), `keygate\_%\_`+string(level), groupMarker).Scan(&st.badAttrs, &st.comment, &st.inGroup, &st.foreign)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return st, u.adminErr(fmt.Sprintf("inspect role %q", role), err)
+	}
+	st.exists = true
+	return st, nil
+}
+
+// ensurePerson makes role exist and be a member of exactly keygate's group
+// roles of its level, refusing roles keygate did not create or that carry
+// attributes keygate never grants. It costs one query when the role is
+// already in shape.
 func (u *Upstream) ensurePerson(ctx context.Context, role string, level access.Level) error {
-	if err := u.createRole(ctx, role, true); err != nil {
+	st, err := u.inspectPerson(ctx, role, level)
+	if err != nil {
 		return err
 	}
-	var super, createRole, createDB, replication, bypassRLS bool
-	var comment string
-	err := u.admin.QueryRow(ctx, `SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), '')
-		FROM pg_catalog.pg_roles WHERE rolname = $1`, role).Scan(&super, &createRole, &createDB, &replication, &bypassRLS, &comment)
-	if err != nil {
-		return u.adminErr(fmt.Sprintf("inspect role %q", role), err)
+	if !st.exists {
+		if err := u.createRole(ctx, role, roleMarker); err != nil {
+			return err
+		}
+		st = personState{exists: true, comment: roleMarker}
 	}
-	if comment != roleMarker {
+	if st.comment != roleMarker {
 		return fmt.Errorf("role %q exists in the upstream database but was not created by keygate; rename or drop it", role)
 	}
-	if super || createRole || createDB || replication || bypassRLS {
+	if st.badAttrs {
+		u.log.Error("a person role was given privileges keygate never grants; refusing to log in as it", "role", role)
 		return fmt.Errorf("role %q has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, which keygate never grants; remove them", role)
 	}
-	rows, err := u.admin.Query(ctx, `SELECT g.rolname FROM pg_catalog.pg_auth_members m
-		JOIN pg_catalog.pg_roles g ON g.oid = m.roleid JOIN pg_catalog.pg_roles p ON p.oid = m.member
-		WHERE p.rolname = $1`, role)
-	if err != nil {
-		return u.adminErr(fmt.Sprintf("inspect memberships of %q", role), err)
-	}
-	memberOf, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return u.adminErr(fmt.Sprintf("inspect memberships of %q", role), err)
+	u.readyMu.Lock()
+	ready := u.ready[role]
+	u.readyMu.Unlock()
+	if ready && st.inGroup && len(st.foreign) == 0 {
+		return nil
 	}
 	stmts := []string{fmt.Sprintf("GRANT %s TO %s", ident(GroupRole(u.cfg.Name, level)), ident(role))}
-	for _, g := range memberOf {
-		if !strings.HasPrefix(g, "keygate_") || !strings.HasSuffix(g, "_"+string(level)) {
-			u.log.Warn("revoking a membership keygate did not grant", "role", role, "member_of", g)
-			stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(role)))
-		}
+	for _, g := range st.foreign {
+		u.log.Warn("revoking a membership keygate did not grant", "role", role, "member_of", g)
+		stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(role)))
 	}
 	if level == access.Admin {
 		// Objects admin sessions create belong to the admin group role, so
@@ -494,6 +559,9 @@ func (u *Upstream) ensurePerson(ctx context.Context, role string, level access.L
 	if _, err := u.admin.Exec(ctx, strings.Join(stmts, "; ")); err != nil {
 		return u.adminErr(fmt.Sprintf("set up role %q", role), err)
 	}
+	u.readyMu.Lock()
+	u.ready[role] = true
+	u.readyMu.Unlock()
 	return nil
 }
 
