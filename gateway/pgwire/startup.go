@@ -93,10 +93,11 @@ func parseStartupPacket(body []byte) (*startupPacket, error) {
 func parseParams(b []byte) (map[string]string, error) {
 	params := map[string]string{}
 	for {
-		name, rest, ok := cstring(b)
+		rawName, rest, ok := cstring(b)
 		if !ok {
 			return nil, fmt.Errorf("%w: unterminated startup parameter", errProtocol)
 		}
+		name := string(rawName)
 		if name == "" {
 			if len(rest) != 0 {
 				return nil, fmt.Errorf("%w: data after startup parameters", errProtocol)
@@ -110,18 +111,18 @@ func parseParams(b []byte) (map[string]string, error) {
 		if _, dup := params[name]; dup {
 			return nil, fmt.Errorf("%w: startup parameter %q given twice", errProtocol, name)
 		}
-		params[name] = value
+		params[name] = string(value)
 		b = rest2
 	}
 }
 
-// cstring splits a NUL-terminated string off b.
-func cstring(b []byte) (string, []byte, bool) {
+// cstring splits a NUL-terminated string off b, without copying.
+func cstring(b []byte) ([]byte, []byte, bool) {
 	i := bytes.IndexByte(b, 0)
 	if i < 0 {
-		return "", nil, false
+		return nil, nil, false
 	}
-	return string(b[:i]), b[i+1:], true
+	return b[:i], b[i+1:], true
 }
 
 // readPassword reads a PasswordMessage and returns the password.
@@ -150,5 +151,5 @@ func parsePassword(body []byte) (string, error) {
 	if !ok || len(rest) != 0 {
 		return "", fmt.Errorf("%w: malformed password message", errProtocol)
 	}
-	return pw, nil
+	return string(pw), nil
 }
