@@ -228,7 +228,6 @@ func statementText(b []byte, n int) string {
 	return string(b)
 }
 
-
 // toClient relays upstream messages to the client whole, so that a kill can
 // always append a clean FATAL error.
 func (s *session) toClient() error {
