@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -569,5 +570,59 @@ func TestTokenWithoutConfig(t *testing.T) {
 	r = run(nil, "--server", s.apiURL, "--ca", filepath.Join(otherDir, pki.CAFile))
 	if r.code == 0 || !strings.Contains(r.stderr, "--ca") {
 		t.Errorf("with the wrong CA: exit %d, stderr %q; want advice about --ca", r.code, r.stderr)
+	}
+}
+
+// `keygate demo --keep` leaves everything running with lines to paste, and
+// they work; Ctrl-C then cleans up.
+func TestDemoKeep(t *testing.T) {
+	cmd := exec.Command(keygateBin, "demo", "--keep")
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	var out strings.Builder
+	var cfgPath string
+	sc := bufio.NewScanner(stdout)
+	for sc.Scan() {
+		line := sc.Text()
+		out.WriteString(line + "\n")
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "export KEYGATE_CONFIG="); ok {
+			cfgPath = v
+		}
+		if strings.HasPrefix(line, "Press Ctrl-C") {
+			break
+		}
+	}
+	if cfgPath == "" {
+		t.Fatalf("demo --keep printed no KEYGATE_CONFIG line:\n%s", out.String())
+	}
+	mustContain(t, "demo --keep", out.String(), "psql \"host=127.0.0.1")
+	// The pasted lines work while the demo waits.
+	env := append(os.Environ(), "KEYGATE_CONFIG="+cfgPath)
+	session := exec.Command(keygateBin, "admin", "session", "create", "bob")
+	session.Env = env
+	sessOut, err := session.Output()
+	if err != nil {
+		t.Fatalf("admin session create: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(sessOut)), "\n")
+	tok := exec.Command(keygateBin, "db", "token", "orders")
+	tok.Env = append(env, "KEYGATE_SESSION="+lines[len(lines)-1])
+	if b, err := tok.Output(); err != nil || !strings.HasPrefix(string(b), "v4.public.") {
+		t.Fatalf("db token: %v %q", err, b)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	rest, _ := io.ReadAll(stdout)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("demo after Ctrl-C: %v\n%s", err, rest)
+	}
+	mustContain(t, "demo after Ctrl-C", string(rest), "Cleaning up")
+	if _, err := os.Stat(cfgPath); !os.IsNotExist(err) {
+		t.Fatalf("%s still exists after the demo ended", cfgPath)
 	}
 }
