@@ -24,7 +24,7 @@ func TestAuditChainDetectsTampering(t *testing.T) {
 	mustContain(t, "audit verify", out, "audit log intact")
 
 	s.stop(t)
-	db, err := sql.Open("sqlite", filepath.Join(s.dir, "data", "keygate.db"))
+	db, err := sql.Open("sqlite", filepath.Join(s.dir, "data", "keygate-audit.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,8 +72,10 @@ func TestTokensNeverLeak(t *testing.T) {
 		}
 		return nil
 	})
-	if _, ok := files[filepath.Join(s.dir, "data", "keygate.db")]; !ok {
-		t.Fatalf("audit store not found among %d files", len(files))
+	for _, name := range []string{"keygate.db", "keygate-audit.db"} {
+		if _, ok := files[filepath.Join(s.dir, "data", name)]; !ok {
+			t.Fatalf("%s not found among %d files", name, len(files))
+		}
 	}
 	s.mu.Lock()
 	tokens := append([]string(nil), s.tokens...)

@@ -35,13 +35,12 @@ type User struct {
 // Group is a named set of people. Groups are the unit of access: assignments
 // map a group to a permission set on databases.
 type Group struct {
-	ID          string
-	Name        string
-	ExternalID  string
-	Created     time.Time
-	Modified    time.Time
-	Version     int64
-	MemberCount int
+	ID         string
+	Name       string
+	ExternalID string
+	Created    time.Time
+	Modified   time.Time
+	Version    int64
 }
 
 // Membership records one person joining or leaving a group, so that "who was

@@ -147,6 +147,9 @@ func cancelSecret(b []byte) uint32 {
 
 func (h *handshake) startTLS(direct bool) error {
 	cfg := h.srv.TLS().Clone()
+	// libpq and pgx never resume TLS sessions; issuing tickets would only
+	// cost every handshake an encryption and a write.
+	cfg.SessionTicketsDisabled = true
 	if direct {
 		// Direct TLS must say it is PostgreSQL, so that a TLS connection
 		// meant for another service cannot be redirected here.

@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -25,24 +27,59 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-//go:embed migrations/*.sql
+//go:embed migrations
 var migrations embed.FS
 
-// Store is the SQLite backend.
+// Store is the SQLite backend: the state (people, groups, sessions) in one
+// file and the audit log in another beside it, so that the audit's constant
+// writes never invalidate the page cache of the identity lookups every
+// connection makes.
 type Store struct {
-	w, r *sql.DB
-	feed store.Feed
-	now  func() time.Time
+	state *file
+	audit *file
+	feed  store.Feed
+	now   func() time.Time
 }
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens (creating if needed) the database at path and applies pending
-// migrations. now is the clock; nil means time.Now.
+// AuditPath is where the audit log of the store at path lives.
+func AuditPath(path string) string {
+	ext := filepath.Ext(path)
+	return strings.TrimSuffix(path, ext) + "-audit" + ext
+}
+
+// Open opens (creating if needed) the store at path, with its audit log at
+// AuditPath(path), and applies pending migrations. now is the clock; nil
+// means time.Now.
 func Open(ctx context.Context, path string, now func() time.Time) (*Store, error) {
 	if now == nil {
 		now = time.Now
 	}
+	state, err := openFile(ctx, path, "state")
+	if err != nil {
+		return nil, err
+	}
+	audit, err := openFile(ctx, AuditPath(path), "audit")
+	if err != nil {
+		state.close()
+		return nil, err
+	}
+	return &Store{state: state, audit: audit, now: now}, nil
+}
+
+// file is one SQLite database. Writes go through a single connection so
+// SQLite's one-writer rule never surfaces as "database is locked"; reads use
+// a separate pool and see every committed write (WAL).
+type file struct {
+	w, r *sql.DB
+	// stmts caches prepared read statements by their text: the gateway
+	// authorizes every connection twice, and parsing the SQL again each
+	// time was most of the cost.
+	stmts sync.Map
+}
+
+func openFile(ctx context.Context, path, migrationSet string) (*file, error) {
 	dsn := func(extra string) string {
 		q := url.Values{}
 		q.Add("_pragma", "foreign_keys(1)")
@@ -57,7 +94,7 @@ func Open(ctx context.Context, path string, now func() time.Time) (*Store, error
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w); err != nil {
+	if err := migrate(ctx, w, migrationSet); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -67,11 +104,11 @@ func Open(ctx context.Context, path string, now func() time.Time) (*Store, error
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
 	r.SetMaxOpenConns(8)
-	return &Store{w: w, r: r, now: now}, nil
+	return &file{w: w, r: r}, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB) error {
-	sub, err := fs.Sub(migrations, "migrations")
+func migrate(ctx context.Context, db *sql.DB, set string) error {
+	sub, err := fs.Sub(migrations, "migrations/"+set)
 	if err != nil {
 		return err
 	}
@@ -85,26 +122,82 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	return nil
 }
 
-// Close closes both pools.
+func (f *file) close() error {
+	f.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return errors.Join(f.r.Close(), f.w.Close())
+}
+
+// prepared returns the cached read statement for q, preparing it once.
+func (f *file) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := f.stmts.Load(q); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := f.r.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := f.stmts.LoadOrStore(q, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// errRow is a row whose Scan reports an error that came before the query.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+func (f *file) queryRow(ctx context.Context, q string, args ...any) scanner {
+	st, err := f.prepared(ctx, q)
+	if err != nil {
+		return errRow{err}
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (f *file) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := f.prepared(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// Close closes both files.
 func (s *Store) Close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	return errors.Join(s.audit.close(), s.state.close())
 }
 
 // Watch implements store.Store.
 func (s *Store) Watch(ctx context.Context) <-chan store.Change { return s.feed.Watch(ctx) }
 
-// tx runs fn in a write transaction and publishes changes after commit.
-func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) ([]store.Change, error)) error {
-	tx, err := s.w.BeginTx(ctx, nil)
+// tx runs fn in a write transaction of f.
+func (f *file) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := f.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
-	changes, err := fn(tx)
-	if err != nil {
+	if err := fn(tx); err != nil {
 		tx.Rollback()
 		return err
 	}
-	if err := tx.Commit(); err != nil {
+	return tx.Commit()
+}
+
+// tx runs fn in a write transaction on the state and publishes the changes
+// it reports once they are committed.
+func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) ([]store.Change, error)) error {
+	var changes []store.Change
+	err := s.state.tx(ctx, func(tx *sql.Tx) error {
+		var err error
+		changes, err = fn(tx)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	s.feed.Publish(changes...)
@@ -183,7 +276,7 @@ func (s *Store) CreateUser(ctx context.Context, u identity.User) (identity.User,
 
 // GetUser implements store.Store.
 func (s *Store) GetUser(ctx context.Context, id string) (identity.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
+	u, err := scanUser(s.state.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.User{}, fmt.Errorf("user %s: %w", id, store.ErrNotFound)
 	}
@@ -192,7 +285,7 @@ func (s *Store) GetUser(ctx context.Context, id string) (identity.User, error) {
 
 // GetUserByName implements store.Store.
 func (s *Store) GetUserByName(ctx context.Context, name string) (identity.User, error) {
-	u, err := scanUser(s.r.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE user_name = ? COLLATE NOCASE`, name))
+	u, err := scanUser(s.state.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE user_name = ? COLLATE NOCASE`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
 	}
@@ -201,7 +294,7 @@ func (s *Store) GetUserByName(ctx context.Context, name string) (identity.User, 
 
 // ListUsers implements store.Store.
 func (s *Store) ListUsers(ctx context.Context) ([]identity.User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY user_name COLLATE NOCASE`)
+	rows, err := s.state.query(ctx, `SELECT `+userColumns+` FROM users ORDER BY user_name COLLATE NOCASE`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -284,12 +377,12 @@ func (s *Store) DeleteUser(ctx context.Context, id string) error {
 
 // ---- groups
 
-const groupColumns = `g.id, g.name, g.external_id, g.created, g.modified, g.version, (SELECT count(*) FROM members m WHERE m.group_id = g.id)`
+const groupColumns = `g.id, g.name, g.external_id, g.created, g.modified, g.version`
 
 func scanGroup(row scanner) (identity.Group, error) {
 	var g identity.Group
 	var created, modified int64
-	if err := row.Scan(&g.ID, &g.Name, &g.ExternalID, &created, &modified, &g.Version, &g.MemberCount); err != nil {
+	if err := row.Scan(&g.ID, &g.Name, &g.ExternalID, &created, &modified, &g.Version); err != nil {
 		return identity.Group{}, err
 	}
 	g.Created, g.Modified = fromNanos(created), fromNanos(modified)
@@ -303,7 +396,7 @@ func (s *Store) CreateGroup(ctx context.Context, g identity.Group) (identity.Gro
 	}
 	now := s.now().UTC()
 	g.ID = uuid.NewString()
-	g.Created, g.Modified, g.Version, g.MemberCount = now, now, 1, 0
+	g.Created, g.Modified, g.Version = now, now, 1
 	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
 		_, err := tx.ExecContext(ctx, `INSERT INTO groups (id, name, external_id, created, modified, version) VALUES (?, ?, ?, ?, ?, ?)`,
 			g.ID, g.Name, g.ExternalID, nanos(now), nanos(now), g.Version)
@@ -320,7 +413,7 @@ func (s *Store) CreateGroup(ctx context.Context, g identity.Group) (identity.Gro
 
 // GetGroup implements store.Store.
 func (s *Store) GetGroup(ctx context.Context, id string) (identity.Group, error) {
-	g, err := scanGroup(s.r.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
+	g, err := scanGroup(s.state.queryRow(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.Group{}, fmt.Errorf("group %s: %w", id, store.ErrNotFound)
 	}
@@ -329,7 +422,7 @@ func (s *Store) GetGroup(ctx context.Context, id string) (identity.Group, error)
 
 // GetGroupByName implements store.Store.
 func (s *Store) GetGroupByName(ctx context.Context, name string) (identity.Group, error) {
-	g, err := scanGroup(s.r.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.name = ? COLLATE NOCASE`, name))
+	g, err := scanGroup(s.state.queryRow(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.name = ? COLLATE NOCASE`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.Group{}, fmt.Errorf("group %q: %w", name, store.ErrNotFound)
 	}
@@ -338,7 +431,7 @@ func (s *Store) GetGroupByName(ctx context.Context, name string) (identity.Group
 
 // ListGroups implements store.Store.
 func (s *Store) ListGroups(ctx context.Context) ([]identity.Group, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+groupColumns+` FROM groups g ORDER BY g.name COLLATE NOCASE`)
+	rows, err := s.state.query(ctx, `SELECT `+groupColumns+` FROM groups g ORDER BY g.name COLLATE NOCASE`)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -363,7 +456,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(identity.Gro
 		if err := identity.ValidateName("group", g.Name); err != nil {
 			return nil, err
 		}
-		g.ID, g.Created, g.Modified, g.Version, g.MemberCount = old.ID, old.Created, s.now().UTC(), old.Version+1, old.MemberCount
+		g.ID, g.Created, g.Modified, g.Version = old.ID, old.Created, s.now().UTC(), old.Version+1
 		_, err = tx.ExecContext(ctx, `UPDATE groups SET name = ?, external_id = ?, modified = ?, version = ? WHERE id = ?`,
 			g.Name, g.ExternalID, nanos(g.Modified), g.Version, g.ID)
 		if isUnique(err) {
@@ -478,7 +571,7 @@ func (s *Store) RemoveMember(ctx context.Context, groupID, userID, source string
 
 // ListMembers implements store.Store.
 func (s *Store) ListMembers(ctx context.Context, groupID string) ([]identity.User, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+prefixed("u.", userColumns)+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.user_name COLLATE NOCASE`, groupID)
+	rows, err := s.state.query(ctx, `SELECT `+prefixed("u.", userColumns)+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.user_name COLLATE NOCASE`, groupID)
 	if err != nil {
 		return nil, fmt.Errorf("list members of %s: %w", groupID, err)
 	}
@@ -487,7 +580,7 @@ func (s *Store) ListMembers(ctx context.Context, groupID string) ([]identity.Use
 
 // GroupsOf implements store.Store.
 func (s *Store) GroupsOf(ctx context.Context, userID string) ([]identity.Group, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+groupColumns+` FROM members mm JOIN groups g ON g.id = mm.group_id WHERE mm.user_id = ? ORDER BY g.name COLLATE NOCASE`, userID)
+	rows, err := s.state.query(ctx, `SELECT `+groupColumns+` FROM members mm JOIN groups g ON g.id = mm.group_id WHERE mm.user_id = ? ORDER BY g.name COLLATE NOCASE`, userID)
 	if err != nil {
 		return nil, fmt.Errorf("groups of %s: %w", userID, err)
 	}
@@ -496,7 +589,7 @@ func (s *Store) GroupsOf(ctx context.Context, userID string) ([]identity.Group, 
 
 // MembershipHistory implements store.Store.
 func (s *Store) MembershipHistory(ctx context.Context, groupName string) ([]identity.Membership, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT group_name, user_name, joined, joined_by, left_at FROM membership_history
+	rows, err := s.state.query(ctx, `SELECT group_name, user_name, joined, joined_by, left_at FROM membership_history
 		WHERE group_name = ?1 COLLATE NOCASE OR group_id IN (SELECT id FROM groups WHERE name = ?1 COLLATE NOCASE)
 		ORDER BY joined, id`, groupName)
 	if err != nil {
@@ -560,7 +653,7 @@ func (s *Store) CreateSession(ctx context.Context, ss identity.Session, credenti
 
 // GetSessionByHash implements store.Store.
 func (s *Store) GetSessionByHash(ctx context.Context, credentialHash []byte) (identity.Session, error) {
-	ss, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?`, credentialHash))
+	ss, err := scanSession(s.state.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.secret_hash = ?`, credentialHash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.Session{}, fmt.Errorf("session: %w", store.ErrNotFound)
 	}
@@ -569,7 +662,7 @@ func (s *Store) GetSessionByHash(ctx context.Context, credentialHash []byte) (id
 
 // GetSession implements store.Store.
 func (s *Store) GetSession(ctx context.Context, id string) (identity.Session, error) {
-	ss, err := scanSession(s.r.QueryRowContext(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id))
+	ss, err := scanSession(s.state.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return identity.Session{}, fmt.Errorf("session %s: %w", id, store.ErrNotFound)
 	}
@@ -584,7 +677,7 @@ func (s *Store) ListSessions(ctx context.Context, userName string) ([]identity.S
 		q += ` WHERE u.user_name = ? COLLATE NOCASE`
 		args = append(args, userName)
 	}
-	rows, err := s.r.QueryContext(ctx, q+` ORDER BY s.created`, args...)
+	rows, err := s.state.query(ctx, q+` ORDER BY s.created`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions: %w", err)
 	}
@@ -630,19 +723,19 @@ func scanAudit(row scanner) (store.AuditEvent, error) {
 
 // AppendAudit implements store.Store.
 func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) error {
-	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+	err := s.audit.tx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		defer stmt.Close()
 		for _, e := range events {
 			// Detail is stored byte for byte: it is covered by the hash.
 			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, e.Query, e.Reason, string(e.Detail), e.PrevHash, e.Hash); err != nil {
-				return nil, fmt.Errorf("event %d: %w", e.Seq, err)
+				return fmt.Errorf("event %d: %w", e.Seq, err)
 			}
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("append audit: %w", err)
@@ -652,7 +745,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) erro
 
 // LastAudit implements store.Store.
 func (s *Store) LastAudit(ctx context.Context) (store.AuditEvent, error) {
-	e, err := scanAudit(s.w.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_events ORDER BY seq DESC LIMIT 1`))
+	e, err := scanAudit(s.audit.w.QueryRowContext(ctx, `SELECT `+auditColumns+` FROM audit_events ORDER BY seq DESC LIMIT 1`))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.AuditEvent{}, fmt.Errorf("audit log is empty: %w", store.ErrNotFound)
 	}
@@ -690,7 +783,7 @@ func (s *Store) ListAudit(ctx context.Context, q store.AuditQuery) ([]store.Audi
 		sqlText += ` LIMIT ?`
 		args = append(args, q.Limit)
 	}
-	rows, err := s.r.QueryContext(ctx, sqlText, args...)
+	rows, err := s.audit.query(ctx, sqlText, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list audit: %w", err)
 	}

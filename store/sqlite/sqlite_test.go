@@ -30,10 +30,10 @@ func TestAuditIsAppendOnly(t *testing.T) {
 	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 1, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.w.ExecContext(ctx, `UPDATE audit_events SET query = 'tampered'`); err == nil {
+	if _, err := s.audit.w.ExecContext(ctx, `UPDATE audit_events SET query = 'tampered'`); err == nil {
 		t.Fatal("UPDATE of audit_events succeeded")
 	}
-	if _, err := s.w.ExecContext(ctx, `DELETE FROM audit_events`); err == nil {
+	if _, err := s.audit.w.ExecContext(ctx, `DELETE FROM audit_events`); err == nil {
 		t.Fatal("DELETE from audit_events succeeded")
 	}
 }
