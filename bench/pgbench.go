@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// mode is how pgbench uses connections.
+type mode string
+
+const (
+	// steady keeps one connection per client for the whole run.
+	steady mode = "steady"
+	// perTxn opens a new connection for every transaction (pgbench -C).
+	perTxn mode = "connect-per-txn"
+)
+
+// endpoint is somewhere pgbench connects to, and as whom.
+type endpoint struct {
+	name   string
+	port   int
+	user   string
+	caFile string
+	// password is asked for before every run: keygate's is a fresh token.
+	password func(context.Context) (string, error)
+	// proc is the proxy process whose memory is sampled, or nil.
+	proc *process
+}
+
+// runResult is one pgbench run, parsed.
+type runResult struct {
+	Target string  `json:"target"`
+	Mode   mode    `json:"mode"`
+	TPS    float64 `json:"tps"`
+	// LatencyMs is pgbench's "latency average": with -C it includes the
+	// connection.
+	LatencyMs float64 `json:"latency_avg_ms"`
+	// ConnectionMs is "average connection time" (-C) or "initial
+	// connection time" (steady), as pgbench reports them.
+	ConnectionMs float64 `json:"connection_ms"`
+	Transactions int64   `json:"transactions"`
+	Failed       int64   `json:"failed_transactions"`
+	// TPSvsDirect and TPSvsPgbouncer are TPS over the TPS of the direct and
+	// pgbouncer runs in the same mode.
+	TPSvsDirect    *float64 `json:"tps_vs_direct,omitempty"`
+	TPSvsPgbouncer *float64 `json:"tps_vs_pgbouncer,omitempty"`
+	// Error is set when pgbench failed or did not finish; the numbers are
+	// then what it printed, if anything.
+	Error  string `json:"error,omitempty"`
+	Output string `json:"pgbench_output"`
+	// CPU is where the machine's CPU time went during the run.
+	CPU cpuUse `json:"cpu_seconds"`
+	// ProxyCPUMicrosPerTx is the proxy's CPU time over the transactions.
+	ProxyCPUMicrosPerTx float64 `json:"proxy_cpu_us_per_txn,omitempty"`
+	// ProxyMemory is the proxy's memory during the run.
+	ProxyMemory *memoryUse `json:"proxy_memory,omitempty"`
+}
+
+// pgbenchBinary is the pgbench beside the server binaries, else the one
+// on PATH.
+func pgbenchBinary(binDir string) (string, error) {
+	p := filepath.Join(binDir, "pgbench")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	p, err := exec.LookPath("pgbench")
+	if err != nil {
+		return "", fmt.Errorf("pgbench not found in %s or on PATH: install postgresql-15: %w", binDir, err)
+	}
+	return p, nil
+}
+
+// pgbenchRun is the part of a run that is the same for every endpoint.
+type pgbenchRun struct {
+	bin      string
+	clients  int
+	jobs     int
+	duration time.Duration
+}
+
+// run runs pgbench's select-only script against e with password. A failed
+// or hung pgbench is reported in the result, not as an error, so that the
+// other runs still happen; the error is for an interruption.
+func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string) (runResult, error) {
+	res := runResult{Target: e.name, Mode: m}
+	args := []string{"-n", "-S", "-c", strconv.Itoa(p.clients), "-j", strconv.Itoa(p.jobs), "-T", strconv.Itoa(p.seconds()),
+		"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", e.user}
+	if m == perTxn {
+		args = append(args, "-C")
+	}
+	args = append(args, benchDB)
+	// Generous: connecting, and the tail of the last transactions.
+	runCtx, cancel := context.WithTimeout(ctx, p.duration+time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(runCtx, p.bin, args...)
+	cmd.Env = append(pgFreeEnv(), "PGPASSWORD="+password, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+e.caFile, "PGCONNECT_TIMEOUT=10")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	runErr := cmd.Run()
+	if cmd.ProcessState != nil {
+		res.CPU.Pgbench = (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	}
+	res.Output = stdout.String() + stderr.String()
+	parse(&res, stdout.String())
+	switch {
+	case ctx.Err() != nil:
+		return res, ctx.Err()
+	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
+		res.Error = fmt.Sprintf("pgbench had not finished %s after a %s run and was killed", p.duration+time.Minute, p.duration)
+	case runErr != nil:
+		res.Error = fmt.Sprintf("pgbench %s: %v: %s", strings.Join(args, " "), runErr, lastLines(stderr.String(), 5))
+	case res.TPS == 0:
+		res.Error = "pgbench printed no tps: " + lastLines(res.Output, 5)
+	}
+	return res, nil
+}
+
+// seconds is pgbench's -T, at least 1.
+func (p pgbenchRun) seconds() int {
+	return max(1, int(p.duration.Round(time.Second)/time.Second))
+}
+
+var (
+	tpsRE     = regexp.MustCompile(`(?m)^tps = ([0-9.]+)`)
+	latencyRE = regexp.MustCompile(`(?m)^latency average = ([0-9.]+) ms`)
+	connRE    = regexp.MustCompile(`(?m)^(?:average|initial) connection time = ([0-9.]+) ms`)
+	txnsRE    = regexp.MustCompile(`(?m)^number of transactions actually processed: ([0-9]+)`)
+	failedRE  = regexp.MustCompile(`(?m)^number of failed transactions: ([0-9]+)`)
+)
+
+// parse fills res from pgbench's report; what it did not print stays 0.
+func parse(res *runResult, out string) {
+	res.TPS = parseFloat(tpsRE, out)
+	res.LatencyMs = parseFloat(latencyRE, out)
+	res.ConnectionMs = parseFloat(connRE, out)
+	res.Transactions = int64(parseFloat(txnsRE, out))
+	res.Failed = int64(parseFloat(failedRE, out))
+}
+
+func parseFloat(re *regexp.Regexp, out string) float64 {
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	return f
+}
+
+// pgFreeEnv is the environment without libpq's PG* variables, so that
+// nothing of the caller's shell changes how pgbench connects.
+func pgFreeEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "PG") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// check connects to e once, the way pgbench will, and reads the scale: it
+// fails early and clearly on a setup mistake, and has keygate create the
+// person's role before anything is measured.
+func check(ctx context.Context, e endpoint) error {
+	password, err := e.password(ctx)
+	if err != nil {
+		return fmt.Errorf("check %s: password: %w", e.name, err)
+	}
+	c, err := connect(ctx, e, password)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", e.name, err)
+	}
+	defer c.Close(ctx)
+	res := c.ExecParams(ctx, "SELECT count(*) FROM pgbench_branches", nil, nil, nil, nil).Read()
+	if res.Err != nil {
+		return fmt.Errorf("check %s: %w", e.name, res.Err)
+	}
+	if len(res.Rows) != 1 || string(res.Rows[0][0]) != strconv.Itoa(scale) {
+		return fmt.Errorf("check %s: pgbench_branches has %v rows, want %d", e.name, res.Rows, scale)
+	}
+	return nil
+}
+
+// connect opens a connection to e as pgbench does: TLS verified against
+// e's CA, password authentication.
+func connect(ctx context.Context, e endpoint, password string) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=verify-full sslrootcert=%s connect_timeout=10",
+		e.port, e.user, benchDB, e.caFile))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Password = password
+	c, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	return c, nil
+}
+
+// lastLines is the last n lines of s.
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}

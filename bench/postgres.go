@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/localpg"
+)
+
+// Names on the upstream.
+const (
+	adminUser = "keygate_admin"
+	benchDB   = "bench"
+	scale     = 10 // pgbench -i -s: 1,000,000 rows in pgbench_accounts
+)
+
+// startPostgres starts a throwaway PostgreSQL that takes TLS connections
+// with the certificate in pkiDir.
+func startPostgres(ctx context.Context, pkiDir string) (*localpg.Server, error) {
+	pg, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"max_connections": "300"}})
+	if err != nil {
+		return nil, fmt.Errorf("start postgres: %w", err)
+	}
+	if err := enableTLS(ctx, pg, pkiDir); err != nil {
+		pg.Stop()
+		return nil, err
+	}
+	return pg, nil
+}
+
+// enableTLS copies the server certificate into the server's directory,
+// owned by the user PostgreSQL runs as (it refuses a key anyone else can
+// read), and turns ssl on with a reload. The files only exist once
+// localpg.Start has made the directory, so they cannot be start-up
+// settings.
+func enableTLS(ctx context.Context, pg *localpg.Server, pkiDir string) error {
+	uid, gid, err := ownerOf(pg.Dir)
+	if err != nil {
+		return fmt.Errorf("enable postgres TLS: %w", err)
+	}
+	cert, key := filepath.Join(pg.Dir, "server.pem"), filepath.Join(pg.Dir, "server.key")
+	if err := copyFile(filepath.Join(pkiDir, "server.pem"), cert, 0o644, uid, gid); err != nil {
+		return fmt.Errorf("enable postgres TLS: %w", err)
+	}
+	if err := copyFile(filepath.Join(pkiDir, "server.key"), key, 0o600, uid, gid); err != nil {
+		return fmt.Errorf("enable postgres TLS: %w", err)
+	}
+	// ALTER SYSTEM refuses to run in a transaction block, which a
+	// multi-statement query is: one at a time.
+	for _, sql := range []string{
+		"ALTER SYSTEM SET ssl_cert_file = " + literal(cert),
+		"ALTER SYSTEM SET ssl_key_file = " + literal(key),
+		"ALTER SYSTEM SET ssl = on",
+		"SELECT pg_reload_conf()",
+	} {
+		if err := pg.Exec(ctx, "postgres", sql); err != nil {
+			return fmt.Errorf("enable postgres TLS: %w", err)
+		}
+	}
+	// The reload is asynchronous: wait for a verified TLS connection.
+	conn := fmt.Sprintf("host=%s port=%d user=%s password=%s dbname=postgres sslmode=verify-full sslrootcert=%s",
+		pg.Host, pg.Port, pg.SuperUser, pg.SuperPassword, filepath.Join(pkiDir, "ca.pem"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := pgconn.Connect(ctx, conn)
+		if err == nil {
+			return c.Close(ctx)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("enable postgres TLS: no TLS connection 10s after reload: %w (log %s)", err, pg.LogFile())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// prepareUpstream creates what a DBA would for keygate — the admin role
+// and a database it owns — and loads pgbench's tables as that role, so
+// that it owns them and can grant on them.
+func prepareUpstream(ctx context.Context, pg *localpg.Server, pgbench, caFile, adminPassword string) error {
+	for _, sql := range []string{
+		fmt.Sprintf("CREATE ROLE %s LOGIN CREATEROLE PASSWORD %s", adminUser, literal(adminPassword)),
+		fmt.Sprintf("CREATE DATABASE %s OWNER %s", benchDB, adminUser),
+	} {
+		if err := pg.Exec(ctx, "postgres", sql); err != nil {
+			return fmt.Errorf("prepare upstream: %w", err)
+		}
+	}
+	cmd := exec.CommandContext(ctx, pgbench, "-i", "-q", "-s", strconv.Itoa(scale),
+		"-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-U", adminUser, benchDB)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+adminPassword, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+caFile)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pgbench -i -s %d: %w\n%s", scale, err, out)
+	}
+	// Have the kernel write the loaded data out now rather than during
+	// the first run.
+	if err := pg.Exec(ctx, "postgres", "CHECKPOINT"); err != nil {
+		return fmt.Errorf("prepare upstream: %w", err)
+	}
+	syscall.Sync()
+	return nil
+}
+
+// ownerOf is the uid and gid that own path.
+func ownerOf(path string) (uid, gid int, err error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, 0, fmt.Errorf("no owner information for %s", path)
+	}
+	return int(st.Uid), int(st.Gid), nil
+}
+
+// copyFile copies src to dst with mode, owned by uid:gid.
+func copyFile(src, dst string, mode os.FileMode, uid, gid int) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return fmt.Errorf("copy %s: %w", src, err)
+	}
+	return writeOwned(dst, b, mode, uid, gid)
+}
+
+// writeOwned writes a file with mode, owned by uid:gid. Changing the owner
+// to oneself is allowed without privilege, so this works as root and not.
+func writeOwned(path string, b []byte, mode os.FileMode, uid, gid int) error {
+	if err := os.WriteFile(path, b, mode); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := os.Chown(path, uid, gid); err != nil {
+		return fmt.Errorf("chown %s: %w", path, err)
+	}
+	return nil
+}
+
+// literal quotes s as an SQL string literal.
+func literal(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}

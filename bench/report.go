@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// report is everything one benchmark run found; it is also the JSON file.
+type report struct {
+	Time          time.Time      `json:"time"`
+	Settings      benchSettings  `json:"settings"`
+	Machine       machineInfo    `json:"machine"`
+	Versions      versions       `json:"versions"`
+	Skipped       []string       `json:"skipped,omitempty"`
+	Runs          []runResult    `json:"runs"`
+	KeygateMemory *keygateMemory `json:"keygate_memory,omitempty"`
+	// KeygateHeld is keygate's RSS with idle connections held open,
+	// measured before the runs.
+	KeygateHeld *heldMemory `json:"keygate_held_connections,omitempty"`
+	// Logs are the warnings and errors each component logged.
+	Logs map[string]logProblems `json:"logs"`
+}
+
+type benchSettings struct {
+	Script          string `json:"script"`
+	DurationSeconds int    `json:"duration_seconds"`
+	Clients         int    `json:"clients"`
+	Jobs            int    `json:"jobs"`
+	Scale           int    `json:"scale"`
+	SSLMode         string `json:"sslmode"`
+}
+
+type machineInfo struct {
+	CPUs     int    `json:"cpus"`
+	CPUModel string `json:"cpu_model"`
+	Kernel   string `json:"kernel"`
+	// LoadBefore and LoadAfter are /proc/loadavg's 1, 5 and 15 minute
+	// averages before anything started and after the last run (which
+	// counts the benchmark's own load): a busy machine skews the numbers.
+	LoadBefore string `json:"load_before"`
+	LoadAfter  string `json:"load_after"`
+}
+
+type versions struct {
+	PostgreSQL string `json:"postgresql"`
+	Pgbench    string `json:"pgbench"`
+	PgBouncer  string `json:"pgbouncer,omitempty"`
+	Keygate    string `json:"keygate"`
+	Go         string `json:"go"`
+}
+
+// keygateMemory summarises keygate's memory over the runs, in KiB.
+type keygateMemory struct {
+	// IdleRSSKiB is VmRSS before the steady run, with no client connected.
+	IdleRSSKiB int64 `json:"idle_rss_kib"`
+	// SteadyMaxRSSKiB is the highest VmRSS sampled while the clients held
+	// their connections.
+	SteadyMaxRSSKiB  int64 `json:"steady_max_rss_kib"`
+	SteadyMeanRSSKiB int64 `json:"steady_mean_rss_kib"`
+	// PerConnectionKiB is (SteadyMaxRSSKiB - IdleRSSKiB) / clients.
+	PerConnectionKiB float64 `json:"per_connection_kib"`
+	PerTxnMaxRSSKiB  int64   `json:"connect_per_txn_max_rss_kib"`
+	// HWMKiB is VmHWM after the last run: keygate's peak RSS.
+	HWMKiB int64 `json:"vm_hwm_kib"`
+}
+
+func newReport(bench pgbenchRun) *report {
+	return &report{
+		Time: time.Now(),
+		Settings: benchSettings{Script: "select-only (pgbench -S -n)", DurationSeconds: bench.seconds(), Clients: bench.clients,
+			Jobs: bench.jobs, Scale: scale, SSLMode: "verify-full"},
+		Machine: machineInfo{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), Kernel: readTrimmed("/proc/sys/kernel/osrelease"),
+			LoadBefore: loadAverage()},
+		Versions: versions{Go: runtime.Version()},
+		Logs:     map[string]logProblems{},
+	}
+}
+
+// finish works out the ratios and keygate's memory from the runs.
+func (r *report) finish() {
+	for i := range r.Runs {
+		run := &r.Runs[i]
+		if run.Error != "" {
+			continue
+		}
+		run.TPSvsDirect = r.ratio(run, "direct")
+		run.TPSvsPgbouncer = r.ratio(run, "pgbouncer")
+	}
+	steadyRun, perTxnRun := r.find("keygate", steady), r.find("keygate", perTxn)
+	if steadyRun == nil || steadyRun.ProxyMemory == nil {
+		return
+	}
+	s := steadyRun.ProxyMemory
+	m := &keygateMemory{IdleRSSKiB: s.BeforeRSSKiB, SteadyMaxRSSKiB: s.MaxRSSKiB, SteadyMeanRSSKiB: s.MeanRSSKiB, HWMKiB: s.HWMKiB,
+		PerConnectionKiB: float64(s.MaxRSSKiB-s.BeforeRSSKiB) / float64(r.Settings.Clients)}
+	if perTxnRun != nil && perTxnRun.Error == "" && perTxnRun.ProxyMemory != nil {
+		m.PerTxnMaxRSSKiB, m.HWMKiB = perTxnRun.ProxyMemory.MaxRSSKiB, perTxnRun.ProxyMemory.HWMKiB
+	}
+	r.KeygateMemory = m
+}
+
+// ratio is run's tps over the tps of target in the same mode, or nil if
+// that run is missing or failed.
+func (r *report) ratio(run *runResult, target string) *float64 {
+	base := r.find(target, run.Mode)
+	if base == nil || base.Error != "" || base.TPS == 0 {
+		return nil
+	}
+	v := run.TPS / base.TPS
+	return &v
+}
+
+func (r *report) find(target string, m mode) *runResult {
+	for i := range r.Runs {
+		if r.Runs[i].Target == target && r.Runs[i].Mode == m {
+			return &r.Runs[i]
+		}
+	}
+	return nil
+}
+
+// print writes the table.
+func (r *report) print(w io.Writer) {
+	s := r.Settings
+	fmt.Fprintf(w, "\npgbench %s, %d clients, %d threads, %d s per run, scale %d, sslmode=%s\n",
+		s.Script, s.Clients, s.Jobs, s.DurationSeconds, s.Scale, s.SSLMode)
+	fmt.Fprintf(w, "%s, %d CPUs, load %s before and %s after the runs; %s", r.Time.Format("2006-01-02 15:04 MST"), r.Machine.CPUs,
+		r.Machine.LoadBefore, r.Machine.LoadAfter, r.Versions.PostgreSQL)
+	if r.Versions.PgBouncer != "" {
+		fmt.Fprintf(w, ", %s", r.Versions.PgBouncer)
+	}
+	fmt.Fprintf(w, ", %s\n", r.Versions.Keygate)
+	if busy(r.Machine.LoadBefore) {
+		fmt.Fprintln(w, "WARNING: other work was running on this machine before the runs (1-minute load average ≥ 1): the numbers are skewed")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "%-10s %-16s %10s %11s %9s %11s %14s %13s %9s\n",
+		"target", "mode", "tps", "latency ms", "conn ms", "tps/direct", "tps/pgbouncer", "proxy µs/txn", "others %")
+	var failures []string
+	for _, run := range r.Runs {
+		if run.Error != "" {
+			fmt.Fprintf(w, "%-10s %-16s %10s\n", run.Target, run.Mode, "FAILED")
+			failures = append(failures, fmt.Sprintf("%s %s: %s", run.Target, run.Mode, run.Error))
+			continue
+		}
+		conn, cpu := "-", "-"
+		if run.Mode == perTxn {
+			conn = fmt.Sprintf("%.3f", run.ConnectionMs)
+		}
+		if run.ProxyMemory != nil {
+			cpu = fmt.Sprintf("%.0f", run.ProxyCPUMicrosPerTx)
+		}
+		fmt.Fprintf(w, "%-10s %-16s %10.1f %11.3f %9s %11s %14s %13s %9.0f\n", run.Target, run.Mode, run.TPS, run.LatencyMs, conn,
+			ratioText(run.TPSvsDirect), ratioText(run.TPSvsPgbouncer), cpu, 100*run.CPU.OthersShare)
+	}
+	if r.shared() {
+		fmt.Fprintln(w, "WARNING: in some runs, other processes (or the hypervisor) took more than 10% of the CPUs (others %): compare only runs where it is low")
+	}
+	for _, sk := range r.Skipped {
+		fmt.Fprintf(w, "skipped %s\n", sk)
+	}
+	for _, f := range failures {
+		fmt.Fprintf(w, "failed %s\n", f)
+	}
+	fmt.Fprintln(w)
+	if m := r.KeygateMemory; m != nil {
+		fmt.Fprintf(w, "keygate RSS: idle %s; steady run with %d connections max %s (mean %s), so %.0f KiB per connection; ",
+			mib(m.IdleRSSKiB), s.Clients, mib(m.SteadyMaxRSSKiB), mib(m.SteadyMeanRSSKiB), m.PerConnectionKiB)
+		if m.PerTxnMaxRSSKiB > 0 {
+			fmt.Fprintf(w, "connect-per-txn run max %s; ", mib(m.PerTxnMaxRSSKiB))
+		}
+		fmt.Fprintf(w, "VmHWM %s\n", mib(m.HWMKiB))
+	}
+	if h := r.KeygateHeld; h != nil {
+		fmt.Fprintf(w, "keygate RSS with %d idle connections held, before any load: %s → %s, %.0f KiB per connection\n",
+			h.Connections, mib(h.BeforeRSSKiB), mib(h.HeldRSSKiB), h.PerConnectionKiB)
+	}
+	for _, name := range []string{"keygate", "pgbouncer", "postgres"} {
+		p, ok := r.Logs[name]
+		if !ok {
+			continue
+		}
+		fmt.Fprintf(w, "%s logged %d warnings or errors\n", name, p.Count)
+		for _, line := range p.First {
+			fmt.Fprintf(w, "    %s\n", line)
+		}
+	}
+}
+
+// shared reports whether other work took more than a tenth of the CPUs in
+// any run.
+func (r *report) shared() bool {
+	for _, run := range r.Runs {
+		if run.CPU.OthersShare > 0.1 {
+			return true
+		}
+	}
+	return false
+}
+
+func ratioText(v *float64) string {
+	if v == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", *v)
+}
+
+func mib(kib int64) string { return fmt.Sprintf("%.1f MiB", float64(kib)/1024) }
+
+// save writes the report as JSON into dir and returns the file's path.
+func (r *report) save(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("save results: %w", err)
+	}
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return "", fmt.Errorf("save results: %w", err)
+	}
+	path := filepath.Join(dir, "results-"+r.Time.UTC().Format("20060102T150405Z")+".json")
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return "", fmt.Errorf("save results: %w", err)
+	}
+	return path, nil
+}
+
+// commandVersion is the first line of `bin --version`.
+func commandVersion(ctx context.Context, bin string) string {
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return "unknown: " + err.Error()
+	}
+	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	return first
+}
+
+// cpuModel is the first "model name" in /proc/cpuinfo.
+func cpuModel() string {
+	for line := range strings.Lines(readTrimmed("/proc/cpuinfo")) {
+		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
+			return strings.TrimSpace(value)
+		}
+	}
+	return ""
+}
+
+// loadAverage is the first three fields of /proc/loadavg.
+func loadAverage() string {
+	f := strings.Fields(readTrimmed("/proc/loadavg"))
+	if len(f) < 3 {
+		return ""
+	}
+	return strings.Join(f[:3], " ")
+}
+
+// busy reports whether a loadAverage's 1-minute figure is 1 or more.
+func busy(load string) bool {
+	first, _, _ := strings.Cut(load, " ")
+	v, err := strconv.ParseFloat(first, 64)
+	return err == nil && v >= 1
+}
+
+func readTrimmed(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Benchmark keygate's PostgreSQL gateway against a direct connection to
+# PostgreSQL and against pgbouncer, measured in the same run.
+#
+#   bench/run.sh                      # 10 s per run, 8 clients
+#   DURATION=30 CLIENTS=16 bench/run.sh
+#
+# Installs what is missing (Debian 12: pgbouncer, postgresql-15), builds
+# keygate and the driver into a temporary directory, and runs the driver,
+# which prints a table and writes bench/out/results-<timestamp>.json.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10}
+CLIENTS=${CLIENTS:-8}
+case $DURATION in
+*[!0-9]*) ;;      # has a unit already, e.g. 30s or 2m
+*) DURATION=${DURATION}s ;;
+esac
+
+sudo=
+if [ "$(id -u)" -ne 0 ]; then
+	sudo=sudo
+fi
+
+packages=()
+if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+	packages+=(pgbouncer)
+fi
+if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+	packages+=(postgresql-15)
+fi
+if [ ${#packages[@]} -gt 0 ]; then
+	echo "Installing ${packages[*]}"
+	$sudo apt-get update -qq
+	$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}"
+fi
+
+if ! command -v go >/dev/null; then
+	echo "run.sh: go is not on PATH; install Go $(sed -n 's/^go //p' go.mod) or newer" >&2
+	exit 1
+fi
+
+tmp=$(mktemp -d -t keygate-bench-bin-XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+
+version=$(git rev-parse --short HEAD 2>/dev/null || echo dev)
+echo "Building keygate ($version)"
+go build -ldflags "-X main.version=$version" -o "$tmp/keygate" ./cmd/keygate
+go build -o "$tmp/bench" ./bench
+
+"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -out bench/out
