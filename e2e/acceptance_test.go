@@ -310,6 +310,11 @@ func TestRevocationEndsLiveSessions(t *testing.T) {
 				t.Fatalf("session ended %s after revocation, want under 1s", d)
 			}
 			mustContain(t, "psql error", stderr.String(), "access revoked")
+			// The end is on record by the time the client hears of it.
+			ends := s.audit(t, "--user", tc.user, "--type", "session.end")
+			if len(ends) != 1 || !strings.Contains(ends[0].Reason, "access revoked") {
+				t.Fatalf("session.end events after the client saw the revocation: %+v", ends)
+			}
 			if r := s.tokenResult(t, tc.user, "orders"); r.code == 0 {
 				t.Fatal("a token was issued after revocation")
 			}

@@ -103,15 +103,22 @@ func (s *session) relay() {
 		// The client is done: let upstream know, which ends toClient.
 		s.up.Close()
 	}()
-	upErr := s.toClient()
-	// Upstream is done (or killed): stop reading the client.
-	s.client.Close()
+	atBoundary, upErr := s.toClient()
+	killed := s.killReason.Load()
+	if killed != nil {
+		// Stop reading the client but keep the connection: it is told why
+		// only once the session's end is on record, so that whoever sees
+		// the revocation also finds it in the audit log.
+		s.client.SetReadDeadline(time.Now())
+	} else {
+		s.client.Close()
+	}
 	wg.Wait()
 
 	reason := "client disconnected"
 	switch {
-	case s.killReason.Load() != nil:
-		reason = *s.killReason.Load()
+	case killed != nil:
+		reason = *killed
 	case errors.Is(clientErr, errClientTerminated):
 		reason = "client closed the session"
 	case upErr != nil && !errors.Is(upErr, net.ErrClosed) && clientErr == nil:
@@ -120,6 +127,15 @@ func (s *session) relay() {
 		reason = clientErr.Error()
 	}
 	s.gw.Unregister(s.gs, reason)
+	if killed != nil {
+		if atBoundary {
+			s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "keygate: " + *killed}).Encode(nil)
+			s.cw.Write(buf)
+			s.cw.Flush()
+		}
+		s.client.Close()
+	}
 }
 
 var errClientTerminated = errors.New("client sent Terminate")
@@ -228,43 +244,32 @@ func statementText(b []byte, n int) string {
 	return string(b)
 }
 
-// toClient relays upstream messages to the client whole, so that a kill can
-// always append a clean FATAL error.
-func (s *session) toClient() error {
+// toClient relays upstream messages to the client whole, so that a kill
+// can always append a clean FATAL error. atBoundary reports whether the
+// stream to the client ended between messages.
+func (s *session) toClient() (atBoundary bool, err error) {
 	var hdr [5]byte
 	for {
 		if _, err := io.ReadFull(s.ur, hdr[:]); err != nil {
-			return s.finish(err, true)
+			s.cw.Flush()
+			return true, err
 		}
 		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
 		if n < 0 || n > maxMessage {
-			return s.finish(fmt.Errorf("upstream sent a message of length %d", n+4), true)
+			s.cw.Flush()
+			return true, fmt.Errorf("upstream sent a message of length %d", n+4)
 		}
 		s.cw.Write(hdr[:])
 		if err := copyN(s.cw, s.ur, n); err != nil {
-			return s.finish(err, false)
+			return false, err
 		}
 		s.gs.BytesToClient.Add(int64(n + 5))
 		if s.ur.Buffered() == 0 {
 			if err := s.cw.Flush(); err != nil {
-				return err
+				return false, err
 			}
 		}
 	}
-}
-
-// finish flushes what the client is owed; if the session was killed and the
-// stream is at a message boundary, it ends with a FATAL error that says why.
-func (s *session) finish(err error, atBoundary bool) error {
-	if r := s.killReason.Load(); r != nil && atBoundary {
-		s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
-		buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "keygate: " + *r}).Encode(nil)
-		s.cw.Write(buf)
-	}
-	if atBoundary {
-		s.cw.Flush()
-	}
-	return err
 }
 
 // copyN moves n bytes from r to w through r's buffer, without allocating.
