@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/localpg"
 	"github.com/keygate/keygate/pki"
 )
 
@@ -72,11 +73,11 @@ type keygate struct {
 // front of the upstream at pgAddr, then creates the benchmark's person and
 // a sign-in session for them.
 func startKeygate(ctx context.Context, bin, dir, pgAddr, adminPassword string) (*keygate, error) {
-	apiPort, err := freePort()
+	apiPort, err := localpg.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}
-	pgPort, err := freePort()
+	pgPort, err := localpg.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}

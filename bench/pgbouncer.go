@@ -84,7 +84,7 @@ func startPgbouncer(ctx context.Context, bin string, pg *localpg.Server, pkiDir,
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}
-	port, err := freePort()
+	port, err := localpg.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}

@@ -546,14 +546,7 @@ func TestTokenWithoutConfig(t *testing.T) {
 	run := func(env []string, args ...string) result {
 		cmd := exec.Command(keygateBin, append([]string{"db", "token", "orders"}, args...)...)
 		cmd.Env = append(os.Environ(), append(env, "KEYGATE_SESSION="+session, "KEYGATE_CONFIG=")...)
-		var stdout, stderr bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		err := cmd.Run()
-		r := result{stdout: stdout.String(), stderr: stderr.String()}
-		if ee, ok := err.(*exec.ExitError); ok {
-			r.code = ee.ExitCode()
-		}
-		return r
+		return runCmd(t, cmd)
 	}
 	for name, r := range map[string]result{
 		"env":   run([]string{"KEYGATE_SERVER=" + s.apiURL, "KEYGATE_CA=" + s.caFile}),

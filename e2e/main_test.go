@@ -256,6 +256,12 @@ func (s *kgServer) run(t testing.TB, env []string, args ...string) result {
 	t.Helper()
 	cmd := exec.Command(keygateBin, append(args, "--config", s.cfgPath)...)
 	cmd.Env = append(os.Environ(), env...)
+	return runCmd(t, cmd)
+}
+
+// runCmd runs cmd and collects what it printed and its exit code.
+func runCmd(t testing.TB, cmd *exec.Cmd) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -263,7 +269,7 @@ func (s *kgServer) run(t testing.TB, env []string, args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
-		t.Fatalf("keygate %v: %v", args, err)
+		t.Fatalf("%s: %v", cmd.Path, err)
 	}
 	return r
 }
@@ -340,16 +346,7 @@ func (s *kgServer) psql(t testing.TB, conn, token, sql string) result {
 	t.Helper()
 	cmd := exec.Command("psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", conn, "-c", sql)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("psql: %v", err)
-	}
-	return r
+	return runCmd(t, cmd)
 }
 
 // pgx connects through the gateway with pgconn.
