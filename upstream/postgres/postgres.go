@@ -135,6 +135,9 @@ func New(cfg Config, logins *Logins, log *slog.Logger) (*Upstream, error) {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
 	base.RuntimeParams = map[string]string{}
+	// Never hand a password to a server (or a man in the middle) that asks
+	// for it in cleartext.
+	base.RequireAuth = "!password"
 	u := &Upstream{cfg: cfg, base: base, logins: logins, log: log.With("database", cfg.Name), ready: map[string]bool{}}
 
 	pc, err := pgxpool.ParseConfig("")
@@ -144,7 +147,12 @@ func New(cfg Config, logins *Logins, log *slog.Logger) (*Upstream, error) {
 	pc.ConnConfig.Config = *base.Copy()
 	pc.ConnConfig.User = cfg.AdminUser
 	pc.ConnConfig.Password = cfg.AdminPassword
-	pc.ConnConfig.RuntimeParams = map[string]string{"application_name": "keygate"}
+	// keygate's admin role runs queries in databases where people may create
+	// objects (admin sessions own objects in the configured schemas): with
+	// the default search_path, a function planted in public would shadow a
+	// built-in and run with the admin role's CREATEROLE. Only pg_catalog is
+	// searched, and pg_temp last.
+	pc.ConnConfig.RuntimeParams = map[string]string{"application_name": "keygate", "search_path": "pg_catalog, pg_temp"}
 	pc.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		level := slog.LevelDebug
 		if n.Severity == "WARNING" {
@@ -248,10 +256,15 @@ func loginDisturbed(err error) bool {
 func (u *Upstream) openLogin(ctx context.Context, w *window, role string, level access.Level) (string, int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.inflight == 0 || w.stale {
+	// The window is shared by every database on the server, but each
+	// database's group membership is its own: a database joining an open
+	// window still sets the role up for itself.
+	if w.inflight == 0 || w.stale || !u.isReady(role) {
 		if err := u.ensurePerson(ctx, role, level); err != nil {
 			return "", 0, err
 		}
+	}
+	if w.inflight == 0 || w.stale {
 		secret := make([]byte, 32)
 		if _, err := rand.Read(secret); err != nil {
 			return "", 0, fmt.Errorf("login %q: %w", role, err)
@@ -488,6 +501,9 @@ type personState struct {
 	badAttrs bool     // SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS
 	inGroup  bool     // a member of this database's group role for its level
 	foreign  []string // memberships keygate did not grant
+	// groupForeign are roles the level's group role was made a member of:
+	// a group role is a member of nothing, or its people inherit more.
+	groupForeign []string
 }
 
 // inspectPerson reads role's attributes and memberships in one round trip.
@@ -498,16 +514,19 @@ func (u *Upstream) inspectPerson(ctx context.Context, role string, level access.
 	err := u.admin.QueryRow(ctx, `
 		SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls,
 			coalesce(pg_catalog.shobj_description(r.oid, 'pg_authid'), ''),
-			coalesce(bool_or(g.rolname = $2), false),
-			coalesce(array_agg(g.rolname ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL AND NOT (
+			coalesce(pg_catalog.bool_or(g.rolname = $2), false),
+			coalesce(pg_catalog.array_agg(g.rolname ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL AND NOT (
 				g.rolname LIKE $3 AND NOT g.rolcanlogin AND NOT g.rolsuper AND NOT g.rolcreaterole
-				AND coalesce(pg_catalog.shobj_description(g.oid, 'pg_authid'), '') = $4)), '{}')
+				AND coalesce(pg_catalog.shobj_description(g.oid, 'pg_authid'), '') = $4)), '{}'),
+			coalesce((SELECT pg_catalog.array_agg(o.rolname ORDER BY o.rolname) FROM pg_catalog.pg_auth_members gm
+				JOIN pg_catalog.pg_roles gr ON gr.oid = gm.member JOIN pg_catalog.pg_roles o ON o.oid = gm.roleid
+				WHERE gr.rolname = $2), '{}')
 		FROM pg_catalog.pg_roles r
 		LEFT JOIN pg_catalog.pg_auth_members m ON m.member = r.oid
 		LEFT JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
 		WHERE r.rolname = $1
 		GROUP BY r.oid, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls`,
-		role, GroupRole(u.cfg.Name, level), `keygate\_%\_`+string(level), groupMarker).Scan(&st.badAttrs, &st.comment, &st.inGroup, &st.foreign)
+		role, GroupRole(u.cfg.Name, level), `keygate\_%\_`+string(level), groupMarker).Scan(&st.badAttrs, &st.comment, &st.inGroup, &st.foreign, &st.groupForeign)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, nil
 	}
@@ -540,16 +559,18 @@ func (u *Upstream) ensurePerson(ctx context.Context, role string, level access.L
 		u.log.Error("a person role was given privileges keygate never grants; refusing to log in as it", "role", role)
 		return fmt.Errorf("role %q has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, which keygate never grants; remove them", role)
 	}
-	u.readyMu.Lock()
-	ready := u.ready[role]
-	u.readyMu.Unlock()
-	if ready && st.inGroup && len(st.foreign) == 0 {
+	if u.isReady(role) && st.inGroup && len(st.foreign) == 0 && len(st.groupForeign) == 0 {
 		return nil
 	}
 	stmts := []string{fmt.Sprintf("GRANT %s TO %s", ident(GroupRole(u.cfg.Name, level)), ident(role))}
 	for _, g := range st.foreign {
 		u.log.Warn("revoking a membership keygate did not grant", "role", role, "member_of", g)
 		stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(role)))
+	}
+	group := GroupRole(u.cfg.Name, level)
+	for _, g := range st.groupForeign {
+		u.log.Warn("revoking a membership keygate did not grant", "role", group, "member_of", g)
+		stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(group)))
 	}
 	if level == access.Admin {
 		// Objects admin sessions create belong to the admin group role, so
@@ -563,6 +584,12 @@ func (u *Upstream) ensurePerson(ctx context.Context, role string, level access.L
 	u.ready[role] = true
 	u.readyMu.Unlock()
 	return nil
+}
+
+func (u *Upstream) isReady(role string) bool {
+	u.readyMu.Lock()
+	defer u.readyMu.Unlock()
+	return u.ready[role]
 }
 
 // Cancel asks the upstream server to cancel the statement running on the
@@ -594,14 +621,31 @@ func (u *Upstream) Cancel(ctx context.Context, pid uint32, secret []byte) error 
 
 const cancelRequestCode = 80877102
 
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // Check connects as the admin role and reports what would stop keygate from
-// managing the database, for `keygate server` start-up and diagnostics.
+// managing the database, for `keygate server` start-up and diagnostics. It
+// logs what weakens the guarantees without stopping keygate.
 func (u *Upstream) Check(ctx context.Context) error {
-	var createRole, super bool
+	if host, _, _ := net.SplitHostPort(u.cfg.Address); u.cfg.TLS != "verify-full" && !isLoopback(host) {
+		u.log.Warn("the connection to the upstream is not verified: an attacker on the network could read or change it; set tls: verify-full and tls_ca_file", "tls", u.cfg.TLS)
+	}
+	var createRole, super, publicTemp bool
 	var version string
-	err := u.admin.QueryRow(ctx, `SELECT rolcreaterole, rolsuper, current_setting('server_version') FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&createRole, &super, &version)
+	err := u.admin.QueryRow(ctx, `SELECT rolcreaterole, rolsuper, pg_catalog.current_setting('server_version'),
+		pg_catalog.has_database_privilege('public', pg_catalog.current_database(), 'TEMP')
+		FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&createRole, &super, &version, &publicTemp)
 	if err != nil {
 		return u.adminErr("connect as admin", err)
+	}
+	if publicTemp {
+		u.log.Info("every role may create temporary tables in this database, read-only people included; to stop that, REVOKE TEMP ON DATABASE ... FROM PUBLIC")
 	}
 	if !createRole && !super {
 		return fmt.Errorf("admin role %q lacks CREATEROLE: run ALTER ROLE %s CREATEROLE", u.cfg.AdminUser, ident(u.cfg.AdminUser))

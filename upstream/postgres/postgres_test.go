@@ -787,3 +787,71 @@ func TestMissingSchema(t *testing.T) {
 		t.Errorf("Connect with a missing schema: %v", err)
 	}
 }
+
+// A person with admin access owns objects in the configured schemas. A
+// function planted there that shadows a built-in must never run as
+// keygate's admin role (the CVE-2018-1058 pattern), not even through a fresh
+// admin connection.
+func TestPlantedFunctionsDoNotRunAsAdmin(t *testing.T) {
+	p, u := newDatabase(t, "up_plant")
+	connect(t, u, "owen", access.Admin).conn.Close()
+	// An aggregate over name is a better match than the built-in
+	// array_agg(anynonarray) for every query keygate runs over role names.
+	plant := `SET ROLE keygate_up_plant_admin;
+		CREATE FUNCTION public.trap(name[]) RETURNS name[] LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'planted function ran as %', current_user; END $$;
+		CREATE AGGREGATE public.array_agg(name) (SFUNC = pg_catalog.array_append, STYPE = name[], FINALFUNC = public.trap);
+		CREATE FUNCTION public.bool_or(boolean) RETURNS boolean LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'planted function ran as %', current_user; END $$;`
+	if err := p.Exec(context.Background(), "up_plant", plant); err != nil {
+		t.Fatal(err)
+	}
+	fresh := newUpstream(t, p, "up_plant")
+	for _, person := range []string{"owen", "pia"} {
+		c, err := fresh.Connect(context.Background(), person, access.Admin, nil)
+		if err != nil {
+			t.Fatalf("Connect %s after the plant: %v", person, err)
+		}
+		c.Close()
+	}
+}
+
+// A group role is a member of nothing: a grant to it would reach everyone
+// at that level, so keygate takes it back at the next login.
+func TestGroupRoleMembershipIsRevoked(t *testing.T) {
+	p, u := newDatabase(t, "up_groupgrant")
+	connect(t, u, "gail", access.ReadOnly).conn.Close()
+	if err := p.Exec(context.Background(), "postgres", `GRANT pg_write_all_data TO keygate_up_groupgrant_ro`); err != nil {
+		t.Fatal(err)
+	}
+	s := connect(t, u, "gail", access.ReadOnly)
+	if got := memberships(t, p, "keygate_up_groupgrant_ro"); len(got) != 0 {
+		t.Fatalf("keygate_up_groupgrant_ro is still a member of %v", got)
+	}
+	s.fails("INSERT INTO t (v) VALUES ('gail')", "42501")
+}
+
+// A database that joins a login window another database on the same server
+// opened still gives the role its own group membership.
+func TestJoiningAnOpenWindowSetsUpTheRole(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	p.CreateDatabase(t, "up_join_a", setupSQL)
+	p.CreateDatabase(t, "up_join_b", setupSQL)
+	a, b := newUpstream(t, p, "up_join_a"), newUpstream(t, p, "up_join_b")
+	ctx := context.Background()
+	if err := a.ensureGroups(ctx); err != nil {
+		t.Fatal(err)
+	}
+	role := RoleName("hugo", access.ReadOnly)
+	w := a.logins.window(a.cfg.Address, role)
+	_, gen, err := a.openLogin(ctx, w, role, access.ReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := connect(t, b, "hugo", access.ReadOnly)
+	if got := s.value("SELECT count(*) FROM t"); got == "" {
+		t.Fatal("no answer")
+	}
+	a.closeLogin(w, gen, role, nil)
+	wantAtRest(t, p, role)
+}
