@@ -79,15 +79,15 @@ func TestRelayExtendedProtocolAndErrors(t *testing.T) {
 	br.Close()
 
 	// pgx prepares the statement once (a named Parse) and executes it three
-	// times (Bind): the audit shows each execution with the Parse's text.
-	var executions int
+	// times (Bind): the audit shows the Parse and each execution.
+	var events int
 	for _, e := range s.audit(t, "--user", "rex", "--type", "query") {
 		if strings.Contains(e.Query, "relay-extended") {
-			executions++
+			events++
 		}
 	}
-	if executions != 3 {
-		t.Fatalf("the prepared statement was audited %d times, want 3 (once per execution)", executions)
+	if events != 4 {
+		t.Fatalf("the prepared statement was audited %d times, want 4 (its Parse and three executions)", events)
 	}
 }
 
@@ -195,5 +195,31 @@ func TestDirectTLS(t *testing.T) {
 	res := c.ExecParams(context.Background(), "SELECT session_user", nil, nil, nil, nil).Read()
 	if res.Err != nil || string(res.Rows[0][0]) != "dina.ro" {
 		t.Fatalf("direct TLS session: %v %v", res.Err, res.Rows)
+	}
+}
+
+// Re-preparing a name the server already holds fails; the audit must still
+// name what the execution really ran.
+func TestAuditNamesWhatAPreparedStatementRuns(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "mona", "engineers")
+	c := s.pgx(t, "mona", "orders", s.token(t, "mona", "orders"))
+	ctx := context.Background()
+	if _, err := c.Prepare(ctx, "s1", "DELETE FROM orders WHERE amount = 12345.67 /* real-statement */", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Prepare(ctx, "s1", "SELECT 1 /* decoy */", nil); err == nil {
+		t.Fatal("re-preparing s1 succeeded")
+	}
+	if res := c.ExecPrepared(ctx, "s1", nil, nil, nil).Read(); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	var executions []string
+	for _, e := range s.audit(t, "--user", "mona", "--type", "query") {
+		executions = append(executions, e.Query)
+	}
+	// The two Parses as sent, then the execution of what the server holds.
+	if len(executions) != 3 || !strings.Contains(executions[2], "real-statement") {
+		t.Fatalf("audited %q", executions)
 	}
 }

@@ -2,7 +2,6 @@ package pgwire
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -42,9 +41,7 @@ type session struct {
 	uw     *bufio.Writer
 
 	killReason atomic.Pointer[string]
-	// prepared maps the session's named prepared statements to their text,
-	// for auditing their executions.
-	prepared map[string]string
+	st         statements
 }
 
 func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
@@ -58,6 +55,7 @@ func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 		uw:     bufio.NewWriterSize(up, upstreamBuf),
 	}
 	s.gs = &gateway.Session{Client: h.client, UpstreamRole: up.Role}
+	s.st.record = func(text string) { s.gw.Statement(s.gs, text) }
 	s.gs.Kill = s.kill
 	s.gs.CancelUpstream = func(ctx context.Context) error { return upstream.Cancel(ctx, up.PID, up.SecretKey) }
 	return s
@@ -152,12 +150,12 @@ func (s *session) fromClient() error {
 			return fmt.Errorf("%w: message %q of length %d", errProtocol, typ, n+4)
 		}
 		switch typ {
-		case 'Q', 'P', 'B', 'C':
+		case 'Q', 'P', 'B', 'C', 'S', 'F':
 			body, err := s.cr.Peek(min(n, s.cr.Size()))
 			if err != nil {
 				return err
 			}
-			s.audit(typ, body, n)
+			s.st.client(typ, body, n)
 		}
 		if _, err := s.uw.Write(hdr[:]); err != nil {
 			return err
@@ -177,73 +175,6 @@ func (s *session) fromClient() error {
 	}
 }
 
-// maxPrepared bounds the named statements a session remembers for audit.
-const maxPrepared = 4096
-
-// audit records statements from a client message whose body starts with
-// body (the whole body is n bytes). A simple Query or an unnamed Parse is
-// recorded as it arrives. A named prepared statement is recorded at every
-// execution (Bind), with the text its Parse gave, so that a statement
-// prepared once and run a thousand times shows a thousand times.
-func (s *session) audit(typ byte, body []byte, n int) {
-	switch typ {
-	case 'Q':
-		s.gw.Statement(s.gs, statementText(body, n))
-	case 'P':
-		name, rest, ok := cstring(body)
-		if !ok {
-			return
-		}
-		text := statementText(rest, n-len(name)-1)
-		if len(name) == 0 {
-			s.gw.Statement(s.gs, text)
-			return
-		}
-		if s.prepared == nil {
-			s.prepared = map[string]string{}
-		}
-		if len(s.prepared) >= maxPrepared {
-			// Too many to remember: record it now, as a preparation.
-			s.gw.Statement(s.gs, text)
-			return
-		}
-		s.prepared[string(name)] = text
-	case 'B':
-		_, rest, ok := cstring(body) // portal
-		if !ok {
-			return
-		}
-		stmt, _, ok := cstring(rest)
-		if !ok || len(stmt) == 0 {
-			return // unnamed: recorded at its Parse
-		}
-		text, known := s.prepared[string(stmt)]
-		if !known {
-			// Prepared with SQL PREPARE: that statement was recorded.
-			text = fmt.Sprintf("[execute prepared statement %q]", stmt)
-		}
-		s.gw.Statement(s.gs, text)
-	case 'C':
-		if len(body) > 1 && body[0] == 'S' {
-			if name, _, ok := cstring(body[1:]); ok {
-				delete(s.prepared, string(name))
-			}
-		}
-	}
-}
-
-// statementText is the NUL-terminated text at the start of b, where the
-// text and what follows it are n bytes long but b may hold only a prefix.
-func statementText(b []byte, n int) string {
-	if i := bytes.IndexByte(b, 0); i >= 0 {
-		return string(b[:i])
-	}
-	if n > len(b) {
-		return string(b) + fmt.Sprintf("…[statement longer than %d bytes]", len(b))
-	}
-	return string(b)
-}
-
 // toClient relays upstream messages to the client whole, so that a kill
 // can always append a clean FATAL error. atBoundary reports whether the
 // stream to the client ended between messages.
@@ -259,6 +190,7 @@ func (s *session) toClient() (atBoundary bool, err error) {
 			s.cw.Flush()
 			return true, fmt.Errorf("upstream sent a message of length %d", n+4)
 		}
+		s.st.server(hdr[0])
 		s.cw.Write(hdr[:])
 		if err := copyN(s.cw, s.ur, n); err != nil {
 			return false, err
