@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
-	"strings"
 	"sync"
 	"time"
 
@@ -256,7 +255,7 @@ var tokenShape = regexp.MustCompile(regexp.QuoteMeta(token.Prefix) + `[A-Za-z0-9
 // someone pastes a token into the wrong field or into a query. Tokens are
 // never recorded on purpose; this is the second line.
 func redact(s string) string {
-	if !strings.Contains(s, token.Prefix) {
+	if !token.Mentions(s) {
 		return s
 	}
 	return tokenShape.ReplaceAllString(s, "[redacted token]")

@@ -26,6 +26,10 @@ type Request struct {
 	Level    access.Level
 	// SignIn is the sign-in session id; empty skips the session check.
 	SignIn string
+	// Live marks the re-check of a session already connected: like a token
+	// that expires, a sign-in session that expires does not end it; one
+	// that is revoked does.
+	Live bool
 }
 
 // Store is what authz reads.
@@ -85,8 +89,11 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 		if err != nil {
 			return access.Decision{}, fmt.Errorf("authorize %s: %w", r.User, err)
 		}
-		if !s.ValidAt(a.now()) {
-			return refuse("the sign-in session this token came from has ended (expired or revoked): sign in again")
+		if !s.Revoked.IsZero() {
+			return refuse("the sign-in session this token came from was revoked")
+		}
+		if !r.Live && !s.ValidAt(a.now()) {
+			return refuse("the sign-in session this token came from has expired: sign in again")
 		}
 		if !strings.EqualFold(s.User, r.User) {
 			return refuse("the sign-in session this token came from belongs to %s, not %s", s.User, r.User)

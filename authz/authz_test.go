@@ -210,7 +210,10 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
-const sessionEnded = "the sign-in session this token came from has ended (expired or revoked): sign in again"
+const (
+	sessionRevoked = "the sign-in session this token came from was revoked"
+	sessionExpired = "the sign-in session this token came from has expired: sign in again"
+)
 
 func TestRevokedSession(t *testing.T) {
 	f := newFixture(t)
@@ -224,8 +227,14 @@ func TestRevokedSession(t *testing.T) {
 	}
 	f.clock.Set(t0.Add(2 * time.Minute))
 	d := f.authorize(t, req)
-	if d.Allowed || d.Reason != sessionEnded {
+	if d.Allowed || d.Reason != sessionRevoked {
 		t.Errorf("after revocation: Allowed %v, reason %q", d.Allowed, d.Reason)
+	}
+	// Revocation ends live sessions too.
+	live := req
+	live.Live = true
+	if d := f.authorize(t, live); d.Allowed || d.Reason != sessionRevoked {
+		t.Errorf("live after revocation: Allowed %v, reason %q", d.Allowed, d.Reason)
 	}
 	// Revoking one session leaves others alone, and the session check can be
 	// skipped (the gateway's connect-time re-check of an already-minted token).
@@ -251,8 +260,15 @@ func TestExpiredSession(t *testing.T) {
 		if d.Allowed != tt.allow {
 			t.Errorf("at +%v: Allowed = %v, want %v (%s)", tt.at.Sub(t0), d.Allowed, tt.allow, d.Reason)
 		}
-		if !tt.allow && d.Reason != sessionEnded {
+		if !tt.allow && d.Reason != sessionExpired {
 			t.Errorf("at +%v: reason %q", tt.at.Sub(t0), d.Reason)
+		}
+		// A live session outlasts its sign-in session's expiry, as it
+		// outlasts its token's.
+		live := req
+		live.Live = true
+		if d := f.authorize(t, live); !d.Allowed {
+			t.Errorf("at +%v: live re-check refused: %s", tt.at.Sub(t0), d.Reason)
 		}
 	}
 }
@@ -266,7 +282,7 @@ func TestSessionCheckedBeforeUser(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.ReadOnly, SignIn: f.session["bob"]})
-	if d.Allowed || d.Reason != sessionEnded {
+	if d.Allowed || d.Reason != sessionRevoked {
 		t.Errorf("Allowed %v, reason %q; want the session refusal", d.Allowed, d.Reason)
 	}
 }

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+
 	"github.com/keygate/keygate/api"
 	"github.com/keygate/keygate/pki"
 )
@@ -623,4 +626,37 @@ func TestDemoKeep(t *testing.T) {
 	if _, err := os.Stat(cfgPath); !os.IsNotExist(err) {
 		t.Fatalf("%s still exists after the demo ended", cfgPath)
 	}
+}
+
+// A client that stops reading its results is still ended when its access
+// goes: the gateway gives up writing to it after a grace period.
+func TestRevocationOfAClientThatStopsReading(t *testing.T) {
+	s := sharedServer(t)
+	s.addUser(t, "sal", "analysts")
+	cfg, err := pgconn.ParseConfig(s.connString("sal", "orders"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Password = s.token(t, "sal", "orders")
+	c, err := pgconn.ConnectConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := c.Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Conn.Close()
+	query, _ := (&pgproto3.Query{String: "SELECT repeat('x', 1000) FROM generate_series(1, 5000000)"}).Encode(nil)
+	if _, err := raw.Conn.Write(query); err != nil {
+		t.Fatal(err)
+	}
+	// Let the result fill every buffer between the upstream and us.
+	time.Sleep(time.Second)
+	s.kg(t, 0, "admin", "user", "disable", "sal")
+	start := time.Now()
+	waitFor(t, 20*time.Second, func() bool {
+		return len(s.audit(t, "--user", "sal", "--type", "session.end")) == 1
+	})
+	t.Logf("session of a client that stopped reading ended %s after the revocation", time.Since(start))
 }

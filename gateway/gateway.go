@@ -79,6 +79,10 @@ func (r *Refusal) Unwrap() error { return r.Err }
 
 // Gateway is shared by all engines.
 type Gateway struct {
+	// RecheckInterval is how often Watch decides every live session again;
+	// New sets DefaultRecheckInterval.
+	RecheckInterval time.Duration
+
 	verifier Verifier
 	authz    Authorizer
 	audit    Auditor
@@ -88,6 +92,7 @@ type Gateway struct {
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
 	byPID    map[uint32]*Session
+	draining bool // no new sessions
 	conns    sync.WaitGroup
 }
 
@@ -96,7 +101,7 @@ func New(v Verifier, authz Authorizer, a Auditor, log *slog.Logger, now func() t
 	if now == nil {
 		now = time.Now
 	}
-	return &Gateway{verifier: v, authz: authz, audit: a, log: log, now: now, sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{}}
+	return &Gateway{RecheckInterval: DefaultRecheckInterval, verifier: v, authz: authz, audit: a, log: log, now: now, sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{}}
 }
 
 // Audit records an event.
@@ -137,16 +142,28 @@ func (g *Gateway) Refuse(h Hello, c token.Claims, r *Refusal) {
 	g.log.Info("connection refused", "user", user, "database", db, "client", h.Client, "reason", r.Reason, "err", r.Err)
 }
 
-// masked keeps a token typed into a name field out of messages and logs.
+// maxNameInRefusal bounds a client-supplied name in refusal records: before
+// authentication anyone can send one, up to the start-up packet's size.
+const maxNameInRefusal = 64
+
+// masked keeps a token typed into a name field out of messages and logs,
+// and cuts overlong names.
 func masked(name string) string {
-	if token.LooksLikeToken(name) {
+	if token.Mentions(name) {
 		return "[a token]"
+	}
+	if len(name) > maxNameInRefusal {
+		cut := maxNameInRefusal
+		for cut > 0 && name[cut]&0xC0 == 0x80 {
+			cut--
+		}
+		return name[:cut] + "…"
 	}
 	return name
 }
 
 func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, token.Claims, error) {
-	if token.LooksLikeToken(h.User) || token.LooksLikeToken(h.Database) {
+	if token.Mentions(h.User) || token.Mentions(h.Database) {
 		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: "a token was given as the user or database name: put the token in the password, your user name in user and the database in dbname"}
 	}
 	if h.Token == "" {
@@ -164,10 +181,10 @@ func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, t
 		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: reason}
 	}
 	if !strings.EqualFold(c.User, h.User) {
-		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token was issued to %s, not %s: connect with user=%s", c.User, h.User, c.User)}
+		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token was issued to %s, not %s: connect with user=%s", c.User, masked(h.User), c.User)}
 	}
 	if c.Database != h.Database {
-		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token is for database %s, not %s: connect with dbname=%s", c.Database, h.Database, c.Database)}
+		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token is for database %s, not %s: connect with dbname=%s", c.Database, masked(h.Database), c.Database)}
 	}
 	d, err := g.authz.Authorize(ctx, authz.Request{User: c.User, Database: c.Database, Level: c.Access, SignIn: c.Session})
 	if err != nil {
@@ -216,6 +233,11 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	s.ID = uuid.NewString()
 	s.Started = g.now()
 	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		s.Kill("keygate is shutting down")
+		return &Refusal{Kind: RefusedUnavailable, Reason: "keygate is shutting down"}
+	}
 	for {
 		s.PID, s.Secret = randomKey()
 		if _, taken := g.byPID[s.PID]; !taken && s.PID != 0 {
@@ -228,7 +250,7 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	g.audit.Record(audit.Event{Time: s.Started, Type: audit.SessionStart, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID,
 		Detail: map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}})
 	g.log.Info("session started", "session", s.ID, "user", s.User, "database", s.Database, "access", s.Level, "client", s.Client, "upstream_role", s.UpstreamRole)
-	return g.recheck(ctx, s)
+	return g.recheck(context.WithoutCancel(ctx), s)
 }
 
 // Unregister removes a session and audits its end.
@@ -269,12 +291,17 @@ func (g *Gateway) Cancel(ctx context.Context, pid, secret uint32, client string)
 		g.log.Info("cancel request matched no session", "client", client)
 		return
 	}
+	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
+	defer cancel()
 	if err := s.CancelUpstream(ctx); err != nil {
 		g.log.Warn("cancel failed", "session", s.ID, "err", err)
 		return
 	}
 	g.audit.Record(audit.Event{Type: audit.QueryCancel, User: s.User, Database: s.Database, Access: string(s.Level), Client: client, SessionID: s.ID})
 }
+
+// cancelTimeout bounds forwarding a cancel request upstream.
+const cancelTimeout = 5 * time.Second
 
 // Sessions lists the live sessions.
 func (g *Gateway) Sessions() []*Session {
@@ -287,14 +314,30 @@ func (g *Gateway) Sessions() []*Session {
 	return out
 }
 
-// Watch re-decides live sessions as changes arrive, ending those whose
-// entitlement is gone. It returns when changes is closed.
+// DefaultRecheckInterval is how often every live session is decided again
+// even without a change: it catches a re-check that failed (the store was
+// unreachable when a change arrived) and anything changed outside the feed.
+const DefaultRecheckInterval = 30 * time.Second
+
+// Watch re-decides live sessions as changes arrive, and all of them every
+// RecheckInterval, ending those whose entitlement is gone. It returns when
+// changes is closed.
 func (g *Gateway) Watch(ctx context.Context, changes <-chan store.Change) {
-	for c := range changes {
-		for _, s := range g.Sessions() {
-			if affects(c, s) {
-				g.recheck(ctx, s)
+	tick := time.NewTicker(g.RecheckInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case c, ok := <-changes:
+			if !ok {
+				return
 			}
+			for _, s := range g.Sessions() {
+				if affects(c, s) {
+					g.recheck(ctx, s)
+				}
+			}
+		case <-tick.C:
+			g.Recheck(ctx)
 		}
 	}
 }
@@ -319,9 +362,9 @@ func (g *Gateway) Recheck(ctx context.Context) {
 // recheck ends s if it is no longer allowed. An error from the authorizer
 // leaves the session alone: keygate's own trouble is not a revocation.
 func (g *Gateway) recheck(ctx context.Context, s *Session) error {
-	d, err := g.authz.Authorize(ctx, authz.Request{User: s.User, Database: s.Database, Level: s.Level, SignIn: s.SignIn})
+	d, err := g.authz.Authorize(ctx, authz.Request{User: s.User, Database: s.Database, Level: s.Level, SignIn: s.SignIn, Live: true})
 	if err != nil {
-		g.log.Error("could not re-check a live session", "session", s.ID, "user", s.User, "err", err)
+		g.log.Error("could not re-check a live session; trying again within "+g.RecheckInterval.String(), "session", s.ID, "user", s.User, "err", err)
 		return nil
 	}
 	if d.Allowed {
@@ -364,9 +407,12 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener, engine Engine) err
 	}
 }
 
-// Drain waits for connections to finish until ctx ends, then ends the
-// sessions still open and waits for them to close.
+// Drain refuses new sessions, waits for connections to finish until ctx
+// ends, then ends the sessions still open and waits for them to close.
 func (g *Gateway) Drain(ctx context.Context) {
+	g.mu.Lock()
+	g.draining = true
+	g.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		g.conns.Wait()

@@ -267,3 +267,53 @@ func TestCancelMatchesKey(t *testing.T) {
 		t.Fatalf("session.end = %+v", ends)
 	}
 }
+
+// A token with something around it, typed as a name, is still kept out of
+// messages and the audit; overlong names are cut.
+func TestNamesAreMasked(t *testing.T) {
+	f := newFixture(t)
+	tok := f.token(t, "alice", "orders", time.Hour)
+	for _, user := range []string{" " + tok, "x" + tok + "y", strings.Repeat("u", 10_000)} {
+		_, _, err := f.gw.Authenticate(context.Background(), Hello{User: user, Database: "orders", Token: tok})
+		if err == nil || strings.Contains(err.Error(), tok) {
+			t.Fatalf("refusal for user %.20q...: %v", user, err)
+		}
+	}
+	for _, e := range f.audit.ofType(audit.ConnectRefused) {
+		if strings.Contains(fmt.Sprint(e), "v4.public.") || len(e.User) > maxNameInRefusal+len("…") || len(e.Reason) > 500 {
+			t.Fatalf("audited refusal: %.200q", fmt.Sprint(e))
+		}
+	}
+}
+
+// Once draining has begun, a session that finishes connecting is ended
+// rather than left running past the shutdown.
+func TestRegisterWhileDraining(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	f.gw.Drain(ctx)
+	killed := make(chan string, 1)
+	err := f.gw.Register(context.Background(), &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Kill: func(r string) { killed <- r }})
+	var r *Refusal
+	if !errors.As(err, &r) || r.Reason != "keygate is shutting down" || len(killed) != 1 {
+		t.Fatalf("Register while draining: %v (killed %d)", err, len(killed))
+	}
+}
+
+// Watch decides every session again on its own, so a re-check that failed
+// when the change arrived is not lost.
+func TestWatchRechecksPeriodically(t *testing.T) {
+	f := newFixture(t)
+	f.gw.RecheckInterval = 20 * time.Millisecond
+	_, killed := f.session(t, "alice")
+	changes := make(chan store.Change)
+	go f.gw.Watch(context.Background(), changes)
+	defer close(changes)
+	f.authz.set("alice", false) // no change is published
+	select {
+	case <-killed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("session not ended by the periodic re-check")
+	}
+}

@@ -54,9 +54,13 @@ var (
 	ErrNotYetValid  = errors.New("token is not valid yet")
 )
 
-// LooksLikeToken reports whether s has the shape of a keygate token, so
-// callers can keep a token pasted into the wrong field out of logs.
+// LooksLikeToken reports whether s has the shape of a keygate token.
 func LooksLikeToken(s string) bool { return strings.HasPrefix(s, Prefix) }
+
+// Mentions reports whether s contains anything shaped like a keygate token,
+// so that callers can keep a token pasted into the wrong field, with or
+// without something around it, out of logs and messages.
+func Mentions(s string) bool { return strings.Contains(s, Prefix) }
 
 // Issuer mints tokens with the current key of a key set.
 type Issuer struct {

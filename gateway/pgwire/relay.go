@@ -29,6 +29,10 @@ const (
 	maxMessage = 1 << 30
 )
 
+// killWriteGrace is how long a killed session may still take to write to
+// its client.
+const killWriteGrace = 5 * time.Second
+
 // session relays one authenticated connection.
 type session struct {
 	gw     *gateway.Gateway
@@ -67,6 +71,9 @@ func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 func (s *session) kill(reason string) {
 	s.killReason.Store(&reason)
 	s.up.Close()
+	// A client that stops reading must not keep the session (and a
+	// shutdown) waiting: its pending write gives up after a grace period.
+	s.client.SetWriteDeadline(time.Now().Add(killWriteGrace))
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
@@ -127,7 +134,7 @@ func (s *session) relay() {
 	s.gw.Unregister(s.gs, reason)
 	if killed != nil {
 		if atBoundary {
-			s.client.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			s.client.SetWriteDeadline(time.Now().Add(killWriteGrace))
 			buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "keygate: " + *killed}).Encode(nil)
 			s.cw.Write(buf)
 			s.cw.Flush()
