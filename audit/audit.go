@@ -69,7 +69,10 @@ type Log struct {
 	ch     chan request
 	done   chan struct{}
 
-	closeOnce sync.Once
+	// mu guards closed: Record and Flush hold it shared while they send,
+	// Close exclusively, so nothing is ever sent on a closed channel.
+	mu     sync.RWMutex
+	closed bool
 	// seq and prev are owned by the writer goroutine.
 	seq  int64
 	prev []byte
@@ -117,11 +120,21 @@ func genesis() []byte {
 	return h[:]
 }
 
-// Record queues an event. It never drops one: when the queue is full it
-// waits for the writer.
+// ErrClosed is returned by Flush after Close.
+var ErrClosed = errors.New("audit log is closed")
+
+// Record queues an event. It never drops one while the log is open: when
+// the queue is full it waits for the writer. After Close, the event is
+// written to the server log instead, since nothing can store it any more.
 func (l *Log) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		l.logger.Error("audit event after the audit log closed", "type", e.Type, "user", redact(e.User), "database", redact(e.Database))
+		return
 	}
 	l.ch <- request{ev: e}
 }
@@ -129,10 +142,8 @@ func (l *Log) Record(e Event) {
 // Flush waits until every event recorded before the call is stored.
 func (l *Log) Flush(ctx context.Context) error {
 	done := make(chan struct{})
-	select {
-	case l.ch <- request{flushed: done}:
-	case <-ctx.Done():
-		return ctx.Err()
+	if err := l.send(ctx, request{flushed: done}); err != nil {
+		return err
 	}
 	select {
 	case <-done:
@@ -142,10 +153,28 @@ func (l *Log) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stores what is queued and stops the writer. Record must not be
-// called after Close.
+func (l *Log) send(ctx context.Context, r request) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	select {
+	case l.ch <- r:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Close stores what is queued and stops the writer.
 func (l *Log) Close() error {
-	l.closeOnce.Do(func() { close(l.ch) })
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.ch)
+	}
+	l.mu.Unlock()
 	<-l.done
 	return nil
 }

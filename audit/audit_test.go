@@ -774,3 +774,24 @@ func TestSQLiteStoreEventWithoutDetail(t *testing.T) {
 		t.Fatalf("Verify = %d, %v; want 2, nil", n, err)
 	}
 }
+
+// An HTTP handler that outlives the shutdown grace may still record after
+// the log closed: that must not crash the server.
+func TestRecordAndFlushAfterClose(t *testing.T) {
+	m := &memStore{}
+	l := openLog(t, m)
+	l.Record(Event{Type: Query, Query: "before"})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l.Record(Event{Type: Query, Query: "after"})
+	if err := l.Flush(context.Background()); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Flush after Close = %v, want ErrClosed", err)
+	}
+	if got := m.snapshot(); len(got) != 1 || got[0].Query != "before" {
+		t.Fatalf("stored %+v", got)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+}

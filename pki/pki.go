@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/keygate/keygate/internal/atomicfile"
@@ -34,7 +35,7 @@ const (
 )
 
 // Lifetimes. The server certificate is renewed well before it expires, at
-// every start.
+// start and by Maintain while the server runs.
 const (
 	caLifetime     = 10 * 365 * 24 * time.Hour
 	serverLifetime = 397 * 24 * time.Hour
@@ -47,6 +48,7 @@ type Authority struct {
 	caCert  *x509.Certificate
 	caKey   *ecdsa.PrivateKey
 	caPEM   []byte
+	mu      sync.RWMutex // guards server
 	server  tls.Certificate
 	renewed bool
 }
@@ -86,11 +88,30 @@ func (a *Authority) Renewed() bool { return a.renewed }
 
 // ServerTLS is the TLS configuration the gateway and API listen with.
 func (a *Authority) ServerTLS() *tls.Config {
-	cert := a.server
 	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
+		MinVersion: tls.VersionTLS12,
+		// Looked up per handshake, so a certificate Maintain renews is
+		// used at once.
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			a.mu.RLock()
+			defer a.mu.RUnlock()
+			return &a.server, nil
+		},
 	}
+}
+
+// Maintain renews the server certificate when it is close to expiry; the
+// server calls it daily. It reports whether it issued a new one.
+func (a *Authority) Maintain(hostnames []string, now time.Time) (bool, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.serverStillGood(a.server.Leaf, hostnames, now) {
+		return false, nil
+	}
+	if err := a.issueServer(hostnames, now); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 func (a *Authority) loadOrCreateCA(now time.Time) error {

@@ -29,11 +29,10 @@ func open(t *testing.T, dir string, hosts []string, at time.Time) *Authority {
 // leaf returns the server certificate the authority presents.
 func leaf(t *testing.T, a *Authority) *x509.Certificate {
 	t.Helper()
-	cfg := a.ServerTLS()
-	if len(cfg.Certificates) != 1 {
-		t.Fatalf("ServerTLS has %d certificates, want 1", len(cfg.Certificates))
+	c, err := a.ServerTLS().GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	c := cfg.Certificates[0]
 	if c.Leaf != nil {
 		return c.Leaf
 	}
@@ -467,5 +466,32 @@ func TestCAExpiry(t *testing.T) {
 	_, err = Open(dir, []string{"localhost"}, ca.NotAfter.Add(24*time.Hour))
 	if err == nil || !strings.Contains(err.Error(), "expired") || !strings.Contains(err.Error(), "move ca.pem and ca.key") {
 		t.Fatalf("Open with an expired CA: %v", err)
+	}
+}
+
+// A server that runs for a year renews its certificate without a restart,
+// and the TLS configuration it handed out presents the new one.
+func TestMaintainRenewsWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	a := open(t, dir, []string{"localhost"}, now)
+	cfg := a.ServerTLS()
+	first := leaf(t, a)
+	if renewed, err := a.Maintain([]string{"localhost"}, now.Add(24*time.Hour)); err != nil || renewed {
+		t.Fatalf("Maintain a day later: renewed %v, %v", renewed, err)
+	}
+	later := first.NotAfter.Add(-renewBefore + time.Hour)
+	renewed, err := a.Maintain([]string{"localhost"}, later)
+	if err != nil || !renewed {
+		t.Fatalf("Maintain near expiry: renewed %v, %v", renewed, err)
+	}
+	c, err := cfg.GetCertificate(&tls.ClientHelloInfo{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Leaf.NotAfter.After(first.NotAfter) {
+		t.Fatalf("the handed-out config still presents a certificate expiring %s", c.Leaf.NotAfter)
+	}
+	if err := verify(a, c.Leaf, "localhost", later); err != nil {
+		t.Fatalf("renewed certificate does not verify: %v", err)
 	}
 }

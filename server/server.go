@@ -123,7 +123,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.audit, Log: log, Now: now,
 		AdminHash: adminHash, CAPEM: s.ca.CAPEM()}
-	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(), ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 
 	if s.apiLn, err = listen("listen.api", cfg.Listen.API); err != nil {
@@ -205,7 +206,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	go s.maintainKeys(ctx)
+	go s.maintain(ctx)
 
 	errc := make(chan error, 2)
 	go func() {
@@ -238,8 +239,9 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
-// maintainKeys rotates the token signing key on schedule.
-func (s *Server) maintainKeys(ctx context.Context) {
+// maintain rotates the token signing key and renews the gateway
+// certificate on schedule.
+func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(24 * time.Hour)
 	defer t.Stop()
 	for {
@@ -251,6 +253,11 @@ func (s *Server) maintainKeys(ctx context.Context) {
 				s.log.Error("token key maintenance failed", "err", err)
 			} else if rotated {
 				s.log.Info("rotated token signing key", "key_ids", s.keys.KeyIDs())
+			}
+			if renewed, err := s.ca.Maintain(s.cfg.PublicHostnames, time.Now()); err != nil {
+				s.log.Error("gateway certificate renewal failed", "err", err)
+			} else if renewed {
+				s.log.Info("renewed gateway certificate", "hostnames", s.cfg.PublicHostnames)
 			}
 		}
 	}

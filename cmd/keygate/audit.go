@@ -6,6 +6,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -48,8 +50,8 @@ query, client and reason.`,
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "TIME\tTYPE\tUSER\tDATABASE\tACCESS\tCLIENT\tWHAT")
 			err = c.Audit(cmd.Context(), f, func(e api.AuditEvent) error {
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), e.Type,
-					dash(e.User), dash(e.Database), dash(e.Access), dash(e.Client), what(e))
+				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), printable(e.Type),
+					dash(e.User), dash(e.Database), dash(e.Access), dash(e.Client), printable(what(e)))
 				return err
 			})
 			if err != nil {
@@ -90,7 +92,31 @@ func dash(s string) string {
 	if s == "" {
 		return "-"
 	}
-	return s
+	return printable(s)
+}
+
+// printable escapes what a terminal would act on. Audit fields hold what
+// clients sent, some before authenticating: an escape sequence in a user
+// name must show as text, not move the cursor or set the clipboard.
+func printable(s string) string {
+	if utf8.ValidString(s) && strings.IndexFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			// A lone byte such as 0x9b is a control to 8-bit terminals.
+			fmt.Fprintf(&b, "\\x%02x", s[i])
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+		i += size
+	}
+	return b.String()
 }
 
 // what is the one-line summary of an event for the table.

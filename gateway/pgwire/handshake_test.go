@@ -696,3 +696,22 @@ func TestCancelMatchesKeygatesKeyOnly(t *testing.T) {
 		t.Errorf("query.cancel events: %+v", ev)
 	}
 }
+
+// Connections still starting up are bounded: past the limit a new one is
+// told to try again, and a slot frees when a start-up ends.
+func TestHandshakeLimit(t *testing.T) {
+	g := newGateway(t, newPKI(t), authorizer{allow: true}, nil)
+	g.srv.MaxHandshakes = 1
+	first, firstDone := g.serve(t) // says nothing: holds its slot
+	for g.srv.handshakes.Load() != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	second, _ := g.serve(t)
+	newBackend(t, second).fatal("57P03", "too many connections are starting at once")
+	first.Close()
+	waitServe(t, firstDone, 5*time.Second)
+	third, _ := g.serve(t)
+	be := newBackend(t, third)
+	be.send(startup(map[string]string{"user": "alice", "database": "orders"}))
+	be.fatal("08P01", "keygate requires TLS")
+}

@@ -10,6 +10,7 @@ package pgwire
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -46,7 +48,16 @@ type Server struct {
 	Upstreams map[string]Upstream
 	// HandshakeTimeout bounds everything before the session starts.
 	HandshakeTimeout time.Duration
+	// MaxHandshakes bounds connections still starting up (unauthenticated),
+	// so that nobody can hold all of keygate's file descriptors without a
+	// token; 0 means DefaultMaxHandshakes.
+	MaxHandshakes int
+
+	handshakes atomic.Int64
 }
+
+// DefaultMaxHandshakes is the default for Server.MaxHandshakes.
+const DefaultMaxHandshakes = 1024
 
 var _ gateway.Engine = (*Server)(nil)
 
@@ -59,7 +70,15 @@ func (srv *Server) Serve(ctx context.Context, conn net.Conn) {
 	}
 	conn.SetDeadline(time.Now().Add(timeout))
 	h := &handshake{srv: srv, raw: conn, client: conn.RemoteAddr().String()}
+	limit := int64(cmp.Or(srv.MaxHandshakes, DefaultMaxHandshakes))
+	if srv.handshakes.Add(1) > limit {
+		srv.handshakes.Add(-1)
+		h.conn = conn
+		h.sendError(&gateway.Refusal{Kind: gateway.RefusedUnavailable, Reason: "too many connections are starting at once; try again"})
+		return
+	}
 	sess, err := h.run(ctx)
+	srv.handshakes.Add(-1)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, errHandled) {
 			srv.Gateway.Logger().Debug("connection closed during start-up", "client", h.client, "err", err)
