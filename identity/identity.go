@@ -26,6 +26,10 @@ type User struct {
 	// Attributes are the person's principal tags (department, project,
 	// environment, ...) that attribute conditions are evaluated against.
 	Attributes map[string]string
+	// Profile is the provisioning system's full record of the person (a
+	// SCIM document), kept so that it reads back as it was written. Only
+	// the SCIM endpoint looks inside.
+	Profile []byte
 	Created    time.Time
 	Modified   time.Time
 	// Version increases on every change; it is the basis of ETags.
@@ -41,6 +45,29 @@ type Group struct {
 	Created    time.Time
 	Modified   time.Time
 	Version    int64
+}
+
+// Member is a person as a group lists them.
+type Member struct {
+	UserID   string
+	UserName string
+}
+
+// ProvisioningToken is a bearer credential an identity provider uses to
+// push people and groups into keygate (SCIM). Only a hash of the secret is
+// ever stored.
+type ProvisioningToken struct {
+	ID       string
+	Name     string // what the admin called it, e.g. "azure-ad"; the audit actor
+	Created  time.Time
+	Expires  time.Time // zero: never
+	Revoked  time.Time
+	LastUsed time.Time
+}
+
+// ValidAt reports whether the token may be used at t.
+func (p ProvisioningToken) ValidAt(t time.Time) bool {
+	return p.Revoked.IsZero() && (p.Expires.IsZero() || t.Before(p.Expires))
 }
 
 // Membership records one person joining or leaving a group, so that "who was

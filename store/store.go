@@ -28,7 +28,9 @@ type Store interface {
 	GetUser(ctx context.Context, id string) (identity.User, error)
 	// GetUserByName finds a user by user name, ignoring case.
 	GetUserByName(ctx context.Context, name string) (identity.User, error)
-	ListUsers(ctx context.Context) ([]identity.User, error)
+	// ListUsers lists the users q selects, oldest first (creation, then id:
+	// a stable order for paging).
+	ListUsers(ctx context.Context, q UserQuery) ([]identity.User, error)
 	// UpdateUser applies fn to the user inside one transaction. ID, Created
 	// and Version are kept by the store; Version increases.
 	UpdateUser(ctx context.Context, id string, fn func(identity.User) (identity.User, error)) (identity.User, error)
@@ -38,8 +40,13 @@ type Store interface {
 	GetGroup(ctx context.Context, id string) (identity.Group, error)
 	// GetGroupByName finds a group by name, ignoring case.
 	GetGroupByName(ctx context.Context, name string) (identity.Group, error)
+	// ListGroups lists every group, oldest first.
 	ListGroups(ctx context.Context) ([]identity.Group, error)
-	UpdateGroup(ctx context.Context, id string, fn func(identity.Group) (identity.Group, error)) (identity.Group, error)
+	// UpdateGroup applies fn to the group inside one transaction: the group
+	// fn returns is stored, and so are the membership changes, recorded in
+	// the history under source. A member that is not a user fails the
+	// update with ErrNotFound and changes nothing.
+	UpdateGroup(ctx context.Context, id, source string, fn func(identity.Group) (identity.Group, MemberChange, error)) (identity.Group, error)
 	DeleteGroup(ctx context.Context, id string) error
 
 	// AddMember makes the user a member of the group; added is false when
@@ -47,7 +54,8 @@ type Store interface {
 	AddMember(ctx context.Context, groupID, userID, source string) (added bool, err error)
 	// RemoveMember ends a membership; ErrNotFound if there was none.
 	RemoveMember(ctx context.Context, groupID, userID, source string) error
-	ListMembers(ctx context.Context, groupID string) ([]identity.User, error)
+	// ListMembers lists a group's members by user name.
+	ListMembers(ctx context.Context, groupID string) ([]identity.Member, error)
 	// GroupsOf lists the groups a user is in now.
 	GroupsOf(ctx context.Context, userID string) ([]identity.Group, error)
 	// MembershipHistory lists every membership of the named group, past and
@@ -61,6 +69,16 @@ type Store interface {
 	ListSessions(ctx context.Context, userName string) ([]identity.Session, error)
 	RevokeSession(ctx context.Context, id string, at time.Time) error
 
+	// CreateProvisioningToken stores a token under the hash of its secret;
+	// ErrAlreadyExists if an unrevoked token has the same name.
+	CreateProvisioningToken(ctx context.Context, t identity.ProvisioningToken, secretHash []byte) (identity.ProvisioningToken, error)
+	GetProvisioningTokenByHash(ctx context.Context, secretHash []byte) (identity.ProvisioningToken, error)
+	ListProvisioningTokens(ctx context.Context) ([]identity.ProvisioningToken, error)
+	// RevokeProvisioningToken revokes the unrevoked token named name.
+	RevokeProvisioningToken(ctx context.Context, name string, at time.Time) error
+	// TouchProvisioningToken records that a token was used at.
+	TouchProvisioningToken(ctx context.Context, id string, at time.Time) error
+
 	// AppendAudit appends events in order. Events are never updated or
 	// deleted.
 	AppendAudit(ctx context.Context, events []AuditEvent) error
@@ -72,6 +90,21 @@ type Store interface {
 	Watch(ctx context.Context) <-chan Change
 
 	Close() error
+}
+
+// UserQuery selects users. The zero value selects all of them.
+type UserQuery struct {
+	// ExternalID selects the users the identity provider knows by this id.
+	ExternalID string
+}
+
+// MemberChange is what a group update does to its members, by user id.
+type MemberChange struct {
+	// Replace makes the members exactly Set.
+	Replace bool
+	Set     []string
+	Add     []string
+	Remove  []string
 }
 
 // ChangeKind says what a Change is about.

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"slices"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -222,16 +223,19 @@ func isUnique(err error) bool {
 
 // ---- users
 
-const userColumns = `id, user_name, email, display_name, external_id, active, attributes, created, modified, version`
+const userColumns = `id, user_name, email, display_name, external_id, active, attributes, profile, created, modified, version`
 
 type scanner interface{ Scan(dest ...any) error }
 
 func scanUser(row scanner) (identity.User, error) {
 	var u identity.User
-	var attrs string
+	var attrs, profile string
 	var created, modified int64
-	if err := row.Scan(&u.ID, &u.UserName, &u.Email, &u.DisplayName, &u.ExternalID, &u.Active, &attrs, &created, &modified, &u.Version); err != nil {
+	if err := row.Scan(&u.ID, &u.UserName, &u.Email, &u.DisplayName, &u.ExternalID, &u.Active, &attrs, &profile, &created, &modified, &u.Version); err != nil {
 		return identity.User{}, err
+	}
+	if profile != "" {
+		u.Profile = []byte(profile)
 	}
 	if err := json.Unmarshal([]byte(attrs), &u.Attributes); err != nil {
 		return identity.User{}, fmt.Errorf("user %s attributes: %w", u.ID, err)
@@ -261,8 +265,8 @@ func (s *Store) CreateUser(ctx context.Context, u identity.User) (identity.User,
 		return identity.User{}, fmt.Errorf("create user %q: %w", u.UserName, err)
 	}
 	err = s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
-		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			u.ID, u.UserName, u.Email, u.DisplayName, u.ExternalID, u.Active, attrs, nanos(now), nanos(now), u.Version)
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.ID, u.UserName, u.Email, u.DisplayName, u.ExternalID, u.Active, attrs, string(u.Profile), nanos(now), nanos(now), u.Version)
 		if isUnique(err) {
 			return nil, fmt.Errorf("user %q: %w", u.UserName, store.ErrAlreadyExists)
 		}
@@ -293,8 +297,14 @@ func (s *Store) GetUserByName(ctx context.Context, name string) (identity.User, 
 }
 
 // ListUsers implements store.Store.
-func (s *Store) ListUsers(ctx context.Context) ([]identity.User, error) {
-	rows, err := s.state.query(ctx, `SELECT `+userColumns+` FROM users ORDER BY user_name COLLATE NOCASE`)
+func (s *Store) ListUsers(ctx context.Context, q store.UserQuery) ([]identity.User, error) {
+	var rows *sql.Rows
+	var err error
+	if q.ExternalID != "" {
+		rows, err = s.state.query(ctx, `SELECT `+userColumns+` FROM users WHERE external_id = ? ORDER BY created, id`, q.ExternalID)
+	} else {
+		rows, err = s.state.query(ctx, `SELECT `+userColumns+` FROM users ORDER BY created, id`)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -324,8 +334,8 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(identity.User
 		if err != nil {
 			return nil, err
 		}
-		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, email = ?, display_name = ?, external_id = ?, active = ?, attributes = ?, modified = ?, version = ? WHERE id = ?`,
-			u.UserName, u.Email, u.DisplayName, u.ExternalID, u.Active, attrs, nanos(u.Modified), u.Version, u.ID)
+		_, err = tx.ExecContext(ctx, `UPDATE users SET user_name = ?, email = ?, display_name = ?, external_id = ?, active = ?, attributes = ?, profile = ?, modified = ?, version = ? WHERE id = ?`,
+			u.UserName, u.Email, u.DisplayName, u.ExternalID, u.Active, attrs, string(u.Profile), nanos(u.Modified), u.Version, u.ID)
 		if isUnique(err) {
 			return nil, fmt.Errorf("user %q: %w", u.UserName, store.ErrAlreadyExists)
 		}
@@ -431,7 +441,7 @@ func (s *Store) GetGroupByName(ctx context.Context, name string) (identity.Group
 
 // ListGroups implements store.Store.
 func (s *Store) ListGroups(ctx context.Context) ([]identity.Group, error) {
-	rows, err := s.state.query(ctx, `SELECT `+groupColumns+` FROM groups g ORDER BY g.name COLLATE NOCASE`)
+	rows, err := s.state.query(ctx, `SELECT `+groupColumns+` FROM groups g ORDER BY g.created, g.id`)
 	if err != nil {
 		return nil, fmt.Errorf("list groups: %w", err)
 	}
@@ -439,17 +449,14 @@ func (s *Store) ListGroups(ctx context.Context) ([]identity.Group, error) {
 }
 
 // UpdateGroup implements store.Store.
-func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(identity.Group) (identity.Group, error)) (identity.Group, error) {
+func (s *Store) UpdateGroup(ctx context.Context, id, source string, fn func(identity.Group) (identity.Group, store.MemberChange, error)) (identity.Group, error) {
 	var out identity.Group
 	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
-		old, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("group %s: %w", id, store.ErrNotFound)
-		}
+		old, err := groupInTx(ctx, tx, id)
 		if err != nil {
 			return nil, err
 		}
-		g, err := fn(old)
+		g, mc, err := fn(old)
 		if err != nil {
 			return nil, err
 		}
@@ -465,17 +472,129 @@ func (s *Store) UpdateGroup(ctx context.Context, id string, fn func(identity.Gro
 		if err != nil {
 			return nil, err
 		}
-		out = g
 		changes := []store.Change{{Kind: store.GroupChanged, Group: old.Name}}
 		if g.Name != old.Name {
 			changes = append(changes, store.Change{Kind: store.GroupChanged, Group: g.Name})
 		}
-		return changes, nil
+		memberChanges, err := s.changeMembers(ctx, tx, g, mc, source)
+		if err != nil {
+			return nil, err
+		}
+		out = g
+		return append(changes, memberChanges...), nil
 	})
 	if err != nil {
 		return identity.Group{}, fmt.Errorf("update group %s: %w", id, err)
 	}
 	return out, nil
+}
+
+// changeMembers applies mc to group g inside tx.
+func (s *Store) changeMembers(ctx context.Context, tx *sql.Tx, g identity.Group, mc store.MemberChange, source string) ([]store.Change, error) {
+	add, remove := mc.Add, mc.Remove
+	if mc.Replace {
+		current, err := memberIDs(ctx, tx, g.ID)
+		if err != nil {
+			return nil, err
+		}
+		want := make(map[string]bool, len(mc.Set))
+		for _, id := range mc.Set {
+			want[id] = true
+		}
+		add, remove = nil, nil
+		for id := range want {
+			if !current[id] {
+				add = append(add, id)
+			}
+		}
+		for id := range current {
+			if !want[id] {
+				remove = append(remove, id)
+			}
+		}
+		slices.Sort(add)
+		slices.Sort(remove)
+	}
+	var changes []store.Change
+	for _, userID := range add {
+		c, err := s.addMember(ctx, tx, g, userID, source)
+		if err != nil {
+			return nil, err
+		}
+		changes = append(changes, c...)
+	}
+	for _, userID := range remove {
+		c, err := s.removeMember(ctx, tx, g, userID, source)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return nil, err
+		}
+		changes = append(changes, c...)
+	}
+	return changes, nil
+}
+
+func memberIDs(ctx context.Context, tx *sql.Tx, groupID string) (map[string]bool, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT user_id FROM members WHERE group_id = ?`, groupID)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := collect(rows, func(r scanner) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}
+
+// addMember makes a user a member of g inside tx; it changes nothing (and
+// reports no change) when they already are.
+func (s *Store) addMember(ctx context.Context, tx *sql.Tx, g identity.Group, userID, source string) ([]store.Change, error) {
+	var userName string
+	if err := tx.QueryRowContext(ctx, `SELECT user_name FROM users WHERE id = ?`, userID).Scan(&userName); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, fmt.Errorf("user %s: %w", userID, store.ErrNotFound)
+		}
+		return nil, err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, g.ID, userID)
+	if err != nil {
+		return nil, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return nil, nil
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO membership_history (group_id, group_name, user_id, user_name, joined, joined_by) VALUES (?, ?, ?, ?, ?, ?)`,
+		g.ID, g.Name, userID, userName, nanos(s.now()), source); err != nil {
+		return nil, err
+	}
+	return []store.Change{{Kind: store.MembershipChanged, User: userName, Group: g.Name}}, nil
+}
+
+// removeMember ends a membership inside tx; ErrNotFound if there was none.
+func (s *Store) removeMember(ctx context.Context, tx *sql.Tx, g identity.Group, userID, source string) ([]store.Change, error) {
+	var userName string
+	err := tx.QueryRowContext(ctx, `SELECT u.user_name FROM members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND m.user_id = ?`,
+		g.ID, userID).Scan(&userName)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("membership of %s in %s: %w", userID, g.ID, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, g.ID, userID); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET left_at = ?, left_by = ? WHERE group_id = ? AND user_id = ? AND left_at IS NULL`,
+		nanos(s.now()), source, g.ID, userID); err != nil {
+		return nil, err
+	}
+	return []store.Change{{Kind: store.MembershipChanged, User: userName, Group: g.Name}}, nil
 }
 
 // DeleteGroup implements store.Store.
@@ -509,32 +628,13 @@ func (s *Store) DeleteGroup(ctx context.Context, id string) error {
 func (s *Store) AddMember(ctx context.Context, groupID, userID, source string) (bool, error) {
 	var added bool
 	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
-		var groupName, userName string
-		if err := tx.QueryRowContext(ctx, `SELECT name FROM groups WHERE id = ?`, groupID).Scan(&groupName); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("group %s: %w", groupID, store.ErrNotFound)
-			}
-			return nil, err
-		}
-		if err := tx.QueryRowContext(ctx, `SELECT user_name FROM users WHERE id = ?`, userID).Scan(&userName); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return nil, fmt.Errorf("user %s: %w", userID, store.ErrNotFound)
-			}
-			return nil, err
-		}
-		res, err := tx.ExecContext(ctx, `INSERT INTO members (group_id, user_id) VALUES (?, ?) ON CONFLICT DO NOTHING`, groupID, userID)
+		g, err := groupInTx(ctx, tx, groupID)
 		if err != nil {
 			return nil, err
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil, nil
-		}
-		added = true
-		if _, err := tx.ExecContext(ctx, `INSERT INTO membership_history (group_id, group_name, user_id, user_name, joined, joined_by) VALUES (?, ?, ?, ?, ?, ?)`,
-			groupID, groupName, userID, userName, nanos(s.now()), source); err != nil {
-			return nil, err
-		}
-		return []store.Change{{Kind: store.MembershipChanged, User: userName, Group: groupName}}, nil
+		changes, err := s.addMember(ctx, tx, g, userID, source)
+		added = len(changes) > 0
+		return changes, err
 	})
 	if err != nil {
 		return false, fmt.Errorf("add member %s to group %s: %w", userID, groupID, err)
@@ -545,23 +645,11 @@ func (s *Store) AddMember(ctx context.Context, groupID, userID, source string) (
 // RemoveMember implements store.Store.
 func (s *Store) RemoveMember(ctx context.Context, groupID, userID, source string) error {
 	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
-		var groupName, userName string
-		err := tx.QueryRowContext(ctx, `SELECT g.name, u.user_name FROM members m JOIN groups g ON g.id = m.group_id JOIN users u ON u.id = m.user_id WHERE m.group_id = ? AND m.user_id = ?`,
-			groupID, userID).Scan(&groupName, &userName)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, fmt.Errorf("membership of %s in %s: %w", userID, groupID, store.ErrNotFound)
-		}
+		g, err := groupInTx(ctx, tx, groupID)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM members WHERE group_id = ? AND user_id = ?`, groupID, userID); err != nil {
-			return nil, err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET left_at = ?, left_by = ? WHERE group_id = ? AND user_id = ? AND left_at IS NULL`,
-			nanos(s.now()), source, groupID, userID); err != nil {
-			return nil, err
-		}
-		return []store.Change{{Kind: store.MembershipChanged, User: userName, Group: groupName}}, nil
+		return s.removeMember(ctx, tx, g, userID, source)
 	})
 	if err != nil {
 		return fmt.Errorf("remove member %s from group %s: %w", userID, groupID, err)
@@ -569,13 +657,24 @@ func (s *Store) RemoveMember(ctx context.Context, groupID, userID, source string
 	return nil
 }
 
+func groupInTx(ctx context.Context, tx *sql.Tx, id string) (identity.Group, error) {
+	g, err := scanGroup(tx.QueryRowContext(ctx, `SELECT `+groupColumns+` FROM groups g WHERE g.id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return g, fmt.Errorf("group %s: %w", id, store.ErrNotFound)
+	}
+	return g, err
+}
+
 // ListMembers implements store.Store.
-func (s *Store) ListMembers(ctx context.Context, groupID string) ([]identity.User, error) {
-	rows, err := s.state.query(ctx, `SELECT `+prefixed("u.", userColumns)+` FROM members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.user_name COLLATE NOCASE`, groupID)
+func (s *Store) ListMembers(ctx context.Context, groupID string) ([]identity.Member, error) {
+	rows, err := s.state.query(ctx, `SELECT u.id, u.user_name FROM members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.user_name COLLATE NOCASE`, groupID)
 	if err != nil {
 		return nil, fmt.Errorf("list members of %s: %w", groupID, err)
 	}
-	return collect(rows, scanUser)
+	return collect(rows, func(r scanner) (identity.Member, error) {
+		var m identity.Member
+		return m, r.Scan(&m.UserID, &m.UserName)
+	})
 }
 
 // GroupsOf implements store.Store.
@@ -702,6 +801,96 @@ func (s *Store) RevokeSession(ctx context.Context, id string, at time.Time) erro
 	})
 	if err != nil {
 		return fmt.Errorf("revoke session %s: %w", id, err)
+	}
+	return nil
+}
+
+// ---- provisioning tokens
+
+const tokenColumns = `id, name, created, expires, revoked, last_used`
+
+func scanToken(row scanner) (identity.ProvisioningToken, error) {
+	var t identity.ProvisioningToken
+	var created int64
+	var expires, revoked, lastUsed sql.NullInt64
+	if err := row.Scan(&t.ID, &t.Name, &created, &expires, &revoked, &lastUsed); err != nil {
+		return t, err
+	}
+	t.Created, t.Expires, t.Revoked, t.LastUsed = fromNanos(created), fromNullNanos(expires), fromNullNanos(revoked), fromNullNanos(lastUsed)
+	return t, nil
+}
+
+func nullNanos(t time.Time) sql.NullInt64 {
+	if t.IsZero() {
+		return sql.NullInt64{}
+	}
+	return sql.NullInt64{Int64: nanos(t), Valid: true}
+}
+
+// CreateProvisioningToken implements store.Store.
+func (s *Store) CreateProvisioningToken(ctx context.Context, t identity.ProvisioningToken, secretHash []byte) (identity.ProvisioningToken, error) {
+	t.ID = uuid.NewString()
+	if t.Created.IsZero() {
+		t.Created = s.now().UTC()
+	}
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		_, err := tx.ExecContext(ctx, `INSERT INTO provisioning_tokens (id, name, secret_hash, created, expires) VALUES (?, ?, ?, ?, ?)`,
+			t.ID, t.Name, secretHash, nanos(t.Created), nullNanos(t.Expires))
+		if isUnique(err) {
+			return nil, fmt.Errorf("provisioning token %q: %w", t.Name, store.ErrAlreadyExists)
+		}
+		return nil, err
+	})
+	if err != nil {
+		return identity.ProvisioningToken{}, fmt.Errorf("create provisioning token %q: %w", t.Name, err)
+	}
+	return t, nil
+}
+
+// GetProvisioningTokenByHash implements store.Store.
+func (s *Store) GetProvisioningTokenByHash(ctx context.Context, secretHash []byte) (identity.ProvisioningToken, error) {
+	t, err := scanToken(s.state.queryRow(ctx, `SELECT `+tokenColumns+` FROM provisioning_tokens WHERE secret_hash = ?`, secretHash))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, fmt.Errorf("provisioning token: %w", store.ErrNotFound)
+	}
+	return t, err
+}
+
+// ListProvisioningTokens implements store.Store.
+func (s *Store) ListProvisioningTokens(ctx context.Context) ([]identity.ProvisioningToken, error) {
+	rows, err := s.state.query(ctx, `SELECT `+tokenColumns+` FROM provisioning_tokens ORDER BY created, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list provisioning tokens: %w", err)
+	}
+	return collect(rows, scanToken)
+}
+
+// RevokeProvisioningToken implements store.Store.
+func (s *Store) RevokeProvisioningToken(ctx context.Context, name string, at time.Time) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		res, err := tx.ExecContext(ctx, `UPDATE provisioning_tokens SET revoked = ? WHERE name = ? AND revoked IS NULL`, nanos(at), name)
+		if err != nil {
+			return nil, err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil, fmt.Errorf("provisioning token %q: %w", name, store.ErrNotFound)
+		}
+		return nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("revoke provisioning token %q: %w", name, err)
+	}
+	return nil
+}
+
+// TouchProvisioningToken implements store.Store.
+func (s *Store) TouchProvisioningToken(ctx context.Context, id string, at time.Time) error {
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		_, err := tx.ExecContext(ctx, `UPDATE provisioning_tokens SET last_used = ? WHERE id = ?`, nanos(at), id)
+		return nil, err
+	})
+	if err != nil {
+		return fmt.Errorf("touch provisioning token %s: %w", id, err)
 	}
 	return nil
 }

@@ -40,6 +40,9 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 		{"Sessions", testSessions},
 		{"Audit", testAudit},
 		{"ChangeFeed", testChangeFeed},
+		{"UserProfileAndQueries", testUserProfileAndQueries},
+		{"GroupMemberChanges", testGroupMemberChanges},
+		{"ProvisioningTokens", testProvisioningTokens},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,7 +100,7 @@ func testUserCRUD(t *testing.T, s store.Store, c *Clock) {
 		t.Fatalf("after update GetUser = %+v", got)
 	}
 	must(s.CreateUser(ctx, identity.User{UserName: "bob", Active: true}))(t)
-	users := must(s.ListUsers(ctx))(t)
+	users := must(s.ListUsers(ctx, store.UserQuery{}))(t)
 	if len(users) != 2 || users[0].UserName != "alice" || users[1].UserName != "bob" {
 		t.Fatalf("ListUsers = %+v", users)
 	}
@@ -142,9 +145,10 @@ func testUserUpdateError(t *testing.T, s store.Store, _ *Clock) {
 	}
 }
 
-func testGroupCRUD(t *testing.T, s store.Store, _ *Clock) {
+func testGroupCRUD(t *testing.T, s store.Store, c *Clock) {
 	ctx := context.Background()
 	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	c.Advance(time.Second)
 	if g.ID == "" || g.Version != 1 {
 		t.Fatalf("created group = %+v", g)
 	}
@@ -153,9 +157,9 @@ func testGroupCRUD(t *testing.T, s store.Store, _ *Clock) {
 	if got := must(s.GetGroupByName(ctx, "ANALYSTS"))(t); got.ID != g.ID {
 		t.Fatalf("GetGroupByName = %+v", got)
 	}
-	r := must(s.UpdateGroup(ctx, g.ID, func(g identity.Group) (identity.Group, error) {
+	r := must(s.UpdateGroup(ctx, g.ID, "test", func(g identity.Group) (identity.Group, store.MemberChange, error) {
 		g.Name = "data-analysts"
-		return g, nil
+		return g, store.MemberChange{}, nil
 	}))(t)
 	if r.Name != "data-analysts" || r.Version != 2 {
 		t.Fatalf("renamed group = %+v", r)
@@ -191,7 +195,7 @@ func testMembership(t *testing.T, s store.Store, _ *Clock) {
 	wantErr(t, err, store.ErrNotFound)
 
 	members := must(s.ListMembers(ctx, g.ID))(t)
-	if len(members) != 2 || members[0].UserName != "alice" || members[1].UserName != "bob" {
+	if len(members) != 2 || members[0].UserName != "alice" || members[1].UserName != "bob" || members[0].UserID != a.ID {
 		t.Fatalf("ListMembers = %+v", members)
 	}
 	groups := must(s.GroupsOf(ctx, a.ID))(t)
@@ -228,9 +232,9 @@ func testMembershipHistory(t *testing.T, s store.Store, c *Clock) {
 	}
 	c.Advance(time.Hour)
 	must(s.AddMember(ctx, g.ID, a.ID, "admin"))(t)
-	must(s.UpdateGroup(ctx, g.ID, func(g identity.Group) (identity.Group, error) {
+	must(s.UpdateGroup(ctx, g.ID, "test", func(g identity.Group) (identity.Group, store.MemberChange, error) {
 		g.Name = "renamed"
-		return g, nil
+		return g, store.MemberChange{}, nil
 	}))(t)
 	h := must(s.MembershipHistory(ctx, "renamed"))(t)
 	if len(h) != 2 {
@@ -394,4 +398,154 @@ func testChangeFeed(t *testing.T, s store.Store, _ *Clock) {
 	cancel()
 	for range feed {
 	}
+}
+
+func testUserProfileAndQueries(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	profile := []byte(`{"name":{"givenName":"Ada"},"emails":[{"value":"ada@example.com","primary":true}]}`)
+	a := must(s.CreateUser(ctx, identity.User{UserName: "ada", ExternalID: "ext-1", Active: true, Profile: profile}))(t)
+	if got := must(s.GetUser(ctx, a.ID))(t); string(got.Profile) != string(profile) {
+		t.Fatalf("profile = %q", got.Profile)
+	}
+	c.Advance(time.Second)
+	b := must(s.CreateUser(ctx, identity.User{UserName: "Bea", ExternalID: "ext-2", Active: true}))(t)
+	if got := must(s.GetUser(ctx, b.ID))(t); got.Profile != nil {
+		t.Fatalf("user without a profile reads back %q", got.Profile)
+	}
+	c.Advance(time.Second)
+	must(s.CreateUser(ctx, identity.User{UserName: "abe", ExternalID: "ext-1", Active: true}))(t)
+	// Oldest first, whatever the names.
+	var names []string
+	for _, u := range must(s.ListUsers(ctx, store.UserQuery{}))(t) {
+		names = append(names, u.UserName)
+	}
+	if !slices.Equal(names, []string{"ada", "Bea", "abe"}) {
+		t.Fatalf("ListUsers order = %v", names)
+	}
+	names = nil
+	for _, u := range must(s.ListUsers(ctx, store.UserQuery{ExternalID: "ext-1"}))(t) {
+		names = append(names, u.UserName)
+	}
+	if !slices.Equal(names, []string{"ada", "abe"}) {
+		t.Fatalf("ListUsers by external id = %v", names)
+	}
+	up := must(s.UpdateUser(ctx, a.ID, func(u identity.User) (identity.User, error) {
+		u.Profile = []byte(`{}`)
+		return u, nil
+	}))(t)
+	if string(up.Profile) != "{}" || string(must(s.GetUser(ctx, a.ID))(t).Profile) != "{}" {
+		t.Fatal("profile not updated")
+	}
+}
+
+func testGroupMemberChanges(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	var ids []string
+	for _, n := range []string{"u1", "u2", "u3", "u4"} {
+		ids = append(ids, must(s.CreateUser(ctx, identity.User{UserName: n, Active: true}))(t).ID)
+	}
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "team"}))(t)
+	feed := s.Watch(ctx)
+	update := func(mc store.MemberChange, rename string) error {
+		_, err := s.UpdateGroup(ctx, g.ID, "scim:test", func(g identity.Group) (identity.Group, store.MemberChange, error) {
+			if rename != "" {
+				g.Name = rename
+			}
+			return g, mc, nil
+		})
+		return err
+	}
+	memberNames := func() []string {
+		var out []string
+		for _, m := range must(s.ListMembers(ctx, g.ID))(t) {
+			out = append(out, m.UserName)
+		}
+		return out
+	}
+	if err := update(store.MemberChange{Add: ids[:3]}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberNames(); !slices.Equal(got, []string{"u1", "u2", "u3"}) {
+		t.Fatalf("after add: %v", got)
+	}
+	// Removing a non-member is fine; adding a member twice too.
+	if err := update(store.MemberChange{Add: ids[:1], Remove: []string{ids[1], ids[3]}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberNames(); !slices.Equal(got, []string{"u1", "u3"}) {
+		t.Fatalf("after remove: %v", got)
+	}
+	c.Advance(time.Minute)
+	if err := update(store.MemberChange{Replace: true, Set: []string{ids[2], ids[3]}}, "squad"); err != nil {
+		t.Fatal(err)
+	}
+	if got := memberNames(); !slices.Equal(got, []string{"u3", "u4"}) {
+		t.Fatalf("after replace: %v", got)
+	}
+	// An unknown user fails the whole update, rename included.
+	err := update(store.MemberChange{Add: []string{ids[0], "no-such-user"}}, "other")
+	wantErr(t, err, store.ErrNotFound)
+	if got := must(s.GetGroup(ctx, g.ID))(t); got.Name != "squad" {
+		t.Fatalf("failed update renamed the group to %q", got.Name)
+	}
+	if got := memberNames(); !slices.Equal(got, []string{"u3", "u4"}) {
+		t.Fatalf("failed update changed members: %v", got)
+	}
+	h := must(s.MembershipHistory(ctx, "squad"))(t)
+	if len(h) != 4 {
+		t.Fatalf("history = %+v", h)
+	}
+	for _, m := range h {
+		if m.Source != "scim:test" || m.Group == "" {
+			t.Fatalf("history entry %+v", m)
+		}
+	}
+	// Every membership change reached the feed.
+	var memberships int
+	for memberships < 6 {
+		select {
+		case ch := <-feed:
+			if ch.Kind == store.MembershipChanged {
+				memberships++
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("saw %d membership changes, want 6", memberships)
+		}
+	}
+}
+
+func testProvisioningTokens(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	exp := c.Now().Add(365 * 24 * time.Hour)
+	tok := must(s.CreateProvisioningToken(ctx, identity.ProvisioningToken{Name: "azure-ad", Expires: exp}, []byte("h1")))(t)
+	if tok.ID == "" || !tok.Created.Equal(c.Now()) {
+		t.Fatalf("created %+v", tok)
+	}
+	_, err := s.CreateProvisioningToken(ctx, identity.ProvisioningToken{Name: "azure-ad"}, []byte("h2"))
+	wantErr(t, err, store.ErrAlreadyExists)
+	got := must(s.GetProvisioningTokenByHash(ctx, []byte("h1")))(t)
+	if got.Name != "azure-ad" || !got.Expires.Equal(exp) || !got.ValidAt(c.Now()) || got.ValidAt(exp) {
+		t.Fatalf("GetProvisioningTokenByHash = %+v", got)
+	}
+	c.Advance(time.Minute)
+	if err := s.TouchProvisioningToken(ctx, tok.ID, c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got := must(s.GetProvisioningTokenByHash(ctx, []byte("h1")))(t); !got.LastUsed.Equal(c.Now()) {
+		t.Fatalf("last used = %s", got.LastUsed)
+	}
+	if err := s.RevokeProvisioningToken(ctx, "azure-ad", c.Now()); err != nil {
+		t.Fatal(err)
+	}
+	wantErr(t, s.RevokeProvisioningToken(ctx, "azure-ad", c.Now()), store.ErrNotFound)
+	if got := must(s.GetProvisioningTokenByHash(ctx, []byte("h1")))(t); got.ValidAt(c.Now()) {
+		t.Fatal("revoked token still valid")
+	}
+	// The name is free again; the revoked token stays listed.
+	must(s.CreateProvisioningToken(ctx, identity.ProvisioningToken{Name: "azure-ad"}, []byte("h3")))(t)
+	if l := must(s.ListProvisioningTokens(ctx))(t); len(l) != 2 || l[1].Expires != (time.Time{}) {
+		t.Fatalf("ListProvisioningTokens = %+v", l)
+	}
+	_, err = s.GetProvisioningTokenByHash(ctx, []byte("nope"))
+	wantErr(t, err, store.ErrNotFound)
 }
