@@ -9,10 +9,8 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,7 +24,9 @@ import (
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/scim"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/token"
 )
@@ -60,13 +60,9 @@ type Server struct {
 	AdminHash [sha256.Size]byte
 	// CAPEM is served at /v1/ca.pem.
 	CAPEM []byte
+	// SCIM serves /scim/v2/ when set.
+	SCIM http.Handler
 }
-
-// Credential prefixes make a leaked credential recognisable.
-const (
-	AdminCredentialPrefix   = "kga_"
-	SessionCredentialPrefix = "kgs_"
-)
 
 // DefaultSessionTTL is how long a sign-in session lasts unless asked
 // otherwise; MaxSessionTTL is the longest allowed.
@@ -74,18 +70,6 @@ const (
 	DefaultSessionTTL = 8 * time.Hour
 	MaxSessionTTL     = 7 * 24 * time.Hour
 )
-
-// NewCredential makes a random credential with a prefix.
-func NewCredential(prefix string) string {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err))
-	}
-	return prefix + base64.RawURLEncoding.EncodeToString(b)
-}
-
-// HashCredential is how credentials are stored and looked up.
-func HashCredential(c string) [sha256.Size]byte { return sha256.Sum256([]byte(c)) }
 
 // maxBody bounds request bodies.
 const maxBody = 1 << 20
@@ -108,6 +92,13 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/admin/sessions", s.admin(s.createSession))
 	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
+	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
+	mux.HandleFunc("POST /v1/admin/scim-tokens", s.admin(s.createProvisioningToken))
+	mux.HandleFunc("GET /v1/admin/scim-tokens", s.admin(s.listProvisioningTokens))
+	mux.HandleFunc("DELETE /v1/admin/scim-tokens/{name}", s.admin(s.revokeProvisioningToken))
+	if s.SCIM != nil {
+		mux.Handle(scim.Prefix+"/", s.SCIM)
+	}
 	return mux
 }
 
@@ -178,7 +169,7 @@ func unauthorized(w http.ResponseWriter, msg string) error {
 // admin guards an admin endpoint.
 func (s *Server) admin(h handler) http.HandlerFunc {
 	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
-		got := HashCredential(bearer(r))
+		got := credential.Hash(bearer(r))
 		if subtle.ConstantTimeCompare(got[:], s.AdminHash[:]) != 1 {
 			return unauthorized(w, "admin credential required: run admin commands with --config pointing at the server's config, which locates data_dir/admin.credential")
 		}
@@ -195,7 +186,7 @@ func (s *Server) withSession(h handler) http.HandlerFunc {
 		if cred == "" {
 			return unauthorized(w, "no session: set KEYGATE_SESSION to your session credential")
 		}
-		hash := HashCredential(cred)
+		hash := credential.Hash(cred)
 		sess, err := s.Store.GetSessionByHash(r.Context(), hash[:])
 		if errors.Is(err, store.ErrNotFound) {
 			return unauthorized(w, "unknown session credential: check KEYGATE_SESSION, or sign in again")
@@ -439,8 +430,8 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if !u.Active {
 		return errorf(http.StatusConflict, "%s is disabled", u.UserName)
 	}
-	cred := NewCredential(SessionCredentialPrefix)
-	hash := HashCredential(cred)
+	cred := credential.New(credential.SessionPrefix)
+	hash := credential.Hash(cred)
 	now := s.Now()
 	sess, err := s.Store.CreateSession(r.Context(), identity.Session{User: u.UserName, Created: now, Expires: now.Add(ttl), Source: "admin"}, hash[:])
 	if err != nil {
@@ -506,4 +497,105 @@ func (s *Server) verifyAudit(w http.ResponseWriter, r *http.Request) error {
 		out.Error = err.Error()
 	}
 	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) groupHistory(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("group")
+	history, err := s.Store.MembershipHistory(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	if len(history) == 0 {
+		if _, err := s.lookupGroup(r.Context(), name); err != nil {
+			return err
+		}
+	}
+	out := GroupHistory{Group: name, Memberships: []Membership{}}
+	var at time.Time
+	if v := r.URL.Query().Get("at"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return errorf(http.StatusBadRequest, "at: %v", err)
+		}
+		at, out.At = t, &t
+	}
+	for _, m := range history {
+		if !at.IsZero() && (m.Joined.After(at) || (!m.Left.IsZero() && !m.Left.After(at))) {
+			continue // not a member at that moment
+		}
+		ms := Membership{User: m.User, Joined: m.Joined, Source: m.Source}
+		if !m.Left.IsZero() {
+			left := m.Left
+			ms.Left = &left
+		}
+		out.Memberships = append(out.Memberships, ms)
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) createProvisioningToken(w http.ResponseWriter, r *http.Request) error {
+	var req ProvisioningTokenRequest
+	if err := readJSON(r, &req); err != nil {
+		return err
+	}
+	if err := identity.ValidateName("token", req.Name); err != nil {
+		return errorf(http.StatusBadRequest, "%v", err)
+	}
+	now := s.Now()
+	t := identity.ProvisioningToken{Name: req.Name, Created: now}
+	if req.TTL != "" {
+		d, err := config.ParseDuration(req.TTL)
+		if err != nil || d <= 0 {
+			return errorf(http.StatusBadRequest, "ttl: use a duration such as 365d")
+		}
+		t.Expires = now.Add(d)
+	}
+	secret := credential.New(credential.ProvisioningPrefix)
+	hash := credential.Hash(secret)
+	t, err := s.Store.CreateProvisioningToken(r.Context(), t, hash[:])
+	if errors.Is(err, store.ErrAlreadyExists) {
+		return errorf(http.StatusConflict, "a SCIM token named %s exists: revoke it first (`keygate admin scim-token revoke %s`) or choose another name", req.Name, req.Name)
+	}
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "scim-token.create", "", map[string]any{"token": t.Name, "expires_at": t.Expires})
+	out := provisioningToken(t)
+	out.Token = secret
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+func provisioningToken(t identity.ProvisioningToken) ProvisioningToken {
+	opt := func(t time.Time) *time.Time {
+		if t.IsZero() {
+			return nil
+		}
+		return &t
+	}
+	return ProvisioningToken{Name: t.Name, Created: t.Created, ExpiresAt: opt(t.Expires), RevokedAt: opt(t.Revoked), LastUsed: opt(t.LastUsed)}
+}
+
+func (s *Server) listProvisioningTokens(w http.ResponseWriter, r *http.Request) error {
+	tokens, err := s.Store.ListProvisioningTokens(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]ProvisioningToken, 0, len(tokens))
+	for _, t := range tokens {
+		out = append(out, provisioningToken(t))
+	}
+	return writeJSON(w, http.StatusOK, out)
+}
+
+func (s *Server) revokeProvisioningToken(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("name")
+	err := s.Store.RevokeProvisioningToken(r.Context(), name, s.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, "no active SCIM token named %s: see `keygate admin scim-token list`", name)
+	}
+	if err != nil {
+		return err
+	}
+	s.adminEvent(r, "scim-token.revoke", "", map[string]any{"token": name})
+	return writeJSON(w, http.StatusOK, map[string]string{"revoked": name})
 }

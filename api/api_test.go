@@ -17,6 +17,7 @@ import (
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 )
@@ -53,9 +54,9 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	az := authz.New(st, e.policy, []access.Database{{Name: "orders"}}, now)
-	e.admin = NewCredential(AdminCredentialPrefix)
+	e.admin = credential.New(credential.AdminPrefix)
 	s := &Server{Store: st, Authz: az, Tokens: &token.Issuer{Keys: e.keys, Now: now}, Audit: e.audit, Log: log, Now: now,
-		AdminHash: HashCredential(e.admin), CAPEM: []byte("-----BEGIN CERTIFICATE-----\n")}
+		AdminHash: credential.Hash(e.admin), CAPEM: []byte("-----BEGIN CERTIFICATE-----\n")}
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
 	return e
@@ -100,7 +101,7 @@ func (e *env) session(t *testing.T, user string, groups ...string) string {
 	if code, _ := e.call(t, "POST", "/v1/admin/sessions", e.admin, SessionRequest{User: user, TTL: "1h"}, &s); code != http.StatusCreated {
 		t.Fatalf("create session: %d", code)
 	}
-	if !strings.HasPrefix(s.Credential, SessionCredentialPrefix) {
+	if !strings.HasPrefix(s.Credential, credential.SessionPrefix) {
 		t.Fatalf("credential %q", s.Credential)
 	}
 	return s.Credential

@@ -95,3 +95,37 @@ type AuditPage struct {
 	Events []AuditEvent `json:"events"`
 	Next   int64        `json:"next,omitempty"`
 }
+
+// ProvisioningTokenRequest creates a SCIM bearer token.
+type ProvisioningTokenRequest struct {
+	Name string `json:"name"`
+	// TTL is a duration such as "365d"; empty means the token never expires.
+	TTL string `json:"ttl,omitempty"`
+}
+
+// ProvisioningToken describes a SCIM bearer token; Token is set only in the
+// answer to its creation, the one time it is shown.
+type ProvisioningToken struct {
+	Name      string     `json:"name"`
+	Token     string     `json:"token,omitempty"`
+	Created   time.Time  `json:"created"`
+	ExpiresAt *time.Time `json:"expires_at,omitempty"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	LastUsed  *time.Time `json:"last_used,omitempty"`
+}
+
+// Membership is one person's stay in a group.
+type Membership struct {
+	User   string     `json:"user"`
+	Joined time.Time  `json:"joined"`
+	Left   *time.Time `json:"left,omitempty"`
+	Source string     `json:"source"`
+}
+
+// GroupHistory answers "who was in this group", over all time or at one
+// moment (At).
+type GroupHistory struct {
+	Group       string       `json:"group"`
+	At          *time.Time   `json:"at,omitempty"`
+	Memberships []Membership `json:"memberships"`
+}

@@ -214,3 +214,35 @@ func (c *Client) VerifyAudit(ctx context.Context) (api.AuditVerification, error)
 	err := c.do(ctx, http.MethodGet, "/v1/admin/audit/verify", nil, nil, &out)
 	return out, err
 }
+
+// CreateProvisioningToken makes a SCIM bearer token; ttl "" means it never
+// expires.
+func (c *Client) CreateProvisioningToken(ctx context.Context, name, ttl string) (api.ProvisioningToken, error) {
+	var out api.ProvisioningToken
+	err := c.do(ctx, http.MethodPost, "/v1/admin/scim-tokens", nil, api.ProvisioningTokenRequest{Name: name, TTL: ttl}, &out)
+	return out, err
+}
+
+// ListProvisioningTokens lists SCIM bearer tokens, revoked ones included.
+func (c *Client) ListProvisioningTokens(ctx context.Context) ([]api.ProvisioningToken, error) {
+	var out []api.ProvisioningToken
+	err := c.do(ctx, http.MethodGet, "/v1/admin/scim-tokens", nil, nil, &out)
+	return out, err
+}
+
+// RevokeProvisioningToken revokes the active SCIM token named name.
+func (c *Client) RevokeProvisioningToken(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/admin/scim-tokens/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// GroupHistory lists a group's memberships, or its members at a moment
+// when at is not zero.
+func (c *Client) GroupHistory(ctx context.Context, group string, at time.Time) (api.GroupHistory, error) {
+	var q url.Values
+	if !at.IsZero() {
+		q = url.Values{"at": {at.UTC().Format(time.RFC3339Nano)}}
+	}
+	var out api.GroupHistory
+	err := c.do(ctx, http.MethodGet, "/v1/admin/groups/"+url.PathEscape(group)+"/history", q, nil, &out)
+	return out, err
+}

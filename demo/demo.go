@@ -21,6 +21,7 @@ import (
 	"github.com/keygate/keygate/api"
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/localpg"
 	"github.com/keygate/keygate/server"
 )
@@ -118,7 +119,7 @@ func (r *run) detail(format string, args ...any) {
 // with, and a database with some data in it.
 func (r *run) prepareUpstream(ctx context.Context) error {
 	r.say("Preparing the upstream: role keygate_admin (LOGIN CREATEROLE), database orders, sample tables")
-	password := api.NewCredential("")
+	password := credential.New("")
 	os.Setenv(adminPasswordEnv, password)
 	for _, sql := range []string{
 		fmt.Sprintf(`CREATE ROLE keygate_admin LOGIN CREATEROLE PASSWORD '%s'`, password),

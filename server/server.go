@@ -22,10 +22,12 @@ import (
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/gateway"
 	"github.com/keygate/keygate/gateway/pgwire"
 	"github.com/keygate/keygate/internal/atomicfile"
 	"github.com/keygate/keygate/pki"
+	"github.com/keygate/keygate/scim"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream/postgres"
@@ -122,7 +124,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams}
 
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.audit, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM()}
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.audit, log, now).Handler()}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -161,20 +163,20 @@ func listen(key, addr string) (net.Listener, error) {
 func adminCredential(path string) ([sha256.Size]byte, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		cred := api.NewCredential(api.AdminCredentialPrefix)
+		cred := credential.New(credential.AdminPrefix)
 		if err := atomicfile.WriteFile(path, []byte(cred+"\n"), 0o600); err != nil {
 			return [sha256.Size]byte{}, fmt.Errorf("create admin credential: %w", err)
 		}
-		return api.HashCredential(cred), nil
+		return credential.Hash(cred), nil
 	}
 	if err != nil {
 		return [sha256.Size]byte{}, fmt.Errorf("read admin credential: %w", err)
 	}
 	cred := strings.TrimSpace(string(raw))
-	if !strings.HasPrefix(cred, api.AdminCredentialPrefix) {
+	if !strings.HasPrefix(cred, credential.AdminPrefix) {
 		return [sha256.Size]byte{}, fmt.Errorf("admin credential %s is malformed: remove it and restart to make a new one", path)
 	}
-	return api.HashCredential(cred), nil
+	return credential.Hash(cred), nil
 }
 
 // APIAddr is the address the API listens on.

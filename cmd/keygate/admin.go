@@ -1,11 +1,15 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/api"
+	"github.com/keygate/keygate/config"
 )
 
 func newAdminCmd(g *globals) *cobra.Command {
@@ -70,6 +74,53 @@ which locates the API, the CA and the admin credential in data_dir.`,
 			},
 		},
 	)
+
+	var at string
+	history := &cobra.Command{
+		Use:   "history GROUP [--at TIME]",
+		Short: "Who joined and left a group, and when; or who was in it at a moment",
+		Long: `Show every membership of a group, past and present, with when it began,
+when it ended and who made the change (admin, or scim:<token name>). With
+--at, show who was a member at that moment.
+
+TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
+(2026-11-23 10:00), a date (2026-11-23), or a duration ago (2h, 7d).`,
+		Args: exactArgs(1, "GROUP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var when time.Time
+			if at != "" {
+				t, err := parseWhen(at, time.Now())
+				if err != nil {
+					return usageError{err}
+				}
+				when = t
+			}
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			h, err := c.GroupHistory(cmd.Context(), args[0], when)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if h.At != nil {
+				fmt.Fprintf(out, "members of %s at %s:\n", h.Group, h.At.Local().Format(time.DateTime))
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "USER\tJOINED\tLEFT\tBY")
+			for _, m := range h.Memberships {
+				left := "-"
+				if m.Left != nil {
+					left = m.Left.Local().Format(time.DateTime)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", printable(m.User), m.Joined.Local().Format(time.DateTime), left, printable(m.Source))
+			}
+			return tw.Flush()
+		},
+	}
+	history.Flags().StringVar(&at, "at", "", "show the members at this moment instead of the whole history")
+	group.AddCommand(history)
 
 	user := &cobra.Command{Use: "user", Short: "Manage people"}
 	var email string
@@ -138,8 +189,108 @@ last line of stdout, shown this once. The person uses it as KEYGATE_SESSION:
 	create.Flags().StringVar(&ttl, "ttl", "8h", "how long the session lasts (at most 7d)")
 	session.AddCommand(create)
 
-	cmd.AddCommand(group, user, session)
+	cmd.AddCommand(group, user, session, newSCIMTokenCmd(g))
 	return cmd
+}
+
+func newSCIMTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "scim-token",
+		Short: "Manage the bearer tokens identity providers provision people with (SCIM)",
+	}
+	var name, ttl string
+	create := &cobra.Command{
+		Use:   "create --name NAME [--ttl 365d]",
+		Short: "Make a SCIM token; prints it alone on the last line, this once",
+		Long: `Make a bearer token for an identity provider's SCIM provisioning. Paste it
+as the Secret Token in Azure AD (Entra ID) or as the API token in Okta, with
+https://HOST:PORT/scim/v2 as the Tenant URL / base URL. It is shown once;
+keygate keeps only its hash. Changes made with it are audited under its name.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if name == "" {
+				return usageError{errors.New("--name is required: what the token is for, such as azure-ad")}
+			}
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			t, err := c.CreateProvisioningToken(cmd.Context(), name, ttl)
+			if err != nil {
+				return err
+			}
+			expires := "never expires"
+			if t.ExpiresAt != nil {
+				expires = "expires " + t.ExpiresAt.Local().Format(time.DateTime)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "SCIM token %s, %s. Tenant URL: %s/scim/v2\n%s\n", t.Name, expires, g.serverURL(), t.Token)
+			return nil
+		},
+	}
+	create.Flags().StringVar(&name, "name", "", "what the token is for, such as azure-ad or okta (required)")
+	create.Flags().StringVar(&ttl, "ttl", "", "how long it lasts, such as 365d (default: until revoked)")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List SCIM tokens (never their secrets)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			tokens, err := c.ListProvisioningTokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			when := func(t *time.Time) string {
+				if t == nil {
+					return "-"
+				}
+				return t.Local().Format(time.DateTime)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tCREATED\tEXPIRES\tREVOKED\tLAST USED")
+			for _, t := range tokens {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", printable(t.Name), when(&t.Created), when(t.ExpiresAt), when(t.RevokedAt), when(t.LastUsed))
+			}
+			return tw.Flush()
+		},
+	}
+	revoke := &cobra.Command{
+		Use:   "revoke NAME",
+		Short: "Revoke a SCIM token: the identity provider's next request is refused",
+		Args:  exactArgs(1, "NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			if err := c.RevokeProvisioningToken(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked SCIM token %s\n", args[0])
+			return nil
+		},
+	}
+	cmd.AddCommand(create, list, revoke)
+	return cmd
+}
+
+// parseWhen reads a moment: RFC 3339, a local date and time, a local date,
+// or a duration before now.
+func parseWhen(s string, now time.Time) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	if d, err := config.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("cannot read time %q: use 2026-11-23T10:00:00Z, 2026-11-23 10:00, 2026-11-23, or a duration ago such as 2h", s)
 }
 
 // exactArgs is cobra.ExactArgs with a message that names the arguments.

@@ -65,6 +65,14 @@ func (g *globals) endpointFrom(cfg *config.Config) (serverURL, caFile string) {
 	return serverURL, caFile
 }
 
+// serverURL is the API URL as the config gives it, for messages.
+func (g *globals) serverURL() string {
+	if cfg, err := g.loadConfig(); err == nil {
+		return cfg.APIURL()
+	}
+	return g.server
+}
+
 // adminClient is a client with the admin credential from data_dir.
 func (g *globals) adminClient() (*client.Client, error) {
 	cfg, err := g.loadConfig()
