@@ -29,9 +29,9 @@ type User struct {
 	// Profile is the provisioning system's full record of the person (a
 	// SCIM document), kept so that it reads back as it was written. Only
 	// the SCIM endpoint looks inside.
-	Profile []byte
-	Created    time.Time
-	Modified   time.Time
+	Profile  []byte
+	Created  time.Time
+	Modified time.Time
 	// Version increases on every change; it is the basis of ETags.
 	Version int64
 }
