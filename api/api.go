@@ -267,7 +267,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := identity.ValidateName("group", req.Name); err != nil {
+	if err := identity.ValidateGroupName(req.Name); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
 	g, err := s.Store.CreateGroup(r.Context(), identity.Group{Name: req.Name})
@@ -353,11 +353,11 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := identity.ValidateName("user", req.Name); err != nil {
+	if err := identity.ValidateUserName(req.Name); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
 	for _, g := range req.Groups {
-		if err := identity.ValidateName("group", g); err != nil {
+		if err := identity.ValidateGroupName(g); err != nil {
 			return errorf(http.StatusBadRequest, "%v", err)
 		}
 	}
@@ -538,7 +538,7 @@ func (s *Server) createProvisioningToken(w http.ResponseWriter, r *http.Request)
 	if err := readJSON(r, &req); err != nil {
 		return err
 	}
-	if err := identity.ValidateName("token", req.Name); err != nil {
+	if err := identity.ValidateTokenName(req.Name); err != nil {
 		return errorf(http.StatusBadRequest, "%v", err)
 	}
 	now := s.Now()

@@ -120,25 +120,54 @@ func (p Principal) InGroup(name string) bool {
 	return false
 }
 
-// maxNameLen bounds user and group names. PostgreSQL role names are at most 63
-// bytes and keygate appends a level suffix to user names, so longer names are
-// refused up front rather than truncated somewhere downstream.
-const maxNameLen = 56
+// Name limits. A user name becomes a PostgreSQL role name (at most 63
+// bytes) with a level suffix such as ".admin", so it is refused up front
+// rather than truncated somewhere downstream. A group name only names a
+// group; identity providers use spaces in them.
+const (
+	maxUserNameLen  = 56
+	maxGroupNameLen = 256
+)
 
-// ValidateName checks a user or group name: non-empty, at most 56 bytes, and
-// free of control characters and whitespace that would make it ambiguous in a
+// ValidateUserName checks a user name: non-empty, at most 56 bytes, and free
+// of control characters and whitespace that would make it ambiguous in a
 // connection string or a log line.
-func ValidateName(kind, name string) error {
+func ValidateUserName(name string) error {
+	return validate("user", name, maxUserNameLen, true)
+}
+
+// ValidateGroupName checks a group name: non-empty, at most 256 bytes, no
+// control characters, no space at either end.
+func ValidateGroupName(name string) error {
+	if err := validate("group", name, maxGroupNameLen, false); err != nil {
+		return err
+	}
+	if strings.TrimSpace(name) != name {
+		return fmt.Errorf("group name %q starts or ends with a space", name)
+	}
+	return nil
+}
+
+// ValidateTokenName checks the name of a provisioning token, which is shown
+// in the audit log as its actor.
+func ValidateTokenName(name string) error {
+	return validate("token", name, maxUserNameLen, true)
+}
+
+func validate(kind, name string, maxLen int, noSpace bool) error {
 	if name == "" {
 		return fmt.Errorf("%s name is empty", kind)
 	}
-	if len(name) > maxNameLen {
-		return fmt.Errorf("%s name %q is longer than %d bytes", kind, name, maxNameLen)
+	if len(name) > maxLen {
+		return fmt.Errorf("%s name %q is longer than %d bytes", kind, name, maxLen)
 	}
 	if strings.IndexFunc(name, func(r rune) bool {
-		return unicode.IsControl(r) || unicode.IsSpace(r) || r == unicode.ReplacementChar
+		return unicode.IsControl(r) || (noSpace && unicode.IsSpace(r)) || r == unicode.ReplacementChar
 	}) >= 0 {
-		return fmt.Errorf("%s name %q contains whitespace or control characters", kind, name)
+		if noSpace {
+			return fmt.Errorf("%s name %q contains whitespace or control characters", kind, name)
+		}
+		return fmt.Errorf("%s name %q contains control characters", kind, name)
 	}
 	return nil
 }

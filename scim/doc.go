@@ -307,7 +307,7 @@ func userFromDoc(d doc, u *identity.User) error {
 	if name == "" {
 		return badValue("userName is required")
 	}
-	if err := identity.ValidateName("user", name); err != nil {
+	if err := identity.ValidateUserName(name); err != nil {
 		return badValue("userName: %v; keygate uses it as the database user name", err)
 	}
 	d["userName"] = name

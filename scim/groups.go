@@ -110,7 +110,7 @@ func groupFields(d doc, g *identity.Group) error {
 	if name == "" {
 		return badValue("displayName is required")
 	}
-	if err := identity.ValidateName("group", name); err != nil {
+	if err := identity.ValidateGroupName(name); err != nil {
 		return badValue("displayName: %v", err)
 	}
 	g.Name = name

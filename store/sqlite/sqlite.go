@@ -254,7 +254,7 @@ func attributesJSON(a map[string]string) (string, error) {
 
 // CreateUser implements store.Store.
 func (s *Store) CreateUser(ctx context.Context, u identity.User) (identity.User, error) {
-	if err := identity.ValidateName("user", u.UserName); err != nil {
+	if err := identity.ValidateUserName(u.UserName); err != nil {
 		return identity.User{}, fmt.Errorf("create user: %w", err)
 	}
 	now := s.now().UTC()
@@ -326,7 +326,7 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(identity.User
 		if err != nil {
 			return nil, err
 		}
-		if err := identity.ValidateName("user", u.UserName); err != nil {
+		if err := identity.ValidateUserName(u.UserName); err != nil {
 			return nil, err
 		}
 		u.ID, u.Created, u.Modified, u.Version = old.ID, old.Created, s.now().UTC(), old.Version+1
@@ -401,7 +401,7 @@ func scanGroup(row scanner) (identity.Group, error) {
 
 // CreateGroup implements store.Store.
 func (s *Store) CreateGroup(ctx context.Context, g identity.Group) (identity.Group, error) {
-	if err := identity.ValidateName("group", g.Name); err != nil {
+	if err := identity.ValidateGroupName(g.Name); err != nil {
 		return identity.Group{}, fmt.Errorf("create group: %w", err)
 	}
 	now := s.now().UTC()
@@ -460,7 +460,7 @@ func (s *Store) UpdateGroup(ctx context.Context, id, source string, fn func(iden
 		if err != nil {
 			return nil, err
 		}
-		if err := identity.ValidateName("group", g.Name); err != nil {
+		if err := identity.ValidateGroupName(g.Name); err != nil {
 			return nil, err
 		}
 		g.ID, g.Created, g.Modified, g.Version = old.ID, old.Created, s.now().UTC(), old.Version+1
