@@ -29,16 +29,24 @@ func (s *Server) listGroups(w http.ResponseWriter, r *request) error {
 	// Azure AD reads groups with excludedAttributes=members: then the
 	// members are not even loaded.
 	withMembers := q.wants("members")
-	entries := make([]entry, 0, len(groups))
-	for _, g := range groups {
+	render := func(g identity.Group) (doc, error) {
 		var members []identity.Member
 		if withMembers {
+			var err error
 			if members, err = s.members(r.Context(), g.ID); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		d := renderGroup(g, members, r.base())
+		return renderGroup(g, members, r.base()), nil
+	}
+	entries := make([]entry, 0, len(groups))
+	for _, g := range groups {
+		e := entry{created: g.Created, id: g.ID, render: func() (doc, error) { return render(g) }}
 		if q.filter != nil {
+			d, err := render(g)
+			if err != nil {
+				return err
+			}
 			ok, err := m.match(q.filter, d)
 			if err != nil {
 				return err
@@ -46,8 +54,9 @@ func (s *Server) listGroups(w http.ResponseWriter, r *request) error {
 			if !ok {
 				continue
 			}
+			e.doc = d
 		}
-		entries = append(entries, entry{created: g.Created, id: g.ID, doc: d})
+		entries = append(entries, e)
 	}
 	resp, err := listResponse(groupType, q, entries)
 	if err != nil {

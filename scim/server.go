@@ -349,11 +349,13 @@ func (q listQuery) wants(name string) bool {
 	return false
 }
 
-// entry is a resource that matched, in listing order.
+// entry is a resource that matched, in listing order. Without a filter
+// nothing needs rendering to match, so doc is made only for the page.
 type entry struct {
 	created time.Time
 	id      string
 	doc     doc
+	render  func() (doc, error)
 }
 
 // listResponse pages entries, already in (created, id) order.
@@ -385,7 +387,14 @@ func listResponse(rt *resourceType, q listQuery, entries []entry) (map[string]an
 	}
 	resources := make([]doc, 0, len(page))
 	for _, e := range page {
-		resources = append(resources, project(rt, e.doc, q.attributes, q.excluded))
+		d := e.doc
+		if d == nil {
+			var err error
+			if d, err = e.render(); err != nil {
+				return nil, err
+			}
+		}
+		resources = append(resources, project(rt, d, q.attributes, q.excluded))
 	}
 	resp["itemsPerPage"] = len(resources)
 	resp["Resources"] = resources

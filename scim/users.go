@@ -30,16 +30,24 @@ func (s *Server) listUsers(w http.ResponseWriter, r *request) error {
 	}
 	// groups is costly to fill for a whole list: only when asked for.
 	withGroups := len(q.attributes) > 0 && q.wants("groups")
-	entries := make([]entry, 0, len(users))
-	for _, u := range users {
+	render := func(u identity.User) (doc, error) {
 		var groups []identity.Group
 		if withGroups {
+			var err error
 			if groups, err = s.store.GroupsOf(r.Context(), u.ID); err != nil {
-				return err
+				return nil, err
 			}
 		}
-		d := renderUser(u, groups, r.base())
+		return renderUser(u, groups, r.base()), nil
+	}
+	entries := make([]entry, 0, len(users))
+	for _, u := range users {
+		e := entry{created: u.Created, id: u.ID, render: func() (doc, error) { return render(u) }}
 		if q.filter != nil {
+			d, err := render(u)
+			if err != nil {
+				return err
+			}
 			ok, err := m.match(q.filter, d)
 			if err != nil {
 				return err
@@ -47,8 +55,9 @@ func (s *Server) listUsers(w http.ResponseWriter, r *request) error {
 			if !ok {
 				continue
 			}
+			e.doc = d
 		}
-		entries = append(entries, entry{created: u.Created, id: u.ID, doc: d})
+		entries = append(entries, e)
 	}
 	resp, err := listResponse(userType, q, entries)
 	if err != nil {
