@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -124,13 +125,22 @@ func TestSCIMRevocation(t *testing.T) {
 		t.Fatal("a token was issued after SCIM removed the access")
 	}
 
-	// Deactivation by SCIM does the same for a person back in the group.
+	// Deactivation by SCIM does the same for a person back in the group,
+	// and so does deleting them.
 	c.must(200, "PATCH", "/Groups/"+analysts, addNora)
 	s.token(t, "nora", "orders")
 	c.must(200, "PATCH", "/Users/"+uid, `{`+patchOp+`, "Operations": [{"op": "replace", "value": {"active": false}}]}`)
 	if r := s.tokenResult(t, "nora", "orders"); r.code == 0 || !strings.Contains(r.stderr, "disabled") {
 		t.Fatalf("token after SCIM deactivation: exit %d, %s", r.code, r.stderr)
 	}
+	c.must(200, "PATCH", "/Users/"+uid, `{`+patchOp+`, "Operations": [{"op": "replace", "value": {"active": true}}]}`)
+	live := s.pgx(t, "nora", "orders", s.token(t, "nora", "orders"))
+	c.must(204, "DELETE", "/Users/"+uid, "")
+	deleted := time.Now()
+	waitFor(t, time.Second, func() bool {
+		return live.ExecParams(context.Background(), "SELECT 1", nil, nil, nil, nil).Read().Err != nil
+	})
+	t.Logf("deleting the person through SCIM ended their session within %s", time.Since(deleted))
 
 	// SCIM changes are in the audit under the token's name.
 	events := s.audit(t, "--type", "scim")
