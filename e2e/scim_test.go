@@ -82,7 +82,10 @@ func TestSCIMRevocation(t *testing.T) {
 	c := s.scimClient(t, "azure-ad")
 	user := c.must(201, "POST", "/Users", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "nora", "active": true}`)
 	uid := user["id"].(string)
-	// analysts is the group the config gives read-only access on orders.
+	// A group made by SCIM, so its creation is audited whatever ran before.
+	c.must(201, "POST", "/Groups", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "nora team", "members": [{"value": "`+uid+`"}]}`)
+	// analysts is the group the config gives read-only access on orders; an
+	// earlier test may have created it already.
 	analysts := groupID(t, c, "analysts")
 	addNora := `{` + patchOp + `, "Operations": [{"op": "Add", "path": "members", "value": [{"value": "` + uid + `"}]}]}`
 	c.must(200, "PATCH", "/Groups/"+analysts, addNora)
