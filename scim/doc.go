@@ -212,6 +212,15 @@ func normalizeValue(a *attribute, v any, path string) (any, error) {
 				out[sub.Name] = nv
 			}
 		}
+		// Required sub-attributes (members.value, tags.key) are checked
+		// before an empty value is dropped: a member sent as
+		// {"display": "ann"} keeps nothing, and dropping it would answer
+		// success for a member never added.
+		for _, sub := range a.SubAttributes {
+			if sub.Required && out[sub.Name] == nil {
+				return nil, badValue("%s.%s is required", path, sub.Name)
+			}
+		}
 		if len(out) == 0 {
 			return nil, nil
 		}
@@ -255,8 +264,13 @@ func normalizeValue(a *attribute, v any, path string) (any, error) {
 		case string:
 			return s, nil
 		case json.Number:
-			// An employee number sent as a number is still its digits.
-			return s.String(), nil
+			// An employee number sent as a number is still its digits. A
+			// name that identifies the resource (userName, a group's
+			// displayName) is not: a number there is a mapping mistake,
+			// refused rather than made into a person called "5".
+			if a.Uniqueness == "none" {
+				return s.String(), nil
+			}
 		}
 		return nil, badValue("%s must be a string, not %s", path, kind(v))
 	}

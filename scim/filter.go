@@ -62,13 +62,16 @@ func (m matcher) match(e filter.Expression, d doc) (bool, error) {
 		}
 		return compare(a, values, x.Operator, x.CompareValue)
 	case *filter.ValuePath:
-		a, values, err := m.resolve(x.AttributePath, d)
+		// The [filter] applies to the elements of the attribute itself,
+		// not to the "value" sub-attribute resolve would compare on.
+		a, v, err := m.lookup(x.AttributePath, d)
 		if err != nil {
 			return false, err
 		}
-		if a.Type != tComplex {
-			return false, badFilter("%s is not a complex attribute: it takes no [filter]", a.Name)
+		if a.Type != tComplex || x.AttributePath.SubAttribute != nil {
+			return false, badFilter("%s is not a complex attribute: it takes no [filter]", x.AttributePath.String())
 		}
+		values := flatten(v)
 		sub := matcher{rt: &resourceType{Name: a.Name, core: &schema{Attributes: a.SubAttributes}}}
 		found := false
 		for _, v := range values {
@@ -99,28 +102,10 @@ func (m matcher) match(e filter.Expression, d doc) (bool, error) {
 // multi-valued complex attribute each element's. A multi-valued complex
 // attribute named without a sub-attribute compares on its "value".
 func (m matcher) resolve(p filter.AttributePath, d doc) (*attribute, []any, error) {
-	name := p.AttributeName
-	var attrs []*attribute
-	var container map[string]any = d
-	switch {
-	case p.URIPrefix != nil:
-		urn := *p.URIPrefix
-		if ext := m.rt.extension(urn); ext != nil {
-			attrs = ext.Attributes
-			container, _ = d[ext.ID].(map[string]any)
-		} else if strings.EqualFold(urn, m.rt.core.ID) {
-			attrs = append(append([]*attribute(nil), m.rt.core.Attributes...), common...)
-		} else {
-			return nil, nil, badFilter("unknown schema %q in filter", urn)
-		}
-	default:
-		attrs = append(append([]*attribute(nil), m.rt.core.Attributes...), common...)
+	a, v, err := m.lookup(p, d)
+	if err != nil {
+		return nil, nil, err
 	}
-	a := find(attrs, name)
-	if a == nil {
-		return nil, nil, badFilter("unknown attribute %q in filter", p.String())
-	}
-	v := container[a.Name]
 	subName := ""
 	if p.SubAttribute != nil {
 		subName = *p.SubAttribute
@@ -144,6 +129,33 @@ func (m matcher) resolve(p filter.AttributePath, d doc) (*attribute, []any, erro
 		}
 	}
 	return s, values, nil
+}
+
+// lookup finds the top-level attribute a path names, ignoring its
+// sub-attribute, and its value in d.
+func (m matcher) lookup(p filter.AttributePath, d doc) (*attribute, any, error) {
+	name := p.AttributeName
+	var attrs []*attribute
+	var container map[string]any = d
+	switch {
+	case p.URIPrefix != nil:
+		urn := *p.URIPrefix
+		if ext := m.rt.extension(urn); ext != nil {
+			attrs = ext.Attributes
+			container, _ = d[ext.ID].(map[string]any)
+		} else if strings.EqualFold(urn, m.rt.core.ID) {
+			attrs = append(append([]*attribute(nil), m.rt.core.Attributes...), common...)
+		} else {
+			return nil, nil, badFilter("unknown schema %q in filter", urn)
+		}
+	default:
+		attrs = append(append([]*attribute(nil), m.rt.core.Attributes...), common...)
+	}
+	a := find(attrs, name)
+	if a == nil {
+		return nil, nil, badFilter("unknown attribute %q in filter", p.String())
+	}
+	return a, container[a.Name], nil
 }
 
 func flatten(v any) []any {

@@ -145,7 +145,9 @@ func (s *Server) createGroup(w http.ResponseWriter, r *request) error {
 		return storeErr(err, "group")
 	}
 	if len(ids) > 0 {
-		g, err = s.store.UpdateGroup(r.Context(), g.ID, r.source(), func(g identity.Group) (identity.Group, store.MemberChange, error) {
+		// On failure UpdateGroup returns a zero group: keep g, whose id
+		// the undo needs.
+		withMembers, err := s.store.UpdateGroup(r.Context(), g.ID, r.source(), func(g identity.Group) (identity.Group, store.MemberChange, error) {
 			return g, store.MemberChange{Add: ids}, nil
 		})
 		if err != nil {
@@ -155,6 +157,7 @@ func (s *Server) createGroup(w http.ResponseWriter, r *request) error {
 			}
 			return memberErr(err)
 		}
+		g = withMembers
 	}
 	s.record(r, "scim.group.create", "", map[string]any{"id": g.ID, "group": g.Name, "added": summary(ids)})
 	members, err := s.members(r.Context(), g.ID)

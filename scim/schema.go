@@ -198,7 +198,7 @@ var groupSchema = &schema{
 	Attributes: []*attribute{
 		attr("displayName", tString, required, unique),
 		complexAttr("members", []*attribute{
-			attr("value", tString, immutable), attr("$ref", tReference, immutable, refTypes("User")),
+			attr("value", tString, required, immutable), attr("$ref", tReference, immutable, refTypes("User")),
 			attr("display", tString, readOnly), attr("type", tString, immutable, canonical("User")),
 		}, multi),
 	},
