@@ -56,6 +56,9 @@ type PermissionSet struct {
 	Name     string
 	Level    Level
 	TokenTTL time.Duration
+	// RequireMFA grants the set only to a person whose sign-in used
+	// multi-factor authentication at the identity provider.
+	RequireMFA bool
 }
 
 // AllDatabases is the database pattern that an assignment uses to cover every
@@ -195,13 +198,26 @@ func (p *Policy) Decide(pr identity.Principal, db Database, want Level) Decision
 		return d
 	}
 	grants := p.Grants(pr, db)
+	var needMFA *Grant
 	for _, g := range grants {
-		if g.PermissionSet.Level.Covers(want) {
-			d.Allowed = true
-			d.Grant = g
-			d.Reason = fmt.Sprintf("%s is in %s → %s (%s) on %s", pr.UserName, g.Group, g.PermissionSet.Name, g.PermissionSet.Level, db.Name)
-			return d
+		if !g.PermissionSet.Level.Covers(want) {
+			continue
 		}
+		if g.PermissionSet.RequireMFA && !pr.MFA {
+			if needMFA == nil {
+				needMFA = &g
+			}
+			continue
+		}
+		d.Allowed = true
+		d.Grant = g
+		d.Reason = fmt.Sprintf("%s is in %s → %s (%s) on %s", pr.UserName, g.Group, g.PermissionSet.Name, g.PermissionSet.Level, db.Name)
+		return d
+	}
+	if needMFA != nil {
+		d.Reason = fmt.Sprintf("%s is in %s → %s (%s), which requires MFA: sign in again with multi-factor authentication at your identity provider (keygate login)",
+			pr.UserName, needMFA.Group, needMFA.PermissionSet.Name, needMFA.PermissionSet.Level)
+		return d
 	}
 	d.Reason = p.nearestMiss(pr, db, want, grants)
 	return d

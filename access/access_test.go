@@ -468,3 +468,34 @@ func TestNothingWithoutAssignment(t *testing.T) {
 		}
 	}
 }
+
+// A permission set that requires MFA is granted only to a principal whose
+// sign-in used it, and the refusal says so; another grant that does not
+// require MFA still applies.
+func TestRequireMFA(t *testing.T) {
+	p := mustPolicy(t,
+		[]PermissionSet{
+			{Name: "prod-admin", Level: Admin, RequireMFA: true},
+			{Name: "db-readonly", Level: ReadOnly},
+		},
+		[]Assignment{
+			{Group: "dba", PermissionSet: "prod-admin", Databases: []string{"orders"}},
+			{Group: "analysts", PermissionSet: "db-readonly", Databases: []string{"orders"}},
+		})
+	dba := person("dora", "dba")
+	d := p.Decide(dba, orders, Admin)
+	if d.Allowed || !strings.Contains(d.Reason, "requires MFA") || !strings.Contains(d.Reason, "prod-admin") {
+		t.Fatalf("admin without MFA: %+v", d)
+	}
+	dba.MFA = true
+	if d := p.Decide(dba, orders, Admin); !d.Allowed || d.Grant.PermissionSet.Name != "prod-admin" {
+		t.Fatalf("admin with MFA: %+v", d)
+	}
+	both := person("bea", "dba", "analysts")
+	if d := p.Decide(both, orders, ReadOnly); !d.Allowed || d.Grant.PermissionSet.Name != "db-readonly" {
+		t.Fatalf("read-only through a set without MFA: %+v", d)
+	}
+	if d := p.Decide(both, orders, ReadWrite); d.Allowed || !strings.Contains(d.Reason, "requires MFA") {
+		t.Fatalf("read-write that only the MFA set covers: %+v", d)
+	}
+}

@@ -34,7 +34,7 @@ import (
 // Authorizer answers access questions from live state.
 type Authorizer interface {
 	Authorize(ctx context.Context, r authz.Request) (access.Decision, error)
-	LeastLevel(ctx context.Context, user, database string) (access.Level, bool, error)
+	LeastLevel(ctx context.Context, user, database, signIn string) (access.Level, bool, error)
 }
 
 // Minter signs database tokens.
@@ -221,7 +221,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	}
 	var level access.Level
 	if req.Access == "" {
-		l, ok, err := s.Authz.LeastLevel(r.Context(), sess.User, req.Database)
+		l, ok, err := s.Authz.LeastLevel(r.Context(), sess.User, req.Database, sess.ID)
 		if err != nil {
 			return err
 		}

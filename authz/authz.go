@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -81,6 +82,7 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 	if !ok {
 		return refuse("database %s is not configured in keygate", r.Database)
 	}
+	var signIn *identity.Session
 	if r.SignIn != "" {
 		s, err := a.store.GetSession(ctx, r.SignIn)
 		if errors.Is(err, store.ErrNotFound) {
@@ -98,8 +100,9 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 		if !strings.EqualFold(s.User, r.User) {
 			return refuse("the sign-in session this token came from belongs to %s, not %s", s.User, r.User)
 		}
+		signIn = &s
 	}
-	p, err := a.principal(ctx, r.User)
+	p, err := a.principal(ctx, r.User, signIn)
 	if errors.Is(err, store.ErrNotFound) {
 		return refuse("%s is not a keygate user", r.User)
 	}
@@ -109,15 +112,23 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 	return st.policy.Decide(p, db, r.Level), nil
 }
 
-// LeastLevel is the lowest level user holds on database; ok is false when
-// they hold none.
-func (a *Authz) LeastLevel(ctx context.Context, user, database string) (level access.Level, ok bool, err error) {
+// LeastLevel is the lowest level the person holds on database through the
+// sign-in session signIn (empty for none); ok is false when they hold none.
+func (a *Authz) LeastLevel(ctx context.Context, user, database, signIn string) (level access.Level, ok bool, err error) {
 	st := a.state.Load()
 	db, found := st.databases[database]
 	if !found {
 		return "", false, nil
 	}
-	p, err := a.principal(ctx, user)
+	var s *identity.Session
+	if signIn != "" {
+		ss, err := a.store.GetSession(ctx, signIn)
+		if err != nil {
+			return "", false, fmt.Errorf("least level of %s: %w", user, err)
+		}
+		s = &ss
+	}
+	p, err := a.principal(ctx, user, s)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", false, nil
 	}
@@ -128,7 +139,16 @@ func (a *Authz) LeastLevel(ctx context.Context, user, database string) (level ac
 	return level, ok, nil
 }
 
-func (a *Authz) principal(ctx context.Context, name string) (identity.Principal, error) {
+// Principal is the person as decisions through the sign-in session see
+// them; `keygate whoami` shows it.
+func (a *Authz) Principal(ctx context.Context, signIn identity.Session) (identity.Principal, error) {
+	return a.principal(ctx, signIn.User, &signIn)
+}
+
+// principal is the person as the decision sees them: their provisioned
+// record and groups, and what their sign-in asserted (tags that override
+// provisioned ones, further groups, MFA).
+func (a *Authz) principal(ctx context.Context, name string, signIn *identity.Session) (identity.Principal, error) {
 	u, err := a.store.GetUserByName(ctx, name)
 	if err != nil {
 		return identity.Principal{}, fmt.Errorf("load %s: %w", name, err)
@@ -140,6 +160,17 @@ func (a *Authz) principal(ctx context.Context, name string) (identity.Principal,
 	p := identity.Principal{UserName: u.UserName, Active: u.Active, Attributes: u.Attributes}
 	for _, g := range groups {
 		p.Groups = append(p.Groups, g.Name)
+	}
+	if signIn != nil {
+		p.MFA = signIn.MFA
+		p.Groups = append(p.Groups, signIn.Groups...)
+		if len(signIn.Tags) > 0 {
+			p.Attributes = maps.Clone(p.Attributes)
+			if p.Attributes == nil {
+				p.Attributes = map[string]string{}
+			}
+			maps.Copy(p.Attributes, signIn.Tags)
+		}
 	}
 	return p, nil
 }

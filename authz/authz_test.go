@@ -375,7 +375,7 @@ func TestLeastLevel(t *testing.T) {
 		{"alice", "billing", "", false},
 	}
 	for _, tt := range tests {
-		got, ok, err := f.az.LeastLevel(ctx, tt.user, tt.db)
+		got, ok, err := f.az.LeastLevel(ctx, tt.user, tt.db, "")
 		if err != nil {
 			t.Errorf("LeastLevel(%s, %s): %v", tt.user, tt.db, err)
 			continue
@@ -405,7 +405,7 @@ func TestStoreErrorsAreErrors(t *testing.T) {
 			t.Errorf("Authorize(%+v) allowed with a closed store", r)
 		}
 	}
-	if _, ok, err := f.az.LeastLevel(ctx, "alice", "orders"); err == nil || ok {
+	if _, ok, err := f.az.LeastLevel(ctx, "alice", "orders", ""); err == nil || ok {
 		t.Errorf("LeastLevel with a closed store = %v, %v; want an error", ok, err)
 	}
 	// An unknown database needs no state and is still refused.
@@ -457,4 +457,57 @@ func TestConcurrentSetPolicy(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// What the sign-in asserted counts: its MFA satisfies require_mfa, its
+// groups grant, and its tags override provisioned ones.
+func TestSignInClaims(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	p, err := access.NewPolicy([]access.PermissionSet{
+		{Name: "db-readonly", Level: access.ReadOnly},
+		{Name: "db-admin", Level: access.Admin, RequireMFA: true},
+	}, []access.Assignment{
+		analystsRead,
+		{Group: "dba", PermissionSet: "db-admin", Databases: []string{"orders"}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.az.SetPolicy(p, []access.Database{orders})
+	session := func(mfa bool, hash byte) identity.Session {
+		s, err := f.st.CreateSession(ctx, identity.Session{User: "bob", Expires: t0.Add(time.Hour), Source: "saml", MFA: mfa,
+			Groups: []string{"dba"}, Tags: map[string]string{"department": "ops"}}, []byte{hash, 9})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	plain, strong := session(false, 1), session(true, 2)
+	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.Admin, SignIn: plain.ID}); d.Allowed || !strings.Contains(d.Reason, "requires MFA") {
+		t.Fatalf("admin through a sign-in without MFA: %+v", d)
+	}
+	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.Admin, SignIn: strong.ID}); !d.Allowed {
+		t.Fatalf("admin through a sign-in with MFA: %+v", d)
+	}
+	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.Admin}); d.Allowed {
+		t.Fatalf("groups asserted at sign-in counted without the session: %+v", d)
+	}
+	if l, ok, err := f.az.LeastLevel(ctx, "bob", "orders", strong.ID); err != nil || !ok || l != access.Admin {
+		t.Fatalf("LeastLevel through the session = %q, %v, %v", l, ok, err)
+	}
+	alice, err := f.st.CreateSession(ctx, identity.Session{User: "alice", Expires: t0.Add(time.Hour), Tags: map[string]string{"department": "audit", "project": "x"}}, []byte{3, 9})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr, err := f.az.Principal(ctx, alice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Attributes["department"] != "audit" || pr.Attributes["project"] != "x" || len(pr.Groups) != 1 {
+		t.Fatalf("principal = %+v", pr)
+	}
+	if u, _ := f.st.GetUserByName(ctx, "alice"); u.Attributes["department"] != "finance" {
+		t.Fatalf("session tags leaked into the stored user: %+v", u.Attributes)
+	}
 }

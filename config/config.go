@@ -31,6 +31,7 @@ type Config struct {
 	Databases       []Database      `yaml:"databases"`
 	PermissionSets  []PermissionSet `yaml:"permission_sets"`
 	Assignments     []Assignment    `yaml:"assignments"`
+	SSO             SSO             `yaml:"sso"`
 	// ShutdownGrace is how long a stopping server lets live sessions finish
 	// before it ends them.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -81,9 +82,10 @@ type AdminCredential struct {
 
 // PermissionSet maps to access.PermissionSet.
 type PermissionSet struct {
-	Name     string   `yaml:"name"`
-	Access   string   `yaml:"access"`
-	TokenTTL Duration `yaml:"token_ttl"`
+	Name       string   `yaml:"name"`
+	Access     string   `yaml:"access"`
+	TokenTTL   Duration `yaml:"token_ttl"`
+	RequireMFA bool     `yaml:"require_mfa"`
 }
 
 // Assignment maps to access.Assignment.
@@ -260,6 +262,7 @@ func (c *Config) applyDefaults() {
 			c.PermissionSets[i].TokenTTL = Duration(access.DefaultTokenTTL)
 		}
 	}
+	c.SSO.applyDefaults(c.APIURL())
 }
 
 // errorAt formats a validation error for the YAML path p, or for the
@@ -358,6 +361,7 @@ func (c *Config) validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)
 }
 
@@ -382,7 +386,7 @@ func (c *Config) DataPath(name string) string {
 func (c *Config) Policy() (*access.Policy, error) {
 	sets := make([]access.PermissionSet, 0, len(c.PermissionSets))
 	for _, s := range c.PermissionSets {
-		sets = append(sets, access.PermissionSet{Name: s.Name, Level: access.Level(s.Access), TokenTTL: time.Duration(s.TokenTTL)})
+		sets = append(sets, access.PermissionSet{Name: s.Name, Level: access.Level(s.Access), TokenTTL: time.Duration(s.TokenTTL), RequireMFA: s.RequireMFA})
 	}
 	as := make([]access.Assignment, 0, len(c.Assignments))
 	for _, a := range c.Assignments {

@@ -93,6 +93,12 @@ type Session struct {
 	Source   string
 	MFA      bool
 	LastUsed time.Time
+	// Tags are principal tags the identity provider asserted at sign-in;
+	// they override the person's provisioned tags of the same key.
+	Tags map[string]string
+	// Groups are groups the identity provider asserted at sign-in; they
+	// count besides the provisioned ones while the session lasts.
+	Groups []string
 }
 
 // ValidAt reports whether the session may be used at t.

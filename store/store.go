@@ -96,6 +96,8 @@ type Store interface {
 type UserQuery struct {
 	// ExternalID selects the users the identity provider knows by this id.
 	ExternalID string
+	// Email selects the users with this email address, ignoring case.
+	Email string
 }
 
 // MemberChange is what a group update does to its members, by user id.

@@ -300,9 +300,14 @@ func (s *Store) GetUserByName(ctx context.Context, name string) (identity.User, 
 func (s *Store) ListUsers(ctx context.Context, q store.UserQuery) ([]identity.User, error) {
 	var rows *sql.Rows
 	var err error
-	if q.ExternalID != "" {
+	switch {
+	case q.ExternalID != "" && q.Email != "":
+		rows, err = s.state.query(ctx, `SELECT `+userColumns+` FROM users WHERE external_id = ? AND email = ? COLLATE NOCASE ORDER BY created, id`, q.ExternalID, q.Email)
+	case q.ExternalID != "":
 		rows, err = s.state.query(ctx, `SELECT `+userColumns+` FROM users WHERE external_id = ? ORDER BY created, id`, q.ExternalID)
-	} else {
+	case q.Email != "":
+		rows, err = s.state.query(ctx, `SELECT `+userColumns+` FROM users WHERE email = ? COLLATE NOCASE ORDER BY created, id`, q.Email)
+	default:
 		rows, err = s.state.query(ctx, `SELECT `+userColumns+` FROM users ORDER BY created, id`)
 	}
 	if err != nil {
@@ -344,6 +349,13 @@ func (s *Store) UpdateUser(ctx context.Context, id string, fn func(identity.User
 		}
 		if u.UserName != old.UserName {
 			if _, err := tx.ExecContext(ctx, `UPDATE membership_history SET user_name = ? WHERE user_id = ? AND left_at IS NULL`, u.UserName, u.ID); err != nil {
+				return nil, err
+			}
+		}
+		// A disabled person loses their sign-in sessions for good: enabling
+		// them again does not bring back a session signed in before.
+		if old.Active && !u.Active {
+			if _, err := tx.ExecContext(ctx, `UPDATE sessions SET revoked = ? WHERE user_id = ? AND revoked IS NULL`, nanos(u.Modified), u.ID); err != nil {
 				return nil, err
 			}
 		}
@@ -708,16 +720,23 @@ func (s *Store) MembershipHistory(ctx context.Context, groupName string) ([]iden
 
 // ---- sessions
 
-const sessionColumns = `s.id, u.user_name, s.created, s.expires, s.revoked, s.source, s.mfa`
+const sessionColumns = `s.id, u.user_name, s.created, s.expires, s.revoked, s.source, s.mfa, s.tags, s.groups`
 
 func scanSession(row scanner) (identity.Session, error) {
 	var ss identity.Session
 	var created, expires int64
 	var revoked sql.NullInt64
-	if err := row.Scan(&ss.ID, &ss.User, &created, &expires, &revoked, &ss.Source, &ss.MFA); err != nil {
+	var tags, groups string
+	if err := row.Scan(&ss.ID, &ss.User, &created, &expires, &revoked, &ss.Source, &ss.MFA, &tags, &groups); err != nil {
 		return identity.Session{}, err
 	}
 	ss.Created, ss.Expires, ss.Revoked = fromNanos(created), fromNanos(expires), fromNullNanos(revoked)
+	if err := json.Unmarshal([]byte(tags), &ss.Tags); err != nil {
+		return identity.Session{}, fmt.Errorf("session %s tags: %w", ss.ID, err)
+	}
+	if err := json.Unmarshal([]byte(groups), &ss.Groups); err != nil {
+		return identity.Session{}, fmt.Errorf("session %s groups: %w", ss.ID, err)
+	}
 	return ss, nil
 }
 
@@ -737,8 +756,19 @@ func (s *Store) CreateSession(ctx context.Context, ss identity.Session, credenti
 			return nil, err
 		}
 		ss.User = userName
-		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (id, secret_hash, user_id, created, expires, source, mfa) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-			ss.ID, credentialHash, userID, nanos(ss.Created), nanos(ss.Expires), ss.Source, ss.MFA)
+		tags, err := attributesJSON(ss.Tags)
+		if err != nil {
+			return nil, err
+		}
+		groups, err := json.Marshal(ss.Groups)
+		if err != nil {
+			return nil, err
+		}
+		if ss.Groups == nil {
+			groups = []byte("[]")
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO sessions (id, secret_hash, user_id, created, expires, source, mfa, tags, groups) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			ss.ID, credentialHash, userID, nanos(ss.Created), nanos(ss.Expires), ss.Source, ss.MFA, tags, string(groups))
 		if isUnique(err) {
 			return nil, fmt.Errorf("session credential: %w", store.ErrAlreadyExists)
 		}

@@ -38,6 +38,9 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 		{"MembershipHistory", testMembershipHistory},
 		{"DeleteUserEndsMemberships", testDeleteUserEndsMemberships},
 		{"Sessions", testSessions},
+		{"SessionClaims", testSessionClaims},
+		{"DisableRevokesSessions", testDisableRevokesSessions},
+		{"UsersByEmail", testUsersByEmail},
 		{"Audit", testAudit},
 		{"ChangeFeed", testChangeFeed},
 		{"UserProfileAndQueries", testUserProfileAndQueries},
@@ -302,6 +305,56 @@ func testSessions(t *testing.T, s store.Store, c *Clock) {
 	}
 	if l := must(s.ListSessions(ctx, "alice"))(t); len(l) != 1 {
 		t.Fatalf("ListSessions = %+v", l)
+	}
+}
+
+// testSessionClaims: what the identity provider asserted at sign-in is
+// kept with the session.
+func testSessionClaims(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	ss := must(s.CreateSession(ctx, identity.Session{User: "alice", Expires: c.Now().Add(time.Hour), Source: "saml", MFA: true,
+		Tags: map[string]string{"project": "ledger"}, Groups: []string{"analysts"}}, []byte("hash-1")))(t)
+	got := must(s.GetSession(ctx, ss.ID))(t)
+	if !got.MFA || got.Source != "saml" || got.Tags["project"] != "ledger" || len(got.Groups) != 1 || got.Groups[0] != "analysts" {
+		t.Fatalf("GetSession = %+v", got)
+	}
+	bare := must(s.CreateSession(ctx, identity.Session{User: "alice", Expires: c.Now().Add(time.Hour)}, []byte("hash-2")))(t)
+	if got := must(s.GetSession(ctx, bare.ID))(t); len(got.Tags) != 0 || len(got.Groups) != 0 || got.MFA {
+		t.Fatalf("session without claims = %+v", got)
+	}
+}
+
+// testDisableRevokesSessions: disabling a person revokes their sign-in
+// sessions, and enabling them again does not bring the sessions back.
+func testDisableRevokesSessions(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	u := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	must(s.CreateUser(ctx, identity.User{UserName: "bob", Active: true}))(t)
+	a := must(s.CreateSession(ctx, identity.Session{User: "alice", Expires: c.Now().Add(time.Hour)}, []byte("hash-a")))(t)
+	b := must(s.CreateSession(ctx, identity.Session{User: "bob", Expires: c.Now().Add(time.Hour)}, []byte("hash-b")))(t)
+	set := func(active bool) {
+		must(s.UpdateUser(ctx, u.ID, func(old identity.User) (identity.User, error) { old.Active = active; return old, nil }))(t)
+	}
+	set(false)
+	set(true)
+	if got := must(s.GetSession(ctx, a.ID))(t); got.Revoked.IsZero() || got.ValidAt(c.Now()) {
+		t.Fatalf("session of a disabled person: %+v", got)
+	}
+	if got := must(s.GetSession(ctx, b.ID))(t); !got.Revoked.IsZero() {
+		t.Fatalf("another person's session was revoked: %+v", got)
+	}
+}
+
+func testUsersByEmail(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	must(s.CreateUser(ctx, identity.User{UserName: "alice", Email: "Alice@Example.com", Active: true}))(t)
+	must(s.CreateUser(ctx, identity.User{UserName: "bob", Email: "bob@example.com", ExternalID: "b-1", Active: true}))(t)
+	if got := must(s.ListUsers(ctx, store.UserQuery{Email: "alice@example.COM"}))(t); len(got) != 1 || got[0].UserName != "alice" {
+		t.Fatalf("by email: %+v", got)
+	}
+	if got := must(s.ListUsers(ctx, store.UserQuery{Email: "bob@example.com", ExternalID: "x"}))(t); len(got) != 0 {
+		t.Fatalf("by email and another external id: %+v", got)
 	}
 }
 
