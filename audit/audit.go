@@ -35,6 +35,10 @@ const (
 	TokenIssued    = "token.issued"    // a database token was minted (detail: token id, expiry)
 	TokenRefused   = "token.refused"   // a token request was refused (reason)
 	AdminPrefix    = "admin"           // admin.user.create, admin.group.add-member, ...
+	SignIn         = "signin"          // a person signed in through an identity provider (detail: method, mfa)
+	SignInRefused  = "signin.refused"  // a sign-in was refused (reason; detail: code, method)
+	SignOut        = "signout"         // a sign-in session was revoked
+	SSOWarning     = "sso.warning"     // identity provider metadata is stale or a certificate expires soon
 )
 
 // MaxQueryLen bounds the statement text kept per event.

@@ -1,0 +1,423 @@
+package sso
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+)
+
+// SAMLConnector is a SAML 2.0 identity provider.
+type SAMLConnector interface {
+	// AuthnRequestURL is where to send the browser to sign in, and the ID
+	// of the AuthnRequest it carries.
+	AuthnRequestURL(relayState string) (redirect, requestID string, err error)
+	// HandleResponse validates a SAMLResponse form value. inResponseTo is
+	// the ID of the request this browser was sent with; empty for a
+	// response the identity provider sent unasked.
+	HandleResponse(ctx context.Context, samlResponse, inResponseTo string) (Identity, error)
+	// Metadata is keygate's service provider metadata.
+	Metadata() ([]byte, error)
+}
+
+// OIDCConnector is an OpenID Connect provider.
+type OIDCConnector interface {
+	// AuthCodeURL is where to send the browser: an authorization request
+	// with state, nonce and a PKCE challenge for verifier.
+	AuthCodeURL(state, nonce, verifier string) string
+	// Exchange redeems the code and validates the ID token.
+	Exchange(ctx context.Context, code, verifier, nonce string) (Identity, error)
+}
+
+// Store is what sign-in reads and writes.
+type Store interface {
+	GetUserByName(ctx context.Context, name string) (identity.User, error)
+	ListUsers(ctx context.Context, q store.UserQuery) ([]identity.User, error)
+	CreateUser(ctx context.Context, u identity.User) (identity.User, error)
+	CreateSession(ctx context.Context, s identity.Session, credentialHash []byte) (identity.Session, error)
+}
+
+// Auditor records audit events.
+type Auditor interface {
+	Record(e audit.Event)
+}
+
+// Options configure a Service.
+type Options struct {
+	Store Store
+	Audit Auditor
+	Log   *slog.Logger
+	Now   func() time.Time
+	// BaseURL is how browsers and the CLI reach the API: https://HOST:PORT.
+	BaseURL         string
+	SessionDuration time.Duration
+	// MatchBy is config.MatchUserName, MatchEmail or MatchExternalID.
+	MatchBy  string
+	JITUsers bool
+	// IdPInitiated accepts SAML responses that no request of keygate's
+	// asked for.
+	IdPInitiated bool
+	SAML         SAMLConnector // nil when SAML is not configured
+	OIDC         OIDCConnector // nil when OIDC is not configured
+}
+
+// Paths the service answers on.
+const (
+	PathDeviceCode   = "/v1/device/code"
+	PathDeviceToken  = "/v1/device/token"
+	PathDevice       = "/device"
+	PathDeviceStart  = "/device/start"
+	PathSAMLMetadata = "/saml/metadata"
+	PathSAMLACS      = "/saml/acs"
+	PathOIDCCallback = "/oidc/callback"
+)
+
+// attemptTTL bounds the browser's trip to the identity provider and back.
+const attemptTTL = 10 * time.Minute
+
+// attemptCookie binds a sign-in attempt to the browser that started it.
+const attemptCookie = "keygate_signin"
+
+// attempt is one browser's trip to an identity provider for a flow.
+type attempt struct {
+	userCode  string
+	method    string
+	requestID string // SAML
+	nonce     string // OIDC
+	verifier  string // OIDC PKCE
+	expires   time.Time
+}
+
+// Service serves sign-in: the device authorization endpoints the CLI uses,
+// the pages the browser sees, and the identity providers' callbacks.
+type Service struct {
+	opts  Options
+	flows *flows
+
+	mu       sync.Mutex
+	attempts map[string]*attempt
+}
+
+// New makes a Service.
+func New(opts Options) *Service {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.SessionDuration == 0 {
+		opts.SessionDuration = 8 * time.Hour
+	}
+	return &Service{opts: opts, flows: newFlows(), attempts: map[string]*attempt{}}
+}
+
+func (s *Service) now() time.Time { return s.opts.Now() }
+
+// Register adds the service's routes to mux.
+func (s *Service) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST "+PathDeviceCode, s.deviceCode)
+	mux.HandleFunc("POST "+PathDeviceToken, s.deviceToken)
+	mux.HandleFunc("GET "+PathDevice, s.devicePage)
+	mux.HandleFunc("POST "+PathDeviceStart, s.deviceStart)
+	if s.opts.SAML != nil {
+		mux.HandleFunc("GET "+PathSAMLMetadata, s.samlMetadata)
+		mux.HandleFunc("POST "+PathSAMLACS, s.samlACS)
+	}
+	if s.opts.OIDC != nil {
+		mux.HandleFunc("GET "+PathOIDCCallback, s.oidcCallback)
+	}
+}
+
+// DeviceCodeResponse is RFC 8628 §3.2's answer.
+type DeviceCodeResponse struct {
+	DeviceCode              string `json:"device_code"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	ExpiresIn               int    `json:"expires_in"`
+	Interval                int    `json:"interval"`
+}
+
+// TokenResponse is the successful answer to a poll: the sign-in session's
+// credential and what it is.
+type TokenResponse struct {
+	AccessToken string      `json:"access_token"`
+	TokenType   string      `json:"token_type"`
+	ExpiresIn   int         `json:"expires_in"`
+	Session     SessionInfo `json:"session"`
+}
+
+// oauthError is RFC 6749 §5.2's error body.
+type oauthError struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Service) deviceCode(w http.ResponseWriter, r *http.Request) {
+	if !s.enabled() {
+		writeJSON(w, http.StatusNotFound, oauthError{Error: "unsupported_grant_type", Description: "sign-in is not configured on this keygate server: add an sso section (saml or oidc) to its config"})
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "invalid_request", Description: "cannot read the form"})
+		return
+	}
+	code, fl, ok := s.flows.start(s.now(), clip(r.PostForm.Get("client_name"), 64))
+	if !ok {
+		writeJSON(w, http.StatusServiceUnavailable, oauthError{Error: "slow_down", Description: "too many sign-ins are pending; try again in a minute"})
+		return
+	}
+	uri := s.opts.BaseURL + PathDevice
+	writeJSON(w, http.StatusOK, DeviceCodeResponse{
+		DeviceCode: code, UserCode: formatUserCode(fl.userCode),
+		VerificationURI: uri, VerificationURIComplete: uri + "?user_code=" + formatUserCode(fl.userCode),
+		ExpiresIn: int(DeviceCodeTTL / time.Second), Interval: int(PollInterval / time.Second),
+	})
+}
+
+// GrantTypeDeviceCode is RFC 8628's grant type.
+const GrantTypeDeviceCode = "urn:ietf:params:oauth:grant-type:device_code"
+
+func (s *Service) deviceToken(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil {
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "invalid_request", Description: "cannot read the form"})
+		return
+	}
+	if r.PostForm.Get("grant_type") != GrantTypeDeviceCode {
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "unsupported_grant_type", Description: "use grant_type " + GrantTypeDeviceCode})
+		return
+	}
+	res, fl := s.flows.poll(s.now(), r.PostForm.Get("device_code"))
+	switch res {
+	case pollPending:
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "authorization_pending"})
+	case pollSlowDown:
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "slow_down"})
+	case pollExpired:
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "expired_token", Description: "the code expired before the browser sign-in finished: run keygate login again"})
+	case pollDenied:
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "access_denied", Description: fl.refusal.Reason})
+	case pollApproved:
+		writeJSON(w, http.StatusOK, TokenResponse{AccessToken: fl.credential, TokenType: "Bearer",
+			ExpiresIn: int(fl.session.Expires.Sub(s.now()) / time.Second), Session: fl.session})
+	default:
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "invalid_grant", Description: "unknown device code: run keygate login again"})
+	}
+}
+
+func (s *Service) enabled() bool { return s.opts.SAML != nil || s.opts.OIDC != nil }
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func (s *Service) devicePage(w http.ResponseWriter, r *http.Request) {
+	code := r.URL.Query().Get("user_code")
+	page := devicePageData{UserCode: code, SAML: s.opts.SAML != nil, OIDC: s.opts.OIDC != nil}
+	if code != "" {
+		fl, ok := s.flows.byUserCode(s.now(), code)
+		if !ok {
+			page.Error = "That code is unknown or has expired. Run keygate login again and use the code it shows."
+		} else {
+			page.UserCode, page.Client, page.Valid = formatUserCode(fl.userCode), fl.client, true
+		}
+	}
+	renderPage(w, http.StatusOK, devicePageTemplate, page)
+}
+
+// deviceStart sends the browser to the chosen identity provider. It is a
+// POST from keygate's own page, so that a link alone cannot start a
+// sign-in for someone else's code.
+func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4096)
+	if err := r.ParseForm(); err != nil || !s.sameOrigin(r) {
+		s.message(w, http.StatusBadRequest, "Sign-in could not start", "Start again from the link keygate login printed.")
+		return
+	}
+	fl, ok := s.flows.byUserCode(s.now(), r.PostForm.Get("user_code"))
+	if !ok {
+		s.message(w, http.StatusBadRequest, "Unknown or expired code", "Run keygate login again and use the code it shows.")
+		return
+	}
+	a := &attempt{userCode: fl.userCode, method: r.PostForm.Get("method"), expires: s.now().Add(attemptTTL)}
+	id := randomToken()
+	var target string
+	switch {
+	case a.method == "saml" && s.opts.SAML != nil:
+		u, reqID, err := s.opts.SAML.AuthnRequestURL(id)
+		if err != nil {
+			s.opts.Log.Error("build SAML request", "err", err)
+			s.message(w, http.StatusBadGateway, "Sign-in could not start", "keygate could not build a request to the identity provider; the server log has details.")
+			return
+		}
+		target, a.requestID = u, reqID
+	case a.method == "oidc" && s.opts.OIDC != nil:
+		a.nonce, a.verifier = randomToken(), randomToken()
+		target = s.opts.OIDC.AuthCodeURL(id, a.nonce, a.verifier)
+	default:
+		s.message(w, http.StatusBadRequest, "Unknown sign-in method", "Choose one of the buttons on the sign-in page.")
+		return
+	}
+	s.mu.Lock()
+	for k, old := range s.attempts {
+		if s.now().After(old.expires) {
+			delete(s.attempts, k)
+		}
+	}
+	s.attempts[attemptKey(id)] = a
+	s.mu.Unlock()
+	// SameSite=None: the SAML response comes back as a cross-site POST
+	// from the identity provider, which Lax cookies do not accompany.
+	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Value: id, Path: "/", MaxAge: int(attemptTTL / time.Second),
+		HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// attemptKey keys attempts by a hash, so that map timing says nothing
+// about the cookie value.
+func attemptKey(id string) string {
+	h := sha256.Sum256([]byte(id))
+	return base64.RawURLEncoding.EncodeToString(h[:])
+}
+
+// sameOrigin accepts a form post from keygate's own pages: browsers send
+// Origin on POST, and a post from another site names that site.
+func (s *Service) sameOrigin(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	return o == "" || strings.EqualFold(o, "https://"+r.Host)
+}
+
+// takeAttempt returns and forgets the attempt named by state, if this
+// browser started it.
+func (s *Service) takeAttempt(r *http.Request, state, method string) (*attempt, *Refusal) {
+	c, err := r.Cookie(attemptCookie)
+	if err != nil || state == "" || c.Value != state {
+		return nil, Refuse("browser_mismatch", nil, "this sign-in was not started in this browser: start again from the link keygate login printed")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	key := attemptKey(state)
+	a, ok := s.attempts[key]
+	delete(s.attempts, key)
+	if !ok || s.now().After(a.expires) || a.method != method {
+		return nil, Refuse("unknown_request", nil, "this sign-in is unknown or took too long: start again from the link keygate login printed")
+	}
+	return a, nil
+}
+
+// complete ends a browser sign-in: a session for the flow, or the refusal
+// recorded for both the browser and the waiting CLI.
+func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, method string, id Identity, err error) {
+	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
+	var fl *flow
+	if a != nil {
+		fl, _ = s.flows.byUserCode(s.now(), a.userCode)
+	}
+	if err == nil && fl == nil {
+		err = Refuse("expired", nil, "the code from keygate login expired while you were signing in: run keygate login again")
+	}
+	if err == nil {
+		cred, sess, serr := s.signIn(r.Context(), id, r.RemoteAddr)
+		if serr == nil {
+			s.flows.finish(fl, cred, SessionInfo{ID: sess.ID, User: sess.User, Expires: sess.Expires, MFA: sess.MFA, Method: method}, nil)
+			s.message(w, http.StatusOK, "Signed in as "+sess.User, "Return to your terminal: keygate login has finished there. You can close this window.")
+			return
+		}
+		err = serr
+	}
+	ref := AsRefusal(err)
+	if ref.Code == "error" {
+		s.opts.Log.Error("sign-in failed", "method", method, "err", err)
+	} else {
+		s.opts.Log.Warn("sign-in refused", "method", method, "code", ref.Code, "reason", ref.Reason, "err", ref.Err)
+	}
+	s.opts.Audit.Record(audit.Event{Type: audit.SignInRefused, User: id.UserName, Client: r.RemoteAddr, Reason: ref.Reason,
+		Detail: map[string]any{"code": ref.Code, "method": method}})
+	if fl != nil {
+		s.flows.finish(fl, "", SessionInfo{}, ref)
+	}
+	s.message(w, http.StatusForbidden, "Sign-in refused", ref.Reason)
+}
+
+func (s *Service) samlMetadata(w http.ResponseWriter, r *http.Request) {
+	md, err := s.opts.SAML.Metadata()
+	if err != nil {
+		s.opts.Log.Error("SAML metadata", "err", err)
+		http.Error(w, "cannot build metadata; the server log has details", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/samlmetadata+xml")
+	w.Write(md)
+}
+
+// maxSAMLResponse bounds the ACS form; real responses are a few KiB, large
+// group lists a few hundred.
+const maxSAMLResponse = 2 << 20
+
+func (s *Service) samlACS(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxSAMLResponse)
+	if err := r.ParseForm(); err != nil {
+		s.complete(w, r, nil, "saml", Identity{}, Refuse("malformed", err, "the identity provider's response could not be read"))
+		return
+	}
+	resp, relay := r.PostForm.Get("SAMLResponse"), r.PostForm.Get("RelayState")
+	if relay == "" && s.opts.IdPInitiated {
+		id, err := s.opts.SAML.HandleResponse(r.Context(), resp, "")
+		s.idpInitiated(w, r, id, err)
+		return
+	}
+	a, ref := s.takeAttempt(r, relay, "saml")
+	if ref != nil {
+		if relay == "" {
+			ref = Refuse("idp_initiated", nil, "the identity provider sent a sign-in keygate did not ask for, and IdP-initiated sign-in is off: run keygate login and sign in from the page it opens")
+		}
+		s.complete(w, r, nil, "saml", Identity{}, ref)
+		return
+	}
+	id, err := s.opts.SAML.HandleResponse(r.Context(), resp, a.requestID)
+	s.complete(w, r, a, "saml", id, err)
+}
+
+// idpInitiated handles a sign-in started from the identity provider's
+// portal: with no code from keygate login to finish, it asks for one.
+func (s *Service) idpInitiated(w http.ResponseWriter, r *http.Request, id Identity, err error) {
+	if err != nil {
+		s.complete(w, r, nil, "saml", id, err)
+		return
+	}
+	s.message(w, http.StatusOK, "Signed in as "+id.UserName, "To use keygate from a terminal, run keygate login there and choose the sign-in button on the page it opens.")
+}
+
+func (s *Service) oidcCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	a, ref := s.takeAttempt(r, q.Get("state"), "oidc")
+	if ref != nil {
+		s.complete(w, r, nil, "oidc", Identity{}, ref)
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		s.complete(w, r, a, "oidc", Identity{}, Refuse("provider_error", nil, "the identity provider refused the sign-in: %s %s", clip(e, 64), clip(q.Get("error_description"), 200)))
+		return
+	}
+	id, err := s.opts.OIDC.Exchange(r.Context(), q.Get("code"), a.verifier, a.nonce)
+	s.complete(w, r, a, "oidc", id, err)
+}
