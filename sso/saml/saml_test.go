@@ -1,0 +1,599 @@
+package saml
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/xml"
+	"html"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/beevik/etree"
+	crewjam "github.com/crewjam/saml"
+	"github.com/crewjam/saml/samlidp"
+
+	"github.com/keygate/keygate/sso"
+)
+
+// The identity provider in these tests is crewjam/saml's samlidp: a second,
+// independent SAML implementation, whose signed output is either accepted
+// or, altered in the ways attackers alter it, refused with its own code.
+
+const (
+	spEntityID = "https://keygate.test/saml/metadata"
+	spACS      = "https://keygate.test/saml/acs"
+)
+
+func keyPair(t testing.TB, cn string, notAfter time.Time) (*rsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, cert
+}
+
+// fixedSession signs everyone in as one person, in place of samlidp's
+// login form.
+type fixedSession struct{ s *crewjam.Session }
+
+func (f fixedSession) GetSession(w http.ResponseWriter, r *http.Request, req *crewjam.IdpAuthnRequest) *crewjam.Session {
+	s := *f.s
+	s.ID, s.CreateTime, s.ExpireTime = "session-1", time.Now(), time.Now().Add(time.Hour)
+	return &s
+}
+
+// mutatingMaker makes crewjam's default assertion, then lets a test
+// change it before crewjam signs it.
+type mutatingMaker struct {
+	mu     sync.Mutex
+	mutate func(a *crewjam.Assertion)
+}
+
+func (m *mutatingMaker) MakeAssertion(req *crewjam.IdpAuthnRequest, s *crewjam.Session) error {
+	if err := (crewjam.DefaultAssertionMaker{}).MakeAssertion(req, s); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mutate != nil {
+		m.mutate(req.Assertion)
+	}
+	return nil
+}
+
+type env struct {
+	t     *testing.T
+	idp   *samlidp.Server
+	srv   *httptest.Server
+	maker *mutatingMaker
+	p     *Provider
+	now   time.Time
+	warns []string
+	// down makes the metadata endpoint fail.
+	down bool
+}
+
+type envOptions struct {
+	encrypt  bool
+	notAfter time.Time // of the IdP certificate
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	e := &env{t: t, maker: &mutatingMaker{}, now: time.Now()}
+	var handler http.Handler
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if e.down && r.URL.Path == "/metadata" {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
+		handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+	if o.notAfter.IsZero() {
+		o.notAfter = time.Now().Add(365 * 24 * time.Hour)
+	}
+	key, cert := keyPair(t, "idp", o.notAfter)
+	u, _ := url.Parse(e.srv.URL)
+	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: &samlidp.MemoryStore{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idp.IDP.SessionProvider = fixedSession{&crewjam.Session{
+		NameID: "alice@example.com", UserName: "alice", UserEmail: "alice@example.com",
+		CustomAttributes: []crewjam.Attribute{
+			{Name: sso.PrincipalTagPrefix + "project", Values: []crewjam.AttributeValue{{Type: "xs:string", Value: "ledger"}}},
+			{Name: "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department", Values: []crewjam.AttributeValue{{Type: "xs:string", Value: "Finance"}}},
+		},
+	}}
+	idp.IDP.AssertionMaker = e.maker
+	e.idp, handler = idp, idp
+	spKey, spCert := keyPair(t, "keygate", time.Now().Add(24*time.Hour))
+	e.p, err = New(context.Background(), Config{
+		EntityID: spEntityID, ACSURL: spACS, MetadataURL: e.srv.URL + "/metadata", Refresh: time.Hour,
+		ClockSkew: 2 * time.Minute, Key: spKey, Cert: spCert,
+		Mapping: sso.Mapping{Tags: map[string]string{"department": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department"}},
+		Now:     func() time.Time { return e.now },
+		Warn:    func(kind, msg string, _ map[string]any) { e.warns = append(e.warns, kind+": "+msg) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := e.p.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !o.encrypt {
+		md = stripEncryptionKey(t, md)
+	}
+	req, _ := http.NewRequest(http.MethodPut, e.srv.URL+"/services/keygate", strings.NewReader(string(md)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("register keygate with the IdP: %s", resp.Status)
+	}
+	return e
+}
+
+// stripEncryptionKey removes the encryption key from keygate's metadata,
+// so that the IdP sends assertions in the clear.
+func stripEncryptionKey(t *testing.T, md []byte) []byte {
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(md); err != nil {
+		t.Fatal(err)
+	}
+	for _, kd := range doc.FindElements("//KeyDescriptor[@use='encryption']") {
+		kd.Parent().RemoveChild(kd)
+	}
+	out, err := doc.WriteToBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var samlResponseRE = regexp.MustCompile(`name="SAMLResponse" value="([^"]+)"`)
+
+// signIn runs the SP-initiated flow against the IdP and returns the
+// response as the browser would post it, and the request ID keygate sent.
+func (e *env) signIn(mutate func(a *crewjam.Assertion)) (string, string) {
+	e.t.Helper()
+	e.maker.mu.Lock()
+	e.maker.mutate = mutate
+	e.maker.mu.Unlock()
+	target, reqID, err := e.p.AuthnRequestURL("relay-1")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	resp, err := http.Get(target)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := samlResponseRE.FindSubmatch(body)
+	if m == nil {
+		e.t.Fatalf("the IdP answered %s without a SAMLResponse: %s", resp.Status, body)
+	}
+	return html.UnescapeString(string(m[1])), reqID
+}
+
+// edit decodes a response, lets f change its XML, and encodes it again.
+func edit(t *testing.T, encoded string, f func(doc *etree.Document)) string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	doc := etree.NewDocument()
+	if err := doc.ReadFromBytes(raw); err != nil {
+		t.Fatal(err)
+	}
+	f(doc)
+	out, err := doc.WriteToBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(out)
+}
+
+func editRaw(t *testing.T, encoded string, f func(string) string) string {
+	t.Helper()
+	raw, err := base64.StdEncoding.DecodeString(encoded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString([]byte(f(string(raw))))
+}
+
+func wantRefusal(t *testing.T, err error, code string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("accepted; want refusal %q", code)
+	}
+	r := sso.AsRefusal(err)
+	if r.Code != code {
+		t.Fatalf("refusal %q (%v), want %q", r.Code, err, code)
+	}
+	if r.Reason == "" {
+		t.Fatalf("refusal %q without a reason", code)
+	}
+}
+
+func assertionOf(doc *etree.Document) *etree.Element {
+	return doc.Root().SelectElement("Assertion")
+}
+
+func TestSignIn(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	resp, reqID := e.signIn(nil)
+	id, err := e.p.HandleResponse(context.Background(), resp, reqID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Method != "saml" || id.UserName != "alice@example.com" || id.Email != "alice@example.com" {
+		t.Fatalf("identity = %+v", id)
+	}
+	if id.Tags["project"] != "ledger" || id.Tags["department"] != "Finance" {
+		t.Fatalf("tags = %v", id.Tags)
+	}
+	if id.MFA {
+		t.Fatal("a password sign-in counted as MFA")
+	}
+}
+
+// An AuthnContextClassRef that names a second factor makes the sign-in
+// MFA.
+func TestSignInWithMFA(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	resp, reqID := e.signIn(func(a *crewjam.Assertion) {
+		a.AuthnStatements[0].AuthnContext.AuthnContextClassRef = &crewjam.AuthnContextClassRef{Value: "http://schemas.microsoft.com/claims/multipleauthn"}
+	})
+	id, err := e.p.HandleResponse(context.Background(), resp, reqID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !id.MFA {
+		t.Fatalf("MFA class reference not recognised: %+v", id)
+	}
+}
+
+// Encrypted assertions are decrypted with keygate's SP key, which its
+// metadata publishes.
+func TestEncryptedAssertion(t *testing.T) {
+	e := newEnv(t, envOptions{encrypt: true})
+	resp, reqID := e.signIn(nil)
+	raw, _ := base64.StdEncoding.DecodeString(resp)
+	if !strings.Contains(string(raw), "EncryptedAssertion") {
+		t.Fatal("the IdP did not encrypt the assertion")
+	}
+	id, err := e.p.HandleResponse(context.Background(), resp, reqID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.UserName != "alice@example.com" {
+		t.Fatalf("identity = %+v", id)
+	}
+}
+
+// The hostile suite: each altered response is refused with its own code.
+func TestHostileResponses(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	evil := func(doc *etree.Document) *etree.Element {
+		a := assertionOf(doc).Copy()
+		for _, s := range a.SelectElements("Signature") {
+			a.RemoveChild(s)
+		}
+		a.FindElement(".//NameID").SetText("admin@example.com")
+		return a
+	}
+	removeSignature := func(el *etree.Element) {
+		for _, s := range el.SelectElements("Signature") {
+			el.RemoveChild(s)
+		}
+	}
+	tests := []struct {
+		name   string
+		mutate func(a *crewjam.Assertion)
+		alter  func(t *testing.T, resp string) string
+		code   string
+	}{
+		{name: "unsigned", code: "unsigned", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) { removeSignature(doc.Root()); removeSignature(assertionOf(doc)) })
+		}},
+		{name: "tampered NameID", code: "bad_signature", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) { assertionOf(doc).FindElement(".//NameID").SetText("admin@example.com") })
+		}},
+		{name: "comment in NameID", code: "xml_comment", alter: func(t *testing.T, r string) string {
+			return editRaw(t, r, func(s string) string {
+				return strings.Replace(s, "alice@example.com</saml:NameID>", "alice@example.com<!---->.evil</saml:NameID>", 1)
+			})
+		}},
+		{name: "DOCTYPE", code: "malformed", alter: func(t *testing.T, r string) string {
+			return editRaw(t, r, func(s string) string { return `<!DOCTYPE x [<!ENTITY e "admin">]>` + s })
+		}},
+		{name: "wrapping: evil assertion before the signed one", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) {
+				root := doc.Root()
+				root.InsertChildAt(assertionOf(doc).Index(), evil(doc))
+			})
+		}},
+		{name: "wrapping: evil assertion after the signed one", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) { doc.Root().AddChild(evil(doc)) })
+		}},
+		{name: "wrapping: signed assertion inside the evil one", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), assertionOf(doc)
+				ev := evil(doc)
+				root.InsertChildAt(orig.Index(), ev)
+				root.RemoveChild(orig)
+				ev.AddChild(orig)
+			})
+		}},
+		{name: "wrapping: signed assertion in the evil signature's Object", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), assertionOf(doc)
+				ev := evil(doc)
+				sig := orig.SelectElement("Signature").Copy()
+				obj := sig.CreateElement("ds:Object")
+				root.InsertChildAt(orig.Index(), ev)
+				root.RemoveChild(orig)
+				obj.AddChild(orig)
+				ev.InsertChildAt(1, sig)
+			})
+		}},
+		{name: "wrapping: signed assertion moved into Extensions", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), assertionOf(doc)
+				root.InsertChildAt(orig.Index(), evil(doc))
+				root.RemoveChild(orig)
+				root.CreateElement("samlp:Extensions").AddChild(orig)
+			})
+		}},
+		{name: "wrapping: evil assertion with the signed one's ID", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), assertionOf(doc)
+				ev := evil(doc)
+				removeSignature(root)
+				root.InsertChildAt(orig.Index(), ev)
+				root.CreateElement("samlp:Extensions").AddChild(orig)
+			})
+		}},
+		{name: "wrapping: response signature moved onto the assertion", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
+			return edit(t, r, func(doc *etree.Document) {
+				root, a := doc.Root(), assertionOf(doc)
+				sig := root.SelectElement("Signature")
+				removeSignature(a)
+				root.RemoveChild(sig)
+				a.AddChild(sig)
+			})
+		}},
+		{name: "wrong audience", code: "audience", mutate: func(a *crewjam.Assertion) {
+			a.Conditions.AudienceRestrictions[0].Audience.Value = "https://other.example/saml"
+		}},
+		{name: "no audience", code: "audience", mutate: func(a *crewjam.Assertion) { a.Conditions.AudienceRestrictions = nil }},
+		{name: "wrong recipient", code: "recipient", mutate: func(a *crewjam.Assertion) {
+			a.Subject.SubjectConfirmations[0].SubjectConfirmationData.Recipient = "https://other.example/acs"
+		}},
+		{name: "wrong destination", code: "destination", alter: func(t *testing.T, r string) string {
+			// Azure AD signs only the assertion by default; the response
+			// around it is then the attacker's to change.
+			return edit(t, r, func(doc *etree.Document) {
+				removeSignature(doc.Root())
+				doc.Root().CreateAttr("Destination", "https://other.example/acs")
+			})
+		}},
+		{name: "expired", code: "expired", mutate: func(a *crewjam.Assertion) {
+			a.Conditions.NotBefore = time.Now().Add(-2 * time.Hour)
+			a.Conditions.NotOnOrAfter = time.Now().Add(-time.Hour)
+		}},
+		{name: "not yet valid", code: "not_yet_valid", mutate: func(a *crewjam.Assertion) {
+			a.Conditions.NotBefore = time.Now().Add(time.Hour)
+			a.Conditions.NotOnOrAfter = time.Now().Add(2 * time.Hour)
+		}},
+		{name: "another issuer", code: "issuer", mutate: func(a *crewjam.Assertion) { a.Issuer.Value = "https://evil.example/idp" }},
+		{name: "answers another request", code: "in_response_to", mutate: func(a *crewjam.Assertion) {
+			a.Subject.SubjectConfirmations[0].SubjectConfirmationData.InResponseTo = "id-another-request"
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, reqID := e.signIn(tt.mutate)
+			if tt.alter != nil {
+				resp = tt.alter(t, resp)
+			}
+			_, err := e.p.HandleResponse(ctx, resp, reqID)
+			wantRefusal(t, err, tt.code)
+		})
+	}
+}
+
+// An assertion is accepted once; a response is accepted only for the
+// request this browser was sent with; one nobody asked for must not claim
+// to answer a request.
+func TestReplayAndRequestBinding(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	resp, reqID := e.signIn(nil)
+	if _, err := e.p.HandleResponse(ctx, resp, "id-not-this-one"); err == nil {
+		t.Fatal("accepted a response to another request")
+	} else {
+		wantRefusal(t, err, "in_response_to")
+	}
+	if _, err := e.p.HandleResponse(ctx, resp, ""); err == nil {
+		t.Fatal("accepted a solicited response as unsolicited")
+	} else {
+		wantRefusal(t, err, "in_response_to")
+	}
+	if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.p.HandleResponse(ctx, resp, reqID)
+	wantRefusal(t, err, "replayed")
+}
+
+// Responses signed by a key the metadata does not list are refused, with
+// or without the certificate embedded.
+func TestUntrustedCertificate(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	key, cert := keyPair(t, "attacker", time.Now().Add(time.Hour))
+	e.idp.IDP.Key, e.idp.IDP.Certificate = key, cert
+	resp, reqID := e.signIn(nil)
+	_, err := e.p.HandleResponse(ctx, resp, reqID)
+	wantRefusal(t, err, "untrusted_certificate")
+	stripped := edit(t, resp, func(doc *etree.Document) {
+		for _, ki := range doc.FindElements("//KeyInfo") {
+			ki.Parent().RemoveChild(ki)
+		}
+	})
+	_, err = e.p.HandleResponse(ctx, stripped, reqID)
+	wantRefusal(t, err, "bad_signature")
+}
+
+// The IdP rotates its signing certificate: once its metadata lists the new
+// one, sign-ins signed with it succeed without a restart; while it lists
+// both, both are accepted.
+func TestCertificateRotation(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	ctx := context.Background()
+	oldKey, oldCert := e.idp.IDP.Key, e.idp.IDP.Certificate
+	newKey, newCert := keyPair(t, "idp-2027", time.Now().Add(2*365*24*time.Hour))
+	e.idp.IDP.Key, e.idp.IDP.Certificate = newKey, newCert
+	resp, reqID := e.signIn(nil)
+	_, err := e.p.HandleResponse(ctx, resp, reqID)
+	wantRefusal(t, err, "untrusted_certificate")
+	if err := e.p.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp, reqID = e.signIn(nil)
+	if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
+		t.Fatalf("after the metadata refresh: %v", err)
+	}
+	// A metadata document listing both certificates, as during a rotation.
+	both := metadataWith(t, e, oldCert, newCert)
+	md, err := parseMetadata(both)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(md.certs) != 2 {
+		t.Fatalf("metadata with two signing certificates gave %d", len(md.certs))
+	}
+	e.p.mu.Lock()
+	e.p.idp = md
+	e.p.mu.Unlock()
+	for _, k := range []struct {
+		key  any
+		cert *x509.Certificate
+	}{{oldKey, oldCert}, {newKey, newCert}} {
+		e.idp.IDP.Key, e.idp.IDP.Certificate = k.key, k.cert
+		resp, reqID := e.signIn(nil)
+		if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
+			t.Fatalf("signed with %s during the rotation: %v", k.cert.Subject.CommonName, err)
+		}
+	}
+}
+
+// metadataWith is the IdP's metadata with the given signing certificates.
+func metadataWith(t *testing.T, e *env, certs ...*x509.Certificate) []byte {
+	t.Helper()
+	ed := e.idp.IDP.Metadata()
+	var kds []crewjam.KeyDescriptor
+	for _, c := range certs {
+		kds = append(kds, crewjam.KeyDescriptor{Use: "signing", KeyInfo: crewjam.KeyInfo{X509Data: crewjam.X509Data{
+			X509Certificates: []crewjam.X509Certificate{{Data: base64.StdEncoding.EncodeToString(c.Raw)}}}}})
+	}
+	ed.IDPSSODescriptors[0].KeyDescriptors = kds
+	out, err := xml.Marshal(ed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// A signing certificate that expires within 14 days raises a warning, at
+// most once a day; metadata that cannot be refreshed raises one too, and
+// the certificates read before stay in use.
+func TestWarnings(t *testing.T) {
+	e := newEnv(t, envOptions{notAfter: time.Now().Add(10 * 24 * time.Hour)})
+	ctx := context.Background()
+	if len(e.warns) != 1 || !strings.HasPrefix(e.warns[0], "certificate_expiring") {
+		t.Fatalf("warnings = %q", e.warns)
+	}
+	if err := e.p.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.warns) != 1 {
+		t.Fatalf("warned again within a day: %q", e.warns)
+	}
+	e.now = e.now.Add(25 * time.Hour)
+	if err := e.p.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(e.warns) != 2 {
+		t.Fatalf("no warning a day later: %q", e.warns)
+	}
+	e.now = time.Now()
+	e.down = true
+	if err := e.p.Refresh(ctx); err == nil {
+		t.Fatal("refresh against a failing metadata URL succeeded")
+	}
+	if last := e.warns[len(e.warns)-1]; !strings.HasPrefix(last, "metadata_refresh_failed") {
+		t.Fatalf("warnings = %q", e.warns)
+	}
+	if e.p.Status().RefreshError == nil {
+		t.Fatal("status does not show the refresh error")
+	}
+	resp, reqID := e.signIn(nil)
+	if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
+		t.Fatalf("sign-in with the metadata read before: %v", err)
+	}
+}
+
+// keygate's SP metadata names its entity ID and ACS URL, and the
+// certificate an IdP encrypts to.
+func TestSPMetadata(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	md, err := e.p.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ed crewjam.EntityDescriptor
+	if err := xml.Unmarshal(md, &ed); err != nil {
+		t.Fatal(err)
+	}
+	if ed.EntityID != spEntityID || len(ed.SPSSODescriptors) != 1 {
+		t.Fatalf("metadata = %s", md)
+	}
+	d := ed.SPSSODescriptors[0]
+	if len(d.AssertionConsumerServices) != 1 || d.AssertionConsumerServices[0].Location != spACS || d.WantAssertionsSigned == nil || !*d.WantAssertionsSigned {
+		t.Fatalf("SP descriptor = %+v", d)
+	}
+}
