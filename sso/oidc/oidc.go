@@ -120,10 +120,11 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 func discoveryError(issuer string, err error) error {
 	var mismatch *oidc.IssuerMismatchError
 	if errors.As(err, &mismatch) {
-		return fmt.Errorf("OpenID Connect discovery: the provider at %s calls itself %q: set the issuer to exactly that, trailing slash included: %w", issuer, mismatch.Discovered, err)
+		return fmt.Errorf("OpenID Connect discovery: the provider at %s calls itself %q: set the issuer to exactly that, down to a trailing slash: %w", issuer, mismatch.Discovered, err)
 	}
+	// The hint comes before err, which may end in a multi-line body.
 	wellKnown := strings.TrimSuffix(issuer, "/") + "/.well-known/openid-configuration"
-	return fmt.Errorf("OpenID Connect discovery: GET %s: %w (check that the issuer URL is the one the provider publishes, e.g. https://login.microsoftonline.com/TENANT/v2.0 for Azure AD or https://ORG.okta.com for Okta, and that keygate can reach it)", wellKnown, err)
+	return fmt.Errorf("OpenID Connect discovery failed at %s; check that the issuer URL is the one the provider publishes (Azure AD: https://login.microsoftonline.com/TENANT/v2.0; Okta: https://ORG.okta.com) and that keygate can reach it: %w", wellKnown, err)
 }
 
 func clientContext(ctx context.Context, c *http.Client) context.Context {
@@ -158,11 +159,7 @@ func (p *Provider) Exchange(ctx context.Context, code, verifier, nonce string) (
 		return sso.Identity{}, sso.Refuse("id_token_invalid", fmt.Errorf("verify ID token: %w", err),
 			"the identity provider's ID token failed verification (signature, issuer or audience); the keygate server log has details")
 	}
-	var rawClaims json.RawMessage
-	if err := idToken.Claims(&rawClaims); err != nil {
-		return sso.Identity{}, sso.Refuse("id_token_invalid", fmt.Errorf("read ID token claims: %w", err), "the identity provider's ID token could not be read")
-	}
-	claims, err := flatten(rawClaims)
+	claims, err := readClaims(idToken.Claims)
 	if err != nil {
 		return sso.Identity{}, sso.Refuse("id_token_invalid", fmt.Errorf("read ID token claims: %w", err), "the identity provider's ID token could not be read")
 	}
@@ -256,11 +253,7 @@ func (p *Provider) addUserInfo(ctx context.Context, tok *oauth2.Token, subject s
 		return sso.Refuse("userinfo_mismatch", fmt.Errorf("UserInfo subject %q, ID token subject %q", info.Subject, subject),
 			"the identity provider's UserInfo endpoint described someone other than the person who signed in")
 	}
-	var raw json.RawMessage
-	if err := info.Claims(&raw); err != nil {
-		return sso.Refuse("provider_error", fmt.Errorf("UserInfo claims: %w", err), "the identity provider's UserInfo answer could not be read")
-	}
-	extra, err := flatten(raw)
+	extra, err := readClaims(info.Claims)
 	if err != nil {
 		return sso.Refuse("provider_error", fmt.Errorf("UserInfo claims: %w", err), "the identity provider's UserInfo answer could not be read")
 	}
@@ -270,6 +263,16 @@ func (p *Provider) addUserInfo(ctx context.Context, tok *oauth2.Token, subject s
 		}
 	}
 	return nil
+}
+
+// readClaims flattens the claims that decode (an ID token's or a UserInfo
+// answer's Claims method) unmarshals.
+func readClaims(decode func(v any) error) (sso.Claims, error) {
+	var raw json.RawMessage
+	if err := decode(&raw); err != nil {
+		return nil, err
+	}
+	return flatten(raw)
 }
 
 // flatten reads a JSON object of claims into sso.Claims, which hold

@@ -39,7 +39,8 @@ const (
 )
 
 // The people the test provider knows. Ada signs in with a password alone,
-// Grace with a password and a one-time code.
+// Grace with a password and a one-time code; the UserInfo endpoint answers
+// about Ada when asked about Eve.
 var testUsers = map[string]*storage.User{
 	"id-ada": {
 		ID: "id-ada", Username: "ada", Password: "correct horse",
@@ -49,6 +50,11 @@ var testUsers = map[string]*storage.User{
 	"id-grace": {
 		ID: "id-grace", Username: "grace", Password: "battery staple",
 		FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com", EmailVerified: true,
+		PreferredLanguage: language.English,
+	},
+	"id-eve": {
+		ID: "id-eve", Username: "eve", Password: "hunter2",
+		FirstName: "Eve", LastName: "Dropper", Email: "eve@example.com",
 		PreferredLanguage: language.English,
 	},
 }
@@ -76,6 +82,9 @@ type testStorage struct {
 	*storage.Storage
 	// claims are added to the ID token, by user ID.
 	claims map[string]map[string]any
+	// userInfo are added to UserInfo answers, by user ID; a "sub" among
+	// them replaces the subject.
+	userInfo map[string]map[string]any
 	// mfa holds the user IDs that sign in with a second factor.
 	mfa map[string]bool
 }
@@ -86,6 +95,20 @@ func (s *testStorage) SetUserinfoFromRequest(ctx context.Context, info *zoidc.Us
 	}
 	for name, v := range s.claims[req.GetSubject()] {
 		info.AppendClaims(name, v)
+	}
+	return nil
+}
+
+func (s *testStorage) SetUserinfoFromToken(ctx context.Context, info *zoidc.UserInfo, tokenID, subject, origin string) error {
+	if err := s.Storage.SetUserinfoFromToken(ctx, info, tokenID, subject, origin); err != nil {
+		return err
+	}
+	for name, v := range s.userInfo[info.Subject] {
+		if name == "sub" {
+			info.Subject = v.(string)
+		} else {
+			info.AppendClaims(name, v)
+		}
 	}
 	return nil
 }
@@ -113,7 +136,11 @@ func (mfaRequest) GetAMR() []string { return []string{"pwd", "otp"} }
 
 // testOP is zitadel's example OpenID provider, running in-process.
 type testOP struct {
-	issuer        string
+	issuer string
+	// client trusts the provider's TLS certificate; the provider is
+	// reached only through it, as keygate reaches a provider through
+	// Config.HTTPClient.
+	client        *http.Client
 	userInfoCalls atomic.Int32
 }
 
@@ -122,7 +149,7 @@ type testOP struct {
 func startOP(t *testing.T) *testOP {
 	t.Helper()
 	srv := httptest.NewUnstartedServer(nil)
-	p := &testOP{issuer: "http://" + srv.Listener.Addr().String()}
+	p := &testOP{issuer: "https://" + srv.Listener.Addr().String()}
 	stor := &testStorage{
 		Storage: storage.NewStorageWithClients(userStore{}, map[string]*storage.Client{
 			clientID: storage.WebClient(clientID, clientSecret, callbackURL),
@@ -131,9 +158,12 @@ func startOP(t *testing.T) *testOP {
 			"id-ada":   {"groups": []string{"db-admins", "analysts"}, "project": "apollo", "department": map[string]any{"name": "engines"}},
 			"id-grace": {"groups": []string{}, "project": "cobol"},
 		},
+		userInfo: map[string]map[string]any{
+			"id-ada": {"project": "from-userinfo", "groups": []string{"from-userinfo"}},
+			"id-eve": {"sub": "id-ada"},
+		},
 		mfa: map[string]bool{"id-grace": true},
 	}
-	// The example provider allows a plain-HTTP issuer (op.WithAllowInsecure).
 	router := exampleop.SetupServer(p.issuer, stor, nil, false)
 	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/userinfo" {
@@ -141,8 +171,9 @@ func startOP(t *testing.T) *testOP {
 		}
 		router.ServeHTTP(w, r)
 	})
-	srv.Start()
+	srv.StartTLS()
 	t.Cleanup(srv.Close)
+	p.client = srv.Client()
 	return p
 }
 
@@ -164,6 +195,7 @@ func newProvider(t *testing.T, p *testOP, edit func(*Config)) *Provider {
 		RedirectURL:  callbackURL,
 		Scopes:       []string{"profile", "email"},
 		Mapping:      mapping,
+		HTTPClient:   p.client,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -184,13 +216,13 @@ var (
 // provider's login form, posts the credentials, follows the provider's
 // redirects up to keygate's callback, and returns the code and state
 // that the callback would receive.
-func signIn(t *testing.T, authURL, user, password string) (code, state string) {
+func signIn(t *testing.T, p *testOP, authURL, user, password string) (code, state string) {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	browser := &http.Client{Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
+	browser := &http.Client{Transport: p.client.Transport, Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
 		if strings.HasPrefix(req.URL.String(), callbackURL) {
 			return http.ErrUseLastResponse
 		}
@@ -251,9 +283,9 @@ func newFlow() flow {
 
 // login signs user in at prov and returns the code, after checking that
 // the provider echoed the state.
-func login(t *testing.T, prov *Provider, f flow, user, password string) string {
+func login(t *testing.T, p *testOP, prov *Provider, f flow, user, password string) string {
 	t.Helper()
-	code, state := signIn(t, prov.AuthCodeURL(f.state, f.nonce, f.verifier), user, password)
+	code, state := signIn(t, p, prov.AuthCodeURL(f.state, f.nonce, f.verifier), user, password)
 	if state != f.state {
 		t.Fatalf("state: got %q, want %q", state, f.state)
 	}
@@ -282,12 +314,14 @@ func TestSignIn(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.user, func(t *testing.T) {
 			f := newFlow()
-			code := login(t, prov, f, tt.user, tt.password)
+			code := login(t, p, prov, f, tt.user, tt.password)
 			before := p.userInfoCalls.Load()
 			id, err := prov.Exchange(context.Background(), code, f.verifier, f.nonce)
 			if err != nil {
 				t.Fatal(err)
 			}
+			// Ada's project and groups come from the ID token, which
+			// wins over UserInfo.
 			assertIdentity(t, id, tt.want)
 			// The example provider leaves profile and email out of an ID
 			// token issued with an access token, as many real ones do.
@@ -306,7 +340,7 @@ func TestSignInFromIDToken(t *testing.T) {
 		c.Mapping = sso.Mapping{Groups: "groups", Tags: map[string]string{"project": "project"}}
 	})
 	f := newFlow()
-	id, err := prov.Exchange(context.Background(), login(t, prov, f, "grace", "battery staple"), f.verifier, f.nonce)
+	id, err := prov.Exchange(context.Background(), login(t, p, prov, f, "grace", "battery staple"), f.verifier, f.nonce)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +368,9 @@ func TestRefusals(t *testing.T) {
 		// exchange redeems code for flow f, returning what keygate's
 		// callback would get.
 		exchange func(prov *Provider, code string, f flow) (sso.Identity, error)
-		code     string
+		// user signs in; default ada.
+		user, password string
+		code           string
 	}{
 		{
 			name: "nonce of another sign-in",
@@ -391,6 +427,11 @@ func TestRefusals(t *testing.T) {
 			code: "id_token_invalid",
 		},
 		{
+			name: "UserInfo about someone else",
+			user: "eve", password: "hunter2",
+			code: "userinfo_mismatch",
+		},
+		{
 			name: "mapped user name missing",
 			edit: func(c *Config) { c.Mapping.UserName = "employee_id" },
 			code: "attribute_missing",
@@ -405,7 +446,11 @@ func TestRefusals(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			prov := newProvider(t, p, tt.edit)
 			f := newFlow()
-			code := login(t, prov, f, "ada", "correct horse")
+			user, password := tt.user, tt.password
+			if user == "" {
+				user, password = "ada", "correct horse"
+			}
+			code := login(t, p, prov, f, user, password)
 			exchange := tt.exchange
 			if exchange == nil {
 				exchange = func(prov *Provider, code string, f flow) (sso.Identity, error) {
@@ -439,7 +484,7 @@ func TestClockSkew(t *testing.T) {
 				c.ClockSkew = time.Minute
 			})
 			f := newFlow()
-			if _, err := prov.Exchange(context.Background(), login(t, prov, f, "ada", "correct horse"), f.verifier, f.nonce); err != nil {
+			if _, err := prov.Exchange(context.Background(), login(t, p, prov, f, "ada", "correct horse"), f.verifier, f.nonce); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -482,14 +527,16 @@ func TestNewDiscoveryErrors(t *testing.T) {
 	t.Cleanup(empty.Close)
 	tests := []struct {
 		name, issuer string
+		client       *http.Client
 		want         []string
 	}{
-		{"no discovery document", empty.URL, []string{empty.URL + "/.well-known/openid-configuration", "404", "issuer URL"}},
-		{"issuer spelled differently", p.issuer + "/", []string{p.issuer + "/", fmt.Sprintf("%q", p.issuer), "trailing slash"}},
+		{"no discovery document", empty.URL, nil, []string{empty.URL + "/.well-known/openid-configuration", "404", "issuer URL"}},
+		{"issuer spelled differently", p.issuer + "/", p.client, []string{p.issuer + "/", fmt.Sprintf("%q", p.issuer), "trailing slash"}},
+		{"certificate not trusted", p.issuer, nil, []string{p.issuer + "/.well-known/openid-configuration", "certificate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := New(context.Background(), Config{Issuer: tt.issuer, ClientID: clientID, RedirectURL: callbackURL})
+			_, err := New(context.Background(), Config{Issuer: tt.issuer, ClientID: clientID, RedirectURL: callbackURL, HTTPClient: tt.client})
 			if err == nil {
 				t.Fatal("New succeeded")
 			}
