@@ -62,6 +62,14 @@ type Server struct {
 	CAPEM []byte
 	// SCIM serves /scim/v2/ when set.
 	SCIM http.Handler
+	// SignIn adds the sign-in routes: device authorization for the CLI,
+	// the browser pages and the identity providers' callbacks.
+	SignIn Routes
+}
+
+// Routes is a part of the API that registers its own routes.
+type Routes interface {
+	Register(mux *http.ServeMux)
 }
 
 // DefaultSessionTTL is how long a sign-in session lasts unless asked
@@ -98,6 +106,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/admin/scim-tokens/{name}", s.admin(s.revokeProvisioningToken))
 	if s.SCIM != nil {
 		mux.Handle(scim.Prefix+"/", s.SCIM)
+	}
+	if s.SignIn != nil {
+		s.SignIn.Register(mux)
 	}
 	return mux
 }

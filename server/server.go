@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/atomicfile"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/scim"
+	"github.com/keygate/keygate/sso/saml"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream/postgres"
@@ -54,6 +55,7 @@ type Server struct {
 	apiLn     net.Listener
 	pgLn      net.Listener
 	pgEngine  *pgwire.Server
+	saml      *saml.Provider // nil unless sso.saml is configured
 }
 
 // New opens the state in data_dir (creating it on first start), binds the
@@ -123,8 +125,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.audit, log, now)
 	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams}
 
+	signIn, err := s.buildSSO(ctx, now)
+	if err != nil {
+		return nil, err
+	}
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.audit, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.audit, log, now).Handler()}
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.audit, log, now).Handler(), SignIn: signIn}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -209,6 +215,9 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	go s.maintain(ctx)
+	if s.saml != nil {
+		go s.saml.Run(ctx)
+	}
 
 	errc := make(chan error, 2)
 	go func() {

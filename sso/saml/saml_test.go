@@ -597,3 +597,26 @@ func TestSPMetadata(t *testing.T) {
 		t.Fatalf("SP descriptor = %+v", d)
 	}
 }
+
+// The SP key pair is created once and read back unchanged.
+func TestLoadOrCreateKey(t *testing.T) {
+	path := t.TempDir() + "/saml-sp.pem"
+	k1, c1, err := LoadOrCreateKey(path, spEntityID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, c2, err := LoadOrCreateKey(path, spEntityID, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !k1.Equal(k2) || !c1.Equal(c2) {
+		t.Fatal("the key pair changed between starts")
+	}
+	_, c3, err := LoadOrCreateKey(path, spEntityID, time.Now().Add(spKeyLifetime-30*24*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c3.Equal(c1) {
+		t.Fatal("a certificate within a year of expiry was not renewed")
+	}
+}

@@ -1,0 +1,73 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/sso"
+	"github.com/keygate/keygate/sso/oidc"
+	"github.com/keygate/keygate/sso/saml"
+)
+
+// SAMLKeyFile holds keygate's SAML service provider key and certificate.
+const SAMLKeyFile = "saml-sp.pem"
+
+// buildSSO assembles sign-in from the sso section: the SAML and OIDC
+// connectors it configures, behind the device authorization endpoints.
+// Without an sso section those endpoints answer that sign-in is not
+// configured.
+func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Service, error) {
+	c := s.cfg.SSO
+	base := s.cfg.APIURL()
+	opts := sso.Options{Store: s.store, Audit: s.audit, Log: s.log, Now: now, BaseURL: base,
+		SessionDuration: time.Duration(c.SessionDuration), MatchBy: c.MatchBy, JITUsers: c.JITUsers}
+	if m := c.SAML; m != nil {
+		key, cert, err := saml.LoadOrCreateKey(s.cfg.DataPath(SAMLKeyFile), m.EntityID, now())
+		if err != nil {
+			return nil, err
+		}
+		p, err := saml.New(ctx, saml.Config{EntityID: m.EntityID, ACSURL: base + sso.PathSAMLACS,
+			MetadataURL: m.IdPMetadataURL, MetadataFile: s.cfg.Resolve(m.IdPMetadataFile), Refresh: time.Duration(m.MetadataRefresh),
+			ClockSkew: time.Duration(c.ClockSkew), Mapping: mapping(m.Attributes), Key: key, Cert: cert, Now: now, Log: s.log, Warn: s.ssoWarning})
+		if err != nil {
+			return nil, fmt.Errorf("sso.saml: %w", err)
+		}
+		s.saml, opts.SAML, opts.IdPInitiated = p, p, m.IdPInitiated
+	}
+	if o := c.OIDC; o != nil {
+		secret := ""
+		if o.ClientSecretEnv != "" {
+			v, ok := os.LookupEnv(o.ClientSecretEnv)
+			if !ok {
+				return nil, fmt.Errorf("sso.oidc: client_secret_env names %s, which is not set", o.ClientSecretEnv)
+			}
+			secret = v
+		}
+		p, err := oidc.New(ctx, oidc.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: base + sso.PathOIDCCallback,
+			Scopes: o.Scopes, Mapping: mapping(o.Attributes), Now: now, ClockSkew: time.Duration(c.ClockSkew)})
+		if err != nil {
+			return nil, fmt.Errorf("sso.oidc: %w", err)
+		}
+		opts.OIDC = p
+	}
+	return sso.New(opts), nil
+}
+
+func mapping(a config.Attributes) sso.Mapping {
+	return sso.Mapping{UserName: a.UserName, Email: a.Email, Groups: a.Groups, Tags: a.Tags}
+}
+
+// ssoWarning reports what breaks sign-in unless an operator acts: in the
+// log and in the audit log.
+func (s *Server) ssoWarning(kind, message string, detail map[string]any) {
+	s.log.Warn(message, "kind", kind, "detail", detail)
+	d := map[string]any{"kind": kind}
+	for k, v := range detail {
+		d[k] = v
+	}
+	s.audit.Record(audit.Event{Type: audit.SSOWarning, Actor: "sso:saml", Reason: message, Detail: d})
+}
