@@ -309,6 +309,14 @@ func (s *kgServer) session(t testing.TB, user string) string {
 	return c
 }
 
+// forgetSession drops user's cached sign-in session, so that the next
+// token comes through a new one.
+func (s *kgServer) forgetSession(user string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.sessions, user)
+}
+
 // tokenResult runs `keygate db token` as user.
 func (s *kgServer) tokenResult(t testing.TB, user, db string, extra ...string) result {
 	t.Helper()

@@ -133,10 +133,16 @@ func TestSCIMRevocation(t *testing.T) {
 	c.must(200, "PATCH", "/Groups/"+analysts, addNora)
 	s.token(t, "nora", "orders")
 	c.must(200, "PATCH", "/Users/"+uid, `{`+patchOp+`, "Operations": [{"op": "replace", "value": {"active": false}}]}`)
-	if r := s.tokenResult(t, "nora", "orders"); r.code == 0 || !strings.Contains(r.stderr, "disabled") {
+	if r := s.tokenResult(t, "nora", "orders"); r.code == 0 || !strings.Contains(r.stderr, "revoked") {
 		t.Fatalf("token after SCIM deactivation: exit %d, %s", r.code, r.stderr)
 	}
+	// Deactivation revoked her sign-in sessions for good: enabling her
+	// again needs a new sign-in.
 	c.must(200, "PATCH", "/Users/"+uid, `{`+patchOp+`, "Operations": [{"op": "replace", "value": {"active": true}}]}`)
+	if r := s.tokenResult(t, "nora", "orders"); r.code == 0 || !strings.Contains(r.stderr, "revoked") {
+		t.Fatalf("token through a session from before the deactivation: exit %d, %s", r.code, r.stderr)
+	}
+	s.forgetSession("nora")
 	live := s.pgx(t, "nora", "orders", s.token(t, "nora", "orders"))
 	c.must(204, "DELETE", "/Users/"+uid, "")
 	deleted := time.Now()
