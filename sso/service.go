@@ -278,8 +278,12 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
+	// A flow keeps only its newest attempt, so that attempts stay bounded
+	// by the flows: one valid code posted here in a loop would otherwise
+	// grow the map without limit. A browser only ever holds the newest
+	// attempt's cookie anyway.
 	for k, old := range s.attempts {
-		if s.now().After(old.expires) {
+		if s.now().After(old.expires) || old.userCode == a.userCode {
 			delete(s.attempts, k)
 		}
 	}

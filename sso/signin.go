@@ -68,6 +68,11 @@ func (s *Service) match(ctx context.Context, id Identity) (identity.User, error)
 		}
 		found, err = s.opts.Store.ListUsers(ctx, store.UserQuery{Email: value})
 	case config.MatchExternalID:
+		// An empty query selects every user, so an empty value must not
+		// reach it.
+		if value == "" {
+			return identity.User{}, Refuse("attribute_missing", nil, "the identity provider sent no user name, which keygate matches against people's externalId")
+		}
 		found, err = s.opts.Store.ListUsers(ctx, store.UserQuery{ExternalID: value})
 	default:
 		var u identity.User
