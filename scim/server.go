@@ -21,7 +21,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -33,6 +32,7 @@ import (
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/internal/guesslimit"
 	"github.com/keygate/keygate/store"
 )
 
@@ -69,7 +69,7 @@ type Server struct {
 	audit   Auditor
 	log     *slog.Logger
 	now     func() time.Time
-	limiter *limiter
+	limiter *guesslimit.Limiter
 	// touched remembers when each token's last use was stored, so that
 	// provisioning ten thousand people does not write ten thousand times.
 	touched sync.Map
@@ -93,7 +93,7 @@ func New(st Store, a Auditor, log *slog.Logger, now func() time.Time) *Server {
 	if now == nil {
 		now = time.Now
 	}
-	return &Server{store: st, audit: a, log: log, now: now, limiter: newLimiter(failBurst, failInterval)}
+	return &Server{store: st, audit: a, log: log, now: now, limiter: guesslimit.New(failBurst, failInterval)}
 }
 
 // Handler serves everything under Prefix.
@@ -165,14 +165,14 @@ func (s *Server) serve(h handler) http.HandlerFunc {
 func (s *Server) authed(h func(w http.ResponseWriter, r *request) error) http.HandlerFunc {
 	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
 		now := s.now()
-		src := sourceOf(r)
-		if ok, wait := s.limiter.allowed(src, now); !ok {
+		src := guesslimit.Source(r)
+		if ok, wait := s.limiter.Allowed(src, now); !ok {
 			w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 			return errorf(http.StatusTooManyRequests, "", "too many failed authentications from %s: wait %s", src, wait.Round(time.Second))
 		}
 		tok, reason := s.authenticate(r, now)
 		if reason != "" {
-			s.limiter.failed(src, now)
+			s.limiter.Failed(src, now)
 			s.audit.Record(audit.Event{Type: "scim.auth.refused", Client: r.RemoteAddr, Reason: reason})
 			s.log.Info("scim authentication refused", "client", r.RemoteAddr, "reason", reason)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="keygate", error="invalid_token"`)
@@ -181,15 +181,6 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *request) error) http.Ha
 		s.touch(r.Context(), tok, now)
 		return h(w, &request{Request: r, token: tok})
 	})
-}
-
-// sourceOf is the address a request came from, without its port.
-func sourceOf(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 // authenticate checks the bearer token; a non-empty reason refuses it. The

@@ -2,6 +2,7 @@ package sso_test
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -262,4 +263,29 @@ func TestOneAttemptPerFlow(t *testing.T) {
 	wantPage(t, e.callback(first, url.Values{"state": {first.Value}, "code": {"c0de"}}), http.StatusForbidden, "Sign-in refused")
 	e.wantRefusals("unknown_request")
 	wantPage(t, e.acs(last, loc.Query().Get("RelayState"), "response"), http.StatusOK, "Signed in as alice")
+}
+
+// TestUserCodeGuessing checks RFC 8628 §5.1's protection: a source that
+// enters many unknown user codes is made to wait, even for a right one,
+// while other sources are not.
+func TestUserCodeGuessing(t *testing.T) {
+	e := aliceEnv(t, nil)
+	dc := e.deviceCode()
+	for i := range 20 {
+		wantPage(t, e.devicePage(fmt.Sprintf("ZZZZ-%04d", i)), http.StatusOK, "unknown or has expired")
+	}
+	wantPage(t, e.devicePage(dc.UserCode), http.StatusOK, "Too many unknown codes", "wait 30s")
+	rec := e.serve(startRequest(dc.UserCode, "saml"))
+	wantPage(t, rec, http.StatusTooManyRequests, "Too many unknown codes")
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	other := startRequest(dc.UserCode, "saml")
+	other.RemoteAddr = "192.0.2.99:4444"
+	if rec := e.serve(other); rec.Code != http.StatusSeeOther {
+		t.Errorf("another source was limited too: %d", rec.Code)
+	}
+	// One more try per interval: the right code gets through again.
+	e.tick(30 * time.Second)
+	wantPage(t, e.devicePage(dc.UserCode), http.StatusOK, dc.UserCode)
 }

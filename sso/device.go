@@ -34,6 +34,9 @@ type flow struct {
 	client     string // what the CLI says it runs on, shown in the browser
 	expires    time.Time
 	lastPoll   time.Time
+	// claimed is set when a browser's sign-in comes back for the flow:
+	// only the first may finish it.
+	claimed bool
 	// Set once the browser side ends:
 	done       bool
 	refusal    *Refusal
@@ -136,9 +139,22 @@ func (f *flows) byUserCode(now time.Time, code string) (*flow, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fl, ok := f.byUser[normalizeUserCode(code)]
-	if !ok || now.After(fl.expires) || fl.done {
+	if !ok || now.After(fl.expires) || fl.done || fl.claimed {
 		return nil, false
 	}
+	return fl, true
+}
+
+// claim takes a pending flow for the browser sign-in that came back for
+// it; a second browser coming back for the same code gets nothing.
+func (f *flows) claim(now time.Time, code string) (*flow, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fl, ok := f.byUser[normalizeUserCode(code)]
+	if !ok || now.After(fl.expires) || fl.done || fl.claimed {
+		return nil, false
+	}
+	fl.claimed = true
 	return fl, true
 }
 

@@ -3,16 +3,20 @@ package sso
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/internal/guesslimit"
 	"github.com/keygate/keygate/store"
 )
 
@@ -81,6 +85,13 @@ const (
 	PathOIDCCallback = "/oidc/callback"
 )
 
+// A source may enter codeGuessBurst unknown user codes, then one per
+// codeGuessInterval: plenty for typos, hopeless for guessing one of 20^8.
+const (
+	codeGuessBurst    = 20
+	codeGuessInterval = 30 * time.Second
+)
+
 // attemptTTL bounds the browser's trip to the identity provider and back.
 const attemptTTL = 10 * time.Minute
 
@@ -102,6 +113,9 @@ type attempt struct {
 type Service struct {
 	opts  Options
 	flows *flows
+	// guesses limits unknown user codes by source: RFC 8628 §5.1 asks
+	// that user codes be protected against guessing.
+	guesses *guesslimit.Limiter
 
 	mu       sync.Mutex
 	attempts map[string]*attempt
@@ -115,7 +129,7 @@ func New(opts Options) *Service {
 	if opts.SessionDuration == 0 {
 		opts.SessionDuration = 8 * time.Hour
 	}
-	return &Service{opts: opts, flows: newFlows(), attempts: map[string]*attempt{}}
+	return &Service{opts: opts, flows: newFlows(), guesses: guesslimit.New(codeGuessBurst, codeGuessInterval), attempts: map[string]*attempt{}}
 }
 
 func (s *Service) now() time.Time { return s.opts.Now() }
@@ -234,14 +248,32 @@ func (s *Service) devicePage(w http.ResponseWriter, r *http.Request) {
 	code := r.URL.Query().Get("user_code")
 	page := devicePageData{UserCode: code, SAML: s.opts.SAML != nil, OIDC: s.opts.OIDC != nil}
 	if code != "" {
-		fl, ok := s.flows.byUserCode(s.now(), code)
-		if !ok {
+		fl, ok, wait := s.lookupUserCode(r, code)
+		switch {
+		case wait > 0:
+			page.Error = fmt.Sprintf("Too many unknown codes from this address: wait %s, then try again.", wait.Round(time.Second))
+		case !ok:
 			page.Error = "That code is unknown or has expired. Run keygate login again and use the code it shows."
-		} else {
+		default:
 			page.UserCode, page.Client, page.Valid = formatUserCode(fl.userCode), fl.client, true
 		}
 	}
 	renderPage(w, http.StatusOK, devicePageTemplate, page)
+}
+
+// lookupUserCode finds the flow of a user code as typed, charging the
+// source for an unknown one; wait is set while the source is over its
+// limit.
+func (s *Service) lookupUserCode(r *http.Request, code string) (fl *flow, ok bool, wait time.Duration) {
+	src, now := guesslimit.Source(r), s.now()
+	if allowed, wait := s.guesses.Allowed(src, now); !allowed {
+		return nil, false, wait
+	}
+	fl, ok = s.flows.byUserCode(now, code)
+	if !ok {
+		s.guesses.Failed(src, now)
+	}
+	return fl, ok, 0
 }
 
 // deviceStart sends the browser to the chosen identity provider. It is a
@@ -253,7 +285,12 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "Sign-in could not start", "Start again from the link keygate login printed.")
 		return
 	}
-	fl, ok := s.flows.byUserCode(s.now(), r.PostForm.Get("user_code"))
+	fl, ok, wait := s.lookupUserCode(r, r.PostForm.Get("user_code"))
+	if wait > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
+		s.message(w, http.StatusTooManyRequests, "Too many unknown codes", fmt.Sprintf("Too many unknown codes from this address: wait %s, then try again.", wait.Round(time.Second)))
+		return
+	}
 	if !ok {
 		s.message(w, http.StatusBadRequest, "Unknown or expired code", "Run keygate login again and use the code it shows.")
 		return
@@ -314,7 +351,7 @@ func (s *Service) sameOrigin(r *http.Request) bool {
 // browser started it.
 func (s *Service) takeAttempt(r *http.Request, state, method string) (*attempt, *Refusal) {
 	c, err := r.Cookie(attemptCookie)
-	if err != nil || state == "" || c.Value != state {
+	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
 		return nil, Refuse("browser_mismatch", nil, "this sign-in was not started in this browser: start again from the link keygate login printed")
 	}
 	s.mu.Lock()
@@ -334,10 +371,10 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, m
 	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
 	var fl *flow
 	if a != nil {
-		fl, _ = s.flows.byUserCode(s.now(), a.userCode)
+		fl, _ = s.flows.claim(s.now(), a.userCode)
 	}
 	if err == nil && fl == nil {
-		err = Refuse("expired", nil, "the code from keygate login expired while you were signing in: run keygate login again")
+		err = Refuse("expired", nil, "the code from keygate login expired while you were signing in (or another browser finished it): run keygate login again")
 	}
 	if err == nil {
 		cred, sess, serr := s.signIn(r.Context(), id, r.RemoteAddr)

@@ -136,8 +136,12 @@ func newEnv(t *testing.T, configure func(*sso.Options)) *env {
 
 func (e *env) tick(d time.Duration) { e.now = e.now.Add(d) }
 
+// serve handles r as coming from clientAddr, unless the test replaced
+// httptest.NewRequest's default address with another.
 func (e *env) serve(r *http.Request) *httptest.ResponseRecorder {
-	r.RemoteAddr = clientAddr
+	if r.RemoteAddr == "192.0.2.1:1234" {
+		r.RemoteAddr = clientAddr
+	}
 	rec := httptest.NewRecorder()
 	e.mux.ServeHTTP(rec, r)
 	return rec
