@@ -40,8 +40,8 @@ func TestACSBindsTheBrowser(t *testing.T) {
 		relay  string
 	}{
 		{"no cookie", nil, relay},
-		{"another browser's cookie", &http.Cookie{Name: cookieName, Value: "x" + c.Value[1:]}, relay},
-		{"relay state of another attempt", c, "x" + relay[1:]},
+		{"another browser's cookie", &http.Cookie{Name: cookieName, Value: otherFirst(c.Value)}, relay},
+		{"relay state of another attempt", c, otherFirst(relay)},
 		{"cookie without relay state", c, "   "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -160,7 +160,7 @@ func TestOIDCCallback(t *testing.T) {
 	state := loc.Query().Get("state")
 
 	wantPage(t, e.callback(nil, url.Values{"state": {state}, "code": {"c0de"}}), http.StatusForbidden, "not started in this browser")
-	wantPage(t, e.callback(c, url.Values{"state": {"x" + state[1:]}, "code": {"c0de"}}), http.StatusForbidden, "not started in this browser")
+	wantPage(t, e.callback(c, url.Values{"state": {otherFirst(state)}, "code": {"c0de"}}), http.StatusForbidden, "not started in this browser")
 	if len(e.oidc.exchanges) != 0 {
 		t.Fatal("a code was redeemed for the wrong browser")
 	}
@@ -288,4 +288,12 @@ func TestUserCodeGuessing(t *testing.T) {
 	// One more try per interval: the right code gets through again.
 	e.tick(30 * time.Second)
 	wantPage(t, e.devicePage(dc.UserCode), http.StatusOK, dc.UserCode)
+}
+
+// otherFirst changes s's first character, whatever it is.
+func otherFirst(s string) string {
+	if s[0] == 'x' {
+		return "y" + s[1:]
+	}
+	return "x" + s[1:]
 }
