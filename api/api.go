@@ -66,6 +66,13 @@ type Server struct {
 	// SignIn adds the sign-in routes: device authorization for the CLI,
 	// the browser pages and the identity providers' callbacks.
 	SignIn Routes
+	// Reloader applies the config file again on POST /v1/admin/reload.
+	Reloader Reloader
+}
+
+// Reloader re-reads the config and applies its access rules.
+type Reloader interface {
+	Reload(ctx context.Context) (ReloadResult, error)
 }
 
 // Routes is a part of the API that registers its own routes.
@@ -104,6 +111,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/admin/sessions", s.admin(s.listSessions))
 	mux.HandleFunc("DELETE /v1/admin/sessions/{id}", s.admin(s.revokeSession))
 	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
+	mux.HandleFunc("POST /v1/admin/reload", s.admin(s.reload))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
 	mux.HandleFunc("POST /v1/admin/scim-tokens", s.admin(s.createProvisioningToken))
@@ -614,4 +622,20 @@ func (s *Server) revokeProvisioningToken(w http.ResponseWriter, r *http.Request)
 	}
 	s.adminEvent(r, "scim-token.revoke", "", map[string]any{"token": name})
 	return writeJSON(w, http.StatusOK, map[string]string{"revoked": name})
+}
+
+// reload applies the config file again. A config that does not load is
+// the caller's to fix: its error, with the file and line, is shown.
+func (s *Server) reload(w http.ResponseWriter, r *http.Request) error {
+	if s.Reloader == nil {
+		return errorf(http.StatusNotImplemented, "this server cannot reload its config")
+	}
+	res, err := s.Reloader.Reload(r.Context())
+	if err != nil {
+		return errorf(http.StatusUnprocessableEntity, "config not reloaded; the running access rules stay: %v", err)
+	}
+	if res.RestartNeeded == nil {
+		res.RestartNeeded = []string{}
+	}
+	return writeJSON(w, http.StatusOK, res)
 }

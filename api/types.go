@@ -157,3 +157,15 @@ type WhoAmI struct {
 	MFA       bool              `json:"mfa"`
 	Method    string            `json:"method"`
 }
+
+// ReloadResult says what a config reload applied.
+type ReloadResult struct {
+	Path           string `json:"path"`
+	PermissionSets int    `json:"permission_sets"`
+	Assignments    int    `json:"assignments"`
+	Databases      int    `json:"databases"`
+	// SessionsEnded is how many live sessions the new rules ended.
+	SessionsEnded int `json:"sessions_ended"`
+	// RestartNeeded names changed settings that apply only on restart.
+	RestartNeeded []string `json:"restart_needed"`
+}

@@ -39,6 +39,8 @@ const (
 	SignInRefused  = "signin.refused"  // a sign-in was refused (reason; detail: code, method)
 	SignOut        = "signout"         // a sign-in session was revoked
 	SSOWarning     = "sso.warning"     // identity provider metadata is stale or a certificate expires soon
+	ConfigReload   = "config.reload"   // the config was read again and its access rules applied (detail: counts, restart_needed)
+	ConfigRefused  = "config.refused"  // a config reload was refused; the running rules stay (reason)
 )
 
 // MaxQueryLen bounds the statement text kept per event.

@@ -280,3 +280,11 @@ func (c *Client) RevokeSession(ctx context.Context, id string) (api.Session, err
 	err := c.do(ctx, http.MethodDelete, "/v1/admin/sessions/"+url.PathEscape(id), nil, nil, &out)
 	return out, err
 }
+
+// Reload makes the server read its config again and apply its access
+// rules.
+func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
+	var out api.ReloadResult
+	err := c.do(ctx, http.MethodPost, "/v1/admin/reload", nil, nil, &out)
+	return out, err
+}

@@ -158,6 +158,36 @@ func Load(path string) (*Config, error) {
 	return Parse(abs, raw)
 }
 
+// LoadLocation reads only where the server is and keeps its state
+// (data_dir, listen, public_hostnames) from the config at path. Commands
+// that talk to a running server need no more, and so keep working while
+// the rest of the file is being edited: keygate admin reload can then
+// report the edit's mistakes as the server sees them.
+func LoadLocation(path string) (*Config, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	var loc struct {
+		DataDir         string   `yaml:"data_dir"`
+		PublicHostnames []string `yaml:"public_hostnames"`
+		Listen          Listen   `yaml:"listen"`
+	}
+	if err := yaml.Unmarshal(raw, &loc); err != nil {
+		return nil, fmt.Errorf("%s: %s", abs, yamlErrorText(err))
+	}
+	if loc.DataDir == "" {
+		return nil, fmt.Errorf("%s: data_dir is required: the directory where keygate keeps its state, CA and keys", abs)
+	}
+	c := &Config{path: abs, DataDir: loc.DataDir, PublicHostnames: loc.PublicHostnames, Listen: loc.Listen}
+	c.applyDefaults()
+	return c, nil
+}
+
 // Parse reads a config from raw. path names the file in error messages and
 // anchors relative paths.
 func Parse(path string, raw []byte) (*Config, error) {

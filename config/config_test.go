@@ -616,3 +616,34 @@ func TestPolicy(t *testing.T) {
 		}
 	}
 }
+
+// LoadLocation reads where the server is from a file whose access rules
+// do not validate, so that admin commands work while it is being edited.
+func TestLoadLocation(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keygate.yaml")
+	write := func(s string) {
+		if err := os.WriteFile(path, []byte(s), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("data_dir: ./data\nlisten:\n  api: 0.0.0.0:9443\npublic_hostnames: [kg.example.com]\nassignments:\n  - group: analysts\n    permission_set: missing\n")
+	if _, err := Load(path); err == nil {
+		t.Fatal("Load accepted an assignment to an undefined permission set")
+	}
+	c, err := LoadLocation(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.APIURL() != "https://kg.example.com:9443" || c.DataPath("x") != filepath.Join(dir, "data", "x") {
+		t.Errorf("APIURL %s, DataPath %s", c.APIURL(), c.DataPath("x"))
+	}
+	write("listen: {api: 127.0.0.1:1}\n")
+	if _, err := LoadLocation(path); err == nil || !strings.Contains(err.Error(), "data_dir is required") {
+		t.Errorf("without data_dir: %v", err)
+	}
+	write("data_dir: [\n")
+	if _, err := LoadLocation(path); err == nil || !strings.Contains(err.Error(), path) {
+		t.Errorf("broken YAML: %v", err)
+	}
+}

@@ -360,11 +360,15 @@ func affects(c store.Change, s *Session) bool {
 	return true
 }
 
-// Recheck re-decides every live session, for a policy reload.
-func (g *Gateway) Recheck(ctx context.Context) {
+// Recheck re-decides every live session, for a policy reload, and says
+// how many it ended.
+func (g *Gateway) Recheck(ctx context.Context) (ended int) {
 	for _, s := range g.Sessions() {
-		g.recheck(ctx, s)
+		if g.recheck(ctx, s) != nil {
+			ended++
+		}
 	}
+	return ended
 }
 
 // recheck ends s if it is no longer allowed. An error from the authorizer

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,6 +60,10 @@ type Server struct {
 	pgLn      net.Listener
 	pgEngine  *pgwire.Server
 	saml      *saml.Provider // nil unless sso.saml is configured
+	authz     *authz.Authz
+
+	// reloadMu serialises reloads, from SIGHUP and the API alike.
+	reloadMu sync.Mutex
 
 	// events is the audit log as every part records to it: counted by
 	// type for the metrics.
@@ -118,6 +123,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 	az := authz.New(s.store, policy, accessDatabases(cfg.Databases), now)
+	s.authz = az
 
 	pgUpstreams := map[string]pgwire.Upstream{}
 	logins := postgres.NewLogins()
@@ -147,7 +153,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		s.metrics.MustRegister(metrics.NewSAMLCollector(s.saml))
 	}
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.events, log, now).Handler(), SignIn: signIn}
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.events, log, now).Handler(), SignIn: signIn, Reloader: s}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -189,7 +190,7 @@ last line of stdout, shown this once. The person uses it as KEYGATE_SESSION:
 	create.Flags().StringVar(&ttl, "ttl", "8h", "how long the session lasts (at most 7d)")
 	session.AddCommand(create, newSessionListCmd(g), newSessionRevokeCmd(g))
 
-	cmd.AddCommand(group, user, session, newSCIMTokenCmd(g))
+	cmd.AddCommand(group, user, session, newSCIMTokenCmd(g), newReloadCmd(g))
 	return cmd
 }
 
@@ -355,6 +356,37 @@ admin user disable NAME, or deactivate them in the identity provider).`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "revoked session %s of %s\n", s.ID, printable(s.User))
+			return nil
+		},
+	}
+}
+
+func newReloadCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload --config FILE",
+		Short: "Make the server read its config again and apply its access rules now",
+		Long: `Make the running server read its config file again, as SIGHUP does, and
+apply permission sets, assignments, database tags and removed databases at
+once. Live sessions are decided again; those whose access is gone end, and
+their number is printed. A config with errors is refused with its file and
+line, and the running rules stay. Settings that need a restart (listeners,
+data_dir, sso, a database's address, a new database) are named.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			res, err := c.Reload(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "reloaded %s: %d permission sets, %d assignments, %d databases; %d live sessions ended\n",
+				res.Path, res.PermissionSets, res.Assignments, res.Databases, res.SessionsEnded)
+			if len(res.RestartNeeded) > 0 {
+				fmt.Fprintf(out, "changed but applied only on restart: %s\n", strings.Join(res.RestartNeeded, ", "))
+			}
 			return nil
 		},
 	}

@@ -24,10 +24,16 @@ type globals struct {
 }
 
 func (g *globals) loadConfig() (*config.Config, error) {
+	return g.readConfig(config.Load)
+}
+
+// readConfig reads the --config file with load: config.Load for the whole
+// of it, config.LoadLocation for where the server is.
+func (g *globals) readConfig(load func(string) (*config.Config, error)) (*config.Config, error) {
 	if g.configPath == "" {
 		return nil, usageError{errors.New("no config: pass --config FILE (the server's keygate.yaml) or set KEYGATE_CONFIG")}
 	}
-	return config.Load(g.configPath)
+	return load(g.configPath)
 }
 
 // addEndpointFlags adds --server and --ca to commands that talk to the
@@ -42,7 +48,7 @@ func (g *globals) addEndpointFlags(cmd *cobra.Command) {
 func (g *globals) endpoint() (serverURL, caFile string, err error) {
 	var cfg *config.Config
 	if (g.server == "" || g.ca == "") && g.configPath != "" {
-		if cfg, err = config.Load(g.configPath); err != nil {
+		if cfg, err = config.LoadLocation(g.configPath); err != nil {
 			return "", "", err
 		}
 	}
@@ -182,15 +188,17 @@ func (g *globals) endpointFrom(cfg *config.Config) (serverURL, caFile string) {
 
 // serverURL is the API URL as the config gives it, for messages.
 func (g *globals) serverURL() string {
-	if cfg, err := g.loadConfig(); err == nil {
+	if cfg, err := g.readConfig(config.LoadLocation); err == nil {
 		return cfg.APIURL()
 	}
 	return g.server
 }
 
-// adminClient is a client with the admin credential from data_dir.
+// adminClient is a client with the admin credential from data_dir. It
+// reads only the config's location keys, so that admin commands work
+// while the rest of the file is mid-edit.
 func (g *globals) adminClient() (*client.Client, error) {
-	cfg, err := g.loadConfig()
+	cfg, err := g.readConfig(config.LoadLocation)
 	if err != nil {
 		return nil, err
 	}

@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -20,6 +22,12 @@ func newServerCmd(g *globals) *cobra.Command {
 		Short: "Run the keygate server: the HTTPS API and the PostgreSQL gateway",
 		Long: `Run the keygate server until SIGTERM or SIGINT, then drain: stop accepting,
 let live sessions finish for shutdown_grace (default 30s), end the rest.
+
+SIGHUP (or keygate admin reload) reads the config file again and applies
+its access rules at once: permission sets, assignments, database tags and
+removed databases. Live sessions are decided again; those whose access is
+gone end. A config with errors changes nothing. Other settings take a
+restart; the log names them.
 
 On first start it creates data_dir with the state database, an internal CA
 and gateway certificate for public_hostnames, the token signing key, and the
@@ -37,6 +45,15 @@ its password_env names.`,
 			if err != nil {
 				return err
 			}
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for range hup {
+					// Reload logs and audits its outcome itself.
+					srv.Reload(cmd.Context())
+				}
+			}()
 			return srv.Run(cmd.Context())
 		},
 	}

@@ -1,0 +1,96 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"slices"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/api"
+	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/config"
+)
+
+// Reload reads the config file again and applies its access rules while
+// the server runs: permission sets, assignments and database tags, and
+// the removal of a database. Every live session is then decided again, so
+// one whose access is gone ends at once. What needs a restart to change
+// (listeners, data_dir, sign-in, a database's address or a new database)
+// is named in the result and left as it runs. A config that does not
+// load changes nothing.
+func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
+	s.reloadMu.Lock()
+	defer s.reloadMu.Unlock()
+	refuse := func(err error) (api.ReloadResult, error) {
+		s.events.Record(audit.Event{Type: audit.ConfigRefused, Actor: "config", Reason: err.Error()})
+		s.log.Error("config reload refused; the running access rules stay", "path", s.cfg.Path(), "err", err)
+		return api.ReloadResult{}, err
+	}
+	next, err := config.Load(s.cfg.Path())
+	if err != nil {
+		return refuse(err)
+	}
+	policy, err := next.Policy()
+	if err != nil {
+		return refuse(fmt.Errorf("%s: %w", next.Path(), err))
+	}
+	dbs, restart := reloadedDatabases(s.cfg, next)
+	restart = append(restart, needsRestart(s.cfg, next)...)
+	s.authz.SetPolicy(policy, dbs)
+	ended := s.gw.Recheck(ctx)
+	res := api.ReloadResult{Path: next.Path(), PermissionSets: len(next.PermissionSets), Assignments: len(next.Assignments),
+		Databases: len(dbs), SessionsEnded: ended, RestartNeeded: restart}
+	s.events.Record(audit.Event{Type: audit.ConfigReload, Actor: "config", Detail: map[string]any{
+		"permission_sets": res.PermissionSets, "assignments": res.Assignments, "databases": res.Databases,
+		"sessions_ended": res.SessionsEnded, "restart_needed": restart}})
+	s.log.Info("config reloaded", "path", res.Path, "permission_sets", res.PermissionSets, "assignments", res.Assignments,
+		"sessions_ended", res.SessionsEnded, "restart_needed", restart)
+	return res, nil
+}
+
+// reloadedDatabases is the databases decisions know after a reload: those
+// the server serves that the new config still has, with the new config's
+// tags. A database the new config adds has no upstream yet, and one whose
+// connection settings changed keeps the old ones, until a restart.
+func reloadedDatabases(running, next *config.Config) ([]access.Database, []string) {
+	var out []access.Database
+	var restart []string
+	for _, d := range running.Databases {
+		n, ok := next.FindDatabase(d.Name)
+		if !ok {
+			continue
+		}
+		out = append(out, n.AccessDatabase())
+		d.Tags, n.Tags = nil, nil
+		if !reflect.DeepEqual(d, n) {
+			restart = append(restart, "databases."+d.Name)
+		}
+	}
+	for _, n := range next.Databases {
+		if _, ok := running.FindDatabase(n.Name); !ok {
+			restart = append(restart, "databases."+n.Name+" (new)")
+		}
+	}
+	return out, restart
+}
+
+// needsRestart names the top-level settings that differ between the
+// running config and the new one and only take effect on restart.
+func needsRestart(running, next *config.Config) []string {
+	var out []string
+	for key, same := range map[string]bool{
+		"data_dir":         running.DataDir == next.DataDir,
+		"public_hostnames": slices.Equal(running.PublicHostnames, next.PublicHostnames),
+		"listen":           running.Listen == next.Listen,
+		"log":              running.Log == next.Log,
+		"sso":              reflect.DeepEqual(running.SSO, next.SSO),
+		"shutdown_grace":   running.ShutdownGrace == next.ShutdownGrace,
+	} {
+		if !same {
+			out = append(out, key)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
