@@ -35,6 +35,7 @@ import (
 type Authorizer interface {
 	Authorize(ctx context.Context, r authz.Request) (access.Decision, error)
 	LeastLevel(ctx context.Context, user, database, signIn string) (access.Level, bool, error)
+	Principal(ctx context.Context, signIn identity.Session) (identity.Principal, error)
 }
 
 // Minter signs database tokens.
@@ -91,6 +92,8 @@ func (s *Server) Handler() http.Handler {
 		w.Write(s.CAPEM)
 	})
 	mux.HandleFunc("POST /v1/tokens", s.withSession(s.createToken))
+	mux.HandleFunc("GET /v1/whoami", s.withSession(s.whoami))
+	mux.HandleFunc("POST /v1/logout", s.withSession(s.logout))
 
 	mux.HandleFunc("POST /v1/admin/groups", s.admin(s.createGroup))
 	mux.HandleFunc("PUT /v1/admin/groups/{group}/members/{user}", s.admin(s.addMember))
@@ -98,6 +101,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/admin/users", s.admin(s.createUser))
 	mux.HandleFunc("POST /v1/admin/users/{user}/disable", s.admin(s.disableUser))
 	mux.HandleFunc("POST /v1/admin/sessions", s.admin(s.createSession))
+	mux.HandleFunc("GET /v1/admin/sessions", s.admin(s.listSessions))
+	mux.HandleFunc("DELETE /v1/admin/sessions/{id}", s.admin(s.revokeSession))
 	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
@@ -195,18 +200,18 @@ func (s *Server) withSession(h handler) http.HandlerFunc {
 	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
 		cred := bearer(r)
 		if cred == "" {
-			return unauthorized(w, "no session: set KEYGATE_SESSION to your session credential")
+			return unauthorized(w, "no session: sign in with `keygate login` (automation may set KEYGATE_SESSION)")
 		}
 		hash := credential.Hash(cred)
 		sess, err := s.Store.GetSessionByHash(r.Context(), hash[:])
 		if errors.Is(err, store.ErrNotFound) {
-			return unauthorized(w, "unknown session credential: check KEYGATE_SESSION, or sign in again")
+			return unauthorized(w, "unknown session credential: sign in again with `keygate login` (or check KEYGATE_SESSION)")
 		}
 		if err != nil {
 			return err
 		}
 		if !sess.ValidAt(s.Now()) {
-			return unauthorized(w, "your session has expired or was revoked: sign in again")
+			return unauthorized(w, "your session has expired or was revoked: sign in again with `keygate login`")
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
 	})

@@ -129,3 +129,31 @@ type GroupHistory struct {
 	At          *time.Time   `json:"at,omitempty"`
 	Memberships []Membership `json:"memberships"`
 }
+
+// Session describes a sign-in session; never its credential.
+type Session struct {
+	ID string `json:"id"`
+	// User is who signed in; Source is how: saml, oidc or admin.
+	User     string     `json:"user"`
+	Source   string     `json:"source"`
+	MFA      bool       `json:"mfa"`
+	Created  time.Time  `json:"created"`
+	Expires  time.Time  `json:"expires_at"`
+	Revoked  *time.Time `json:"revoked_at,omitempty"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
+	// Status is active, expired or revoked.
+	Status string `json:"status"`
+}
+
+// WhoAmI is the signed-in person as access decisions see them through
+// the session, like aws sts get-caller-identity: provisioned groups and
+// tags merged with what the identity provider asserted at sign-in.
+type WhoAmI struct {
+	User      string            `json:"user"`
+	Groups    []string          `json:"groups"`
+	Tags      map[string]string `json:"tags"`
+	SessionID string            `json:"session_id"`
+	ExpiresAt time.Time         `json:"expires_at"`
+	MFA       bool              `json:"mfa"`
+	Method    string            `json:"method"`
+}

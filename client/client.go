@@ -246,3 +246,37 @@ func (c *Client) GroupHistory(ctx context.Context, group string, at time.Time) (
 	err := c.do(ctx, http.MethodGet, "/v1/admin/groups/"+url.PathEscape(group)+"/history", q, nil, &out)
 	return out, err
 }
+
+// WhoAmI describes the caller's session and the person behind it.
+func (c *Client) WhoAmI(ctx context.Context) (api.WhoAmI, error) {
+	var out api.WhoAmI
+	err := c.do(ctx, http.MethodGet, "/v1/whoami", nil, nil, &out)
+	return out, err
+}
+
+// Logout revokes the caller's session.
+func (c *Client) Logout(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/logout", nil, nil, nil)
+}
+
+// ListSessions lists sign-in sessions: of user when not empty, and the
+// ended ones too when all is set.
+func (c *Client) ListSessions(ctx context.Context, user string, all bool) ([]api.Session, error) {
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	if all {
+		q.Set("all", "true")
+	}
+	var out []api.Session
+	err := c.do(ctx, http.MethodGet, "/v1/admin/sessions", q, nil, &out)
+	return out, err
+}
+
+// RevokeSession revokes the sign-in session id.
+func (c *Client) RevokeSession(ctx context.Context, id string) (api.Session, error) {
+	var out api.Session
+	err := c.do(ctx, http.MethodDelete, "/v1/admin/sessions/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}

@@ -48,6 +48,12 @@ type Config struct {
 type Listen struct {
 	API      string `yaml:"api"`
 	Postgres string `yaml:"postgres"`
+	// Metrics is where Prometheus scrapes GET /metrics, over plain HTTP and
+	// without authentication; empty (the default) serves no metrics. It is
+	// a listener of its own so that a scraper needs neither keygate's CA
+	// nor the admin credential, and so that it can be bound to an address
+	// only the monitoring network reaches.
+	Metrics string `yaml:"metrics"`
 }
 
 // Log configures the server's own log.
@@ -286,7 +292,11 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		add(c.errorAt("data_dir", "data_dir is required: the directory where keygate keeps its state, CA and keys"))
 	}
-	for key, addr := range map[string]string{"listen.api": c.Listen.API, "listen.postgres": c.Listen.Postgres} {
+	listeners := map[string]string{"listen.api": c.Listen.API, "listen.postgres": c.Listen.Postgres}
+	if c.Listen.Metrics != "" {
+		listeners["listen.metrics"] = c.Listen.Metrics
+	}
+	for key, addr := range listeners {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			add(c.errorAt(key, "%s %q is not host:port", key, addr))
 		}

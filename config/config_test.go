@@ -22,6 +22,7 @@ public_hostnames: [db.example.com, 10.0.0.5]
 listen:
   api: 0.0.0.0:8443
   postgres: 0.0.0.0:5433
+  metrics: 127.0.0.1:9090
 log:
   level: debug
   format: json
@@ -98,7 +99,7 @@ func TestExampleParses(t *testing.T) {
 	if want := []string{"db.example.com", "10.0.0.5"}; !reflect.DeepEqual(c.PublicHostnames, want) {
 		t.Errorf("PublicHostnames = %q, want %q", c.PublicHostnames, want)
 	}
-	if c.Listen != (Listen{API: "0.0.0.0:8443", Postgres: "0.0.0.0:5433"}) {
+	if c.Listen != (Listen{API: "0.0.0.0:8443", Postgres: "0.0.0.0:5433", Metrics: "127.0.0.1:9090"}) {
 		t.Errorf("Listen = %+v", c.Listen)
 	}
 	if c.Log != (Log{Level: "debug", Format: "json"}) {
@@ -208,6 +209,9 @@ permission_sets:
 	if c.Listen.API != DefaultAPIListen || c.Listen.Postgres != DefaultPostgresListen {
 		t.Errorf("Listen = %+v, want defaults %s / %s", c.Listen, DefaultAPIListen, DefaultPostgresListen)
 	}
+	if c.Listen.Metrics != "" {
+		t.Errorf("Listen.Metrics = %q, want empty: metrics are off unless configured", c.Listen.Metrics)
+	}
 	if want := []string{"localhost", "127.0.0.1"}; !reflect.DeepEqual(c.PublicHostnames, want) {
 		t.Errorf("PublicHostnames = %q, want %q", c.PublicHostnames, want)
 	}
@@ -243,6 +247,7 @@ func TestUnknownKeyNamesItsLine(t *testing.T) {
 	}{
 		{"top level", "data_dir: x\ndatadir: y\n", []string{`line 2: unknown key "datadir"`}},
 		{"nested in listen", "data_dir: x\nlisten:\n  api: 127.0.0.1:1\n  postgress: 127.0.0.1:2\n", []string{`line 4: unknown key "postgress"`}},
+		{"metrics misspelt", "data_dir: x\nlisten:\n  metric: 127.0.0.1:9090\n", []string{`line 3: unknown key "metric"`}},
 		{"in a database", minimal + "databases:\n  - name: orders\n    adress: pg:5432\n", []string{`line 4: unknown key "adress"`}},
 		{"in admin", minimal + "databases:\n  - name: orders\n    address: pg:5432\n    admin:\n      user: a\n      password: hunter2\n", []string{`line 7: unknown key "password"`}},
 		{"in a permission set", minimal + "permission_sets:\n  - name: ro\n    acces: ro\n", []string{`line 4: unknown key "acces"`}},
@@ -383,6 +388,11 @@ func TestValidationErrorsCarryFileAndLine(t *testing.T) {
 			name: "listen address without port",
 			old:  "api: 0.0.0.0:8443", new: "api: 0.0.0.0", atLine: "api: 0.0.0.0",
 			message: `listen.api "0.0.0.0" is not host:port`,
+		},
+		{
+			name: "metrics listen address without port",
+			old:  "metrics: 127.0.0.1:9090", new: "metrics: 127.0.0.1", atLine: "metrics: 127.0.0.1",
+			message: `listen.metrics "127.0.0.1" is not host:port`,
 		},
 		{
 			name: "assignment without databases",

@@ -314,6 +314,14 @@ func (g *Gateway) Sessions() []*Session {
 	return out
 }
 
+// SessionCount is the number of live sessions; unlike Sessions it
+// allocates nothing, so it can be read on every metrics scrape.
+func (g *Gateway) SessionCount() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
+}
+
 // DefaultRecheckInterval is how often every live session is decided again
 // even without a change: it catches a re-check that failed (the store was
 // unreachable when a change arrived) and anything changed outside the feed.

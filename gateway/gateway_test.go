@@ -233,6 +233,23 @@ func TestRegisterRechecks(t *testing.T) {
 	}
 }
 
+// SessionCount follows the registry, which the metrics scrape reads.
+func TestSessionCount(t *testing.T) {
+	f := newFixture(t)
+	if n := f.gw.SessionCount(); n != 0 {
+		t.Fatalf("SessionCount = %d before any session", n)
+	}
+	alice, _ := f.session(t, "alice")
+	f.session(t, "bob")
+	if n := f.gw.SessionCount(); n != 2 {
+		t.Fatalf("SessionCount = %d with two sessions", n)
+	}
+	f.gw.Unregister(alice, "client closed")
+	if n := f.gw.SessionCount(); n != 1 || len(f.gw.Sessions()) != 1 {
+		t.Fatalf("SessionCount = %d after one of two ended", n)
+	}
+}
+
 func TestCancelMatchesKey(t *testing.T) {
 	f := newFixture(t)
 	s, _ := f.session(t, "alice")

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/api"
 	"github.com/keygate/keygate/audit"
@@ -26,6 +28,7 @@ import (
 	"github.com/keygate/keygate/gateway"
 	"github.com/keygate/keygate/gateway/pgwire"
 	"github.com/keygate/keygate/internal/atomicfile"
+	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/scim"
 	"github.com/keygate/keygate/sso/saml"
@@ -56,6 +59,13 @@ type Server struct {
 	pgLn      net.Listener
 	pgEngine  *pgwire.Server
 	saml      *saml.Provider // nil unless sso.saml is configured
+
+	// events is the audit log as every part records to it: counted by
+	// type for the metrics.
+	events      *metrics.AuditCounter
+	metrics     *prometheus.Registry
+	metricsLn   net.Listener // nil unless listen.metrics is set
+	metricsHTTP *http.Server
 }
 
 // New opens the state in data_dir (creating it on first start), binds the
@@ -79,6 +89,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	if s.audit, err = audit.Open(ctx, s.store, log, now); err != nil {
 		return nil, err
 	}
+	s.events = metrics.NewAuditCounter(s.audit)
+	s.metrics = metrics.NewRegistry()
+	s.metrics.MustRegister(s.events)
 	if s.ca, err = pki.Open(dataDir, cfg.PublicHostnames, now()); err != nil {
 		return nil, err
 	}
@@ -122,15 +135,19 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		pgUpstreams[d.Name] = u
 	}
 
-	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.audit, log, now)
+	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
+	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount))
 	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams}
 
 	signIn, err := s.buildSSO(ctx, now)
 	if err != nil {
 		return nil, err
 	}
-	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.audit, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.audit, log, now).Handler(), SignIn: signIn}
+	if s.saml != nil {
+		s.metrics.MustRegister(metrics.NewSAMLCollector(s.saml))
+	}
+	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.events, log, now).Handler(), SignIn: signIn}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -140,6 +157,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	}
 	if s.pgLn, err = listen("listen.postgres", cfg.Listen.Postgres); err != nil {
 		return nil, err
+	}
+	if cfg.Listen.Metrics != "" {
+		if s.metricsLn, err = listen("listen.metrics", cfg.Listen.Metrics); err != nil {
+			return nil, err
+		}
+		s.metricsHTTP = &http.Server{Handler: metrics.Handler(s.metrics, log),
+			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
 	return s, nil
 }
@@ -191,6 +216,15 @@ func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
 // PostgresAddr is the address the PostgreSQL gateway listens on.
 func (s *Server) PostgresAddr() string { return s.pgLn.Addr().String() }
 
+// MetricsAddr is the address metrics are served on, or "" when
+// listen.metrics is not set.
+func (s *Server) MetricsAddr() string {
+	if s.metricsLn == nil {
+		return ""
+	}
+	return s.metricsLn.Addr().String()
+}
+
 // CAFile is the path of the CA bundle.
 func (s *Server) CAFile() string { return s.cfg.DataPath(pki.CAFile) }
 
@@ -219,7 +253,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go s.saml.Run(ctx)
 	}
 
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		if err := s.http.ServeTLS(s.apiLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)
@@ -230,7 +264,18 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("postgres gateway: %w", err)
 		}
 	}()
-	s.log.Info("keygate is ready", "api", "https://"+s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir))
+	if s.metricsHTTP != nil {
+		go func() {
+			if err := s.metricsHTTP.Serve(s.metricsLn); !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("metrics: %w", err)
+			}
+		}()
+	}
+	ready := []any{"api", "https://" + s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir)}
+	if s.metricsLn != nil {
+		ready = append(ready, "metrics", "http://"+s.MetricsAddr()+metrics.Path)
+	}
+	s.log.Info("keygate is ready", ready...)
 
 	var runErr error
 	select {
@@ -244,6 +289,10 @@ func (s *Server) Run(ctx context.Context) error {
 	defer cancel()
 	s.http.Shutdown(shutdownCtx)
 	s.gw.Drain(shutdownCtx)
+	if s.metricsHTTP != nil {
+		// Last, so that scrapes during the drain see sessions end.
+		s.metricsHTTP.Shutdown(shutdownCtx)
+	}
 	stopWatch()
 	<-watchDone
 	s.log.Info("stopped")
@@ -276,7 +325,7 @@ func (s *Server) maintain(ctx context.Context) {
 
 // close releases everything New opened, in reverse order.
 func (s *Server) close() {
-	for _, ln := range []net.Listener{s.apiLn, s.pgLn} {
+	for _, ln := range []net.Listener{s.apiLn, s.pgLn, s.metricsLn} {
 		if ln != nil {
 			ln.Close()
 		}

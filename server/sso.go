@@ -23,7 +23,7 @@ const SAMLKeyFile = "saml-sp.pem"
 func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Service, error) {
 	c := s.cfg.SSO
 	base := s.cfg.APIURL()
-	opts := sso.Options{Store: s.store, Audit: s.audit, Log: s.log, Now: now, BaseURL: base,
+	opts := sso.Options{Store: s.store, Audit: s.events, Log: s.log, Now: now, BaseURL: base,
 		SessionDuration: time.Duration(c.SessionDuration), MatchBy: c.MatchBy, JITUsers: c.JITUsers}
 	if m := c.SAML; m != nil {
 		key, cert, err := saml.LoadOrCreateKey(s.cfg.DataPath(SAMLKeyFile), m.EntityID, now())
@@ -69,5 +69,5 @@ func (s *Server) ssoWarning(kind, message string, detail map[string]any) {
 	for k, v := range detail {
 		d[k] = v
 	}
-	s.audit.Record(audit.Event{Type: audit.SSOWarning, Actor: "sso:saml", Reason: message, Detail: d})
+	s.events.Record(audit.Event{Type: audit.SSOWarning, Actor: "sso:saml", Reason: message, Detail: d})
 }

@@ -187,7 +187,7 @@ last line of stdout, shown this once. The person uses it as KEYGATE_SESSION:
 		},
 	}
 	create.Flags().StringVar(&ttl, "ttl", "8h", "how long the session lasts (at most 7d)")
-	session.AddCommand(create)
+	session.AddCommand(create, newSessionListCmd(g), newSessionRevokeCmd(g))
 
 	cmd.AddCommand(group, user, session, newSCIMTokenCmd(g))
 	return cmd
@@ -300,5 +300,62 @@ func exactArgs(n int, names string) cobra.PositionalArgs {
 			return usageError{fmt.Errorf("%s needs %s (got %d arguments); see --help", cmd.CommandPath(), names, len(args))}
 		}
 		return nil
+	}
+}
+
+func newSessionListCmd(g *globals) *cobra.Command {
+	var user string
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "list [--user NAME] [--all]",
+		Short: "List sign-in sessions: who, how they signed in, MFA, expiry",
+		Long: `List sign-in sessions (from keygate login, or admin session create), active
+ones only unless --all. SOURCE is how the person signed in: saml, oidc or
+admin. Revoke one with keygate admin session revoke ID.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			sessions, err := c.ListSessions(cmd.Context(), user, all)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tUSER\tSOURCE\tMFA\tCREATED\tEXPIRES\tSTATUS")
+			for _, s := range sessions {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, printable(s.User), printable(s.Source), yesNo(s.MFA),
+					s.Created.Local().Format(time.DateTime), s.Expires.Local().Format(time.DateTime), s.Status)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVar(&user, "user", "", "only this person's sessions")
+	cmd.Flags().BoolVar(&all, "all", false, "include expired and revoked sessions")
+	return cmd
+}
+
+func newSessionRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke a sign-in session: its tokens stop working and its gateway sessions end",
+		Long: `Revoke a sign-in session. Database tokens it issued are refused from now on,
+and gateway sessions opened with them end within a second. The person keeps
+their other sessions; to cut off a person entirely, disable them (keygate
+admin user disable NAME, or deactivate them in the identity provider).`,
+		Args: exactArgs(1, "ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			s, err := c.RevokeSession(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "revoked session %s of %s\n", s.ID, printable(s.User))
+			return nil
+		},
 	}
 }

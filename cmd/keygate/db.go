@@ -1,20 +1,16 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
-
-	"github.com/keygate/keygate/client"
 )
 
 func newDBCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "db", Short: "Database access"}
 	var level string
 	tok := &cobra.Command{
-		Use:   "token DB [--access ro|rw|admin]",
+		Use:   "token [DB] [--access ro|rw|admin]",
 		Short: "Print a short-lived token to use as the database password",
 		Long: `Print a database token, and nothing else, on stdout. Use it as the password
 when connecting to the keygate gateway, as with aws rds generate-db-auth-token:
@@ -24,25 +20,33 @@ when connecting to the keygate gateway, as with aws rds generate-db-auth-token:
 
 The token is bound to you, the database and the access level, and lives 15
 minutes unless the permission set says otherwise. Without --access you get
-the least privilege you hold on the database.
+the profile's access, or else the least privilege you hold on the database.
+Without DB you get the profile's database.
 
-The session comes from KEYGATE_SESSION; the server from --server or
-KEYGATE_SERVER; the CA from --ca or KEYGATE_CA (or both from --config).`,
-		Args: exactArgs(1, "DB"),
+The session is the one keygate login cached for the profile, or
+KEYGATE_SESSION when set (for automation). The server comes from --server
+or KEYGATE_SERVER, --config, or the profile; the CA likewise.`,
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			session := os.Getenv("KEYGATE_SESSION")
-			if session == "" {
-				return usageError{errors.New("no session: set KEYGATE_SESSION to your session credential (an admin makes one with `keygate admin session create NAME`)")}
-			}
-			serverURL, caFile, err := g.endpoint()
+			p, _, err := g.loadProfile()
 			if err != nil {
 				return err
 			}
-			c, err := client.New(serverURL, caFile, session)
+			database := p.Database
+			if len(args) == 1 {
+				database = args[0]
+			}
+			if database == "" {
+				return usageError{fmt.Errorf("no database: name one, as in keygate db token orders, or set database = NAME in profile %s", g.profileName())}
+			}
+			if level == "" {
+				level = p.Access
+			}
+			c, err := g.personClient()
 			if err != nil {
 				return err
 			}
-			t, err := c.Token(cmd.Context(), args[0], level)
+			t, err := c.Token(cmd.Context(), database, level)
 			if err != nil {
 				return err
 			}
@@ -50,7 +54,7 @@ KEYGATE_SERVER; the CA from --ca or KEYGATE_CA (or both from --config).`,
 			return nil
 		},
 	}
-	tok.Flags().StringVar(&level, "access", "", "access level: ro, rw or admin (default: the least you hold)")
+	tok.Flags().StringVar(&level, "access", "", "access level: ro, rw or admin (default: the profile's, or the least you hold)")
 	g.addEndpointFlags(tok)
 	cmd.AddCommand(tok)
 	return cmd

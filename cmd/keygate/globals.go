@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ import (
 // globals are the flags every command shares.
 type globals struct {
 	configPath string
+	profile    string
 	server     string
 	ca         string
 }
@@ -36,7 +38,7 @@ func (g *globals) addEndpointFlags(cmd *cobra.Command) {
 }
 
 // endpoint finds the server URL and CA bundle: flags, then environment,
-// then the config file.
+// then the server's config file, then the profile.
 func (g *globals) endpoint() (serverURL, caFile string, err error) {
 	var cfg *config.Config
 	if (g.server == "" || g.ca == "") && g.configPath != "" {
@@ -46,9 +48,122 @@ func (g *globals) endpoint() (serverURL, caFile string, err error) {
 	}
 	serverURL, caFile = g.endpointFrom(cfg)
 	if serverURL == "" {
-		return "", "", usageError{errors.New("no keygate server: pass --server https://HOST:PORT, set KEYGATE_SERVER, or pass --config FILE")}
+		p, _, err := g.loadProfile()
+		if err != nil {
+			return "", "", err
+		}
+		serverURL, caFile = p.Server, p.CA
+	}
+	if serverURL == "" {
+		return "", "", usageError{fmt.Errorf("no keygate server: pass --server https://HOST:PORT (keygate login saves it in profile %s), set KEYGATE_SERVER, or pass --config FILE", g.profileName())}
 	}
 	return serverURL, caFile, nil
+}
+
+// profileName is the profile commands act on: --profile, then
+// $KEYGATE_PROFILE, then default.
+func (g *globals) profileName() string {
+	if g.profile != "" {
+		return g.profile
+	}
+	return client.DefaultProfile
+}
+
+// loadProfile reads the profile commands act on; ok is false when the
+// profiles file does not have it.
+func (g *globals) loadProfile() (p client.Profile, ok bool, err error) {
+	name := g.profileName()
+	if err := client.CheckProfileName(name); err != nil {
+		return client.Profile{}, false, usageError{err}
+	}
+	dir, err := client.ConfigDir()
+	if err != nil {
+		return client.Profile{}, false, err
+	}
+	ps, err := client.LoadProfiles(dir)
+	if err != nil {
+		return client.Profile{}, false, err
+	}
+	p, ok = ps.Get(name)
+	return p, ok, nil
+}
+
+// personClient is a client acting as the signed-in person: with
+// KEYGATE_SESSION when set (for automation), else with the session
+// `keygate login` cached for the profile. A cached session is only ever
+// sent to the server that issued it.
+func (g *globals) personClient() (*client.Client, error) {
+	if env := os.Getenv("KEYGATE_SESSION"); env != "" {
+		serverURL, caFile, err := g.endpoint()
+		if err != nil {
+			return nil, err
+		}
+		return client.New(serverURL, caFile, env)
+	}
+	cached, err := g.cachedSession()
+	if err != nil {
+		return nil, err
+	}
+	return g.sessionClient(cached)
+}
+
+// sessionClient is a client with a cached session, for the server it came
+// from: --server and the like may name that server, never another.
+func (g *globals) sessionClient(cached client.CachedSession) (*client.Client, error) {
+	serverURL, caFile, err := g.endpoint()
+	var ue usageError
+	if errors.As(err, &ue) {
+		serverURL, caFile, err = cached.Server, cached.CA, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !sameServer(serverURL, cached.Server) {
+		return nil, usageError{fmt.Errorf("profile %s is signed in to %s, not %s: run keygate login --server %s (with --profile NAME to keep both)", g.profileName(), cached.Server, serverURL, serverURL)}
+	}
+	if caFile == "" {
+		caFile = cached.CA
+	}
+	return client.New(serverURL, caFile, cached.Credential)
+}
+
+// cachedSession is the profile's session from keygate login, if it is
+// still good.
+func (g *globals) cachedSession() (client.CachedSession, error) {
+	dir, err := client.ConfigDir()
+	if err != nil {
+		return client.CachedSession{}, err
+	}
+	name := g.profileName()
+	if err := client.CheckProfileName(name); err != nil {
+		return client.CachedSession{}, usageError{err}
+	}
+	s, err := client.LoadSession(dir, name)
+	if errors.Is(err, client.ErrNoSession) {
+		return s, usageError{fmt.Errorf("not signed in (profile %s): run keygate login%s (automation may set KEYGATE_SESSION instead)", name, profileFlag(name))}
+	}
+	if err != nil {
+		return s, err
+	}
+	if !time.Now().Before(s.Expires) {
+		return s, fmt.Errorf("your session (profile %s) expired at %s: run keygate login%s", name, s.Expires.Local().Format(time.DateTime), profileFlag(name))
+	}
+	return s, nil
+}
+
+// profileFlag is what to add to a suggested command to name the profile.
+func profileFlag(name string) string {
+	if name == client.DefaultProfile {
+		return ""
+	}
+	return " --profile " + name
+}
+
+// sameServer compares API URLs as a person writes them: case and a
+// trailing slash do not matter.
+func sameServer(a, b string) bool {
+	norm := func(s string) string { return strings.ToLower(strings.TrimSuffix(s, "/")) }
+	return norm(a) == norm(b)
 }
 
 // endpointFrom fills what the flags left empty from cfg, which may be nil.

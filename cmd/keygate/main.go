@@ -43,13 +43,19 @@ every statement. Losing access ends live sessions within a second.
 Start with:
   keygate demo                           the whole journey on a throwaway PostgreSQL
   keygate server --config keygate.yaml   run the server
+  keygate login --server https://HOST:PORT --ca keygate-ca.pem
+                                         sign in through your company identity provider
   keygate db token orders                a token for database orders`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	root.PersistentFlags().StringVar(&g.configPath, "config", os.Getenv("KEYGATE_CONFIG"), "the server's config file (default $KEYGATE_CONFIG); locates the server, the CA and the admin credential")
+	root.PersistentFlags().StringVar(&g.profile, "profile", os.Getenv("KEYGATE_PROFILE"), "the CLI profile to use (default $KEYGATE_PROFILE, or default); see keygate login --help")
 	root.AddCommand(
+		newLoginCmd(g),
+		newLogoutCmd(g),
+		newWhoAmICmd(g),
 		newServerCmd(g),
 		newConfigCmd(g),
 		newCACmd(g),

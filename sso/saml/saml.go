@@ -74,6 +74,7 @@ type Provider struct {
 	idp         *idp
 	refreshed   time.Time
 	refreshErr  error
+	failures    uint64 // refreshes that failed since start
 	warnedCerts map[string]time.Time
 
 	replayMu sync.Mutex
@@ -117,6 +118,8 @@ func (p *Provider) Refresh(ctx context.Context) error {
 	p.refreshErr = err
 	if err == nil {
 		p.idp, p.refreshed = md, p.cfg.Now()
+	} else {
+		p.failures++
 	}
 	known := p.idp
 	p.mu.Unlock()
@@ -135,10 +138,10 @@ func (p *Provider) Refresh(ctx context.Context) error {
 func (p *Provider) checkExpiry(md *idp) {
 	now := p.cfg.Now()
 	for _, c := range md.certs {
-		left := c.NotAfter.Sub(now)
-		if left > ExpiryWarning {
+		if !expiring(c, now) {
 			continue
 		}
+		left := c.NotAfter.Sub(now)
 		fp := fingerprint(c)
 		p.mu.Lock()
 		last, ok := p.warnedCerts[fp]
@@ -174,21 +177,45 @@ func (p *Provider) Run(ctx context.Context) {
 // Status is what keygate knows of the identity provider, for metrics and
 // health checks.
 type Status struct {
-	EntityID      string
-	Refreshed     time.Time
-	RefreshError  error
-	CertNotAfters []time.Time
+	EntityID string
+	// Refreshed is when the metadata was last read successfully.
+	Refreshed time.Time
+	// RefreshError is the last refresh's error, nil when it succeeded.
+	RefreshError error
+	// RefreshFailures counts the refreshes that failed since start.
+	RefreshFailures uint64
+	// Certs are the signing certificates currently trusted: those of the
+	// metadata last read successfully.
+	Certs []CertStatus
+}
+
+// CertStatus is one trusted signing certificate.
+type CertStatus struct {
+	// Fingerprint is the one warnings name: the first 8 bytes of the
+	// certificate's SHA-256, in upper-case hex.
+	Fingerprint string
+	Subject     string
+	NotAfter    time.Time
+	// Expiring is true within ExpiryWarning of NotAfter, and after it: the
+	// same test that raises the certificate_expiring warning.
+	Expiring bool
 }
 
 // Status reports the metadata's state.
 func (p *Provider) Status() Status {
+	now := p.cfg.Now()
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	s := Status{EntityID: p.idp.entityID, Refreshed: p.refreshed, RefreshError: p.refreshErr}
+	s := Status{EntityID: p.idp.entityID, Refreshed: p.refreshed, RefreshError: p.refreshErr, RefreshFailures: p.failures}
 	for _, c := range p.idp.certs {
-		s.CertNotAfters = append(s.CertNotAfters, c.NotAfter)
+		s.Certs = append(s.Certs, CertStatus{Fingerprint: fingerprint(c), Subject: c.Subject.String(), NotAfter: c.NotAfter, Expiring: expiring(c, now)})
 	}
 	return s
+}
+
+// expiring reports whether c is within ExpiryWarning of expiry at now.
+func expiring(c *x509.Certificate, now time.Time) bool {
+	return c.NotAfter.Sub(now) <= ExpiryWarning
 }
 
 func (p *Provider) current() *idp {

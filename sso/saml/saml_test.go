@@ -396,8 +396,13 @@ func TestWarnings(t *testing.T) {
 	if last := e.warns[len(e.warns)-1]; !strings.HasPrefix(last, "metadata_refresh_failed") {
 		t.Fatalf("warnings = %q", e.warns)
 	}
-	if e.p.Status().RefreshError == nil {
-		t.Fatal("status does not show the refresh error")
+	st := e.p.Status()
+	if st.RefreshError == nil || st.RefreshFailures != 1 {
+		t.Fatalf("status after a failed refresh: error %v, failures %d; want the error and 1", st.RefreshError, st.RefreshFailures)
+	}
+	if len(st.Certs) != 1 || !st.Certs[0].Expiring || st.Certs[0].Subject != "CN=idp" || len(st.Certs[0].Fingerprint) != 16 ||
+		!strings.Contains(e.warns[0], st.Certs[0].Fingerprint) {
+		t.Fatalf("status certificates = %+v; want the expiring IdP certificate, named as the warning %q names it", st.Certs, e.warns[0])
 	}
 	resp, reqID := e.signIn(nil)
 	if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
