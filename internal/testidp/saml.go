@@ -132,7 +132,7 @@ func NewSAML(o SAMLOptions) (*SAML, error) {
 	if o.NotAfter.IsZero() {
 		o.NotAfter = time.Now().Add(365 * 24 * time.Hour)
 	}
-	key, cert, err := newKeyPair("test-idp", o.NotAfter)
+	key, cert, err := newKeyPair("idp", o.NotAfter)
 	if err != nil {
 		return nil, err
 	}
