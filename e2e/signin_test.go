@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -10,10 +11,14 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -71,7 +76,8 @@ const ssoConfig = `sso:
         project: project
 `
 
-// ssoPermissions add a permission set that requires MFA.
+// ssoPermissionSets and ssoAssignments give group mfa-writers write
+// access to orders through a permission set that requires MFA.
 const (
 	ssoPermissionSets = `  - name: db-mfa-writer
     access: rw
@@ -280,8 +286,8 @@ func (e *ssoEnv) signInHTTP(t testing.TB, s testidp.SignIn) (*testidp.Page, devi
 	return page, e.pollDevice(t, dc.DeviceCode)
 }
 
-// mustSignInHTTP signs in over the API and returns the session
-// credential.
+// mustSignInHTTP signs in over the API and returns the poll's answer,
+// which carries the session credential.
 func (e *ssoEnv) mustSignInHTTP(t testing.TB, s testidp.SignIn) deviceToken {
 	t.Helper()
 	page, tok := e.signInHTTP(t, s)
@@ -435,7 +441,6 @@ func TestRequireMFA(t *testing.T) {
 func TestCertificateRotationEndToEnd(t *testing.T) {
 	e := ssoServer(t)
 	name := e.addPerson(t, "rot", person{groups: []string{"analysts"}})
-	pid := e.cmd.Process.Pid
 	e.mustSignInHTTP(t, signIn("saml", name))
 
 	_, oldCert := e.saml.SigningKey()
@@ -467,8 +472,234 @@ func TestCertificateRotationEndToEnd(t *testing.T) {
 		t.Fatal("the keygate server exited")
 	default:
 	}
-	if e.cmd.Process.Pid != pid {
-		t.Fatal("the keygate server was restarted")
+}
+
+// cli is a person's machine: the keygate CLI with a config directory of
+// its own, and nothing else of keygate's in its environment.
+type cli struct {
+	e   *ssoEnv
+	dir string
+}
+
+func (e *ssoEnv) newCLI(t testing.TB) *cli {
+	t.Helper()
+	return &cli{e: e, dir: t.TempDir()}
+}
+
+func (c *cli) command(args ...string) *exec.Cmd {
+	cmd := exec.Command(keygateBin, args...)
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "KEYGATE_") && !strings.HasPrefix(kv, "BROWSER=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "KEYGATE_CONFIG_DIR="+c.dir)
+	return cmd
+}
+
+// run runs the CLI as the person, with extra environment.
+func (c *cli) run(t testing.TB, env []string, args ...string) result {
+	t.Helper()
+	cmd := c.command(args...)
+	cmd.Env = append(cmd.Env, env...)
+	return runCmd(t, cmd)
+}
+
+// sessionFile is where keygate login caches the default profile's
+// session.
+func (c *cli) sessionFile() string { return filepath.Join(c.dir, "sessions", "default.json") }
+
+// cachedSession reads the session keygate login cached.
+func (c *cli) cachedSession(t testing.TB) (credential, id string) {
+	t.Helper()
+	raw, err := os.ReadFile(c.sessionFile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s struct {
+		Credential string `json:"credential"`
+		ID         string `json:"session_id"`
+	}
+	if err := json.Unmarshal(raw, &s); err != nil {
+		t.Fatalf("session cache: %v", err)
+	}
+	return s.Credential, s.ID
+}
+
+// verificationURLRE finds the verification URL keygate login prints; the
+// space after it shows that the URL is complete, however the output
+// arrives.
+var verificationURLRE = regexp.MustCompile(`(https://\S+/device\?user_code=[A-Z-]+)\s`)
+
+// urlWatcher collects what a command writes and hands over the first
+// verification URL in it.
+type urlWatcher struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	sent  bool
+	found chan string
+}
+
+func (w *urlWatcher) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if m := verificationURLRE.FindSubmatch(w.buf.Bytes()); !w.sent && m != nil {
+		w.sent = true
+		w.found <- string(m[1])
+	}
+	return len(p), nil
+}
+
+func (w *urlWatcher) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.String()
+}
+
+// login runs `keygate login --server URL --ca FILE --no-browser`, signs in
+// in the browser at the URL it prints, and returns the browser's last page
+// and how the command ended.
+func (c *cli) login(t testing.TB, s testidp.SignIn) (*testidp.Page, result) {
+	t.Helper()
+	cmd := c.command("login", "--server", c.e.apiURL, "--ca", c.e.caFile, "--no-browser")
+	var stdout bytes.Buffer
+	stderr := &urlWatcher{found: make(chan string, 1)}
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var link string
+	select {
+	case link = <-stderr.found:
+	case err := <-exited:
+		t.Fatalf("keygate login exited (%v) without printing a verification URL:\n%s", err, stderr)
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("keygate login printed no verification URL within 15s:\n%s", stderr)
+	}
+	code := strings.TrimPrefix(link[strings.Index(link, "?"):], "?user_code=")
+	page := c.e.browser(t).DeviceSignIn(link, s)
+	var err error
+	select {
+	case err = <-exited:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("keygate login still running 20s after the browser finished:\n%s", stderr)
+	}
+	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	// The person checks the code on the page against the terminal's.
+	if strings.Count(r.stderr, code) < 2 {
+		t.Fatalf("keygate login does not show the user code %s apart from the URL:\n%s", code, r.stderr)
+	}
+	return page, r
+}
+
+// mustLogin signs in with keygate login and checks that it succeeded.
+func (c *cli) mustLogin(t testing.TB, s testidp.SignIn) {
+	t.Helper()
+	page, r := c.login(t, s)
+	if want := "Signed in as " + s.User; page.Title() != want || r.code != 0 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("keygate login as %s: exit %d\n%s\nbrowser: %s", s.User, r.code, r.stderr, page)
+	}
+}
+
+// dbToken runs `keygate db token` as the person, with no flags and no
+// KEYGATE_SESSION: the profile keygate login saved says where, the cached
+// session says who.
+func (c *cli) dbToken(t testing.TB, db string, extra ...string) result {
+	t.Helper()
+	return c.run(t, nil, append([]string{"db", "token", db}, extra...)...)
+}
+
+// a, b. keygate login through SAML and through OIDC: the CLI prints the
+// verification URL, the browser signs in, login exits 0 and caches the
+// session readable by the person alone; keygate db token then needs no
+// flags and no KEYGATE_SESSION, and psql connects through the gateway
+// with the token as the person.
+func TestLogin(t *testing.T) {
+	e := ssoServer(t)
+	for _, method := range []string{"saml", "oidc"} {
+		t.Run(method, func(t *testing.T) {
+			t.Parallel()
+			name := e.addPerson(t, "login-"+method, person{groups: []string{"analysts"}, tags: map[string]string{"project": "apollo"}})
+			c := e.newCLI(t)
+			c.mustLogin(t, signIn(method, name))
+			fi, err := os.Stat(c.sessionFile())
+			if err != nil {
+				t.Fatalf("no session cache: %v", err)
+			}
+			if fi.Mode().Perm() != 0o600 {
+				t.Fatalf("session cache mode %v, want 0600", fi.Mode().Perm())
+			}
+			profiles, err := os.ReadFile(filepath.Join(c.dir, "config"))
+			if err != nil || !strings.Contains(string(profiles), e.apiURL) {
+				t.Fatalf("profile does not name the server %s: %q %v", e.apiURL, profiles, err)
+			}
+			r := c.dbToken(t, "orders")
+			tok := strings.TrimSpace(r.stdout)
+			if r.code != 0 || !strings.HasPrefix(tok, "v4.public.") {
+				t.Fatalf("keygate db token orders: exit %d: %q %s", r.code, r.stdout, r.stderr)
+			}
+			q := e.psql(t, e.connString(name, "orders"), tok, "SELECT current_user, count(*) FROM customers")
+			if q.code != 0 || strings.TrimSpace(q.stdout) != name+".ro|2" {
+				t.Fatalf("psql as %s: exit %d: %s %s", name, q.code, q.stdout, q.stderr)
+			}
+		})
+	}
+}
+
+// c. keygate whoami shows the person as access decisions see them: the
+// tags from the PrincipalTag attributes, the groups the provider
+// asserted, MFA, the sign-in method and when the session expires.
+func TestWhoAmI(t *testing.T) {
+	e := ssoServer(t)
+	tags := map[string]string{"project": "apollo", "cost-center": "cc-42"}
+	name := e.addPerson(t, "who", person{groups: []string{"analysts", "data team"}, tags: tags, mfa: true})
+	c := e.newCLI(t)
+	c.mustLogin(t, signIn("saml", name))
+	_, id := c.cachedSession(t)
+
+	r := c.run(t, nil, "whoami", "-o", "json")
+	if r.code != 0 {
+		t.Fatalf("whoami -o json: exit %d: %s", r.code, r.stderr)
+	}
+	var w struct {
+		User      string            `json:"user"`
+		Groups    []string          `json:"groups"`
+		Tags      map[string]string `json:"tags"`
+		SessionID string            `json:"session_id"`
+		ExpiresAt time.Time         `json:"expires_at"`
+		MFA       *bool             `json:"mfa"`
+		Method    string            `json:"method"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &w); err != nil {
+		t.Fatalf("whoami -o json printed %q: %v", r.stdout, err)
+	}
+	slices.Sort(w.Groups)
+	if w.User != name || !maps.Equal(w.Tags, tags) || !slices.Equal(w.Groups, []string{"analysts", "data team"}) ||
+		w.MFA == nil || !*w.MFA || w.Method != "saml" || w.SessionID != id ||
+		w.ExpiresAt.Before(time.Now().Add(time.Hour)) || w.ExpiresAt.After(time.Now().Add(9*time.Hour)) {
+		t.Fatalf("whoami -o json = %s", r.stdout)
+	}
+
+	r = c.run(t, nil, "whoami")
+	if r.code != 0 {
+		t.Fatalf("whoami: exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{name, "analysts", "data team", "cost-center=cc-42", "project=apollo", "saml", id,
+		w.ExpiresAt.Local().Format("2006-01-02 15:04")} {
+		mustContain(t, "whoami", r.stdout, want)
+	}
+	if !regexp.MustCompile(`(?m)^MFA:\s+yes$`).MatchString(r.stdout) {
+		t.Fatalf("whoami does not say MFA yes:\n%s", r.stdout)
 	}
 }
 
@@ -512,4 +743,213 @@ func nameIDOf(t testing.TB, resp string) string {
 	var id string
 	testidp.EditResponse(t, resp, func(doc *etree.Document) { id = testidp.AssertionOf(doc).FindElement(".//NameID").Text() })
 	return id
+}
+
+// e. Hostile responses, end to end: the browser posts a response altered
+// in transit, or signed over an altered assertion, to keygate's ACS;
+// keygate login fails with the refusal's reason, nothing is cached, and
+// the audit log records the refusal with the code of the check that
+// caught it.
+func TestHostileSignIns(t *testing.T) {
+	e := ssoServer(t)
+	refused := func(t *testing.T, c *cli, page *testidp.Page, r result, code string) {
+		t.Helper()
+		if page.Status != http.StatusForbidden || page.Title() != "Sign-in refused" {
+			t.Fatalf("browser's last page: %s", page)
+		}
+		if r.code != 1 || !strings.Contains(r.stderr, "sign-in refused") {
+			t.Fatalf("keygate login: exit %d, want 1 with the refusal:\n%s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(c.sessionFile()); err == nil {
+			t.Fatal("a refused sign-in left a cached session")
+		}
+		ev := e.refusal(t, page.ClientAddr)
+		if ev.Detail["code"] != code || ev.Detail["method"] != "saml" || ev.Reason == "" {
+			t.Fatalf("audit event %+v, want code %s", ev, code)
+		}
+		mustContain(t, "keygate login", r.stderr, ev.Reason)
+	}
+	// Each of these concerns one person's sign-ins alone, so they run
+	// side by side.
+	t.Run("per person", func(t *testing.T) {
+		for _, hc := range hostileCases {
+			t.Run(hc.name, func(t *testing.T) {
+				t.Parallel()
+				name := e.addPerson(t, "hostile", person{groups: []string{"analysts"}, mutate: hc.mutate})
+				s := signIn("saml", name)
+				if hc.tamper != nil {
+					s.Tamper = func(resp string) string { return hc.tamper(t, resp) }
+				}
+				c := e.newCLI(t)
+				page, r := c.login(t, s)
+				refused(t, c, page, r, hc.code)
+			})
+		}
+		// A response captured from one sign-in, posted in another.
+		t.Run("replayed into another sign-in", func(t *testing.T) {
+			t.Parallel()
+			name := e.addPerson(t, "replay", person{groups: []string{"analysts"}})
+			var captured string
+			s := signIn("saml", name)
+			s.Tamper = func(resp string) string { captured = resp; return resp }
+			e.newCLI(t).mustLogin(t, s)
+			s.Tamper = func(string) string { return captured }
+			c := e.newCLI(t)
+			page, r := c.login(t, s)
+			refused(t, c, page, r, "in_response_to")
+		})
+		// An IdP-initiated response answers no request, so only its
+		// assertion ID stops a second use.
+		t.Run("replayed IdP-initiated response", func(t *testing.T) {
+			t.Parallel()
+			name := e.addPerson(t, "replay-idp", person{groups: []string{"analysts"}})
+			b := e.browser(t)
+			form := b.SAMLLogin(b.Get(e.saml.IdPInitiatedURL(t, e.spEntityID)), name)
+			if first := b.PostSAMLResponse(form, nil); first.Title() != "Signed in as "+name {
+				t.Fatalf("IdP-initiated sign-in: %s", first)
+			}
+			again := e.browser(t).PostSAMLResponse(form, nil)
+			if again.Status != http.StatusForbidden || again.Title() != "Sign-in refused" {
+				t.Fatalf("the same response again: %s", again)
+			}
+			if ev := e.refusal(t, again.ClientAddr); ev.Detail["code"] != "replayed" {
+				t.Fatalf("audit event %+v, want code replayed", ev)
+			}
+		})
+	})
+	// An attacker's key: the response carries a valid signature, by a
+	// certificate the metadata does not list. The provider signs with it
+	// for everyone meanwhile, so this runs alone.
+	t.Run("untrusted certificate", func(t *testing.T) {
+		name := e.addPerson(t, "untrusted", person{groups: []string{"analysts"}})
+		key, cert := e.saml.SigningKey()
+		t.Cleanup(func() {
+			e.saml.SetSigningKey(key, cert)
+			e.saml.Publish()
+		})
+		e.saml.Publish(cert)
+		e.saml.SetSigningKey(testidp.KeyPair(t, "attacker", time.Now().Add(time.Hour)))
+		c := e.newCLI(t)
+		page, r := c.login(t, signIn("saml", name))
+		refused(t, c, page, r, "untrusted_certificate")
+	})
+}
+
+// g. keygate logout revokes the session at the server, not only on disk;
+// an administrator lists sessions and revokes one, and the gateway ends
+// a live connection opened with a token of that session.
+func TestLogoutAndSessionRevocation(t *testing.T) {
+	e := ssoServer(t)
+	name := e.addPerson(t, "logout", person{groups: []string{"analysts"}, mfa: true})
+	c := e.newCLI(t)
+	c.mustLogin(t, signIn("oidc", name))
+	cred, id := c.cachedSession(t)
+
+	list := e.kg(t, 0, "admin", "session", "list", "--user", name)
+	header := strings.Fields(strings.SplitN(list, "\n", 2)[0])
+	for _, col := range []string{"ID", "USER", "SOURCE", "MFA", "EXPIRES", "STATUS"} {
+		if !slices.Contains(header, col) {
+			t.Fatalf("admin session list has no %s column:\n%s", col, list)
+		}
+	}
+	row := sessionRow(t, list, id)
+	if row["USER"] != name || row["SOURCE"] != "oidc" || row["MFA"] != "yes" || row["STATUS"] != "active" {
+		t.Fatalf("admin session list row %v:\n%s", row, list)
+	}
+
+	if r := c.run(t, nil, "logout"); r.code != 0 {
+		t.Fatalf("keygate logout: exit %d: %s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(c.sessionFile()); err == nil {
+		t.Fatal("keygate logout left the session cache")
+	}
+	r := c.dbToken(t, "orders")
+	if r.code == 0 {
+		t.Fatal("db token after logout succeeded")
+	}
+	mustContain(t, "db token after logout", r.stderr, "keygate login")
+	// The credential itself no longer works: the server revoked it.
+	r = c.run(t, []string{"KEYGATE_SESSION=" + cred}, "db", "token", "orders", "--server", e.apiURL, "--ca", e.caFile)
+	if r.code == 0 {
+		t.Fatal("the logged-out session's credential still gets tokens")
+	}
+	mustContain(t, "db token with the logged-out credential", r.stderr, "sign in again")
+	row = sessionRow(t, e.kg(t, 0, "admin", "session", "list", "--user", name, "--all"), id)
+	if row["STATUS"] != "revoked" {
+		t.Fatalf("after logout the session is %v", row)
+	}
+
+	// An administrator revokes a session whose token holds a live
+	// connection.
+	c = e.newCLI(t)
+	c.mustLogin(t, signIn("saml", name))
+	_, id = c.cachedSession(t)
+	r = c.dbToken(t, "orders")
+	if r.code != 0 {
+		t.Fatalf("db token: %s", r.stderr)
+	}
+	app := "revoke-" + id
+	cmd := exec.Command("psql", "-X", "-A", "-t", e.connString(name, "orders", "application_name="+app), "-c", "SELECT pg_sleep(30)")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+strings.TrimSpace(r.stdout))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan time.Time, 1)
+	go func() {
+		cmd.Wait()
+		exited <- time.Now()
+	}()
+	waitFor(t, 10*time.Second, func() bool {
+		rows := e.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"' AND query LIKE '%pg_sleep%'")
+		return rows[0][0] == "1"
+	})
+	out := e.kg(t, 0, "admin", "session", "revoke", id)
+	revoked := time.Now()
+	mustContain(t, "admin session revoke", out, id)
+	select {
+	case ended := <-exited:
+		t.Logf("the live connection ended %s after the revoke command returned", ended.Sub(revoked))
+		if ended.Sub(revoked) > 2*time.Second {
+			t.Fatalf("the live connection ended %s after the revocation, want within 2s", ended.Sub(revoked))
+		}
+	case <-time.After(10 * time.Second):
+		cmd.Process.Kill()
+		t.Fatal("psql still running 10s after the session was revoked")
+	}
+	mustContain(t, "psql error", stderr.String(), "access revoked")
+	if r := c.dbToken(t, "orders"); r.code == 0 || !strings.Contains(r.stderr, "sign in again") {
+		t.Fatalf("db token with the revoked session: exit %d: %s", r.code, r.stderr)
+	}
+	if strings.Contains(e.kg(t, 0, "admin", "session", "list", "--user", name), id) {
+		t.Fatal("the revoked session is still listed as active")
+	}
+}
+
+// sessionRow is the row of session id in `keygate admin session list`
+// output, by column. The columns are single words; the dates in
+// CREATED and EXPIRES are two, so the row is read from both ends.
+func sessionRow(t testing.TB, list, id string) map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimSpace(list), "\n")
+	header := strings.Fields(lines[0])
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) == 0 || f[0] != id {
+			continue
+		}
+		row := map[string]string{}
+		for i, col := range header {
+			switch col {
+			case "ID", "USER", "SOURCE", "MFA":
+				row[col] = f[i]
+			case "STATUS":
+				row[col] = f[len(f)-1]
+			}
+		}
+		return row
+	}
+	t.Fatalf("no session %s in:\n%s", id, list)
+	return nil
 }
