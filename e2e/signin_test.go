@@ -390,7 +390,7 @@ func TestDeviceSignInOverHTTP(t *testing.T) {
 			if r.code != 0 {
 				t.Fatalf("db token with the signed-in session: exit %d: %s", r.code, r.stderr)
 			}
-			q := e.psql(t, e.connString(name, "orders"), strings.TrimSpace(r.stdout), "SELECT current_user, count(*) FROM orders")
+			q := e.psql(t, e.connString(name, "orders"), strings.TrimSpace(r.stdout), "SELECT current_user, count(*) FROM customers")
 			if q.code != 0 || strings.TrimSpace(q.stdout) != name+".ro|2" {
 				t.Fatalf("psql as %s: exit %d: %s %s", name, q.code, q.stdout, q.stderr)
 			}
