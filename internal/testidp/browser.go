@@ -2,6 +2,7 @@ package testidp
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"html"
@@ -19,8 +20,9 @@ import (
 // Browser stands in for a person's web browser: it keeps cookies, trusts
 // the certificates it is given, follows redirects, and submits the forms
 // of keygate's sign-in pages and of the test identity providers, with the
-// Origin header a browser sends. It reads pages with regular expressions:
-// the pages it visits are the few that keygate and this package render.
+// Origin header a browser sends. It reads pages with regular expressions,
+// which is enough for the few it visits: keygate's, samlidp's and the
+// example OpenID provider's.
 type Browser struct {
 	// Client makes the requests; its jar holds the cookies.
 	Client *http.Client
@@ -31,7 +33,7 @@ type Browser struct {
 	t testing.TB
 }
 
-// NewBrowser makes a browser that trusts roots.
+// NewBrowser makes a browser that trusts roots; nil means the system's.
 func NewBrowser(t testing.TB, roots *x509.CertPool) *Browser {
 	t.Helper()
 	jar, err := cookiejar.New(nil)
@@ -39,7 +41,7 @@ func NewBrowser(t testing.TB, roots *x509.CertPool) *Browser {
 		t.Fatal(err)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig.RootCAs = roots
+	tr.TLSClientConfig = &tls.Config{RootCAs: roots}
 	b := &Browser{t: t}
 	b.Client = &http.Client{Transport: tr, Jar: jar, Timeout: 30 * time.Second,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {

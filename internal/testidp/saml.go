@@ -299,19 +299,19 @@ func (s *SAML) RegisterSP(t testing.TB, metadata []byte, encrypt bool) {
 	s.put(t, "/services/"+randomHex(8), "application/samlmetadata+xml", metadata)
 }
 
-// RegisterSPFrom fetches a service provider's metadata from url with
-// client and registers it, as an administrator uploading keygate's
+// RegisterSPFrom fetches a service provider's metadata from metadataURL
+// with client and registers it, as an administrator uploading keygate's
 // /saml/metadata does.
-func (s *SAML) RegisterSPFrom(t testing.TB, client *http.Client, url string, encrypt bool) {
+func (s *SAML) RegisterSPFrom(t testing.TB, client *http.Client, metadataURL string, encrypt bool) {
 	t.Helper()
-	resp, err := client.Get(url)
+	resp, err := client.Get(metadataURL)
 	if err != nil {
 		t.Fatalf("fetch service provider metadata: %v", err)
 	}
 	defer resp.Body.Close()
 	md, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("fetch service provider metadata from %s: %s %v", url, resp.Status, err)
+		t.Fatalf("fetch service provider metadata from %s: %s %v", metadataURL, resp.Status, err)
 	}
 	s.RegisterSP(t, md, encrypt)
 }
