@@ -45,7 +45,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build keygate:", err)
 		os.Exit(1)
 	}
-	testenv.Main(m, stopShared, func() { os.RemoveAll(dir) })
+	testenv.Main(m, stopShared, stopSSO, func() { os.RemoveAll(dir) })
 }
 
 // upstreamSchema is the sample schema every test database starts with.
@@ -120,6 +120,8 @@ type kgServer struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	pg      *testenv.Postgres
+	// env is added to the server process's environment.
+	env []string
 
 	mu       sync.Mutex
 	sessions map[string]string
@@ -129,6 +131,28 @@ type kgServer struct {
 // startServer creates two fresh upstream databases and starts a keygate
 // server in front of them; extraConfig is appended to the config file.
 func startServer(t testing.TB, dbPrefix, extraConfig string, stopWithTest bool) *kgServer {
+	t.Helper()
+	return startServerWith(t, dbPrefix, serverOptions{extraConfig: extraConfig, stopWithTest: stopWithTest})
+}
+
+// serverOptions are what a test's own server adds to the common config.
+type serverOptions struct {
+	// extraConfig is appended to the config file.
+	extraConfig string
+	// permissionSets and assignments are YAML list items appended to
+	// those lists.
+	permissionSets, assignments string
+	// apiPort is the API's port, for a test that must name the API's URL
+	// before the server starts (as an identity provider's redirect URI);
+	// 0 picks a free one.
+	apiPort int
+	// env is added to the server's environment.
+	env          []string
+	stopWithTest bool
+}
+
+// startServerWith is startServer with more choices.
+func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 	t.Helper()
 	pg := testenv.StartPostgres(t)
 	ctx := context.Background()
@@ -145,18 +169,24 @@ func startServer(t testing.TB, dbPrefix, extraConfig string, stopWithTest bool) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &kgServer{dir: dir, pg: pg, sessions: map[string]string{}}
-	apiPort, pgPort := freePort(t), freePort(t)
+	s := &kgServer{dir: dir, pg: pg, env: o.env, sessions: map[string]string{}}
+	apiPort, pgPort := o.apiPort, freePort(t)
+	if apiPort == 0 {
+		apiPort = freePort(t)
+	}
 	s.pgPort = pgPort
 	s.cfgPath = filepath.Join(dir, "keygate.yaml")
-	cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB) + extraConfig
+	cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB)
+	cfg = strings.Replace(cfg, "\nassignments:\n", "\n"+o.permissionSets+"assignments:\n", 1)
+	cfg = strings.Replace(cfg, "\nshutdown_grace:", "\n"+o.assignments+"shutdown_grace:", 1)
+	cfg += o.extraConfig
 	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	s.logPath = filepath.Join(dir, "server.log")
 	s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 	s.launch(t)
-	if stopWithTest {
+	if o.stopWithTest {
 		t.Cleanup(func() { s.stop(t) })
 	}
 	s.caFile = filepath.Join(dir, "ca.pem")
@@ -176,7 +206,7 @@ func (s *kgServer) launch(t testing.TB) {
 		t.Fatal(err)
 	}
 	s.cmd = exec.Command(keygateBin, "server", "--config", s.cfgPath)
-	s.cmd.Env = append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+s.pg.AdminPassword)
+	s.cmd.Env = append(append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+s.pg.AdminPassword), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -439,12 +469,18 @@ func httpsGet(t testing.TB, s *kgServer, path string) string {
 
 func stopShared() {
 	if shared != nil {
-		shared.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-shared.done:
-		case <-time.After(20 * time.Second):
-			shared.cmd.Process.Kill()
-		}
-		os.RemoveAll(shared.dir)
+		shared.terminate()
 	}
+}
+
+// terminate stops a server that outlives the tests that use it, and
+// removes its directory.
+func (s *kgServer) terminate() {
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.cmd.Process.Kill()
+	}
+	os.RemoveAll(s.dir)
 }

@@ -3,29 +3,21 @@ package oidc
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"html"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/zitadel/oidc/v3/example/server/exampleop"
-	"github.com/zitadel/oidc/v3/example/server/storage"
-	zoidc "github.com/zitadel/oidc/v3/pkg/oidc"
-	"github.com/zitadel/oidc/v3/pkg/op"
 	"golang.org/x/oauth2"
-	"golang.org/x/text/language"
 
+	"github.com/keygate/keygate/internal/testidp"
 	"github.com/keygate/keygate/sso"
 )
 
@@ -40,141 +32,39 @@ const (
 
 // The people the test provider knows. Ada signs in with a password alone,
 // Grace with a password and a one-time code; the UserInfo endpoint answers
-// about Ada when asked about Eve.
-var testUsers = map[string]*storage.User{
-	"id-ada": {
-		ID: "id-ada", Username: "ada", Password: "correct horse",
+// about Ada when asked about Eve. Besides the example provider's claims,
+// the ID token carries groups and a project attribute, as an enterprise
+// provider's does.
+var testUsers = []testidp.OIDCUser{
+	{
+		ID: "id-ada", UserName: "ada", Password: "correct horse",
 		FirstName: "Ada", LastName: "Lovelace", Email: "ada@example.com", EmailVerified: true,
-		PreferredLanguage: language.English,
+		Claims:   map[string]any{"groups": []string{"db-admins", "analysts"}, "project": "apollo", "department": map[string]any{"name": "engines"}},
+		UserInfo: map[string]any{"project": "from-userinfo", "groups": []string{"from-userinfo"}},
 	},
-	"id-grace": {
-		ID: "id-grace", Username: "grace", Password: "battery staple",
+	{
+		ID: "id-grace", UserName: "grace", Password: "battery staple",
 		FirstName: "Grace", LastName: "Hopper", Email: "grace@example.com", EmailVerified: true,
-		PreferredLanguage: language.English,
+		Claims: map[string]any{"groups": []string{}, "project": "cobol"},
+		MFA:    true,
 	},
-	"id-eve": {
-		ID: "id-eve", Username: "eve", Password: "hunter2",
+	{
+		ID: "id-eve", UserName: "eve", Password: "hunter2",
 		FirstName: "Eve", LastName: "Dropper", Email: "eve@example.com",
-		PreferredLanguage: language.English,
+		UserInfo: map[string]any{"sub": "id-ada"},
 	},
 }
 
-// userStore serves testUsers to the example provider.
-type userStore struct{}
-
-func (userStore) GetUserByID(id string) *storage.User { return testUsers[id] }
-
-func (userStore) GetUserByUsername(name string) *storage.User {
-	for _, u := range testUsers {
-		if u.Username == name {
-			return u
-		}
-	}
-	return nil
-}
-
-func (userStore) ExampleClientID() string { return storage.ServiceUserID }
-
-// testStorage is the example provider's in-memory storage with what an
-// enterprise identity provider adds: claims of its own in the ID token
-// (groups, a project attribute) and a second factor for some people.
-type testStorage struct {
-	*storage.Storage
-	// claims are added to the ID token, by user ID.
-	claims map[string]map[string]any
-	// userInfo are added to UserInfo answers, by user ID; a "sub" among
-	// them replaces the subject.
-	userInfo map[string]map[string]any
-	// mfa holds the user IDs that sign in with a second factor.
-	mfa map[string]bool
-}
-
-func (s *testStorage) SetUserinfoFromRequest(ctx context.Context, info *zoidc.UserInfo, req op.IDTokenRequest, scopes []string) error {
-	if err := s.Storage.SetUserinfoFromRequest(ctx, info, req, scopes); err != nil {
-		return err
-	}
-	for name, v := range s.claims[req.GetSubject()] {
-		info.AppendClaims(name, v)
-	}
-	return nil
-}
-
-func (s *testStorage) SetUserinfoFromToken(ctx context.Context, info *zoidc.UserInfo, tokenID, subject, origin string) error {
-	if err := s.Storage.SetUserinfoFromToken(ctx, info, tokenID, subject, origin); err != nil {
-		return err
-	}
-	for name, v := range s.userInfo[info.Subject] {
-		if name == "sub" {
-			info.Subject = v.(string)
-		} else {
-			info.AppendClaims(name, v)
-		}
-	}
-	return nil
-}
-
-func (s *testStorage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	r, err := s.Storage.AuthRequestByCode(ctx, code)
-	if err != nil || !s.mfa[r.GetSubject()] {
-		return r, err
-	}
-	return mfaRequest{r.(*storage.AuthRequest)}, nil
-}
-
-// CreateAccessToken hands the example storage the request type it knows.
-func (s *testStorage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
-	if m, ok := req.(mfaRequest); ok {
-		req = m.AuthRequest
-	}
-	return s.Storage.CreateAccessToken(ctx, req)
-}
-
-// mfaRequest is a sign-in that used a password and a one-time code.
-type mfaRequest struct{ *storage.AuthRequest }
-
-func (mfaRequest) GetAMR() []string { return []string{"pwd", "otp"} }
-
-// testOP is zitadel's example OpenID provider, running in-process.
-type testOP struct {
-	issuer string
-	// client trusts the provider's TLS certificate; the provider is
-	// reached only through it, as keygate reaches a provider through
-	// Config.HTTPClient.
-	client        *http.Client
-	userInfoCalls atomic.Int32
-}
-
-// startOP starts a provider with client clientID, whose redirect URI is
-// callbackURL.
-func startOP(t *testing.T) *testOP {
+// startOP starts zitadel's example provider with client clientID, whose
+// redirect URI is callbackURL. Its Client trusts the provider's TLS
+// certificate; the provider is reached only through it, as keygate
+// reaches a provider through Config.HTTPClient.
+func startOP(t *testing.T) *testidp.OIDC {
 	t.Helper()
-	srv := httptest.NewUnstartedServer(nil)
-	p := &testOP{issuer: "https://" + srv.Listener.Addr().String()}
-	stor := &testStorage{
-		Storage: storage.NewStorageWithClients(userStore{}, map[string]*storage.Client{
-			clientID: storage.WebClient(clientID, clientSecret, callbackURL),
-		}),
-		claims: map[string]map[string]any{
-			"id-ada":   {"groups": []string{"db-admins", "analysts"}, "project": "apollo", "department": map[string]any{"name": "engines"}},
-			"id-grace": {"groups": []string{}, "project": "cobol"},
-		},
-		userInfo: map[string]map[string]any{
-			"id-ada": {"project": "from-userinfo", "groups": []string{"from-userinfo"}},
-			"id-eve": {"sub": "id-ada"},
-		},
-		mfa: map[string]bool{"id-grace": true},
-	}
-	router := exampleop.SetupServer(p.issuer, stor, nil, false)
-	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/userinfo" {
-			p.userInfoCalls.Add(1)
-		}
-		router.ServeHTTP(w, r)
+	return testidp.StartOIDC(t, testidp.OIDCOptions{
+		Clients: []testidp.OIDCClient{{ID: clientID, Secret: clientSecret, RedirectURIs: []string{callbackURL}}},
+		Users:   testUsers,
 	})
-	srv.StartTLS()
-	t.Cleanup(srv.Close)
-	p.client = srv.Client()
-	return p
 }
 
 // mapping is what keygate's config gives by default, plus groups and a
@@ -186,16 +76,16 @@ var mapping = sso.Mapping{
 	Tags:     map[string]string{"project": "project"},
 }
 
-func newProvider(t *testing.T, p *testOP, edit func(*Config)) *Provider {
+func newProvider(t *testing.T, p *testidp.OIDC, edit func(*Config)) *Provider {
 	t.Helper()
 	cfg := Config{
-		Issuer:       p.issuer,
+		Issuer:       p.Issuer,
 		ClientID:     clientID,
 		ClientSecret: clientSecret,
 		RedirectURL:  callbackURL,
 		Scopes:       []string{"profile", "email"},
 		Mapping:      mapping,
-		HTTPClient:   p.client,
+		HTTPClient:   p.Client,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -207,71 +97,30 @@ func newProvider(t *testing.T, p *testOP, edit func(*Config)) *Provider {
 	return prov
 }
 
-var (
-	formAction = regexp.MustCompile(`<form[^>]*action="([^"]*)"`)
-	formID     = regexp.MustCompile(`<input[^>]*name="id"[^>]*value="([^"]*)"`)
-)
-
 // signIn plays the browser: it follows the authorization request to the
 // provider's login form, posts the credentials, follows the provider's
 // redirects up to keygate's callback, and returns the code and state
 // that the callback would receive.
-func signIn(t *testing.T, p *testOP, authURL, user, password string) (code, state string) {
+func signIn(t *testing.T, p *testidp.OIDC, authURL, user, password string) (code, state string) {
 	t.Helper()
-	jar, err := cookiejar.New(nil)
-	if err != nil {
-		t.Fatal(err)
+	roots := x509.NewCertPool()
+	roots.AddCert(p.Certificate())
+	browser := testidp.NewBrowser(t, roots)
+	browser.StopAt = callbackURL
+	page := browser.Get(authURL)
+	if page.Status != http.StatusOK || page.FormValue("id") == "" {
+		t.Fatalf("authorization request: want the login form, got %s", page)
 	}
-	browser := &http.Client{Transport: p.client.Transport, Jar: jar, CheckRedirect: func(req *http.Request, via []*http.Request) error {
-		if strings.HasPrefix(req.URL.String(), callbackURL) {
-			return http.ErrUseLastResponse
-		}
-		if len(via) >= 10 {
-			return errors.New("stopped after 10 redirects")
-		}
-		return nil
-	}}
-	resp, err := browser.Get(authURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	page := readBody(t, resp)
-	action, id := formAction.FindStringSubmatch(page), formID.FindStringSubmatch(page)
-	if resp.StatusCode != http.StatusOK || action == nil || id == nil {
-		t.Fatalf("authorization request: want the login form, got %s at %s:\n%s", resp.Status, resp.Request.URL, page)
-	}
-	target, err := resp.Request.URL.Parse(html.UnescapeString(action[1]))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err = browser.PostForm(target.String(), url.Values{
-		"id":       {html.UnescapeString(id[1])},
-		"username": {user},
-		"password": {password},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	page = readBody(t, resp)
-	loc, err := resp.Location()
-	if err != nil || !strings.HasPrefix(loc.String(), callbackURL) {
-		t.Fatalf("login: want a redirect to %s, got %s:\n%s", callbackURL, resp.Status, page)
+	page = browser.OIDCLogin(page, user, password)
+	loc := page.Location()
+	if loc == nil || !strings.HasPrefix(loc.String(), callbackURL) {
+		t.Fatalf("login: want a redirect to %s, got %s", callbackURL, page)
 	}
 	q := loc.Query()
 	if q.Get("error") != "" {
 		t.Fatalf("provider refused the sign-in: %s: %s", q.Get("error"), q.Get("error_description"))
 	}
 	return q.Get("code"), q.Get("state")
-}
-
-func readBody(t *testing.T, resp *http.Response) string {
-	t.Helper()
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
 }
 
 // flow is one sign-in's one-time values, as package sso makes them.
@@ -283,7 +132,7 @@ func newFlow() flow {
 
 // login signs user in at prov and returns the code, after checking that
 // the provider echoed the state.
-func login(t *testing.T, p *testOP, prov *Provider, f flow, user, password string) string {
+func login(t *testing.T, p *testidp.OIDC, prov *Provider, f flow, user, password string) string {
 	t.Helper()
 	code, state := signIn(t, p, prov.AuthCodeURL(f.state, f.nonce, f.verifier), user, password)
 	if state != f.state {
@@ -315,7 +164,7 @@ func TestSignIn(t *testing.T) {
 		t.Run(tt.user, func(t *testing.T) {
 			f := newFlow()
 			code := login(t, p, prov, f, tt.user, tt.password)
-			before := p.userInfoCalls.Load()
+			before := p.UserInfoCalls()
 			id, err := prov.Exchange(context.Background(), code, f.verifier, f.nonce)
 			if err != nil {
 				t.Fatal(err)
@@ -325,7 +174,7 @@ func TestSignIn(t *testing.T) {
 			assertIdentity(t, id, tt.want)
 			// The example provider leaves profile and email out of an ID
 			// token issued with an access token, as many real ones do.
-			if n := p.userInfoCalls.Load() - before; n != 1 {
+			if n := p.UserInfoCalls() - before; n != 1 {
 				t.Errorf("UserInfo called %d times, want 1", n)
 			}
 		})
@@ -346,7 +195,7 @@ func TestSignInFromIDToken(t *testing.T) {
 	}
 	assertIdentity(t, id, sso.Identity{Method: "oidc", Subject: "id-grace", UserName: "id-grace",
 		Tags: map[string]string{"project": "cobol"}, MFA: true})
-	if n := p.userInfoCalls.Load(); n != 0 {
+	if n := p.UserInfoCalls(); n != 0 {
 		t.Errorf("UserInfo called %d times, want 0", n)
 	}
 }
@@ -531,8 +380,8 @@ func TestNewDiscoveryErrors(t *testing.T) {
 		want         []string
 	}{
 		{"no discovery document", empty.URL, nil, []string{empty.URL + "/.well-known/openid-configuration", "404", "issuer URL"}},
-		{"issuer spelled differently", p.issuer + "/", p.client, []string{p.issuer + "/", fmt.Sprintf("%q", p.issuer), "trailing slash"}},
-		{"certificate not trusted", p.issuer, nil, []string{p.issuer + "/.well-known/openid-configuration", "certificate"}},
+		{"issuer spelled differently", p.Issuer + "/", p.Client, []string{p.Issuer + "/", fmt.Sprintf("%q", p.Issuer), "trailing slash"}},
+		{"certificate not trusted", p.Issuer, nil, []string{p.Issuer + "/.well-known/openid-configuration", "certificate"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

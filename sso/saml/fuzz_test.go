@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testidp"
 	"github.com/keygate/keygate/sso"
 )
 
@@ -22,7 +23,7 @@ func FuzzCheckStructure(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	_, cert := keyPair(f, "idp", time.Now().Add(time.Hour))
+	_, cert := testidp.KeyPair(f, "idp", time.Now().Add(time.Hour))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		err := checkStructure(raw, nil)
 		if err == nil {

@@ -2,28 +2,17 @@ package saml
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/xml"
-	"html"
-	"io"
-	"math/big"
-	"net/http"
-	"net/http/httptest"
-	"net/url"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/beevik/etree"
 	crewjam "github.com/crewjam/saml"
-	"github.com/crewjam/saml/samlidp"
 
+	"github.com/keygate/keygate/internal/testidp"
 	"github.com/keygate/keygate/sso"
 )
 
@@ -36,64 +25,19 @@ const (
 	spACS      = "https://keygate.test/saml/acs"
 )
 
-func keyPair(t testing.TB, cn string, notAfter time.Time) (*rsa.PrivateKey, *x509.Certificate) {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, cert
-}
-
-// fixedSession signs everyone in as one person, in place of samlidp's
-// login form.
-type fixedSession struct{ s *crewjam.Session }
-
-func (f fixedSession) GetSession(w http.ResponseWriter, r *http.Request, req *crewjam.IdpAuthnRequest) *crewjam.Session {
-	s := *f.s
-	s.ID, s.CreateTime, s.ExpireTime = "session-1", time.Now(), time.Now().Add(time.Hour)
-	return &s
-}
-
-// mutatingMaker makes crewjam's default assertion, then lets a test
-// change it before crewjam signs it.
-type mutatingMaker struct {
-	mu     sync.Mutex
-	mutate func(a *crewjam.Assertion)
-}
-
-func (m *mutatingMaker) MakeAssertion(req *crewjam.IdpAuthnRequest, s *crewjam.Session) error {
-	if err := (crewjam.DefaultAssertionMaker{}).MakeAssertion(req, s); err != nil {
-		return err
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.mutate != nil {
-		m.mutate(req.Assertion)
-	}
-	return nil
+// alice is the person the identity provider signs in.
+var alice = testidp.Person{
+	UserName: "alice", NameID: "alice@example.com", Email: "alice@example.com",
+	Tags:       map[string]string{"project": "ledger"},
+	Attributes: map[string][]string{"http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department": {"Finance"}},
 }
 
 type env struct {
 	t     *testing.T
-	idp   *samlidp.Server
-	srv   *httptest.Server
-	maker *mutatingMaker
+	idp   *testidp.SAML
 	p     *Provider
 	now   time.Time
 	warns []string
-	// down makes the metadata endpoint fail.
-	down bool
 }
 
 type envOptions struct {
@@ -103,37 +47,12 @@ type envOptions struct {
 
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
-	e := &env{t: t, maker: &mutatingMaker{}, now: time.Now()}
-	var handler http.Handler
-	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if e.down && r.URL.Path == "/metadata" {
-			http.Error(w, "unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		handler.ServeHTTP(w, r)
-	}))
-	t.Cleanup(e.srv.Close)
-	if o.notAfter.IsZero() {
-		o.notAfter = time.Now().Add(365 * 24 * time.Hour)
-	}
-	key, cert := keyPair(t, "idp", o.notAfter)
-	u, _ := url.Parse(e.srv.URL)
-	idp, err := samlidp.New(samlidp.Options{URL: *u, Key: key, Certificate: cert, Store: &samlidp.MemoryStore{}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	idp.IDP.SessionProvider = fixedSession{&crewjam.Session{
-		NameID: "alice@example.com", UserName: "alice", UserEmail: "alice@example.com",
-		CustomAttributes: []crewjam.Attribute{
-			{Name: sso.PrincipalTagPrefix + "project", Values: []crewjam.AttributeValue{{Type: "xs:string", Value: "ledger"}}},
-			{Name: "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department", Values: []crewjam.AttributeValue{{Type: "xs:string", Value: "Finance"}}},
-		},
-	}}
-	idp.IDP.AssertionMaker = e.maker
-	e.idp, handler = idp, idp
-	spKey, spCert := keyPair(t, "keygate", time.Now().Add(24*time.Hour))
+	e := &env{t: t, now: time.Now()}
+	e.idp = testidp.StartSAML(t, testidp.SAMLOptions{NotAfter: o.notAfter, People: []testidp.Person{alice}})
+	spKey, spCert := testidp.KeyPair(t, "keygate", time.Now().Add(24*time.Hour))
+	var err error
 	e.p, err = New(context.Background(), Config{
-		EntityID: spEntityID, ACSURL: spACS, MetadataURL: e.srv.URL + "/metadata", Refresh: time.Hour,
+		EntityID: spEntityID, ACSURL: spACS, MetadataURL: e.idp.MetadataURL, Refresh: time.Hour,
 		ClockSkew: 2 * time.Minute, Key: spKey, Cert: spCert,
 		Mapping: sso.Mapping{Tags: map[string]string{"department": "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/department"}},
 		Now:     func() time.Time { return e.now },
@@ -146,90 +65,32 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !o.encrypt {
-		md = stripEncryptionKey(t, md)
-	}
-	req, _ := http.NewRequest(http.MethodPut, e.srv.URL+"/services/keygate", strings.NewReader(string(md)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNoContent {
-		t.Fatalf("register keygate with the IdP: %s", resp.Status)
-	}
+	e.idp.RegisterSP(t, md, o.encrypt)
 	return e
 }
 
-// stripEncryptionKey removes the encryption key from keygate's metadata,
-// so that the IdP sends assertions in the clear.
-func stripEncryptionKey(t *testing.T, md []byte) []byte {
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(md); err != nil {
-		t.Fatal(err)
-	}
-	for _, kd := range doc.FindElements("//KeyDescriptor[@use='encryption']") {
-		kd.Parent().RemoveChild(kd)
-	}
-	out, err := doc.WriteToBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-var samlResponseRE = regexp.MustCompile(`name="SAMLResponse" value="([^"]+)"`)
-
-// signIn runs the SP-initiated flow against the IdP and returns the
-// response as the browser would post it, and the request ID keygate sent.
+// signIn signs alice in, with her assertion changed by mutate before the
+// IdP signs it.
 func (e *env) signIn(mutate func(a *crewjam.Assertion)) (string, string) {
 	e.t.Helper()
-	e.maker.mu.Lock()
-	e.maker.mutate = mutate
-	e.maker.mu.Unlock()
+	p := alice
+	p.Mutate = mutate
+	return e.signInAs(p)
+}
+
+// signInAs runs the SP-initiated flow against the IdP as p and returns
+// the response as the browser would post it, and the request ID keygate
+// sent.
+func (e *env) signInAs(p testidp.Person) (string, string) {
+	e.t.Helper()
+	e.idp.AddPerson(p)
 	target, reqID, err := e.p.AuthnRequestURL("relay-1")
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	resp, err := http.Get(target)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	m := samlResponseRE.FindSubmatch(body)
-	if m == nil {
-		e.t.Fatalf("the IdP answered %s without a SAMLResponse: %s", resp.Status, body)
-	}
-	return html.UnescapeString(string(m[1])), reqID
-}
-
-// edit decodes a response, lets f change its XML, and encodes it again.
-func edit(t *testing.T, encoded string, f func(doc *etree.Document)) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(encoded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	doc := etree.NewDocument()
-	if err := doc.ReadFromBytes(raw); err != nil {
-		t.Fatal(err)
-	}
-	f(doc)
-	out, err := doc.WriteToBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString(out)
-}
-
-func editRaw(t *testing.T, encoded string, f func(string) string) string {
-	t.Helper()
-	raw, err := base64.StdEncoding.DecodeString(encoded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return base64.StdEncoding.EncodeToString([]byte(f(string(raw))))
+	b := testidp.NewBrowser(e.t, nil)
+	page := b.SAMLLogin(b.Get(target), p.UserName)
+	return page.FormValue("SAMLResponse"), reqID
 }
 
 func wantRefusal(t *testing.T, err error, code string) {
@@ -244,10 +105,6 @@ func wantRefusal(t *testing.T, err error, code string) {
 	if r.Reason == "" {
 		t.Fatalf("refusal %q without a reason", code)
 	}
-}
-
-func assertionOf(doc *etree.Document) *etree.Element {
-	return doc.Root().SelectElement("Assertion")
 }
 
 func TestSignIn(t *testing.T) {
@@ -272,9 +129,9 @@ func TestSignIn(t *testing.T) {
 // MFA.
 func TestSignInWithMFA(t *testing.T) {
 	e := newEnv(t, envOptions{})
-	resp, reqID := e.signIn(func(a *crewjam.Assertion) {
-		a.AuthnStatements[0].AuthnContext.AuthnContextClassRef = &crewjam.AuthnContextClassRef{Value: "http://schemas.microsoft.com/claims/multipleauthn"}
-	})
+	p := alice
+	p.MFA = true
+	resp, reqID := e.signInAs(p)
 	id, err := e.p.HandleResponse(context.Background(), resp, reqID)
 	if err != nil {
 		t.Fatal(err)
@@ -306,19 +163,7 @@ func TestEncryptedAssertion(t *testing.T) {
 func TestHostileResponses(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := context.Background()
-	evil := func(doc *etree.Document) *etree.Element {
-		a := assertionOf(doc).Copy()
-		for _, s := range a.SelectElements("Signature") {
-			a.RemoveChild(s)
-		}
-		a.FindElement(".//NameID").SetText("admin@example.com")
-		return a
-	}
-	removeSignature := func(el *etree.Element) {
-		for _, s := range el.SelectElements("Signature") {
-			el.RemoveChild(s)
-		}
-	}
+	evil := func(doc *etree.Document) *etree.Element { return testidp.ForgedAssertion(doc, "admin@example.com") }
 	tests := []struct {
 		name   string
 		mutate func(a *crewjam.Assertion)
@@ -326,31 +171,31 @@ func TestHostileResponses(t *testing.T) {
 		code   string
 	}{
 		{name: "unsigned", code: "unsigned", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) { removeSignature(doc.Root()); removeSignature(assertionOf(doc)) })
+			return testidp.EditResponse(t, r, testidp.Unsign)
 		}},
 		{name: "tampered NameID", code: "bad_signature", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) { assertionOf(doc).FindElement(".//NameID").SetText("admin@example.com") })
-		}},
-		{name: "comment in NameID", code: "xml_comment", alter: func(t *testing.T, r string) string {
-			return editRaw(t, r, func(s string) string {
-				return strings.Replace(s, "alice@example.com</saml:NameID>", "alice@example.com<!---->.evil</saml:NameID>", 1)
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				testidp.AssertionOf(doc).FindElement(".//NameID").SetText("admin@example.com")
 			})
 		}},
+		{name: "comment in NameID", code: "xml_comment", alter: func(t *testing.T, r string) string {
+			return testidp.CommentInNameID(t, r, "alice@example.com", ".evil")
+		}},
 		{name: "DOCTYPE", code: "malformed", alter: func(t *testing.T, r string) string {
-			return editRaw(t, r, func(s string) string { return `<!DOCTYPE x [<!ENTITY e "admin">]>` + s })
+			return testidp.EditResponseText(t, r, func(s string) string { return `<!DOCTYPE x [<!ENTITY e "admin">]>` + s })
 		}},
 		{name: "wrapping: evil assertion before the signed one", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) {
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
 				root := doc.Root()
-				root.InsertChildAt(assertionOf(doc).Index(), evil(doc))
+				root.InsertChildAt(testidp.AssertionOf(doc).Index(), evil(doc))
 			})
 		}},
 		{name: "wrapping: evil assertion after the signed one", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) { doc.Root().AddChild(evil(doc)) })
+			return testidp.EditResponse(t, r, func(doc *etree.Document) { doc.Root().AddChild(evil(doc)) })
 		}},
 		{name: "wrapping: signed assertion inside the evil one", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) {
-				root, orig := doc.Root(), assertionOf(doc)
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), testidp.AssertionOf(doc)
 				ev := evil(doc)
 				root.InsertChildAt(orig.Index(), ev)
 				root.RemoveChild(orig)
@@ -358,8 +203,8 @@ func TestHostileResponses(t *testing.T) {
 			})
 		}},
 		{name: "wrapping: signed assertion in the evil signature's Object", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) {
-				root, orig := doc.Root(), assertionOf(doc)
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), testidp.AssertionOf(doc)
 				ev := evil(doc)
 				sig := orig.SelectElement("Signature").Copy()
 				obj := sig.CreateElement("ds:Object")
@@ -370,27 +215,27 @@ func TestHostileResponses(t *testing.T) {
 			})
 		}},
 		{name: "wrapping: signed assertion moved into Extensions", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) {
-				root, orig := doc.Root(), assertionOf(doc)
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), testidp.AssertionOf(doc)
 				root.InsertChildAt(orig.Index(), evil(doc))
 				root.RemoveChild(orig)
 				root.CreateElement("samlp:Extensions").AddChild(orig)
 			})
 		}},
 		{name: "wrapping: evil assertion with the signed one's ID", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) {
-				root, orig := doc.Root(), assertionOf(doc)
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				root, orig := doc.Root(), testidp.AssertionOf(doc)
 				ev := evil(doc)
-				removeSignature(root)
+				testidp.RemoveSignatures(root)
 				root.InsertChildAt(orig.Index(), ev)
 				root.CreateElement("samlp:Extensions").AddChild(orig)
 			})
 		}},
 		{name: "wrapping: response signature moved onto the assertion", code: "signature_wrapping", alter: func(t *testing.T, r string) string {
-			return edit(t, r, func(doc *etree.Document) {
-				root, a := doc.Root(), assertionOf(doc)
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				root, a := doc.Root(), testidp.AssertionOf(doc)
 				sig := root.SelectElement("Signature")
-				removeSignature(a)
+				testidp.RemoveSignatures(a)
 				root.RemoveChild(sig)
 				a.AddChild(sig)
 			})
@@ -405,8 +250,8 @@ func TestHostileResponses(t *testing.T) {
 		{name: "wrong destination", code: "destination", alter: func(t *testing.T, r string) string {
 			// Azure AD signs only the assertion by default; the response
 			// around it is then the attacker's to change.
-			return edit(t, r, func(doc *etree.Document) {
-				removeSignature(doc.Root())
+			return testidp.EditResponse(t, r, func(doc *etree.Document) {
+				testidp.RemoveSignatures(doc.Root())
 				doc.Root().CreateAttr("Destination", "https://other.example/acs")
 			})
 		}},
@@ -464,12 +309,12 @@ func TestReplayAndRequestBinding(t *testing.T) {
 func TestUntrustedCertificate(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := context.Background()
-	key, cert := keyPair(t, "attacker", time.Now().Add(time.Hour))
-	e.idp.IDP.Key, e.idp.IDP.Certificate = key, cert
+	key, cert := testidp.KeyPair(t, "attacker", time.Now().Add(time.Hour))
+	e.idp.SetSigningKey(key, cert)
 	resp, reqID := e.signIn(nil)
 	_, err := e.p.HandleResponse(ctx, resp, reqID)
 	wantRefusal(t, err, "untrusted_certificate")
-	stripped := edit(t, resp, func(doc *etree.Document) {
+	stripped := testidp.EditResponse(t, resp, func(doc *etree.Document) {
 		for _, ki := range doc.FindElements("//KeyInfo") {
 			ki.Parent().RemoveChild(ki)
 		}
@@ -484,9 +329,9 @@ func TestUntrustedCertificate(t *testing.T) {
 func TestCertificateRotation(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	ctx := context.Background()
-	oldKey, oldCert := e.idp.IDP.Key, e.idp.IDP.Certificate
-	newKey, newCert := keyPair(t, "idp-2027", time.Now().Add(2*365*24*time.Hour))
-	e.idp.IDP.Key, e.idp.IDP.Certificate = newKey, newCert
+	oldKey, oldCert := e.idp.SigningKey()
+	newKey, newCert := testidp.KeyPair(t, "idp-2027", time.Now().Add(2*365*24*time.Hour))
+	e.idp.SetSigningKey(newKey, newCert)
 	resp, reqID := e.signIn(nil)
 	_, err := e.p.HandleResponse(ctx, resp, reqID)
 	wantRefusal(t, err, "untrusted_certificate")
@@ -498,7 +343,7 @@ func TestCertificateRotation(t *testing.T) {
 		t.Fatalf("after the metadata refresh: %v", err)
 	}
 	// A metadata document listing both certificates, as during a rotation.
-	both := metadataWith(t, e, oldCert, newCert)
+	both := e.idp.MetadataWith(t, oldCert, newCert)
 	md, err := parseMetadata(both)
 	if err != nil {
 		t.Fatal(err)
@@ -513,29 +358,12 @@ func TestCertificateRotation(t *testing.T) {
 		key  any
 		cert *x509.Certificate
 	}{{oldKey, oldCert}, {newKey, newCert}} {
-		e.idp.IDP.Key, e.idp.IDP.Certificate = k.key, k.cert
+		e.idp.SetSigningKey(k.key, k.cert)
 		resp, reqID := e.signIn(nil)
 		if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
 			t.Fatalf("signed with %s during the rotation: %v", k.cert.Subject.CommonName, err)
 		}
 	}
-}
-
-// metadataWith is the IdP's metadata with the given signing certificates.
-func metadataWith(t *testing.T, e *env, certs ...*x509.Certificate) []byte {
-	t.Helper()
-	ed := e.idp.IDP.Metadata()
-	var kds []crewjam.KeyDescriptor
-	for _, c := range certs {
-		kds = append(kds, crewjam.KeyDescriptor{Use: "signing", KeyInfo: crewjam.KeyInfo{X509Data: crewjam.X509Data{
-			X509Certificates: []crewjam.X509Certificate{{Data: base64.StdEncoding.EncodeToString(c.Raw)}}}}})
-	}
-	ed.IDPSSODescriptors[0].KeyDescriptors = kds
-	out, err := xml.Marshal(ed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
 
 // A signing certificate that expires within 14 days raises a warning, at
@@ -561,7 +389,7 @@ func TestWarnings(t *testing.T) {
 		t.Fatalf("no warning a day later: %q", e.warns)
 	}
 	e.now = time.Now()
-	e.down = true
+	e.idp.SetMetadataDown(true)
 	if err := e.p.Refresh(ctx); err == nil {
 		t.Fatal("refresh against a failing metadata URL succeeded")
 	}
