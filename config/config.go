@@ -147,15 +147,23 @@ const (
 
 // Load reads, defaults and validates the config at path.
 func Load(path string) (*Config, error) {
-	raw, err := os.ReadFile(path)
+	abs, raw, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	return Parse(abs, raw)
+}
+
+// readFile reads the config at path and returns its absolute path, which
+// anchors relative paths in it.
+func readFile(path string) (abs string, raw []byte, err error) {
+	if raw, err = os.ReadFile(path); err != nil {
+		return "", nil, fmt.Errorf("read config: %w", err)
+	}
+	if abs, err = filepath.Abs(path); err != nil {
+		return "", nil, fmt.Errorf("read config: %w", err)
+	}
+	return abs, raw, nil
 }
 
 // LoadLocation reads only where the server is and keeps its state
@@ -164,13 +172,9 @@ func Load(path string) (*Config, error) {
 // the rest of the file is being edited: keygate admin reload can then
 // report the edit's mistakes as the server sees them.
 func LoadLocation(path string) (*Config, error) {
-	raw, err := os.ReadFile(path)
+	abs, raw, err := readFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
-	}
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("read config: %w", err)
+		return nil, err
 	}
 	var loc struct {
 		DataDir         string   `yaml:"data_dir"`

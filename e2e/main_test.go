@@ -484,3 +484,58 @@ func (s *kgServer) terminate() {
 	}
 	os.RemoveAll(s.dir)
 }
+
+// sleeper is psql running a long pg_sleep through the gateway: a live
+// session for the tests that end one.
+type sleeper struct {
+	app    string
+	stderr bytes.Buffer
+	exited chan time.Time
+}
+
+// startSleeper connects as user to db with token, under application_name
+// app, and returns once the upstream runs the sleep.
+func (s *kgServer) startSleeper(t testing.TB, user, db, token, app string) *sleeper {
+	t.Helper()
+	sl := &sleeper{app: app, exited: make(chan time.Time, 1)}
+	cmd := exec.Command("psql", "-X", "-A", "-t", s.connString(user, db, "application_name="+app), "-c", "SELECT pg_sleep(30)")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token)
+	cmd.Stderr = &sl.stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		sl.exited <- time.Now()
+	}()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	waitFor(t, 10*time.Second, func() bool {
+		rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"' AND query LIKE '%pg_sleep%'")
+		return rows[0][0] == "1"
+	})
+	return sl
+}
+
+// ended waits for psql to exit, after what, and returns when it did.
+func (sl *sleeper) ended(t testing.TB, after string) time.Time {
+	t.Helper()
+	select {
+	case at := <-sl.exited:
+		return at
+	case <-time.After(10 * time.Second):
+		t.Fatalf("psql still running 10s after %s", after)
+		return time.Time{}
+	}
+}
+
+// endedWithin checks that psql exited within limit of since, with an
+// error that says reason.
+func (sl *sleeper) endedWithin(t testing.TB, what string, since time.Time, limit time.Duration, reason string) {
+	t.Helper()
+	took := sl.ended(t, what).Sub(since)
+	t.Logf("live session ended %s after %s (negative: before it returned)", took, what)
+	if took > limit {
+		t.Fatalf("session ended %s after %s, want under %s", took, what, limit)
+	}
+	mustContain(t, "psql error", sl.stderr.String(), reason)
+}
