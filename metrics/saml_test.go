@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -15,7 +14,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +21,7 @@ import (
 
 	crewjam "github.com/crewjam/saml"
 
+	"github.com/keygate/keygate/metrics/metricstest"
 	"github.com/keygate/keygate/sso/saml"
 )
 
@@ -122,21 +121,7 @@ func scrape(t *testing.T, h http.Handler) map[string]float64 {
 	if rec.Code != http.StatusOK {
 		t.Fatalf("GET %s: %d %s", Path, rec.Code, rec.Body)
 	}
-	out := map[string]float64{}
-	sc := bufio.NewScanner(rec.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("sample %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
+	return metricstest.Samples(t, rec.Body)
 }
 
 // series lists the samples of the metric name.
