@@ -112,6 +112,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/admin/sessions/{id}", s.admin(s.revokeSession))
 	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
 	mux.HandleFunc("POST /v1/admin/reload", s.admin(s.reload))
+	mux.HandleFunc("GET /v1/admin/access/explain", s.admin(s.explainAccess))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
 	mux.HandleFunc("POST /v1/admin/scim-tokens", s.admin(s.createProvisioningToken))

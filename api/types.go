@@ -169,3 +169,24 @@ type ReloadResult struct {
 	// RestartNeeded names changed settings that apply only on restart.
 	RestartNeeded []string `json:"restart_needed"`
 }
+
+// Explanation is why a person may or may not reach a database.
+type Explanation struct {
+	User     string `json:"user"`
+	Database string `json:"database"`
+	// MFA says the decisions assume a sign-in with MFA.
+	MFA       bool             `json:"mfa"`
+	Decisions []AccessDecision `json:"decisions"`
+}
+
+// AccessDecision is the decision at one access level and what made it.
+type AccessDecision struct {
+	Access  string `json:"access"`
+	Allowed bool   `json:"allowed"`
+	// Reason names the group, permission set and rule that allowed it, or
+	// the nearest miss.
+	Reason        string `json:"reason"`
+	PermissionSet string `json:"permission_set,omitempty"`
+	Group         string `json:"group,omitempty"`
+	TokenTTL      string `json:"token_ttl,omitempty"`
+}

@@ -511,3 +511,24 @@ func TestSignInClaims(t *testing.T) {
 		t.Fatalf("session tags leaked into the stored user: %+v", u.Attributes)
 	}
 }
+
+// AssumeMFA decides without a sign-in session as if it had shown MFA, so
+// that explain can show what a require_mfa permission set needs.
+func TestAssumeMFA(t *testing.T) {
+	f := newFixture(t)
+	p, err := access.NewPolicy([]access.PermissionSet{{Name: "analyst-write", Level: access.ReadWrite, RequireMFA: true}},
+		[]access.Assignment{{Group: "analysts", PermissionSet: "analyst-write", Databases: []string{"orders"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.az.SetPolicy(p, []access.Database{orders})
+	if d := f.authorize(t, Request{User: "alice", Database: "orders", Level: access.ReadWrite}); d.Allowed || !strings.Contains(d.Reason, "requires MFA") {
+		t.Fatalf("without MFA: %+v", d)
+	}
+	if d := f.authorize(t, Request{User: "alice", Database: "orders", Level: access.ReadWrite, AssumeMFA: true}); !d.Allowed {
+		t.Fatalf("assuming MFA: %+v", d)
+	}
+	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.ReadOnly, AssumeMFA: true}); d.Allowed {
+		t.Fatalf("assuming MFA granted bob, in no group: %+v", d)
+	}
+}

@@ -288,3 +288,19 @@ func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {
 	err := c.do(ctx, http.MethodPost, "/v1/admin/reload", nil, nil, &out)
 	return out, err
 }
+
+// ExplainAccess says whether user may reach database, and why: at level
+// access, or at every level when access is empty; mfa assumes a sign-in
+// with MFA.
+func (c *Client) ExplainAccess(ctx context.Context, user, database, access string, mfa bool) (api.Explanation, error) {
+	q := url.Values{"user": {user}, "db": {database}}
+	if access != "" {
+		q.Set("access", access)
+	}
+	if mfa {
+		q.Set("mfa", "true")
+	}
+	var out api.Explanation
+	err := c.do(ctx, http.MethodGet, "/v1/admin/access/explain", q, nil, &out)
+	return out, err
+}

@@ -60,6 +60,7 @@ Start with:
 		newConfigCmd(g),
 		newCACmd(g),
 		newAdminCmd(g),
+		newAccessCmd(g),
 		newDBCmd(g),
 		newAuditCmd(g),
 		newDemoCmd(),
