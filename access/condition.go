@@ -115,6 +115,18 @@ func (c Condition) holds(person, db map[string]string) bool {
 	return l != r
 }
 
+// DatabaseTags lists the keys of the database tags the condition reads,
+// so that a config can check them against the databases it knows.
+func (c Condition) DatabaseTags() []string {
+	var out []string
+	for _, o := range c.refs() {
+		if o.src == databaseTag {
+			out = append(out, o.value)
+		}
+	}
+	return out
+}
+
 // refs lists the tags the condition reads, left first.
 func (c Condition) refs() []operand {
 	switch {

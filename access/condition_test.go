@@ -182,3 +182,22 @@ func TestConditions(t *testing.T) {
 		t.Error("a zero Condition made a non-empty list")
 	}
 }
+
+func TestConditionDatabaseTags(t *testing.T) {
+	for src, want := range map[string]string{
+		"database.environment == person.environment": "environment",
+		"database.a != database.b":                   "a,b",
+		"database.a == database.a":                   "a",
+		"person.x in [a]":                            "",
+		"has database.owner":                         "owner",
+		"prod == database.env":                       "env",
+	} {
+		c, err := ParseCondition(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(c.DatabaseTags(), ","); got != want {
+			t.Errorf("%s: DatabaseTags = %q, want %q", src, got, want)
+		}
+	}
+}
