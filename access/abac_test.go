@@ -1,7 +1,9 @@
 package access
 
 import (
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -359,4 +361,48 @@ func TestNothingWithoutAssignmentEvenWithDenies(t *testing.T) {
 			t.Fatalf("allowed without an assignment: %s", d.Reason)
 		}
 	}
+}
+
+// TestCacheStaysBounded: deciding for more people than the cache holds
+// keeps it bounded, and decisions right.
+func TestCacheStaysBounded(t *testing.T) {
+	p := mustCompile(t, Rules{
+		PermissionSets: []PermissionSet{{Name: "s", Level: ReadOnly, Conditions: conds(t, "database.environment == person.environment")}},
+		Assignments:    []Assignment{{Group: "g", PermissionSet: "s", Databases: []string{AllDatabases}}},
+	})
+	for i := range maxCached + 100 {
+		env := []string{"prod", "dev"}[i%2]
+		pr := personWith(fmt.Sprintf("u%d", i), map[string]string{"environment": env}, "g")
+		if d := p.Decide(pr, ordersProd, ReadOnly); d.Allowed != (env == "prod") {
+			t.Fatalf("person %d: %+v", i, d)
+		}
+		if n := p.cache.people.size.Load(); n > maxCached {
+			t.Fatalf("the cache holds %d people", n)
+		}
+	}
+}
+
+// TestConcurrentDecisions: decisions for the same people, whose groups and
+// tags change, from many goroutines at once (run with -race).
+func TestConcurrentDecisions(t *testing.T) {
+	p := mustCompile(t, exampleRules(t))
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 300 {
+				groups := [][]string{{"engineers"}, {"analysts", "contractors"}, {"dba"}}[(i+w)%3]
+				env := []string{"prod", "dev"}[(i/3+w)%2]
+				pr := identity.Principal{UserName: fmt.Sprintf("u%d", i%5), Active: true, Groups: groups, MFA: i%2 == 0,
+					Attributes: map[string]string{"environment": env, "department": "data", "team": "t"}}
+				want := unionAllows(p.PolicySet(), pr, ordersProd, Levels[i%3])
+				if got := p.Decide(pr, ordersProd, Levels[i%3]); got.Allowed != want {
+					t.Errorf("Decide = %v, all policies = %v: %s", got.Allowed, want, got.Reason)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -432,7 +432,7 @@ func (p *Policy) Decide(pr identity.Principal, db Database, want Level) Decision
 // a satisfied forbid refuses, otherwise a satisfied permit allows.
 func (p *Policy) authorize(pr identity.Principal, db Database, want Level) (bool, []cedar.DiagnosticReason, *cachedPerson) {
 	person := p.cache.person(pr, p)
-	sel := p.index.selectFor(person.policies(&p.index, pr.UserName, want), want, db)
+	sel := p.index.selectFor(person.personal[want.rank()], want, db)
 	defer sel.release()
 	req := request(&sel.ents, person, p.cache.database(db), want)
 	k := min(len(sel.permits), firstPermits)
@@ -449,16 +449,15 @@ func (p *Policy) authorize(pr identity.Principal, db Database, want Level) (bool
 // firstPermits is how many permits the first round evaluates.
 const firstPermits = 4
 
-// candidates lists the indexes of the assignments of groups, each once (a
-// group can be both provisioned and asserted at sign-in), most specific
-// first.
+// candidates lists the indexes of the assignments of groups, which must be
+// without repeats, most specific first.
 func (p *Policy) candidates(groups []string) []int {
 	var out []int
 	for _, g := range groups {
 		out = append(out, p.byGroup[g]...)
 	}
 	slices.SortFunc(out, func(i, j int) int { return p.rank[i] - p.rank[j] })
-	return slices.Compact(out)
+	return out
 }
 
 // compare orders assignments as Grants lists them: lowest level, then

@@ -55,14 +55,29 @@ func tagRecord(tags map[string]string) types.Record {
 // their groups. An entry is used only when it was built from exactly the
 // principal or database at hand.
 type cache struct {
-	people    sync.Map // user name → *cachedPerson
-	databases sync.Map // database name → *cachedDatabase
-	size      atomic.Int64
+	people    boundedMap // user name → *cachedPerson
+	databases boundedMap // database name → *cachedDatabase
 }
 
-// maxCached bounds the cache; past it, entries are built for each request
-// and not kept.
-const maxCached = 1 << 16
+// maxCached bounds each map of the cache. A map that would grow past it
+// starts again empty: simpler than tracking use, and a company with more
+// people than that pays for a rebuild now and then.
+const maxCached = 1 << 15
+
+// boundedMap is a sync.Map that holds at most maxCached entries.
+type boundedMap struct {
+	m    sync.Map
+	size atomic.Int64
+}
+
+func (b *boundedMap) load(key string) (any, bool) { return b.m.Load(key) }
+
+func (b *boundedMap) store(key string, v any) {
+	if _, loaded := b.m.Swap(key, v); !loaded && b.size.Add(1) > maxCached {
+		b.m.Clear()
+		b.size.Store(0)
+	}
+}
 
 type cachedPerson struct {
 	groups []string
@@ -70,8 +85,8 @@ type cachedPerson struct {
 	mfa    bool
 	entity types.Entity
 	// personal holds, per level, the policies filed for the person and
-	// their groups, gathered when first needed.
-	personal [3]atomic.Pointer[[]*filed]
+	// their groups.
+	personal [3][]*filed
 	// candidates are the assignments of the person's groups, most
 	// specific first.
 	candidates []int
@@ -83,7 +98,7 @@ type cachedDatabase struct {
 }
 
 func (c *cache) person(pr identity.Principal, p *Policy) *cachedPerson {
-	if v, ok := c.people.Load(pr.UserName); ok {
+	if v, ok := c.people.load(pr.UserName); ok {
 		e := v.(*cachedPerson)
 		if e.mfa == pr.MFA && slices.Equal(e.groups, pr.Groups) && maps.Equal(e.tags, pr.Attributes) {
 			return e
@@ -107,40 +122,24 @@ func (c *cache) person(pr identity.Principal, p *Policy) *cachedPerson {
 			Attributes: attrs,
 			Tags:       tagRecord(pr.Attributes),
 		},
-		candidates: p.candidates(pr.Groups),
 	}
-	c.store(&c.people, pr.UserName, e)
+	groups := slices.Compact(slices.Sorted(slices.Values(pr.Groups)))
+	e.personal = p.index.personal(pr.UserName, groups)
+	e.candidates = p.candidates(groups)
+	c.people.store(pr.UserName, e)
 	return e
 }
 
 func (c *cache) database(db Database) *cachedDatabase {
-	if v, ok := c.databases.Load(db.Name); ok {
+	if v, ok := c.databases.load(db.Name); ok {
 		e := v.(*cachedDatabase)
 		if maps.Equal(e.tags, db.Tags) {
 			return e
 		}
 	}
 	e := &cachedDatabase{tags: maps.Clone(db.Tags), entity: types.Entity{UID: databaseUID(db.Name), Tags: tagRecord(db.Tags)}}
-	c.store(&c.databases, db.Name, e)
+	c.databases.store(db.Name, e)
 	return e
-}
-
-func (c *cache) store(m *sync.Map, key string, v any) {
-	if _, loaded := m.Swap(key, v); !loaded && c.size.Add(1) > maxCached {
-		m.Delete(key)
-		c.size.Add(-1)
-	}
-}
-
-// policies returns the policies filed for the person at level want.
-func (e *cachedPerson) policies(x *index, user string, want Level) []*filed {
-	r := want.rank()
-	if l := e.personal[r].Load(); l != nil {
-		return *l
-	}
-	l := x.personal(user, e.groups, r)
-	e.personal[r].Store(&l)
-	return l
 }
 
 // request is the Cedar request for p on db at level want; its entities

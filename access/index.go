@@ -31,7 +31,7 @@ type index struct {
 	always   byLevel
 }
 
-// byLevel holds filed policies per level, by rank.
+// byLevel holds filed policies per level, indexed by the level's rank.
 type byLevel [3][]filed
 
 // filed is a policy with the databases it can apply to.
@@ -112,19 +112,22 @@ func getLevels(m map[string]*byLevel, k string) *byLevel {
 	return ls
 }
 
-// personal gathers the policies filed at level r for user and their
-// groups.
-func (x *index) personal(user string, groups []string, r int) []*filed {
-	var out []*filed
+// personal gathers, per level, the policies filed for user and their
+// groups, which must be sorted and without repeats.
+func (x *index) personal(user string, groups []string) [3][]*filed {
+	var out [3][]*filed
 	add := func(ls *byLevel) {
-		if ls != nil {
+		if ls == nil {
+			return
+		}
+		for r := range ls {
 			for i := range ls[r] {
-				out = append(out, &ls[r][i])
+				out[r] = append(out[r], &ls[r][i])
 			}
 		}
 	}
 	add(x.byPerson[user])
-	for _, g := range slices.Compact(slices.Sorted(slices.Values(groups))) {
+	for _, g := range groups {
 		add(x.byGroup[g])
 	}
 	return out
