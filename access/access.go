@@ -434,6 +434,10 @@ func (p *Policy) authorize(pr identity.Principal, db Database, want Level) (bool
 	person := p.cache.person(pr, p)
 	sel := p.index.selectFor(person.personal[want.rank()], want, db)
 	defer sel.release()
+	if len(sel.forbids) == 0 && len(sel.permits) == 0 {
+		// Cedar denies when no policy applies; no need to ask.
+		return false, nil, person
+	}
 	req := request(&sel.ents, person, p.cache.database(db), want)
 	k := min(len(sel.permits), firstPermits)
 	sel.first = round{sel.forbids, sel.permits[:k]}

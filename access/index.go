@@ -113,7 +113,8 @@ func getLevels(m map[string]*byLevel, k string) *byLevel {
 }
 
 // personal gathers, per level, the policies filed for user and their
-// groups, which must be sorted and without repeats.
+// groups, which must be without repeats; the most specific permits come
+// first.
 func (x *index) personal(user string, groups []string) [3][]*filed {
 	var out [3][]*filed
 	add := func(ls *byLevel) {
@@ -129,6 +130,9 @@ func (x *index) personal(user string, groups []string) [3][]*filed {
 	add(x.byPerson[user])
 	for _, g := range groups {
 		add(x.byGroup[g])
+	}
+	for _, l := range out {
+		slices.SortStableFunc(l, func(a, b *filed) int { return a.rank - b.rank })
 	}
 	return out
 }
@@ -235,14 +239,19 @@ func (x *index) selectFor(personal []*filed, want Level, db Database) *selection
 			s.permits = append(s.permits, f.indexed)
 		}
 	}
+	for _, f := range personal {
+		take(f)
+	}
+	// The person's own permits are in order; those filed for everyone
+	// (rare: Cedar file policies, rules for the group "") are merged in.
+	n := len(s.permits)
 	always := x.always[want.rank()]
 	for i := range always {
 		take(&always[i])
 	}
-	for _, f := range personal {
-		take(f)
+	if len(s.permits) > n {
+		slices.SortStableFunc(s.permits, func(a, b indexed) int { return a.rank - b.rank })
 	}
-	slices.SortFunc(s.permits, func(a, b indexed) int { return a.rank - b.rank })
 	return s
 }
 
