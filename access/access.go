@@ -158,6 +158,9 @@ type assignment struct {
 	id    string
 	set   PermissionSet
 	conds []Condition
+	// selector is DatabaseTags sorted by key, cheaper to test than the
+	// map.
+	selector []tag
 	// grant, tagText and condText are the assignment as explanations
 	// write it: "group → set (level)", "k=v, k2=v2" for DatabaseTags, and
 	// the conditions joined by " and ".
@@ -232,8 +235,9 @@ func Compile(r Rules) (*Policy, error) {
 		a.DatabaseTags = cloneTags(a.DatabaseTags)
 		p.assignments = append(p.assignments, assignment{
 			Assignment: a, id: assignmentID(i), set: s, conds: conds[s.Name],
-			grant:   fmt.Sprintf("%s → %s (%s)", a.Group, s.Name, s.Level),
-			tagText: tagList(a.DatabaseTags), condText: joinConditions(conds[s.Name]),
+			selector: sortedTags(a.DatabaseTags),
+			grant:    fmt.Sprintf("%s → %s (%s)", a.Group, s.Name, s.Level),
+			tagText:  tagList(a.DatabaseTags), condText: joinConditions(conds[s.Name]),
 		})
 		p.byGroup[a.Group] = append(p.byGroup[a.Group], i)
 	}
@@ -417,8 +421,11 @@ func (p *Policy) Decide(pr identity.Principal, db Database, want Level) Decision
 	case len(reasons) > 0:
 		return p.explainDeny(d, pr, db, reasons)
 	}
-	return p.explainMiss(d, pr, db, person.candidates)
+	return p.explainMiss(d, pr, db, person)
 }
+
+// firstPermits is how many permits the first round of authorize evaluates.
+const firstPermits = 4
 
 // authorize asks Cedar, evaluating only the policies that can apply to the
 // request. reasons are the permits that allowed, or the forbids that
@@ -440,18 +447,15 @@ func (p *Policy) authorize(pr identity.Principal, db Database, want Level) (bool
 	}
 	req := request(&sel.ents, person, p.cache.database(db), want)
 	k := min(len(sel.permits), firstPermits)
-	sel.first = round{sel.forbids, sel.permits[:k]}
-	dec, diag := cedar.Authorize(&sel.first, &sel.ents, req)
+	sel.round = round{sel.forbids, sel.permits[:k]}
+	dec, diag := cedar.Authorize(&sel.round, &sel.ents, req)
 	if dec == cedar.Allow || len(diag.Reasons) > 0 || k == len(sel.permits) {
 		return dec == cedar.Allow, diag.Reasons, person
 	}
-	sel.second = round{sel.permits[k:], nil}
-	dec, diag = cedar.Authorize(&sel.second, &sel.ents, req)
+	sel.round = round{sel.permits[k:], nil}
+	dec, diag = cedar.Authorize(&sel.round, &sel.ents, req)
 	return dec == cedar.Allow, diag.Reasons, person
 }
-
-// firstPermits is how many permits the first round evaluates.
-const firstPermits = 4
 
 // candidates lists the indexes of the assignments of groups, which must be
 // without repeats, most specific first.
@@ -486,8 +490,13 @@ func (p *Policy) compare(i, j int) int {
 
 // targets reports whether the assignment covers db, by name or by tags.
 func (a *assignment) targets(db Database) bool {
-	if len(a.DatabaseTags) > 0 {
-		return selects(a.DatabaseTags, db.Tags)
+	if len(a.selector) > 0 {
+		for _, t := range a.selector {
+			if v, ok := db.Tags[t.key]; !ok || v != t.value {
+				return false
+			}
+		}
+		return true
 	}
 	for _, d := range a.Databases {
 		if d == AllDatabases || d == db.Name {
@@ -497,14 +506,13 @@ func (a *assignment) targets(db Database) bool {
 	return false
 }
 
-// selects reports whether every tag of sel is in tags with the same value.
-func selects(sel, tags map[string]string) bool {
-	for k, v := range sel {
-		if got, ok := tags[k]; !ok || got != v {
-			return false
-		}
+// sortedTags is tags as a slice sorted by key.
+func sortedTags(tags map[string]string) []tag {
+	var out []tag
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		out = append(out, tag{k, tags[k]})
 	}
-	return true
+	return out
 }
 
 // failing returns the first of the assignment's conditions that does not

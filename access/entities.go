@@ -87,6 +87,9 @@ type cachedPerson struct {
 	// personal holds, per level, the policies filed for the person and
 	// their groups.
 	personal [3][]*filed
+	// unique is groups sorted, without repeats (a group can be both
+	// provisioned and asserted at sign-in).
+	unique []string
 	// candidates are the assignments of the person's groups, most
 	// specific first.
 	candidates []int
@@ -123,9 +126,9 @@ func (c *cache) person(pr identity.Principal, p *Policy) *cachedPerson {
 			Tags:       tagRecord(pr.Attributes),
 		},
 	}
-	groups := slices.Compact(slices.Sorted(slices.Values(pr.Groups)))
-	e.personal = p.index.personal(pr.UserName, groups)
-	e.candidates = p.candidates(groups)
+	e.unique = slices.Compact(slices.Sorted(slices.Values(pr.Groups)))
+	e.personal = p.index.personal(pr.UserName, e.unique)
+	e.candidates = p.candidates(e.unique)
 	c.people.store(pr.UserName, e)
 	return e
 }

@@ -117,12 +117,11 @@ func (p *Policy) explainDeny(d Decision, pr identity.Principal, db Database, rea
 // explainMiss explains a refusal no rule made: the grant that needs MFA,
 // else the nearest grant whose condition or tag selector failed, else what
 // the person does hold and that nothing grants what they asked for.
-// candidates are the person's assignments, most specific first.
-func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, candidates []int) Decision {
+func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, person *cachedPerson) Decision {
 	var held []int
 	mfa, condMiss, tagMiss := -1, -1, -1
 	var failed *Condition
-	for _, i := range candidates {
+	for _, i := range person.candidates {
 		a := &p.assignments[i]
 		enough := a.set.Level.Covers(d.Level)
 		if !a.targets(db) {
@@ -158,7 +157,7 @@ func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, can
 	case tagMiss >= 0:
 		miss = tagMiss
 		a := &p.assignments[miss]
-		clause = fmt.Sprintf("it applies to databases with %s, and %s", a.tagText, tagMismatch(a.DatabaseTags, db))
+		clause = fmt.Sprintf("it applies to databases with %s, and %s", a.tagText, tagMismatch(a.selector, db))
 	}
 	if miss >= 0 {
 		a := &p.assignments[miss]
@@ -170,21 +169,21 @@ func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, can
 		}
 		return d
 	}
-	d.Reason = p.nearestMiss(pr, db, d.Level, held)
+	d.Reason = p.nearestMiss(pr, person.unique, db, d.Level, held)
 	return d
 }
 
 // nearestMiss explains a refusal: what the person does hold, and that no
 // assignment grants what they asked for.
-func (p *Policy) nearestMiss(pr identity.Principal, db Database, want Level, held []int) string {
+// groups are the person's, sorted and without repeats.
+func (p *Policy) nearestMiss(pr identity.Principal, groups []string, db Database, want Level, held []int) string {
 	missing := fmt.Sprintf("no assignment grants %s on %s", want, db.Name)
 	if len(held) > 0 {
 		return fmt.Sprintf("%s is in %s; %s", pr.UserName, p.heldList(held), missing)
 	}
-	if len(pr.Groups) == 0 {
+	if len(groups) == 0 {
 		return fmt.Sprintf("%s is in no group; %s", pr.UserName, missing)
 	}
-	groups := slices.Compact(slices.Sorted(slices.Values(pr.Groups)))
 	return fmt.Sprintf("%s is in %s; %s to those groups", pr.UserName, strings.Join(groups, ", "), missing)
 }
 
@@ -264,14 +263,14 @@ func tagList(tags map[string]string) string {
 }
 
 // tagMismatch says how db's tags fail sel, by the first key that differs.
-func tagMismatch(sel map[string]string, db Database) string {
-	for _, k := range slices.Sorted(maps.Keys(sel)) {
-		v, ok := db.Tags[k]
+func tagMismatch(sel []tag, db Database) string {
+	for _, t := range sel {
+		v, ok := db.Tags[t.key]
 		switch {
 		case !ok:
-			return fmt.Sprintf("%s has no %s tag", db.Name, k)
-		case v != sel[k]:
-			return fmt.Sprintf("%s has %s=%s", db.Name, k, quoteValue(v))
+			return fmt.Sprintf("%s has no %s tag", db.Name, t.key)
+		case v != t.value:
+			return fmt.Sprintf("%s has %s=%s", db.Name, t.key, quoteValue(v))
 		}
 	}
 	return db.Name + " matches"

@@ -217,7 +217,7 @@ func actionLevels(a types.EntityUID) []Level {
 type selection struct {
 	forbids, permits []indexed
 	ents             entities
-	first, second    round
+	round            round
 }
 
 // selectionPool recycles selections: a decision is made on every token
@@ -257,7 +257,7 @@ func (x *index) selectFor(personal []*filed, want Level, db Database) *selection
 
 // release returns s to the pool.
 func (s *selection) release() {
-	s.ents, s.first, s.second = entities{}, round{}, round{}
+	s.ents, s.round = entities{}, round{}
 	if cap(s.forbids)+cap(s.permits) <= 4096 {
 		selectionPool.Put(s)
 	}
