@@ -141,7 +141,9 @@ type Policy struct {
 	// byGroup lists the assignments of each group, by index.
 	byGroup map[string][]int
 	// rank is each assignment's place in the order Grants lists them.
-	rank   []int
+	rank []int
+	// ranked is byGroup with each group's assignments most specific first.
+	ranked map[string][]int
 	denies []deny
 	raw    []rawPolicy
 	// rules says what each Cedar policy id stands for.
@@ -289,6 +291,11 @@ func Compile(r Rules) (*Policy, error) {
 			p.raw = append(p.raw, rp)
 			p.add([]compiled{{rp.id, rp.policy, scopeOf(rp.policy)}}, ruleRef{ruleRaw, len(p.raw) - 1}, len(p.assignments)+len(p.raw))
 		}
+	}
+	p.index.finish()
+	p.ranked = make(map[string][]int, len(p.byGroup))
+	for g, as := range p.byGroup {
+		p.ranked[g] = slices.SortedFunc(slices.Values(as), func(i, j int) int { return p.rank[i] - p.rank[j] })
 	}
 	return p, nil
 }
@@ -458,11 +465,23 @@ func (p *Policy) authorize(pr identity.Principal, db Database, want Level) (bool
 }
 
 // candidates lists the indexes of the assignments of groups, which must be
-// without repeats, most specific first.
+// without repeats, most specific first. The list may be the policy's own:
+// it is not to be changed.
 func (p *Policy) candidates(groups []string) []int {
 	var out []int
+	n := 0
 	for _, g := range groups {
-		out = append(out, p.byGroup[g]...)
+		if l := p.ranked[g]; len(l) > 0 {
+			out = l
+			n++
+		}
+	}
+	if n <= 1 {
+		return out
+	}
+	out = nil
+	for _, g := range groups {
+		out = append(out, p.ranked[g]...)
 	}
 	slices.SortFunc(out, func(i, j int) int { return p.rank[i] - p.rank[j] })
 	return out

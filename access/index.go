@@ -29,6 +29,9 @@ type index struct {
 	byGroup  map[string]*byLevel
 	byPerson map[string]*byLevel
 	always   byLevel
+	// ordered holds, for byGroup and byPerson, the same policies as
+	// pointers, most specific permits first; see finish.
+	ordered map[*byLevel]*[3][]*filed
 }
 
 // byLevel holds filed policies per level, indexed by the level's rank.
@@ -112,27 +115,52 @@ func getLevels(m map[string]*byLevel, k string) *byLevel {
 	return ls
 }
 
+// finish readies the index for decisions once every policy is filed: it
+// lists each group's and person's policies in order, so that gathering a
+// person's is a copy, or nothing for a person in one group.
+func (x *index) finish() {
+	x.ordered = map[*byLevel]*[3][]*filed{}
+	for _, m := range []map[string]*byLevel{x.byGroup, x.byPerson} {
+		for _, ls := range m {
+			var o [3][]*filed
+			for r := range ls {
+				for i := range ls[r] {
+					o[r] = append(o[r], &ls[r][i])
+				}
+				slices.SortFunc(o[r], byRank)
+			}
+			x.ordered[ls] = &o
+		}
+	}
+}
+
+func byRank(a, b *filed) int { return a.rank - b.rank }
+
 // personal gathers, per level, the policies filed for user and their
 // groups, which must be without repeats; the most specific permits come
-// first.
+// first. The lists may be the index's own: they are not to be changed.
 func (x *index) personal(user string, groups []string) [3][]*filed {
-	var out [3][]*filed
-	add := func(ls *byLevel) {
-		if ls == nil {
-			return
-		}
-		for r := range ls {
-			for i := range ls[r] {
-				out[r] = append(out[r], &ls[r][i])
-			}
-		}
+	var sources []*[3][]*filed
+	if ls := x.byPerson[user]; ls != nil {
+		sources = append(sources, x.ordered[ls])
 	}
-	add(x.byPerson[user])
 	for _, g := range groups {
-		add(x.byGroup[g])
+		if ls := x.byGroup[g]; ls != nil {
+			sources = append(sources, x.ordered[ls])
+		}
 	}
-	for _, l := range out {
-		slices.SortStableFunc(l, func(a, b *filed) int { return a.rank - b.rank })
+	switch len(sources) {
+	case 0:
+		return [3][]*filed{}
+	case 1:
+		return *sources[0]
+	}
+	var out [3][]*filed
+	for r := range out {
+		for _, o := range sources {
+			out[r] = append(out[r], o[r]...)
+		}
+		slices.SortFunc(out[r], byRank)
 	}
 	return out
 }
