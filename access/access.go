@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/cedar-policy/cedar-go"
@@ -174,6 +175,7 @@ type deny struct {
 	id      string
 	conds   []Condition
 	tagText string
+	quoted  string // Description, quoted
 }
 
 type ruleKind int
@@ -275,7 +277,7 @@ func Compile(r Rules) (*Policy, error) {
 		d.Databases = slices.Clone(d.Databases)
 		d.DatabaseTags = cloneTags(d.DatabaseTags)
 		d.Levels = slices.Clone(d.Levels)
-		c := deny{Deny: d, id: denyID(i), conds: d.Conditions.list(), tagText: tagList(d.DatabaseTags)}
+		c := deny{Deny: d, id: denyID(i), conds: d.Conditions.list(), tagText: tagList(d.DatabaseTags), quoted: strconv.Quote(d.Description)}
 		p.denies = append(p.denies, c)
 		p.add(forbids(c.id, d, c.conds), ruleRef{ruleDeny, i}, 0)
 	}
@@ -455,12 +457,12 @@ func (p *Policy) authorize(pr identity.Principal, db Database, want Level) (bool
 	req := request(&sel.ents, person, p.cache.database(db), want)
 	k := min(len(sel.permits), firstPermits)
 	sel.round = round{sel.forbids, sel.permits[:k]}
-	dec, diag := cedar.Authorize(&sel.round, &sel.ents, req)
+	dec, diag := cedar.Authorize(sel, &sel.ents, req)
 	if dec == cedar.Allow || len(diag.Reasons) > 0 || k == len(sel.permits) {
 		return dec == cedar.Allow, diag.Reasons, person
 	}
 	sel.round = round{sel.permits[k:], nil}
-	dec, diag = cedar.Authorize(&sel.round, &sel.ents, req)
+	dec, diag = cedar.Authorize(sel, &sel.ents, req)
 	return dec == cedar.Allow, diag.Reasons, person
 }
 

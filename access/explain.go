@@ -34,7 +34,7 @@ func (p *Policy) explainAllow(d Decision, pr identity.Principal, db Database, re
 		rp := p.raw[raw]
 		d.Grant = Grant{PermissionSet: PermissionSet{Name: string(rp.id), Level: d.Level, TokenTTL: DefaultTokenTTL}}
 		d.Policy = string(rp.id)
-		d.Reason = fmt.Sprintf("%s is allowed %s on %s by %s", pr.UserName, d.Level, db.Name, rp.name())
+		d.Reason = pr.UserName + " is allowed " + string(d.Level) + " on " + db.Name + " by " + rp.name()
 		return d
 	}
 	a := &p.assignments[best]
@@ -89,7 +89,7 @@ func (p *Policy) explainDeny(d Decision, pr identity.Principal, db Database, rea
 			d.Deny = rp.description
 			label = fmt.Sprintf("%q (%s)", rp.description, label)
 		}
-		d.Reason = fmt.Sprintf("%s denies %s %s on %s%s", label, pr.UserName, d.Level, db.Name, more)
+		d.Reason = label + " denies " + pr.UserName + " " + string(d.Level) + " on " + db.Name + more
 		return d
 	}
 	r := &p.denies[first]
@@ -98,7 +98,7 @@ func (p *Policy) explainDeny(d Decision, pr identity.Principal, db Database, rea
 	d.Condition = joinConditions(r.conds)
 	var why []string
 	if r.Group != "" {
-		why = append(why, fmt.Sprintf("%s is in %s", pr.UserName, r.Group))
+		why = append(why, pr.UserName+" is in "+r.Group)
 	}
 	if len(r.DatabaseTags) > 0 {
 		why = append(why, db.Name+" has "+r.tagText)
@@ -106,7 +106,7 @@ func (p *Policy) explainDeny(d Decision, pr identity.Principal, db Database, rea
 	if len(r.conds) > 0 {
 		why = append(why, conditionsWithValues(r.conds, pr, db))
 	}
-	d.Reason = fmt.Sprintf("%q denies %s %s on %s", r.Description, pr.UserName, d.Level, db.Name)
+	d.Reason = r.quoted + " denies " + pr.UserName + " " + string(d.Level) + " on " + db.Name
 	if len(why) > 0 {
 		d.Reason += ": " + strings.Join(why, ", ")
 	}
@@ -144,8 +144,7 @@ func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, per
 	if mfa >= 0 {
 		a := &p.assignments[mfa]
 		d.Policy = a.id
-		d.Reason = fmt.Sprintf("%s is in %s, which requires MFA: sign in again with multi-factor authentication at your identity provider (keygate login)",
-			pr.UserName, a.grant)
+		d.Reason = pr.UserName + " is in " + a.grant + ", which requires MFA: sign in again with multi-factor authentication at your identity provider (keygate login)"
 		return d
 	}
 	miss, clause := -1, ""
@@ -153,19 +152,19 @@ func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, per
 	case condMiss >= 0:
 		miss = condMiss
 		d.Condition = failed.String()
-		clause = fmt.Sprintf("its condition %s does not hold (%s)", failed, values(*failed, pr, db))
+		clause = "its condition " + failed.String() + " does not hold (" + values(*failed, pr, db) + ")"
 	case tagMiss >= 0:
 		miss = tagMiss
 		a := &p.assignments[miss]
-		clause = fmt.Sprintf("it applies to databases with %s, and %s", a.tagText, tagMismatch(a.selector, db))
+		clause = "it applies to databases with " + a.tagText + ", and " + tagMismatch(a.selector, db)
 	}
 	if miss >= 0 {
 		a := &p.assignments[miss]
 		d.Policy = a.id
 		if len(held) == 0 {
-			d.Reason = fmt.Sprintf("%s is in %s, but %s", pr.UserName, a.grant, clause)
+			d.Reason = pr.UserName + " is in " + a.grant + ", but " + clause
 		} else {
-			d.Reason = fmt.Sprintf("%s is in %s; %s would grant %s on %s, but %s", pr.UserName, p.heldList(held), a.grant, d.Level, db.Name, clause)
+			d.Reason = pr.UserName + " is in " + p.heldList(held) + "; " + a.grant + " would grant " + string(d.Level) + " on " + db.Name + ", but " + clause
 		}
 		return d
 	}
@@ -177,14 +176,14 @@ func (p *Policy) explainMiss(d Decision, pr identity.Principal, db Database, per
 // assignment grants what they asked for.
 // groups are the person's, sorted and without repeats.
 func (p *Policy) nearestMiss(pr identity.Principal, groups []string, db Database, want Level, held []int) string {
-	missing := fmt.Sprintf("no assignment grants %s on %s", want, db.Name)
-	if len(held) > 0 {
-		return fmt.Sprintf("%s is in %s; %s", pr.UserName, p.heldList(held), missing)
+	missing := "no assignment grants " + string(want) + " on " + db.Name
+	switch {
+	case len(held) > 0:
+		return pr.UserName + " is in " + p.heldList(held) + "; " + missing
+	case len(groups) == 0:
+		return pr.UserName + " is in no group; " + missing
 	}
-	if len(groups) == 0 {
-		return fmt.Sprintf("%s is in no group; %s", pr.UserName, missing)
-	}
-	return fmt.Sprintf("%s is in %s; %s to those groups", pr.UserName, strings.Join(groups, ", "), missing)
+	return pr.UserName + " is in " + strings.Join(groups, ", ") + "; " + missing + " to those groups"
 }
 
 func (p *Policy) heldList(held []int) string {
@@ -268,9 +267,9 @@ func tagMismatch(sel []tag, db Database) string {
 		v, ok := db.Tags[t.key]
 		switch {
 		case !ok:
-			return fmt.Sprintf("%s has no %s tag", db.Name, t.key)
+			return db.Name + " has no " + t.key + " tag"
 		case v != t.value:
-			return fmt.Sprintf("%s has %s=%s", db.Name, t.key, quoteValue(v))
+			return db.Name + " has " + t.key + "=" + quoteValue(v)
 		}
 	}
 	return db.Name + " matches"

@@ -241,17 +241,37 @@ func actionLevels(a types.EntityUID) []Level {
 }
 
 // selection is the policies that can apply to one request, and room for
-// what authorize hands Cedar, so that a decision allocates little.
+// what authorize hands Cedar, so that a decision allocates little. It is a
+// cedar.PolicyIterator over the policies of the current round.
 type selection struct {
 	forbids, permits []indexed
 	ents             entities
 	round            round
+	all              iter.Seq2[cedar.PolicyID, *cedar.Policy]
 }
+
+// round is the policies of one cedar.Authorize call.
+type round struct{ a, b []indexed }
 
 // selectionPool recycles selections: a decision is made on every token
 // request and connection, and the selection is garbage as soon as Cedar
 // has run over it.
-var selectionPool = sync.Pool{New: func() any { return new(selection) }}
+var selectionPool = sync.Pool{New: func() any {
+	s := new(selection)
+	s.all = func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
+		for _, l := range [2][]indexed{s.round.a, s.round.b} {
+			for _, e := range l {
+				if !yield(e.id, e.policy) {
+					return
+				}
+			}
+		}
+	}
+	return s
+}}
+
+// All yields the policies of the current round.
+func (s *selection) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] { return s.all }
 
 // selectFor picks the policies of x.always and of the person's own that
 // apply to db at level want, the most specific permits first.
@@ -288,21 +308,5 @@ func (s *selection) release() {
 	s.ents, s.round = entities{}, round{}
 	if cap(s.forbids)+cap(s.permits) <= 4096 {
 		selectionPool.Put(s)
-	}
-}
-
-// round is the policies of one cedar.Authorize call.
-type round struct{ a, b []indexed }
-
-// All yields the policies.
-func (r *round) All() iter.Seq2[cedar.PolicyID, *cedar.Policy] {
-	return func(yield func(cedar.PolicyID, *cedar.Policy) bool) {
-		for _, l := range [2][]indexed{r.a, r.b} {
-			for _, e := range l {
-				if !yield(e.id, e.policy) {
-					return
-				}
-			}
-		}
 	}
 }
