@@ -27,8 +27,8 @@ import (
 // to, carries their principal tags as Cedar entity tags (strings), and has
 // one attribute, mfa (Bool), which is true when their sign-in used
 // multi-factor authentication. A Database carries its configured tags as
-// entity tags. The actions are flat: ro is not in rw, so a permit lists
-// every level it grants and a forbid every level it denies.
+// entity tags. The actions are flat (ro is not in rw), so that "action in
+// [...]" in a policy file means exactly the levels listed.
 //
 // Each assignment becomes one permit per level its permission set covers
 // (an rw set: ro and rw):
