@@ -31,7 +31,11 @@ type Config struct {
 	Databases       []Database      `yaml:"databases"`
 	PermissionSets  []PermissionSet `yaml:"permission_sets"`
 	Assignments     []Assignment    `yaml:"assignments"`
-	SSO             SSO             `yaml:"sso"`
+	Deny            []Deny          `yaml:"deny"`
+	// PolicyFile is a file of Cedar policies for what the YAML cannot
+	// say; relative to the config file.
+	PolicyFile string `yaml:"policy_file"`
+	SSO        SSO    `yaml:"sso"`
 	// ShutdownGrace is how long a stopping server lets live sessions finish
 	// before it ends them.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -42,6 +46,8 @@ type Config struct {
 	// lines maps YAML paths such as "databases[0].name" to source lines for
 	// validation messages.
 	lines map[string]int
+	// policyText is the content of PolicyFile, read at load.
+	policyText []byte
 }
 
 // Listen holds the listener addresses.
@@ -84,21 +90,6 @@ type Database struct {
 type AdminCredential struct {
 	User        string `yaml:"user"`
 	PasswordEnv string `yaml:"password_env"`
-}
-
-// PermissionSet maps to access.PermissionSet.
-type PermissionSet struct {
-	Name       string   `yaml:"name"`
-	Access     string   `yaml:"access"`
-	TokenTTL   Duration `yaml:"token_ttl"`
-	RequireMFA bool     `yaml:"require_mfa"`
-}
-
-// Assignment maps to access.Assignment.
-type Assignment struct {
-	Group         string   `yaml:"group"`
-	PermissionSet string   `yaml:"permission_set"`
-	Databases     []string `yaml:"databases"`
 }
 
 // Duration is a time.Duration written as "15m", "8h" or "365d".
@@ -372,39 +363,7 @@ func (c *Config) validate() error {
 			add(c.errorAt(p+".tls", "database %q: tls verify-full needs tls_ca_file", d.Name))
 		}
 	}
-	sets := map[string]bool{}
-	for i, s := range c.PermissionSets {
-		p := fmt.Sprintf("permission_sets[%d]", i)
-		if s.Name == "" {
-			add(c.errorAt(p, "permission set without a name"))
-		} else if sets[s.Name] {
-			add(c.errorAt(p+".name", "permission set %q is defined twice", s.Name))
-		}
-		sets[s.Name] = true
-		if _, err := access.ParseLevel(s.Access); err != nil {
-			add(c.errorAt(p+".access", "permission set %q: %v", s.Name, err))
-		}
-		if ttl := time.Duration(s.TokenTTL); ttl < time.Second || ttl > access.MaxTokenTTL {
-			add(c.errorAt(p+".token_ttl", "permission set %q: token_ttl %s must be between 1s and %s", s.Name, ttl, access.MaxTokenTTL))
-		}
-	}
-	for i, a := range c.Assignments {
-		p := fmt.Sprintf("assignments[%d]", i)
-		if a.Group == "" {
-			add(c.errorAt(p, "assignment without a group"))
-		}
-		if !sets[a.PermissionSet] {
-			add(c.errorAt(p+".permission_set", "assignment for group %q names permission set %q, which is not defined under permission_sets", a.Group, a.PermissionSet))
-		}
-		if len(a.Databases) == 0 {
-			add(c.errorAt(p+".databases", "assignment for group %q lists no databases: name them, or use \"*\" for all", a.Group))
-		}
-		for j, db := range a.Databases {
-			if db != access.AllDatabases && !dbs[db] {
-				add(c.errorAt(fmt.Sprintf("%s.databases[%d]", p, j), "assignment for group %q names database %q, which is not defined under databases", a.Group, db))
-			}
-		}
-	}
+	errs = append(errs, c.validateAccess(dbs)...)
 	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)
 }
@@ -424,19 +383,6 @@ func (c *Config) Resolve(p string) string {
 // DataPath is the absolute path of name inside data_dir.
 func (c *Config) DataPath(name string) string {
 	return filepath.Join(c.Resolve(c.DataDir), name)
-}
-
-// Policy builds the access policy the config describes.
-func (c *Config) Policy() (*access.Policy, error) {
-	sets := make([]access.PermissionSet, 0, len(c.PermissionSets))
-	for _, s := range c.PermissionSets {
-		sets = append(sets, access.PermissionSet{Name: s.Name, Level: access.Level(s.Access), TokenTTL: time.Duration(s.TokenTTL), RequireMFA: s.RequireMFA})
-	}
-	as := make([]access.Assignment, 0, len(c.Assignments))
-	for _, a := range c.Assignments {
-		as = append(as, access.Assignment{Group: a.Group, PermissionSet: a.PermissionSet, Databases: a.Databases})
-	}
-	return access.NewPolicy(sets, as)
 }
 
 // FindDatabase returns the database named name.
