@@ -36,6 +36,8 @@ type Authorizer interface {
 	Authorize(ctx context.Context, r authz.Request) (access.Decision, error)
 	LeastLevel(ctx context.Context, user, database, signIn string) (access.Level, bool, error)
 	Principal(ctx context.Context, signIn identity.Session) (identity.Principal, error)
+	WhoCan(ctx context.Context, database string, at time.Time) ([]authz.Holder, error)
+	Databases() []string
 }
 
 // Minter signs database tokens.
@@ -113,6 +115,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
 	mux.HandleFunc("POST /v1/admin/reload", s.admin(s.reload))
 	mux.HandleFunc("GET /v1/admin/access/explain", s.admin(s.explainAccess))
+	mux.HandleFunc("GET /v1/admin/access/who", s.admin(s.whoCan))
+	mux.HandleFunc("GET /v1/admin/access/review", s.admin(s.review))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
 	mux.HandleFunc("POST /v1/admin/scim-tokens", s.admin(s.createProvisioningToken))

@@ -190,3 +190,38 @@ type AccessDecision struct {
 	Group         string `json:"group,omitempty"`
 	TokenTTL      string `json:"token_ttl,omitempty"`
 }
+
+// Holder is a person who could reach a database, at the highest level
+// they could, and through what.
+type Holder struct {
+	User          string `json:"user"`
+	Database      string `json:"database,omitempty"`
+	Access        string `json:"access"`
+	Group         string `json:"group"`
+	PermissionSet string `json:"permission_set"`
+	RequireMFA    bool   `json:"require_mfa,omitempty"`
+	// Deleted says the person has been deleted since.
+	Deleted bool `json:"deleted,omitempty"`
+}
+
+// Connection sums up who connected to a database in a window, from the
+// audit log.
+type Connection struct {
+	User     string    `json:"user"`
+	Sessions int       `json:"sessions"`
+	Access   []string  `json:"access"`
+	First    time.Time `json:"first"`
+	Last     time.Time `json:"last"`
+}
+
+// WhoAnswer answers "who could, and who did, reach this database".
+type WhoAnswer struct {
+	Database string `json:"database"`
+	// At is the moment Holders describe.
+	At      time.Time `json:"at"`
+	Holders []Holder  `json:"holders"`
+	// Connected is who opened gateway sessions between Since and Until.
+	Since     time.Time    `json:"since"`
+	Until     time.Time    `json:"until"`
+	Connected []Connection `json:"connected"`
+}

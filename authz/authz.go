@@ -41,6 +41,8 @@ type Store interface {
 	GetUserByName(ctx context.Context, name string) (identity.User, error)
 	GroupsOf(ctx context.Context, userID string) ([]identity.Group, error)
 	GetSession(ctx context.Context, id string) (identity.Session, error)
+	ListUsers(ctx context.Context, q store.UserQuery) ([]identity.User, error)
+	MembershipsAt(ctx context.Context, at time.Time) ([]identity.Membership, error)
 }
 
 // Authz answers Requests.

@@ -2,6 +2,8 @@ package authz
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -530,5 +532,50 @@ func TestAssumeMFA(t *testing.T) {
 	}
 	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.ReadOnly, AssumeMFA: true}); d.Allowed {
 		t.Fatalf("assuming MFA granted bob, in no group: %+v", d)
+	}
+}
+
+// WhoCan answers from the memberships of the moment asked about, leaves
+// out disabled people, and names people deleted since.
+func TestWhoCan(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	early := f.clock.Now()
+	f.clock.Set(f.clock.Now().Add(time.Minute))
+	if _, err := f.st.AddMember(ctx, f.group["analysts"].ID, f.users["bob"].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	joined := f.clock.Now()
+	f.clock.Set(f.clock.Now().Add(time.Minute))
+	if err := f.st.DeleteUser(ctx, f.users["alice"].ID); err != nil {
+		t.Fatal(err)
+	}
+	list := func(at time.Time) string {
+		t.Helper()
+		hs, err := f.az.WhoCan(ctx, "orders", at)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range hs {
+			s := fmt.Sprintf("%s:%s:%s:%s", h.User, h.Level, h.Group, h.PermissionSet)
+			if h.Deleted {
+				s += ":deleted"
+			}
+			out = append(out, s)
+		}
+		return strings.Join(out, " ")
+	}
+	if got, want := list(early), "alice:ro:analysts:db-readonly:deleted"; got != want {
+		t.Errorf("before bob joined: %q, want %q", got, want)
+	}
+	if got, want := list(joined), "alice:ro:analysts:db-readonly:deleted bob:ro:analysts:db-readonly"; got != want {
+		t.Errorf("after bob joined: %q, want %q", got, want)
+	}
+	if got, want := list(time.Time{}), "bob:ro:analysts:db-readonly"; got != want {
+		t.Errorf("now: %q, want %q", got, want)
+	}
+	if _, err := f.az.WhoCan(ctx, "nope", time.Time{}); !errors.Is(err, ErrUnknownDatabase) {
+		t.Errorf("unknown database: %v", err)
 	}
 }

@@ -304,3 +304,26 @@ func (c *Client) ExplainAccess(ctx context.Context, user, database, access strin
 	err := c.do(ctx, http.MethodGet, "/v1/admin/access/explain", q, nil, &out)
 	return out, err
 }
+
+// WhoCan asks who could reach database at the moment at (now when zero),
+// and who connected between since and until (when zero, the day before
+// that moment).
+func (c *Client) WhoCan(ctx context.Context, database string, at, since, until time.Time) (api.WhoAnswer, error) {
+	q := url.Values{"db": {database}}
+	for k, t := range map[string]time.Time{"at": at, "since": since, "until": until} {
+		if !t.IsZero() {
+			q.Set(k, t.UTC().Format(time.RFC3339Nano))
+		}
+	}
+	var out api.WhoAnswer
+	err := c.do(ctx, http.MethodGet, "/v1/admin/access/who", q, nil, &out)
+	return out, err
+}
+
+// Review fetches the grant matrix: everyone who could reach each database
+// now, and at which level.
+func (c *Client) Review(ctx context.Context) ([]api.Holder, error) {
+	var out []api.Holder
+	err := c.do(ctx, http.MethodGet, "/v1/admin/access/review", nil, nil, &out)
+	return out, err
+}

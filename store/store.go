@@ -61,6 +61,10 @@ type Store interface {
 	// MembershipHistory lists every membership of the named group, past and
 	// present, oldest first. It answers for deleted groups and users too.
 	MembershipHistory(ctx context.Context, groupName string) ([]identity.Membership, error)
+	// MembershipsAt lists the memberships that held at the moment at, of
+	// every group, under the group's name now (or its last name, for a
+	// deleted group), by group and user name.
+	MembershipsAt(ctx context.Context, at time.Time) ([]identity.Membership, error)
 
 	// CreateSession stores a session under the hash of its credential.
 	CreateSession(ctx context.Context, s identity.Session, credentialHash []byte) (identity.Session, error)

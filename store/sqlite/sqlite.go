@@ -718,6 +718,27 @@ func (s *Store) MembershipHistory(ctx context.Context, groupName string) ([]iden
 	})
 }
 
+// MembershipsAt implements store.Store.
+func (s *Store) MembershipsAt(ctx context.Context, at time.Time) ([]identity.Membership, error) {
+	rows, err := s.state.query(ctx, `SELECT COALESCE(g.name, h.group_name), h.user_name, h.joined, h.joined_by, h.left_at
+		FROM membership_history h LEFT JOIN groups g ON g.id = h.group_id
+		WHERE h.joined <= ?1 AND (h.left_at IS NULL OR h.left_at > ?1)
+		ORDER BY 1, 2`, nanos(at))
+	if err != nil {
+		return nil, fmt.Errorf("memberships at %s: %w", at, err)
+	}
+	return collect(rows, func(row scanner) (identity.Membership, error) {
+		var m identity.Membership
+		var joined int64
+		var left sql.NullInt64
+		if err := row.Scan(&m.Group, &m.User, &joined, &m.Source, &left); err != nil {
+			return m, err
+		}
+		m.Joined, m.Left = fromNanos(joined), fromNullNanos(left)
+		return m, nil
+	})
+}
+
 // ---- sessions
 
 const sessionColumns = `s.id, u.user_name, s.created, s.expires, s.revoked, s.source, s.mfa, s.tags, s.groups`

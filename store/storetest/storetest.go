@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,6 +37,7 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 		{"GroupCRUD", testGroupCRUD},
 		{"Membership", testMembership},
 		{"MembershipHistory", testMembershipHistory},
+		{"MembershipsAt", testMembershipsAt},
 		{"DeleteUserEndsMemberships", testDeleteUserEndsMemberships},
 		{"Sessions", testSessions},
 		{"SessionClaims", testSessionClaims},
@@ -255,6 +257,55 @@ func testMembershipHistory(t *testing.T, s store.Store, c *Clock) {
 	h = must(s.MembershipHistory(ctx, "analysts"))(t)
 	if len(h) != 2 || h[1].Left.IsZero() {
 		t.Fatalf("history after delete = %+v", h)
+	}
+}
+
+func testMembershipsAt(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	a := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	b := must(s.CreateUser(ctx, identity.User{UserName: "bob", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	old := must(s.CreateGroup(ctx, identity.Group{Name: "old-team"}))(t)
+	before := c.Now()
+	c.Advance(time.Minute)
+	joined := c.Now()
+	must(s.AddMember(ctx, g.ID, a.ID, "admin"))(t)
+	must(s.AddMember(ctx, old.ID, b.ID, "admin"))(t)
+	c.Advance(time.Hour)
+	left := c.Now()
+	if err := s.RemoveMember(ctx, g.ID, a.ID, "scim:azure-ad"); err != nil {
+		t.Fatal(err)
+	}
+	must(s.AddMember(ctx, g.ID, b.ID, "admin"))(t)
+	must(s.UpdateGroup(ctx, g.ID, "test", func(g identity.Group) (identity.Group, store.MemberChange, error) {
+		g.Name = "data-analysts"
+		return g, store.MemberChange{}, nil
+	}))(t)
+	if err := s.DeleteGroup(ctx, old.ID); err != nil {
+		t.Fatal(err)
+	}
+	c.Advance(time.Minute)
+
+	names := func(ms []identity.Membership) string {
+		var out []string
+		for _, m := range ms {
+			out = append(out, m.Group+":"+m.User)
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tc := range []struct {
+		at   time.Time
+		want string
+	}{
+		{before, ""},
+		{joined, "data-analysts:alice old-team:bob"},
+		{left.Add(-time.Nanosecond), "data-analysts:alice old-team:bob"},
+		{left, "data-analysts:bob"},
+		{c.Now(), "data-analysts:bob"},
+	} {
+		if got := names(must(s.MembershipsAt(ctx, tc.at))(t)); got != tc.want {
+			t.Errorf("memberships at %s = %q, want %q", tc.at, got, tc.want)
+		}
 	}
 }
 

@@ -1,0 +1,92 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
+)
+
+// ErrUnknownDatabase means a database is not configured in keygate.
+var ErrUnknownDatabase = errors.New("database is not configured in keygate")
+
+// Databases lists the configured databases by name.
+func (a *Authz) Databases() []string {
+	st := a.state.Load()
+	out := make([]string, 0, len(st.databases))
+	for name := range st.databases {
+		out = append(out, name)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Holder is a person who could reach a database: the highest level, and
+// the group and permission set that give it.
+type Holder struct {
+	User          string
+	Level         access.Level
+	Group         string
+	PermissionSet string
+	// RequireMFA says the grant holds only for a sign-in with MFA.
+	RequireMFA bool
+	// Deleted says the person has since been deleted.
+	Deleted bool
+}
+
+// WhoCan lists everyone who could reach database at the moment at (now
+// when zero), at the highest level they could, by user name. Group
+// memberships are those of that moment, from the membership history; the
+// rules, and people's tags and status, are those of now, as keygate does
+// not keep their history.
+func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Holder, error) {
+	st := a.state.Load()
+	db, ok := st.databases[database]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownDatabase, database)
+	}
+	if at.IsZero() {
+		at = a.now()
+	}
+	users, err := a.store.ListUsers(ctx, store.UserQuery{})
+	if err != nil {
+		return nil, fmt.Errorf("who can reach %s: %w", database, err)
+	}
+	memberships, err := a.store.MembershipsAt(ctx, at)
+	if err != nil {
+		return nil, fmt.Errorf("who can reach %s: %w", database, err)
+	}
+	people := map[string]*identity.Principal{}
+	for _, u := range users {
+		people[strings.ToLower(u.UserName)] = &identity.Principal{UserName: u.UserName, Active: u.Active, Attributes: u.Attributes, MFA: true}
+	}
+	deleted := map[string]bool{}
+	for _, ms := range memberships {
+		key := strings.ToLower(ms.User)
+		p, ok := people[key]
+		if !ok {
+			p = &identity.Principal{UserName: ms.User, Active: true, MFA: true}
+			people[key], deleted[key] = p, true
+		}
+		p.Groups = append(p.Groups, ms.Group)
+	}
+	var out []Holder
+	for key, p := range people {
+		for _, level := range slices.Backward(access.Levels) {
+			d := st.policy.Decide(*p, db, level)
+			if d.Allowed {
+				out = append(out, Holder{User: p.UserName, Level: level, Group: d.Grant.Group, PermissionSet: d.Grant.PermissionSet.Name,
+					RequireMFA: d.Grant.PermissionSet.RequireMFA, Deleted: deleted[key]})
+				break
+			}
+		}
+	}
+	slices.SortFunc(out, func(x, y Holder) int { return strings.Compare(strings.ToLower(x.User), strings.ToLower(y.User)) })
+	return out, nil
+}
