@@ -698,6 +698,19 @@ func (s *Store) GroupsOf(ctx context.Context, userID string) ([]identity.Group, 
 	return collect(rows, scanGroup)
 }
 
+// scanMembership reads group name, user name, joined, joined_by and
+// left_at.
+func scanMembership(row scanner) (identity.Membership, error) {
+	var m identity.Membership
+	var joined int64
+	var left sql.NullInt64
+	if err := row.Scan(&m.Group, &m.User, &joined, &m.Source, &left); err != nil {
+		return m, err
+	}
+	m.Joined, m.Left = fromNanos(joined), fromNullNanos(left)
+	return m, nil
+}
+
 // MembershipHistory implements store.Store.
 func (s *Store) MembershipHistory(ctx context.Context, groupName string) ([]identity.Membership, error) {
 	rows, err := s.state.query(ctx, `SELECT group_name, user_name, joined, joined_by, left_at FROM membership_history
@@ -706,16 +719,7 @@ func (s *Store) MembershipHistory(ctx context.Context, groupName string) ([]iden
 	if err != nil {
 		return nil, fmt.Errorf("membership history of %q: %w", groupName, err)
 	}
-	return collect(rows, func(row scanner) (identity.Membership, error) {
-		var m identity.Membership
-		var joined int64
-		var left sql.NullInt64
-		if err := row.Scan(&m.Group, &m.User, &joined, &m.Source, &left); err != nil {
-			return m, err
-		}
-		m.Joined, m.Left = fromNanos(joined), fromNullNanos(left)
-		return m, nil
-	})
+	return collect(rows, scanMembership)
 }
 
 // MembershipsAt implements store.Store.
@@ -727,16 +731,7 @@ func (s *Store) MembershipsAt(ctx context.Context, at time.Time) ([]identity.Mem
 	if err != nil {
 		return nil, fmt.Errorf("memberships at %s: %w", at, err)
 	}
-	return collect(rows, func(row scanner) (identity.Membership, error) {
-		var m identity.Membership
-		var joined int64
-		var left sql.NullInt64
-		if err := row.Scan(&m.Group, &m.User, &joined, &m.Source, &left); err != nil {
-			return m, err
-		}
-		m.Joined, m.Left = fromNanos(joined), fromNullNanos(left)
-		return m, nil
-	})
+	return collect(rows, scanMembership)
 }
 
 // ---- sessions
