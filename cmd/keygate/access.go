@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -50,9 +51,7 @@ admin commands.`,
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(ex)
+				return printJSON(out, ex)
 			}
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			for _, d := range ex.Decisions {
@@ -116,9 +115,7 @@ TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
 			}
 			out := cmd.OutOrStdout()
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(ans)
+				return printJSON(out, ans)
 			}
 			fmt.Fprintf(out, "could reach %s at %s:\n", ans.Database, ans.At.Local().Format(time.DateTime))
 			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
@@ -181,9 +178,7 @@ scripts.`,
 			}
 			out := cmd.OutOrStdout()
 			if format == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(rows)
+				return printJSON(out, rows)
 			}
 			w := csv.NewWriter(out)
 			w.Write([]string{"database", "user", "access", "group", "permission_set", "require_mfa", "deleted"})
@@ -205,4 +200,11 @@ func cell(s string) string {
 		return "'" + s
 	}
 	return s
+}
+
+// printJSON writes v as indented JSON, for --json and -o json.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -226,9 +225,7 @@ session expires.`,
 			}
 			out := cmd.OutOrStdout()
 			if output == "json" {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(w)
+				return printJSON(out, w)
 			}
 			keys := make([]string, 0, len(w.Tags))
 			for k := range w.Tags {
