@@ -142,6 +142,10 @@ type serverOptions struct {
 	// permissionSets and assignments are YAML list items appended to
 	// those lists.
 	permissionSets, assignments string
+	// billingTags is a YAML flow map of tags for billing, which the
+	// template leaves untagged, for a test that needs a database in each
+	// of two environments.
+	billingTags string
 	// apiPort is the API's port, for a test that must name the API's URL
 	// before the server starts (as an identity provider's redirect URI);
 	// 0 picks a free one.
@@ -158,6 +162,11 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 	ctx := context.Background()
 	ordersDB, billingDB := dbPrefix+"_orders", dbPrefix+"_billing"
 	for _, db := range []string{ordersDB, billingDB} {
+		// The PostgreSQL outlives each test, so a test run again by
+		// -count finds the databases its previous run made.
+		if err := pg.Exec(ctx, "postgres", "DROP DATABASE IF EXISTS "+db+" WITH (FORCE)"); err != nil {
+			t.Fatal(err)
+		}
 		if err := pg.Exec(ctx, "postgres", fmt.Sprintf("CREATE DATABASE %s OWNER %s", db, pg.AdminUser)); err != nil {
 			t.Fatal(err)
 		}
@@ -177,6 +186,10 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 	s.pgPort = pgPort
 	s.cfgPath = filepath.Join(dir, "keygate.yaml")
 	cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB)
+	if o.billingTags != "" {
+		billing := "    database: " + billingDB + "\n"
+		cfg = strings.Replace(cfg, billing, billing+"    tags: "+o.billingTags+"\n", 1)
+	}
 	cfg = strings.Replace(cfg, "\nassignments:\n", "\n"+o.permissionSets+"assignments:\n", 1)
 	cfg = strings.Replace(cfg, "\nshutdown_grace:", "\n"+o.assignments+"shutdown_grace:", 1)
 	cfg += o.extraConfig
