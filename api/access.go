@@ -36,7 +36,7 @@ func (s *Server) explainAccess(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		ad := AccessDecision{Access: string(l), Allowed: d.Allowed, Reason: d.Reason}
+		ad := AccessDecision{Access: string(l), Allowed: d.Allowed, Reason: d.Reason, Policy: d.Policy, Deny: d.Deny, Condition: d.Condition}
 		if d.Allowed {
 			ad.PermissionSet, ad.Group, ad.TokenTTL = d.Grant.PermissionSet.Name, d.Grant.Group, d.TokenTTL().String()
 		}

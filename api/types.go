@@ -189,6 +189,13 @@ type AccessDecision struct {
 	PermissionSet string `json:"permission_set,omitempty"`
 	Group         string `json:"group,omitempty"`
 	TokenTTL      string `json:"token_ttl,omitempty"`
+	// Policy is the rule the decision rests on: assignments[N], deny[N],
+	// or a policy file's @id.
+	Policy string `json:"policy,omitempty"`
+	// Deny is the description of the deny rule that refused.
+	Deny string `json:"deny,omitempty"`
+	// Condition is the condition text that allowed or refused.
+	Condition string `json:"condition,omitempty"`
 }
 
 // Holder is a person who could reach a database, at the highest level

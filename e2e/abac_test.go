@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -167,6 +168,13 @@ func TestABAC(t *testing.T) {
 		}
 		mustContain(t, "explain", explain, rule)
 		mustContain(t, "explain", explain, "carol is in contractors")
+		var ex api.Explanation
+		if err := json.Unmarshal([]byte(s.kg(t, 0, "access", "explain", "--user", "carol", "--db", "orders", "--access", "ro", "--json")), &ex); err != nil {
+			t.Fatal(err)
+		}
+		if d := ex.Decisions[0]; d.Allowed || d.Deny != rule || !strings.HasPrefix(d.Policy, "deny[") {
+			t.Fatalf("explain --json names the deny rule as %q (policy %q)", d.Deny, d.Policy)
+		}
 		c.must(200, "PATCH", "/Groups/"+contractors, `{`+patchOp+`, "Operations": [{"op": "Remove", "path": "members[value eq \"`+carol+`\"]"}]}`)
 		mustConnect(t, s, "carol", "orders", s.token(t, "carol", "orders"))
 	})
