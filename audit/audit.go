@@ -41,6 +41,7 @@ const (
 	SSOWarning     = "sso.warning"     // identity provider metadata is stale or a certificate expires soon
 	ConfigReload   = "config.reload"   // the config was read again and its access rules applied (detail: counts, restart_needed)
 	ConfigRefused  = "config.refused"  // a config reload was refused; the running rules stay (reason)
+	AccessSprawl   = "access.sprawl"   // permission sets grew faster than people (reason; detail: counts then and now)
 )
 
 // MaxQueryLen bounds the statement text kept per event.

@@ -47,10 +47,21 @@ type Store interface {
 
 // Authz answers Requests.
 type Authz struct {
-	store Store
-	now   func() time.Time
-	state atomic.Pointer[state]
+	store   Store
+	now     func() time.Time
+	state   atomic.Pointer[state]
+	history History
 }
+
+// History gives the rules that were in force at a past moment; an error
+// wrapping store.ErrNotFound means it has none that old.
+type History interface {
+	RulesAt(ctx context.Context, at time.Time) (*access.Policy, []access.Database, error)
+}
+
+// SetHistory makes WhoCan answer about past moments with the rules of
+// that moment. Call it before the Authz is used.
+func (a *Authz) SetHistory(h History) { a.history = h }
 
 type state struct {
 	policy    *access.Policy

@@ -43,16 +43,29 @@ type Holder struct {
 // WhoCan lists everyone who could reach database at the moment at (now
 // when zero), at the highest level they could, by user name. Group
 // memberships are those of that moment, from the membership history; the
-// rules, and people's tags and status, are those of now, as keygate does
-// not keep their history.
+// rules are those in force then, from the config history (the current ones
+// when it has none that old); people's tags and status are those of now,
+// as keygate does not keep their history.
 func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Holder, error) {
 	st := a.state.Load()
-	db, ok := st.databases[database]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownDatabase, database)
-	}
+	policy, databases := st.policy, st.databases
 	if at.IsZero() {
 		at = a.now()
+	} else if a.history != nil {
+		p, dbs, err := a.history.RulesAt(ctx, at)
+		switch {
+		case err == nil:
+			policy, databases = p, map[string]access.Database{}
+			for _, d := range dbs {
+				databases[d.Name] = d
+			}
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("who can reach %s: %w", database, err)
+		}
+	}
+	db, ok := databases[database]
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownDatabase, database)
 	}
 	users, err := a.store.ListUsers(ctx, store.UserQuery{})
 	if err != nil {
@@ -79,7 +92,7 @@ func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Ho
 	var out []Holder
 	for key, p := range people {
 		for _, level := range slices.Backward(access.Levels) {
-			d := st.policy.Decide(*p, db, level)
+			d := policy.Decide(*p, db, level)
 			if d.Allowed {
 				out = append(out, Holder{User: p.UserName, Level: level, Group: d.Grant.Group, PermissionSet: d.Grant.PermissionSet.Name,
 					RequireMFA: d.Grant.PermissionSet.RequireMFA, Deleted: deleted[key]})

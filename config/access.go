@@ -178,7 +178,16 @@ func (c *Config) readPolicyFile() error {
 
 // Policy builds the access policy the config describes.
 func (c *Config) Policy() (*access.Policy, error) {
-	var r access.Rules
+	r, err := c.Rules()
+	if err != nil {
+		return nil, err
+	}
+	return r.Policy()
+}
+
+// Policy compiles the rules.
+func (r Rules) Policy() (*access.Policy, error) {
+	var out access.Rules
 	var errs []error
 	parse := func(owner string, srcs []string) access.Conditions {
 		cs, err := access.ParseConditions(srcs...)
@@ -187,8 +196,8 @@ func (c *Config) Policy() (*access.Policy, error) {
 		}
 		return cs
 	}
-	for _, s := range c.PermissionSets {
-		r.PermissionSets = append(r.PermissionSets, access.PermissionSet{
+	for _, s := range r.PermissionSets {
+		out.PermissionSets = append(out.PermissionSets, access.PermissionSet{
 			Name:            s.Name,
 			Description:     s.Description,
 			Level:           access.Level(s.Access),
@@ -198,15 +207,15 @@ func (c *Config) Policy() (*access.Policy, error) {
 			Conditions:      parse(fmt.Sprintf("permission set %q", s.Name), s.Conditions),
 		})
 	}
-	for _, a := range c.Assignments {
-		r.Assignments = append(r.Assignments, access.Assignment{Group: a.Group, PermissionSet: a.PermissionSet, Databases: a.Databases, DatabaseTags: a.DatabaseTags})
+	for _, a := range r.Assignments {
+		out.Assignments = append(out.Assignments, access.Assignment{Group: a.Group, PermissionSet: a.PermissionSet, Databases: a.Databases, DatabaseTags: a.DatabaseTags})
 	}
-	for _, d := range c.Deny {
+	for _, d := range r.Deny {
 		var levels []access.Level
 		for _, l := range d.Access {
 			levels = append(levels, access.Level(l))
 		}
-		r.Denies = append(r.Denies, access.Deny{
+		out.Denies = append(out.Denies, access.Deny{
 			Description:  d.Description,
 			Group:        d.Group,
 			Databases:    d.Databases,
@@ -215,16 +224,11 @@ func (c *Config) Policy() (*access.Policy, error) {
 			Conditions:   parse(fmt.Sprintf("deny rule %q", d.Description), d.Conditions),
 		})
 	}
-	if c.PolicyFile != "" {
-		if c.policyText == nil {
-			if err := c.readPolicyFile(); err != nil {
-				return nil, fmt.Errorf("policy_file: %w", err)
-			}
-		}
-		r.Cedar = []access.CedarFile{{Name: c.Resolve(c.PolicyFile), Text: c.policyText}}
+	if r.PolicyFile != "" {
+		out.Cedar = []access.CedarFile{{Name: r.PolicyFile, Text: []byte(r.Cedar)}}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	return access.Compile(r)
+	return access.Compile(out)
 }

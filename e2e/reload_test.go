@@ -2,12 +2,15 @@ package e2e
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/api"
 )
 
 // The analysts' assignment as configTemplate writes it.
@@ -39,12 +42,32 @@ func TestReload(t *testing.T) {
 	sl := s.startSleeper(t, "rita", "orders", tok, "reload-rita")
 
 	// The analysts lose orders: rita's live session ends.
+	beforeReload := time.Now()
 	s.editConfig(t, analystsAssignment, strings.Replace(analystsAssignment, "analysts", "auditors", 1))
 	out := s.kg(t, 0, "admin", "reload")
 	sl.endedWithin(t, "keygate admin reload returned", time.Now(), time.Second, "access revoked")
 	mustContain(t, "reload output", out, "1 live sessions ended")
 	if r := s.tokenResult(t, "rita", "orders"); r.code == 0 {
 		t.Fatal("a token was issued under the old rules after the reload")
+	}
+	// Who could reach orders before the reload is answered with the rules
+	// of then, from the config history.
+	holders := func(args ...string) string {
+		var ans api.WhoAnswer
+		if err := json.Unmarshal([]byte(s.kg(t, 0, append([]string{"access", "who", "--db", "orders", "--json"}, args...)...)), &ans); err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, h := range ans.Holders {
+			out = append(out, h.User+":"+h.Access)
+		}
+		return strings.Join(out, " ")
+	}
+	if got := holders("--at", beforeReload.UTC().Format(time.RFC3339Nano)); got != "rita:ro" {
+		t.Errorf("who could reach orders before the reload: %q, want rita:ro", got)
+	}
+	if got := holders(); got != "" {
+		t.Errorf("who can reach orders after the reload: %q, want nobody", got)
 	}
 
 	// A config with errors is refused with its line; the rules stay.

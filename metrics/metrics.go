@@ -73,7 +73,7 @@ var _ prometheus.Collector = (*AuditCounter)(nil)
 var knownEventTypes = []string{
 	audit.SessionStart, audit.SessionEnd, audit.Query, audit.QueryCancel, audit.ConnectRefused,
 	audit.TokenIssued, audit.TokenRefused, audit.SignIn, audit.SignInRefused, audit.SignOut, audit.SSOWarning,
-	audit.ConfigReload, audit.ConfigRefused,
+	audit.ConfigReload, audit.ConfigRefused, audit.AccessSprawl,
 }
 
 // NewAuditCounter wraps next.

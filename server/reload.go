@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/api"
@@ -38,6 +39,9 @@ func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
 	dbs, restart := reloadedDatabases(s.cfg, next)
 	restart = append(restart, needsRestart(s.cfg, next)...)
 	s.authz.SetPolicy(policy, dbs)
+	if err := s.recordRules(ctx, next, time.Now()); err != nil {
+		s.log.Error("record the reloaded access rules in the config history", "err", err)
+	}
 	ended := s.gw.Recheck(ctx)
 	res := api.ReloadResult{Path: next.Path(), PermissionSets: len(next.PermissionSets), Assignments: len(next.Assignments),
 		Databases: len(dbs), SessionsEnded: ended, RestartNeeded: restart}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,6 +65,8 @@ type Server struct {
 
 	// reloadMu serialises reloads, from SIGHUP and the API alike.
 	reloadMu sync.Mutex
+	// sprawl is the size of the access rules, for the metrics.
+	sprawl atomic.Pointer[metrics.SprawlState]
 
 	// events is the audit log as every part records to it: counted by
 	// type for the metrics.
@@ -123,7 +126,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 	az := authz.New(s.store, policy, accessDatabases(cfg.Databases), now)
+	az.SetHistory(&history{st: s.store})
 	s.authz = az
+	if err := s.recordRules(ctx, cfg, now()); err != nil {
+		return nil, err
+	}
 
 	pgUpstreams := map[string]pgwire.Upstream{}
 	logins := postgres.NewLogins()
@@ -142,7 +149,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	}
 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
-	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount))
+	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {
+		if sp := s.sprawl.Load(); sp != nil {
+			return *sp
+		}
+		return metrics.SprawlState{}
+	}))
 	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams}
 
 	signIn, err := s.buildSSO(ctx, now)
@@ -255,6 +267,7 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	go s.maintain(ctx)
+	go s.watchGrants(ctx)
 	if s.saml != nil {
 		go s.saml.Run(ctx)
 	}

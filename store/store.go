@@ -90,10 +90,32 @@ type Store interface {
 	LastAudit(ctx context.Context) (AuditEvent, error)
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
 
+	// AddConfigVersion records a version of the access rules, unless the
+	// newest recorded version has the same digest; added says whether it
+	// did.
+	AddConfigVersion(ctx context.Context, v ConfigVersion) (added bool, err error)
+	// ConfigVersionAt returns the version in force at the moment at: the
+	// newest loaded at or before it. ErrNotFound if there is none.
+	ConfigVersionAt(ctx context.Context, at time.Time) (ConfigVersion, error)
+
 	// Watch delivers every change committed after the call until ctx ends.
 	Watch(ctx context.Context) <-chan Change
 
 	Close() error
+}
+
+// ConfigVersion is one version of the access rules, as a server loaded
+// it. Rules is opaque to the store; the counts let rule growth be
+// compared with the number of people.
+type ConfigVersion struct {
+	ID             int64
+	Loaded         time.Time
+	Digest         string
+	Rules          []byte
+	PermissionSets int
+	Assignments    int
+	// People is how many active people there were when it was loaded.
+	People int
 }
 
 // UserQuery selects users. The zero value selects all of them.

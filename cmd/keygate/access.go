@@ -84,8 +84,9 @@ the highest level they could and through which group and permission set;
 and beside it, from the audit log, who connected to it in a window
 (--since/--until; by default the day before that moment).
 
-Group memberships at a past moment come from the membership history; the
-access rules, and people's tags and status, are those of now.
+Group memberships at a past moment come from the membership history, and
+the access rules from the config history (every version the server ran
+with); people's tags and status are those of now.
 
 TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
 (2026-11-23 10:00), a date (2026-11-23), or a duration ago (2h, 7d).`,

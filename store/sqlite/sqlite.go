@@ -1047,3 +1047,45 @@ func prefixed(prefix, columns string) string {
 	}
 	return strings.Join(parts, ", ")
 }
+
+// ---- config history
+
+// AddConfigVersion implements store.Store.
+func (s *Store) AddConfigVersion(ctx context.Context, v store.ConfigVersion) (bool, error) {
+	added := false
+	err := s.tx(ctx, func(tx *sql.Tx) ([]store.Change, error) {
+		var last string
+		err := tx.QueryRowContext(ctx, `SELECT digest FROM config_history ORDER BY loaded DESC, id DESC LIMIT 1`).Scan(&last)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return nil, err
+		}
+		if last == v.Digest {
+			return nil, nil
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO config_history (loaded, digest, rules, permission_sets, assignments, people) VALUES (?, ?, ?, ?, ?, ?)`,
+			nanos(v.Loaded), v.Digest, v.Rules, v.PermissionSets, v.Assignments, v.People)
+		added = err == nil
+		return nil, err
+	})
+	if err != nil {
+		return false, fmt.Errorf("record config version: %w", err)
+	}
+	return added, nil
+}
+
+// ConfigVersionAt implements store.Store.
+func (s *Store) ConfigVersionAt(ctx context.Context, at time.Time) (store.ConfigVersion, error) {
+	var v store.ConfigVersion
+	var loaded int64
+	err := s.state.queryRow(ctx, `SELECT id, loaded, digest, rules, permission_sets, assignments, people FROM config_history
+		WHERE loaded <= ? ORDER BY loaded DESC, id DESC LIMIT 1`, nanos(at)).
+		Scan(&v.ID, &loaded, &v.Digest, &v.Rules, &v.PermissionSets, &v.Assignments, &v.People)
+	if errors.Is(err, sql.ErrNoRows) {
+		return v, fmt.Errorf("config version at %s: %w", at, store.ErrNotFound)
+	}
+	if err != nil {
+		return v, fmt.Errorf("config version at %s: %w", at, err)
+	}
+	v.Loaded = fromNanos(loaded)
+	return v, nil
+}

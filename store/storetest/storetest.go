@@ -38,6 +38,7 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 		{"Membership", testMembership},
 		{"MembershipHistory", testMembershipHistory},
 		{"MembershipsAt", testMembershipsAt},
+		{"ConfigHistory", testConfigHistory},
 		{"DeleteUserEndsMemberships", testDeleteUserEndsMemberships},
 		{"Sessions", testSessions},
 		{"SessionClaims", testSessionClaims},
@@ -306,6 +307,44 @@ func testMembershipsAt(t *testing.T, s store.Store, c *Clock) {
 		if got := names(must(s.MembershipsAt(ctx, tc.at))(t)); got != tc.want {
 			t.Errorf("memberships at %s = %q, want %q", tc.at, got, tc.want)
 		}
+	}
+}
+
+func testConfigHistory(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	_, err := s.ConfigVersionAt(ctx, c.Now())
+	wantErr(t, err, store.ErrNotFound)
+	first := store.ConfigVersion{Loaded: c.Now(), Digest: "d1", Rules: []byte(`{"v":1}`), PermissionSets: 2, Assignments: 3, People: 10}
+	if added := must(s.AddConfigVersion(ctx, first))(t); !added {
+		t.Fatal("the first version was not added")
+	}
+	c.Advance(time.Hour)
+	if added := must(s.AddConfigVersion(ctx, store.ConfigVersion{Loaded: c.Now(), Digest: "d1", Rules: []byte(`{"v":1}`)}))(t); added {
+		t.Fatal("a version with the newest digest was added again")
+	}
+	c.Advance(time.Hour)
+	second := store.ConfigVersion{Loaded: c.Now(), Digest: "d2", Rules: []byte(`{"v":2}`), PermissionSets: 5, Assignments: 6, People: 11}
+	if added := must(s.AddConfigVersion(ctx, second))(t); !added {
+		t.Fatal("a changed version was not added")
+	}
+	_, err = s.ConfigVersionAt(ctx, first.Loaded.Add(-time.Nanosecond))
+	wantErr(t, err, store.ErrNotFound)
+	for at, want := range map[time.Time]store.ConfigVersion{
+		first.Loaded:                        first,
+		second.Loaded.Add(-time.Nanosecond): first,
+		second.Loaded:                       second,
+		second.Loaded.Add(24 * time.Hour):   second,
+	} {
+		got := must(s.ConfigVersionAt(ctx, at))(t)
+		if got.Digest != want.Digest || string(got.Rules) != string(want.Rules) || !got.Loaded.Equal(want.Loaded) ||
+			got.PermissionSets != want.PermissionSets || got.Assignments != want.Assignments || got.People != want.People || got.ID == 0 {
+			t.Errorf("at %s: %+v, want %+v", at, got, want)
+		}
+	}
+	// Going back to earlier rules is a new version.
+	c.Advance(time.Hour)
+	if added := must(s.AddConfigVersion(ctx, store.ConfigVersion{Loaded: c.Now(), Digest: "d1", Rules: []byte(`{"v":1}`)}))(t); !added {
+		t.Fatal("returning to the first rules was not recorded")
 	}
 }
 
