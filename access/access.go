@@ -75,8 +75,11 @@ type PermissionSet struct {
 	Description string
 	Level       Level
 	TokenTTL    time.Duration
-	// SessionDuration is the session_duration the set was configured with;
-	// zero when unset. It is validated here; nothing enforces it yet.
+	// SessionDuration is the longest a database session opened under the
+	// set may last, as an IAM Identity Center permission set's session
+	// duration bounds a console session; zero for no limit. The gateway
+	// enforces it, since only the gateway sees sessions; here it is only
+	// bounded.
 	SessionDuration time.Duration
 	// RequireMFA grants the set only to a person whose sign-in used
 	// multi-factor authentication at the identity provider.

@@ -17,7 +17,11 @@ type PermissionSet struct {
 	Description string   `yaml:"description"`
 	Access      string   `yaml:"access"`
 	TokenTTL    Duration `yaml:"token_ttl"`
-	// SessionDuration is validated and recorded; nothing enforces it yet.
+	// SessionDuration is the longest a database session opened under the
+	// set may last: the gateway ends it at that age and the person
+	// reconnects with a fresh token, so that a token valid for minutes
+	// cannot hold a connection open for days. Zero (unset) means no
+	// limit; otherwise 1m..24h.
 	SessionDuration Duration `yaml:"session_duration"`
 	RequireMFA      bool     `yaml:"require_mfa"`
 	// Conditions are attribute rules that must all hold, in the language

@@ -1,7 +1,8 @@
 // Package gateway is the protocol-neutral core of keygate's database
 // gateways: it authenticates a connection's token, re-checks the person's
 // entitlement, keeps the registry of live sessions, routes cancel requests,
-// and ends sessions whose entitlement goes away. The wire protocols live in
+// and ends sessions whose entitlement goes away or whose permission set's
+// session_duration runs out. The wire protocols live in
 // sub-packages (pgwire) behind the Engine interface.
 package gateway
 
@@ -88,6 +89,10 @@ type Gateway struct {
 	audit    Auditor
 	log      *slog.Logger
 	now      func() time.Time
+	// afterFunc is time.AfterFunc, returning the timer's Stop: the one
+	// seam through which tests drive session_duration timers with their
+	// own clock instead of waiting.
+	afterFunc func(d time.Duration, f func()) (stop func() bool)
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -101,8 +106,12 @@ func New(v Verifier, authz Authorizer, a Auditor, log *slog.Logger, now func() t
 	if now == nil {
 		now = time.Now
 	}
-	return &Gateway{RecheckInterval: DefaultRecheckInterval, verifier: v, authz: authz, audit: a, log: log, now: now, sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{}}
+	return &Gateway{RecheckInterval: DefaultRecheckInterval, verifier: v, authz: authz, audit: a, log: log, now: now, afterFunc: afterFunc,
+		sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{}}
 }
+
+// afterFunc is the real clock's timer, for Gateway.afterFunc.
+func afterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
 
 // Audit records an event.
 func (g *Gateway) Audit(e audit.Event) { g.audit.Record(e) }
@@ -221,14 +230,29 @@ type Session struct {
 	Kill func(reason string)
 	// CancelUpstream cancels the statement running upstream.
 	CancelUpstream func(ctx context.Context) error
+	// Grant is the grant that allowed the connection, from Authenticate's
+	// decision; set by the engine before Register. Its permission set's
+	// SessionDuration bounds how long the session may last.
+	Grant access.Grant
 
 	killed atomic.Bool
+
+	// limitMu guards the session_duration in force, which Register,
+	// re-checks and Unregister touch from different goroutines.
+	limitMu sync.Mutex
+	// limit is the session_duration in force; zero for none.
+	limit time.Duration
+	// stopLimit stops the timer that ends the session at limit; nil when
+	// none is armed.
+	stopLimit func() bool
+	// unregistered forbids arming a timer for a session already gone.
+	unregistered bool
 }
 
 // Register adds a session to the registry, gives it a cancel key, audits its
-// start, and checks its entitlement once more: a change that committed while
-// the connection was being set up is caught here, one that commits later by
-// the watcher.
+// start, arms the session_duration of its grant, and checks its entitlement
+// once more: a change that committed while the connection was being set up
+// is caught here, one that commits later by the watcher.
 func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	s.ID = uuid.NewString()
 	s.Started = g.now()
@@ -247,18 +271,36 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	g.sessions[s] = struct{}{}
 	g.byPID[s.PID] = s
 	g.mu.Unlock()
+	detail := map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}
+	if ps := s.Grant.PermissionSet; ps.SessionDuration > 0 {
+		// An auditor reading the start learns when the session must end
+		// at the latest, and under which set.
+		detail["permission_set"] = ps.Name
+		detail["session_duration_ms"] = ps.SessionDuration.Milliseconds()
+	}
 	g.audit.Record(audit.Event{Time: s.Started, Type: audit.SessionStart, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID,
-		Detail: map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}})
+		Detail: detail})
 	g.log.Info("session started", "session", s.ID, "user", s.User, "database", s.Database, "access", s.Level, "client", s.Client, "upstream_role", s.UpstreamRole)
+	if err := g.limit(s, s.Grant.PermissionSet); err != nil {
+		return err
+	}
 	return g.recheck(context.WithoutCancel(ctx), s)
 }
 
-// Unregister removes a session and audits its end.
+// Unregister removes a session, stops its session_duration timer and
+// audits its end.
 func (g *Gateway) Unregister(s *Session, reason string) {
 	g.mu.Lock()
 	delete(g.sessions, s)
 	delete(g.byPID, s.PID)
 	g.mu.Unlock()
+	s.limitMu.Lock()
+	s.unregistered = true
+	if s.stopLimit != nil {
+		s.stopLimit()
+		s.stopLimit = nil
+	}
+	s.limitMu.Unlock()
 	dur := g.now().Sub(s.Started)
 	g.audit.Record(audit.Event{Type: audit.SessionEnd, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Reason: reason,
 		Detail: map[string]any{"duration_ms": dur.Milliseconds(), "bytes_from_client": s.BytesFromClient.Load(), "bytes_to_client": s.BytesToClient.Load()}})
@@ -371,7 +413,8 @@ func (g *Gateway) Recheck(ctx context.Context) (ended int) {
 	return ended
 }
 
-// recheck ends s if it is no longer allowed. An error from the authorizer
+// recheck ends s if it is no longer allowed, and applies the session_duration
+// of the grant that now allows it (see limit). An error from the authorizer
 // leaves the session alone: keygate's own trouble is not a revocation.
 func (g *Gateway) recheck(ctx context.Context, s *Session) error {
 	d, err := g.authz.Authorize(ctx, authz.Request{User: s.User, Database: s.Database, Level: s.Level, SignIn: s.SignIn, Live: true})
@@ -380,10 +423,68 @@ func (g *Gateway) recheck(ctx context.Context, s *Session) error {
 		return nil
 	}
 	if d.Allowed {
-		return nil
+		return g.limit(s, d.Grant.PermissionSet)
 	}
 	g.End(s, "access revoked: "+d.Reason)
 	return &Refusal{Kind: RefusedAccess, Reason: "access revoked: " + d.Reason}
+}
+
+// limit applies ps's SessionDuration to s, as IAM Identity Center applies a
+// permission set's session duration to a console session: s ends when it is
+// that old. It is called with the grant s connected under and with the grant
+// of every later re-check, under this rule:
+//
+//   - The limit in force is the shortest session_duration of any grant
+//     that has allowed the session, counted from the session's start.
+//     A re-check that moves the session to a grant with a shorter one
+//     shortens the limit, and ends the session at once if it is already
+//     older than that: counting from the re-check instead would let a
+//     session outlive the new limit by up to the old one.
+//   - A grant with no session_duration, or a longer one, leaves the limit
+//     as it is: a session cannot shed its limit by being re-decided under
+//     a laxer grant, and a set lengthened by a policy reload applies to
+//     sessions opened after it.
+//
+// When s is already past the limit, limit ends it and returns the refusal
+// that says why; otherwise it (re)arms the timer that ends s on time.
+func (g *Gateway) limit(s *Session, ps access.PermissionSet) error {
+	d := ps.SessionDuration
+	if d <= 0 {
+		return nil
+	}
+	reason := fmt.Sprintf("session_duration of %s (%s) reached: reconnect with a fresh token", ps.Name, shortDuration(d))
+	s.limitMu.Lock()
+	if s.unregistered || (s.limit != 0 && d >= s.limit) {
+		s.limitMu.Unlock()
+		return nil
+	}
+	if s.stopLimit != nil {
+		s.stopLimit()
+		s.stopLimit = nil
+	}
+	s.limit = d
+	left := s.Started.Add(d).Sub(g.now())
+	if left > 0 {
+		s.stopLimit = g.afterFunc(left, func() { g.End(s, reason) })
+	}
+	s.limitMu.Unlock()
+	if left > 0 {
+		return nil
+	}
+	g.End(s, reason)
+	return &Refusal{Kind: RefusedAccess, Reason: reason}
+}
+
+// shortDuration writes d as a person would in the config: 1h, not 1h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // End kills a session once, with a reason.

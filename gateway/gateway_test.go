@@ -18,10 +18,12 @@ import (
 	"github.com/keygate/keygate/token"
 )
 
-// stubAuthz allows the users in allowed; err makes every call fail.
+// stubAuthz allows the users in allowed, each under the permission set in
+// sets; err makes every call fail.
 type stubAuthz struct {
 	mu      sync.Mutex
 	allowed map[string]bool
+	sets    map[string]access.PermissionSet
 	err     error
 	calls   int
 }
@@ -36,8 +38,17 @@ func (a *stubAuthz) Authorize(_ context.Context, r authz.Request) (access.Decisi
 	d := access.Decision{User: strings.ToLower(r.User), Database: r.Database, Level: r.Level, Allowed: a.allowed[strings.ToLower(r.User)]}
 	if !d.Allowed {
 		d.Reason = r.User + " is in no group"
+	} else {
+		d.Grant = access.Grant{Group: "engineers", PermissionSet: a.sets[strings.ToLower(r.User)]}
 	}
 	return d, nil
+}
+
+// setSet makes user's grant, from now on, one of set.
+func (a *stubAuthz) setSet(user string, set access.PermissionSet) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.sets[user] = set
 }
 
 func (a *stubAuthz) set(user string, ok bool) {
@@ -75,16 +86,74 @@ type fixture struct {
 	audit  *recorder
 	issuer *token.Issuer
 	now    time.Time
+
+	timersMu sync.Mutex
+	timers   []*fakeTimer
+}
+
+// fakeTimer is a timer of the fixture's clock: it fires when advance moves
+// the clock to its due time.
+type fakeTimer struct {
+	due  time.Time
+	f    func()
+	done bool // fired or stopped
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{authz: &stubAuthz{allowed: map[string]bool{"alice": true, "bob": true}}, audit: &recorder{}, now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	f := &fixture{authz: &stubAuthz{allowed: map[string]bool{"alice": true, "bob": true}, sets: map[string]access.PermissionSet{}}, audit: &recorder{}, now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	keys := token.NewMemoryKeys()
 	clock := func() time.Time { return f.now }
 	f.issuer = &token.Issuer{Keys: keys, Now: clock}
 	f.gw = New(&token.Verifier{Keys: keys, Now: clock}, f.authz, f.audit, slog.New(slog.NewTextHandler(io.Discard, nil)), clock)
+	f.gw.afterFunc = f.afterFunc
 	return f
+}
+
+// afterFunc is time.AfterFunc on the fixture's clock.
+func (f *fixture) afterFunc(d time.Duration, fn func()) func() bool {
+	f.timersMu.Lock()
+	defer f.timersMu.Unlock()
+	t := &fakeTimer{due: f.now.Add(d), f: fn}
+	f.timers = append(f.timers, t)
+	return func() bool {
+		f.timersMu.Lock()
+		defer f.timersMu.Unlock()
+		pending := !t.done
+		t.done = true
+		return pending
+	}
+}
+
+// advance moves the clock on by d and fires the timers that fall due.
+func (f *fixture) advance(d time.Duration) {
+	f.now = f.now.Add(d)
+	f.timersMu.Lock()
+	var due []*fakeTimer
+	for _, t := range f.timers {
+		if !t.done && !t.due.After(f.now) {
+			t.done = true
+			due = append(due, t)
+		}
+	}
+	f.timersMu.Unlock()
+	for _, t := range due {
+		t.f()
+	}
+}
+
+// pendingTimers counts the timers neither fired nor stopped: the ones a
+// real clock would still hold.
+func (f *fixture) pendingTimers() int {
+	f.timersMu.Lock()
+	defer f.timersMu.Unlock()
+	n := 0
+	for _, t := range f.timers {
+		if !t.done {
+			n++
+		}
+	}
+	return n
 }
 
 func (f *fixture) token(t *testing.T, user, db string, ttl time.Duration) string {
@@ -176,6 +245,9 @@ func TestWatchEndsOnlySessionsThatLostAccess(t *testing.T) {
 
 	// A change about alice that leaves her access intact ends nothing.
 	changes <- store.Change{Kind: store.UserChanged, User: "alice"}
+	// Watch takes a change only when done with the one before, so once
+	// this one is taken, alice's re-check has run.
+	changes <- store.Change{Kind: store.UserChanged, User: "nobody"}
 	f.authz.set("alice", false)
 	// A change about bob does not re-check alice.
 	changes <- store.Change{Kind: store.MembershipChanged, User: "bob", Group: "g"}

@@ -57,14 +57,20 @@ func (r *recorder) ofType(typ string) []audit.Event {
 	return out
 }
 
-// authorizer is an Authorizer that answers every request the same way.
+// authorizer is an Authorizer that answers every request the same way,
+// allowing under grant when allow is set.
 type authorizer struct {
 	allow  bool
 	reason string
+	grant  access.Grant
 }
 
 func (a authorizer) Authorize(_ context.Context, r authz.Request) (access.Decision, error) {
-	return access.Decision{Allowed: a.allow, User: r.User, Database: r.Database, Level: r.Level, Reason: a.reason}, nil
+	d := access.Decision{Allowed: a.allow, User: r.User, Database: r.Database, Level: r.Level, Reason: a.reason}
+	if a.allow {
+		d.Grant = a.grant
+	}
+	return d, nil
 }
 
 // lockedBuffer collects log output written from several goroutines.

@@ -257,6 +257,7 @@ func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, 
 	}
 	s := newSession(h, upConn, up)
 	s.gs.User, s.gs.Database, s.gs.Level, s.gs.SignIn, s.gs.TokenID = decision.User, claims.Database, claims.Access, claims.Session, claims.ID
+	s.gs.Grant = decision.Grant
 	if err := h.srv.Gateway.Register(ctx, s.gs); err != nil {
 		// Revoked while connecting: Kill has already closed upstream.
 		var r *gateway.Refusal
