@@ -557,49 +557,75 @@ func (w *urlWatcher) String() string {
 	return w.buf.String()
 }
 
-// login runs `keygate login --server URL --ca FILE --no-browser`, signs in
-// in the browser at the URL it prints, and returns the browser's last page
-// and how the command ended.
-func (c *cli) login(t testing.TB, s testidp.SignIn) (*testidp.Page, result) {
+// pendingLogin is a `keygate login --no-browser` that has printed its
+// verification URL and waits for the browser.
+type pendingLogin struct {
+	// link is the verification URL it printed.
+	link   string
+	cmd    *exec.Cmd
+	stdout bytes.Buffer
+	stderr *urlWatcher
+	exited chan error
+}
+
+// startLogin runs `keygate login --server URL --ca FILE --no-browser` and
+// returns once it has printed the verification URL.
+func (c *cli) startLogin(t testing.TB) *pendingLogin {
 	t.Helper()
-	cmd := c.command("login", "--server", c.e.apiURL, "--ca", c.e.caFile, "--no-browser")
-	var stdout bytes.Buffer
-	stderr := &urlWatcher{found: make(chan string, 1)}
-	cmd.Stdout, cmd.Stderr = &stdout, stderr
-	if err := cmd.Start(); err != nil {
+	l := &pendingLogin{cmd: c.command("login", "--server", c.e.apiURL, "--ca", c.e.caFile, "--no-browser"),
+		stderr: &urlWatcher{found: make(chan string, 1)}, exited: make(chan error, 1)}
+	l.cmd.Stdout, l.cmd.Stderr = &l.stdout, l.stderr
+	if err := l.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var link string
+	go func() { l.exited <- l.cmd.Wait() }()
 	select {
-	case link = <-stderr.found:
-	case err := <-exited:
-		t.Fatalf("keygate login exited (%v) without printing a verification URL:\n%s", err, stderr)
+	case l.link = <-l.stderr.found:
+	case err := <-l.exited:
+		t.Fatalf("keygate login exited (%v) without printing a verification URL:\n%s", err, l.stderr)
 	case <-time.After(15 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("keygate login printed no verification URL within 15s:\n%s", stderr)
+		l.cmd.Process.Kill()
+		t.Fatalf("keygate login printed no verification URL within 15s:\n%s", l.stderr)
 	}
-	code := strings.TrimPrefix(link[strings.Index(link, "?"):], "?user_code=")
-	page := c.e.browser(t).DeviceSignIn(link, s)
+	return l
+}
+
+// userCode is the user code in the verification URL.
+func (l *pendingLogin) userCode() string {
+	return strings.TrimPrefix(l.link[strings.Index(l.link, "?"):], "?user_code=")
+}
+
+// wait returns how the command ended, once the browser is done.
+func (l *pendingLogin) wait(t testing.TB) result {
+	t.Helper()
 	var err error
 	select {
-	case err = <-exited:
+	case err = <-l.exited:
 	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("keygate login still running 20s after the browser finished:\n%s", stderr)
+		l.cmd.Process.Kill()
+		t.Fatalf("keygate login still running 20s after the browser finished:\n%s", l.stderr)
 	}
-	r := result{stdout: stdout.String(), stderr: stderr.String()}
+	r := result{stdout: l.stdout.String(), stderr: l.stderr.String()}
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = ee.ExitCode()
 	} else if err != nil {
 		t.Fatal(err)
 	}
 	// The person checks the code on the page against the terminal's.
-	if strings.Count(r.stderr, code) < 2 {
+	if code := l.userCode(); strings.Count(r.stderr, code) < 2 {
 		t.Fatalf("keygate login does not show the user code %s apart from the URL:\n%s", code, r.stderr)
 	}
-	return page, r
+	return r
+}
+
+// login runs `keygate login --no-browser`, signs in in the browser
+// stand-in at the URL it prints, and returns the browser's last page and
+// how the command ended.
+func (c *cli) login(t testing.TB, s testidp.SignIn) (*testidp.Page, result) {
+	t.Helper()
+	l := c.startLogin(t)
+	page := c.e.browser(t).DeviceSignIn(l.link, s)
+	return page, l.wait(t)
 }
 
 // mustLogin signs in with keygate login and checks that it succeeded.

@@ -59,7 +59,11 @@ func renderPage(w http.ResponseWriter, status int, t *template.Template, data an
 	h.Set("Cache-Control", "no-store")
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self' https: http:; frame-ancestors 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	// same-origin, not no-referrer: the user code in the URL stays out of
+	// the Referer that the identity provider sees either way, but under
+	// no-referrer browsers send "Origin: null" with the page's own form
+	// post, which /device/start must refuse.
+	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
 	t.Execute(w, data)
 }

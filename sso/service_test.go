@@ -439,6 +439,11 @@ func TestDevicePageFindsTheCodeAsTyped(t *testing.T) {
 			t.Errorf("device page has no %s", h)
 		}
 	}
+	// Browsers send the page's origin with its form post only under a
+	// policy that allows it to the same origin.
+	if p := e.devicePage(code).Header().Get("Referrer-Policy"); p != "same-origin" {
+		t.Errorf("device page Referrer-Policy %q, want same-origin", p)
+	}
 }
 
 func TestDeviceStart(t *testing.T) {
