@@ -102,6 +102,12 @@ type Assignment struct {
 	// DatabaseTags selects databases by tag instead of by name: every tag
 	// given must be present on the database with the value given.
 	DatabaseTags map[string]string
+	// ID names the assignment in decisions (Decision.Policy) and in its
+	// Cedar policies' ids. Empty means its place in Rules.Assignments,
+	// "assignments[N]", which is the config line that wrote it; an
+	// assignment the config does not spell out, such as one the group
+	// naming rule derives, names itself instead.
+	ID string
 }
 
 // Deny refuses access whatever any assignment or policy allows: deny rules
@@ -230,18 +236,27 @@ func Compile(r Rules) (*Policy, error) {
 		sets[s.Name] = s
 		conds[s.Name] = s.Conditions.list()
 	}
+	ids := make(map[string]bool, len(r.Assignments))
 	for i, a := range r.Assignments {
 		s, ok := sets[a.PermissionSet]
 		if !ok {
 			return nil, fmt.Errorf("assignment for group %q names unknown permission set %q", a.Group, a.PermissionSet)
 		}
+		id := a.ID
+		if id == "" {
+			id = assignmentID(i)
+		}
+		if ids[id] {
+			return nil, fmt.Errorf("assignment for group %q: rule id %q is used twice", a.Group, id)
+		}
+		ids[id] = true
 		if len(a.Databases) > 0 && len(a.DatabaseTags) > 0 {
 			return nil, fmt.Errorf("assignment for group %q: give databases or database_tags, not both", a.Group)
 		}
 		a.Databases = slices.Clone(a.Databases)
 		a.DatabaseTags = cloneTags(a.DatabaseTags)
 		p.assignments = append(p.assignments, assignment{
-			Assignment: a, id: assignmentID(i), set: s, conds: conds[s.Name],
+			Assignment: a, id: id, set: s, conds: conds[s.Name],
 			selector: sortedTags(a.DatabaseTags),
 			grant:    fmt.Sprintf("%s → %s (%s)", a.Group, s.Name, s.Level),
 			tagText:  tagList(a.DatabaseTags), condText: joinConditions(conds[s.Name]),

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/cedar-policy/cedar-go"
@@ -86,6 +87,18 @@ var resolvedSchema = sync.OnceValue(func() *resolved.Schema {
 // level, whose id is the rule's with "/LEVEL" appended.
 func assignmentID(i int) string { return fmt.Sprintf("assignments[%d]", i) }
 func denyID(i int) string       { return fmt.Sprintf("deny[%d]", i) }
+
+// reservedID reports whether id belongs to the compiled rules' namespace,
+// which a policy file may not use: a group created later must never find
+// its derived rule's id taken.
+func reservedID(id string) bool {
+	for _, prefix := range []string{"assignments[", "deny[", "group_naming["} {
+		if strings.HasPrefix(id, prefix) {
+			return true
+		}
+	}
+	return false
+}
 
 // denied lists the levels a deny on ls refuses: each of ls and every level
 // above it, since a higher level includes the lower one's privileges. No

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
-	"strings"
 
 	"github.com/cedar-policy/cedar-go"
 	xast "github.com/cedar-policy/cedar-go/x/exp/ast"
@@ -77,7 +76,7 @@ func parseCedarFile(f CedarFile) ([]rawPolicy, error) {
 		if id, ok := ann["id"]; ok {
 			r.id = cedar.PolicyID(id)
 		}
-		if strings.HasPrefix(string(r.id), "assignments[") || strings.HasPrefix(string(r.id), "deny[") {
+		if reservedID(string(r.id)) {
 			errs = append(errs, fmt.Errorf("%s: @id(%q) is reserved for the config's own rules", r.at, r.id))
 		}
 		if err := v.Policy(string(r.id), (*xast.Policy)(p.AST())); err != nil {

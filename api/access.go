@@ -132,3 +132,17 @@ func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
 	}
 	return writeJSON(w, http.StatusOK, out)
 }
+
+// findings lists the groups the group naming rule cannot use: names
+// against the convention, and names that give a permission set or tag
+// values that do not exist.
+func (s *Server) findings(w http.ResponseWriter, r *http.Request) error {
+	if s.Findings == nil {
+		return errorf(http.StatusNotImplemented, "this server cannot list access findings")
+	}
+	out, err := s.Findings.AccessFindings(r.Context())
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, out)
+}

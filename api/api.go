@@ -70,11 +70,18 @@ type Server struct {
 	SignIn Routes
 	// Reloader applies the config file again on POST /v1/admin/reload.
 	Reloader Reloader
+	// Findings answers GET /v1/admin/access/findings.
+	Findings FindingsLister
 }
 
 // Reloader re-reads the config and applies its access rules.
 type Reloader interface {
 	Reload(ctx context.Context) (ReloadResult, error)
+}
+
+// FindingsLister lists the groups the group naming rule cannot use.
+type FindingsLister interface {
+	AccessFindings(ctx context.Context) (AccessFindings, error)
 }
 
 // Routes is a part of the API that registers its own routes.
@@ -117,6 +124,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/admin/access/explain", s.admin(s.explainAccess))
 	mux.HandleFunc("GET /v1/admin/access/who", s.admin(s.whoCan))
 	mux.HandleFunc("GET /v1/admin/access/review", s.admin(s.review))
+	mux.HandleFunc("GET /v1/admin/access/findings", s.admin(s.findings))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
 	mux.HandleFunc("POST /v1/admin/scim-tokens", s.admin(s.createProvisioningToken))

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,6 +31,7 @@ type env struct {
 	audit  *audit.Log
 	store  *sqlite.Store
 	policy *access.Policy
+	api    *Server
 }
 
 func newEnv(t *testing.T) *env {
@@ -57,6 +59,7 @@ func newEnv(t *testing.T) *env {
 	e.admin = credential.New(credential.AdminPrefix)
 	s := &Server{Store: st, Authz: az, Tokens: &token.Issuer{Keys: e.keys, Now: now}, Audit: e.audit, Log: log, Now: now,
 		AdminHash: credential.Hash(e.admin), CAPEM: []byte("-----BEGIN CERTIFICATE-----\n")}
+	e.api = s
 	e.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(e.srv.Close)
 	return e
@@ -266,5 +269,27 @@ func TestAuditPaging(t *testing.T) {
 	var body Error
 	if code, _ := e.call(t, "GET", "/v1/admin/audit?since=yesterday", e.admin, nil, &body); code != http.StatusBadRequest {
 		t.Fatalf("bad since: %d", code)
+	}
+}
+
+type findingsFunc func(ctx context.Context) (AccessFindings, error)
+
+func (f findingsFunc) AccessFindings(ctx context.Context) (AccessFindings, error) { return f(ctx) }
+
+// The findings of the group naming rule are for administrators only.
+func TestAccessFindingsEndpoint(t *testing.T) {
+	e := newEnv(t)
+	if code, _ := e.call(t, "GET", "/v1/admin/access/findings", e.admin, nil, nil); code != http.StatusNotImplemented {
+		t.Errorf("without a lister: %d", code)
+	}
+	want := AccessFindings{Pattern: "kg-{environment}-{permission_set}", Groups: 2, Assigned: 1,
+		Findings: []AccessFinding{{Group: "marketing", Kind: "no_match", Reason: "does not match the group naming rule kg-{environment}-{permission_set}"}}}
+	e.api.Findings = findingsFunc(func(context.Context) (AccessFindings, error) { return want, nil })
+	if code, _ := e.call(t, "GET", "/v1/admin/access/findings", "", nil, nil); code != http.StatusUnauthorized {
+		t.Errorf("without the admin credential: %d", code)
+	}
+	var got AccessFindings
+	if code, _ := e.call(t, "GET", "/v1/admin/access/findings", e.admin, nil, &got); code != http.StatusOK || !reflect.DeepEqual(got, want) {
+		t.Errorf("findings: %d %+v", code, got)
 	}
 }

@@ -163,7 +163,10 @@ type ReloadResult struct {
 	Path           string `json:"path"`
 	PermissionSets int    `json:"permission_sets"`
 	Assignments    int    `json:"assignments"`
-	Databases      int    `json:"databases"`
+	// NamedAssignments is how many assignments the group naming rule
+	// derives from the groups there are now.
+	NamedAssignments int `json:"named_assignments"`
+	Databases        int `json:"databases"`
 	// SessionsEnded is how many live sessions the new rules ended.
 	SessionsEnded int `json:"sessions_ended"`
 	// RestartNeeded names changed settings that apply only on restart.
@@ -190,7 +193,8 @@ type AccessDecision struct {
 	Group         string `json:"group,omitempty"`
 	TokenTTL      string `json:"token_ttl,omitempty"`
 	// Policy is the rule the decision rests on: assignments[N], deny[N],
-	// or a policy file's @id.
+	// group_naming[GROUP] for a group the naming rule assigns, or a policy
+	// file's @id.
 	Policy string `json:"policy,omitempty"`
 	// Deny is the description of the deny rule that refused.
 	Deny string `json:"deny,omitempty"`
@@ -231,4 +235,24 @@ type WhoAnswer struct {
 	Since     time.Time    `json:"since"`
 	Until     time.Time    `json:"until"`
 	Connected []Connection `json:"connected"`
+}
+
+// AccessFindings lists the groups the group naming rule cannot use.
+type AccessFindings struct {
+	// Pattern is the naming rule; empty when the config has none, and
+	// then there is nothing to find.
+	Pattern string `json:"pattern"`
+	// Groups is how many groups there are; Assigned how many of them the
+	// rule turns into assignments.
+	Groups   int             `json:"groups"`
+	Assigned int             `json:"assigned"`
+	Findings []AccessFinding `json:"findings"`
+}
+
+// AccessFinding is one group the naming rule cannot use, and why.
+type AccessFinding struct {
+	Group string `json:"group"`
+	// Kind is no_match, unknown_permission_set or unknown_tag_value.
+	Kind   string `json:"kind"`
+	Reason string `json:"reason"`
 }

@@ -47,6 +47,13 @@ type Store interface {
 
 // Authz answers Requests.
 type Authz struct {
+	// Refresh, when set, rebuilds the policy from the groups in the store
+	// and installs it with SetGroupPolicy. A decision calls it when the
+	// person is in a group that the policy in force was not built from;
+	// its errors are its own to report, and the decision then uses the
+	// policy in force. Set it before the first decision.
+	Refresh func(ctx context.Context) error
+
 	store   Store
 	now     func() time.Time
 	state   atomic.Pointer[state]
@@ -66,6 +73,9 @@ func (a *Authz) SetHistory(h History) { a.history = h }
 type state struct {
 	policy    *access.Policy
 	databases map[string]access.Database
+	// groups are the names of the groups the policy was built from, when
+	// it depends on them; nil when it does not.
+	groups map[string]bool
 }
 
 // New makes an Authz over s with an initial policy.
@@ -80,23 +90,63 @@ func New(s Store, policy *access.Policy, dbs []access.Database, now func() time.
 
 // SetPolicy swaps in a new policy and database list; later decisions use it.
 func (a *Authz) SetPolicy(policy *access.Policy, dbs []access.Database) {
+	a.state.Store(newState(policy, dbs, nil))
+}
+
+// SetGroupPolicy is SetPolicy for a policy that the groups in the store
+// shape as well as the config, as a group naming rule's does: groups are
+// the names of the groups it was built from.
+//
+// A group's derived assignment depends on nothing but its name, so the
+// policy decides rightly for everyone whose groups it has seen. A person in
+// a group it has not seen (created or renamed since) makes the decision
+// call Refresh first: a grant through a new group then holds from the
+// moment the group exists, not from when the change feed gets to it.
+func (a *Authz) SetGroupPolicy(policy *access.Policy, dbs []access.Database, groups []string) {
+	known := make(map[string]bool, len(groups))
+	for _, g := range groups {
+		known[g] = true
+	}
+	a.state.Store(newState(policy, dbs, known))
+}
+
+func newState(policy *access.Policy, dbs []access.Database, groups map[string]bool) *state {
 	m := make(map[string]access.Database, len(dbs))
 	for _, d := range dbs {
 		m[d.Name] = d
 	}
-	a.state.Store(&state{policy: policy, databases: m})
+	return &state{policy: policy, databases: m, groups: groups}
+}
+
+// fresh is the state to decide on for a person in groups (from the store):
+// the one in force, refreshed first if its policy has not seen one of them.
+func (a *Authz) fresh(ctx context.Context, groups []identity.Group) *state {
+	st := a.state.Load()
+	if st.groups == nil || a.Refresh == nil {
+		return st
+	}
+	for _, g := range groups {
+		if !st.groups[g.Name] {
+			// An error leaves the policy in force, which grants nothing
+			// through a group it has not seen.
+			_ = a.Refresh(ctx)
+			return a.state.Load()
+		}
+	}
+	return st
 }
 
 // Authorize decides r from live state. An error means the state could not be
 // read; a refusal is a Decision with Allowed false and a Reason.
 func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, error) {
-	st := a.state.Load()
 	refuse := func(format string, args ...any) (access.Decision, error) {
 		return access.Decision{User: r.User, Database: r.Database, Level: r.Level, Reason: fmt.Sprintf(format, args...)}, nil
 	}
-	db, ok := st.databases[r.Database]
-	if !ok {
+	notConfigured := func() (access.Decision, error) {
 		return refuse("database %s is not configured in keygate", r.Database)
+	}
+	if _, ok := a.state.Load().databases[r.Database]; !ok {
+		return notConfigured()
 	}
 	var signIn *identity.Session
 	if r.SignIn == "" && r.AssumeMFA {
@@ -121,12 +171,16 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 		}
 		signIn = &s
 	}
-	p, err := a.principal(ctx, r.User, signIn)
+	p, st, err := a.principal(ctx, r.User, signIn)
 	if errors.Is(err, store.ErrNotFound) {
 		return refuse("%s is not a keygate user", r.User)
 	}
 	if err != nil {
 		return access.Decision{}, err
+	}
+	db, ok := st.databases[r.Database]
+	if !ok {
+		return notConfigured()
 	}
 	return st.policy.Decide(p, db, r.Level), nil
 }
@@ -134,9 +188,7 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 // LeastLevel is the lowest level the person holds on database through the
 // sign-in session signIn (empty for none); ok is false when they hold none.
 func (a *Authz) LeastLevel(ctx context.Context, user, database, signIn string) (level access.Level, ok bool, err error) {
-	st := a.state.Load()
-	db, found := st.databases[database]
-	if !found {
+	if _, found := a.state.Load().databases[database]; !found {
 		return "", false, nil
 	}
 	var s *identity.Session
@@ -147,12 +199,16 @@ func (a *Authz) LeastLevel(ctx context.Context, user, database, signIn string) (
 		}
 		s = &ss
 	}
-	p, err := a.principal(ctx, user, s)
+	p, st, err := a.principal(ctx, user, s)
 	if errors.Is(err, store.ErrNotFound) {
 		return "", false, nil
 	}
 	if err != nil {
 		return "", false, err
+	}
+	db, found := st.databases[database]
+	if !found {
+		return "", false, nil
 	}
 	level, ok = st.policy.LeastLevel(p, db)
 	return level, ok, nil
@@ -161,20 +217,22 @@ func (a *Authz) LeastLevel(ctx context.Context, user, database, signIn string) (
 // Principal is the person as decisions through the sign-in session see
 // them; `keygate whoami` shows it.
 func (a *Authz) Principal(ctx context.Context, signIn identity.Session) (identity.Principal, error) {
-	return a.principal(ctx, signIn.User, &signIn)
+	p, _, err := a.principal(ctx, signIn.User, &signIn)
+	return p, err
 }
 
 // principal is the person as the decision sees them: their provisioned
 // record and groups, and what their sign-in asserted (tags that override
-// provisioned ones, further groups, MFA).
-func (a *Authz) principal(ctx context.Context, name string, signIn *identity.Session) (identity.Principal, error) {
+// provisioned ones, further groups, MFA); and the state to decide for them
+// on, one whose policy has seen their groups.
+func (a *Authz) principal(ctx context.Context, name string, signIn *identity.Session) (identity.Principal, *state, error) {
 	u, err := a.store.GetUserByName(ctx, name)
 	if err != nil {
-		return identity.Principal{}, fmt.Errorf("load %s: %w", name, err)
+		return identity.Principal{}, nil, fmt.Errorf("load %s: %w", name, err)
 	}
 	groups, err := a.store.GroupsOf(ctx, u.ID)
 	if err != nil {
-		return identity.Principal{}, fmt.Errorf("load groups of %s: %w", name, err)
+		return identity.Principal{}, nil, fmt.Errorf("load groups of %s: %w", name, err)
 	}
 	p := identity.Principal{UserName: u.UserName, Active: u.Active, Attributes: u.Attributes}
 	for _, g := range groups {
@@ -191,5 +249,5 @@ func (a *Authz) principal(ctx context.Context, name string, signIn *identity.Ses
 			maps.Copy(p.Attributes, signIn.Tags)
 		}
 	}
-	return p, nil
+	return p, a.fresh(ctx, groups), nil
 }

@@ -579,3 +579,79 @@ func TestWhoCan(t *testing.T) {
 		t.Errorf("unknown database: %v", err)
 	}
 }
+
+// A policy built from the groups in the store is refreshed by the first
+// decision for someone in a group it has not seen, so a new group grants
+// at once; decisions for people in groups it has seen cost nothing extra.
+func TestGroupPolicyRefreshesForNewGroups(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	var groups []string
+	refreshes := 0
+	build := func(ctx context.Context) error {
+		refreshes++
+		gs, err := f.st.ListGroups(ctx)
+		if err != nil {
+			return err
+		}
+		groups = groups[:0]
+		as := []access.Assignment{analystsRead}
+		for _, g := range gs {
+			groups = append(groups, g.Name)
+			if strings.HasPrefix(g.Name, "kg-") {
+				as = append(as, access.Assignment{Group: g.Name, PermissionSet: strings.TrimPrefix(g.Name, "kg-"), Databases: []string{"*"}})
+			}
+		}
+		f.az.SetGroupPolicy(policy(t, as...), []access.Database{orders, analytics}, groups)
+		return nil
+	}
+	if err := build(ctx); err != nil {
+		t.Fatal(err)
+	}
+	f.az.Refresh = build
+	ro := Request{User: "alice", Database: "orders", Level: access.ReadOnly}
+	rw := Request{User: "alice", Database: "orders", Level: access.ReadWrite}
+	f.authorize(t, ro)
+	if refreshes != 1 {
+		t.Fatalf("a decision in known groups refreshed the policy (%d builds)", refreshes)
+	}
+	g, err := f.st.CreateGroup(ctx, identity.Group{Name: "kg-db-readwrite"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.AddMember(ctx, g.ID, f.users["alice"].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.authorize(t, rw); !d.Allowed || d.Grant.Group != "kg-db-readwrite" {
+		t.Fatalf("rw through the new group: %+v", d)
+	}
+	if refreshes != 2 {
+		t.Errorf("%d builds, want one more for the new group", refreshes)
+	}
+	if d := f.authorize(t, rw); !d.Allowed || refreshes != 2 {
+		t.Errorf("second decision: allowed %v after %d builds", d.Allowed, refreshes)
+	}
+	if level, ok, err := f.az.LeastLevel(ctx, "alice", "analytics", ""); err != nil || !ok || level != access.ReadWrite {
+		t.Errorf("LeastLevel on analytics = %q %v %v", level, ok, err)
+	}
+
+	// A refresh that fails leaves the policy in force, which grants nothing
+	// through a group it has not seen.
+	f.az.Refresh = func(context.Context) error { refreshes++; return errors.New("store unreachable") }
+	g2, err := f.st.CreateGroup(ctx, identity.Group{Name: "kg-db-admin"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.st.AddMember(ctx, g2.ID, f.users["alice"].ID, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if d := f.authorize(t, Request{User: "alice", Database: "orders", Level: access.Admin}); d.Allowed || refreshes != 3 {
+		t.Errorf("admin after a failed refresh: allowed %v after %d builds", d.Allowed, refreshes)
+	}
+	// A policy that does not depend on groups is never refreshed.
+	f.az.SetPolicy(policy(t, analystsRead), []access.Database{orders})
+	f.authorize(t, rw)
+	if refreshes != 3 {
+		t.Errorf("SetPolicy's policy was refreshed")
+	}
+}

@@ -327,3 +327,10 @@ func (c *Client) Review(ctx context.Context) ([]api.Holder, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/admin/access/review", nil, nil, &out)
 	return out, err
 }
+
+// AccessFindings lists the groups the group naming rule cannot use.
+func (c *Client) AccessFindings(ctx context.Context) (api.AccessFindings, error) {
+	var out api.AccessFindings
+	err := c.do(ctx, http.MethodGet, "/v1/admin/access/findings", nil, nil, &out)
+	return out, err
+}

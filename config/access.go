@@ -50,6 +50,15 @@ type Deny struct {
 	Conditions []string `yaml:"conditions"`
 }
 
+// GroupNaming is the group naming rule. Groups whose names match Pattern,
+// such as kg-{environment}-{permission_set}, are assigned the permission set
+// their name gives on the databases with the tag values it gives, so that
+// creating a group at the identity provider is all a new grant takes; see
+// access.GroupPattern for how names are matched.
+type GroupNaming struct {
+	Pattern string `yaml:"pattern"`
+}
+
 // validateAccess checks permission sets, assignments, deny rules and the
 // policy file against each other and the databases, and reads the policy
 // file. dbs holds the names of the configured databases.
@@ -162,7 +171,66 @@ func (c *Config) validateAccess(dbs map[string]bool) []error {
 			add("policy_file", "policy_file: %v", err)
 		}
 	}
+	if _, present := c.lines["group_naming"]; present || c.GroupNaming.Pattern != "" {
+		errs = append(errs, c.validateGroupNaming(tagKeys)...)
+	}
 	return errs
+}
+
+// validateGroupNaming parses the group naming rule. A placeholder naming a
+// tag that no database carries is an error, as in a tag selector: it would
+// make every group that matches grant nothing.
+func (c *Config) validateGroupNaming(tagKeys map[string]bool) []error {
+	pattern := c.GroupNaming.Pattern
+	if pattern == "" {
+		return []error{c.errorAt("group_naming", "group_naming.pattern is required: a pattern such as kg-{environment}-{permission_set}")}
+	}
+	p, err := access.ParseGroupPattern(pattern)
+	if err != nil {
+		return []error{c.errorAt("group_naming.pattern", "group_naming.pattern %q: %v", pattern, err)}
+	}
+	var errs []error
+	for _, k := range p.TagKeys() {
+		if !tagKeys[k] {
+			errs = append(errs, c.errorAt("group_naming.pattern", "group_naming.pattern %q: {%s} names a database tag, but no database has a tag %q", pattern, k, k))
+		}
+	}
+	if len(errs) == 0 {
+		c.groupPattern = p
+	}
+	return errs
+}
+
+// GroupPattern is the group naming rule, or nil when the config has none.
+func (c *Config) GroupPattern() *access.GroupPattern { return c.groupPattern }
+
+// NamedAssignments applies the group naming rule to groups, the names of
+// the groups keygate knows: the assignments it derives, and findings for
+// the groups it cannot use. A group that the config's own assignments or
+// deny rules name is no finding for not matching, since rules of its own
+// already cover it. Without a rule both are nil.
+func (c *Config) NamedAssignments(groups []string) ([]access.Assignment, []access.Finding) {
+	if c.groupPattern == nil {
+		return nil, nil
+	}
+	sets := make([]string, len(c.PermissionSets))
+	for i, s := range c.PermissionSets {
+		sets[i] = s.Name
+	}
+	dbs := make([]access.Database, len(c.Databases))
+	for i, d := range c.Databases {
+		dbs[i] = d.AccessDatabase()
+	}
+	assigned, findings := c.groupPattern.Assign(groups, sets, dbs)
+	named := map[string]bool{}
+	for _, a := range c.Assignments {
+		named[a.Group] = true
+	}
+	for _, d := range c.Deny {
+		named[d.Group] = true
+	}
+	findings = slices.DeleteFunc(findings, func(f access.Finding) bool { return f.Kind == access.FindingNoMatch && named[f.Group] })
+	return assigned, findings
 }
 
 // readPolicyFile reads the policy file and checks that its Cedar parses
@@ -180,17 +248,18 @@ func (c *Config) readPolicyFile() error {
 	return nil
 }
 
-// Policy builds the access policy the config describes.
-func (c *Config) Policy() (*access.Policy, error) {
+// Policy builds the access policy the config describes, with extra
+// assignments after the config's own: those NamedAssignments derives.
+func (c *Config) Policy(extra ...access.Assignment) (*access.Policy, error) {
 	r, err := c.Rules()
 	if err != nil {
 		return nil, err
 	}
-	return r.Policy()
+	return r.Policy(extra...)
 }
 
-// Policy compiles the rules.
-func (r Rules) Policy() (*access.Policy, error) {
+// Policy compiles the rules, with extra assignments after their own.
+func (r Rules) Policy(extra ...access.Assignment) (*access.Policy, error) {
 	var out access.Rules
 	var errs []error
 	parse := func(owner string, srcs []string) access.Conditions {
@@ -214,6 +283,7 @@ func (r Rules) Policy() (*access.Policy, error) {
 	for _, a := range r.Assignments {
 		out.Assignments = append(out.Assignments, access.Assignment{Group: a.Group, PermissionSet: a.PermissionSet, Databases: a.Databases, DatabaseTags: a.DatabaseTags})
 	}
+	out.Assignments = append(out.Assignments, extra...)
 	for _, d := range r.Deny {
 		var levels []access.Level
 		for _, l := range d.Access {

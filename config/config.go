@@ -35,7 +35,9 @@ type Config struct {
 	// PolicyFile is a file of Cedar policies for what the YAML cannot
 	// say; relative to the config file.
 	PolicyFile string `yaml:"policy_file"`
-	SSO        SSO    `yaml:"sso"`
+	// GroupNaming assigns permission sets to groups by their names.
+	GroupNaming GroupNaming `yaml:"group_naming"`
+	SSO         SSO         `yaml:"sso"`
 	// ShutdownGrace is how long a stopping server lets live sessions finish
 	// before it ends them.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
@@ -48,6 +50,8 @@ type Config struct {
 	lines map[string]int
 	// policyText is the content of PolicyFile, read at load.
 	policyText []byte
+	// groupPattern is GroupNaming.Pattern, parsed; nil without a rule.
+	groupPattern *access.GroupPattern
 }
 
 // Listen holds the listener addresses.

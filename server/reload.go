@@ -32,25 +32,44 @@ func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
 	if err != nil {
 		return refuse(err)
 	}
-	policy, err := next.Policy()
-	if err != nil {
-		return refuse(fmt.Errorf("%s: %w", next.Path(), err))
-	}
 	dbs, restart := reloadedDatabases(s.cfg, next)
 	restart = append(restart, needsRestart(s.cfg, next)...)
-	s.authz.SetPolicy(policy, dbs)
+	built, err := s.reloadPolicy(ctx, accessRules{cfg: next, dbs: dbs})
+	if err != nil {
+		return refuse(err)
+	}
 	if err := s.recordRules(ctx, next, time.Now()); err != nil {
 		s.log.Error("record the reloaded access rules in the config history", "err", err)
 	}
 	ended := s.gw.Recheck(ctx)
 	res := api.ReloadResult{Path: next.Path(), PermissionSets: len(next.PermissionSets), Assignments: len(next.Assignments),
-		Databases: len(dbs), SessionsEnded: ended, RestartNeeded: restart}
+		NamedAssignments: built.assigned, Databases: len(dbs), SessionsEnded: ended, RestartNeeded: restart}
 	s.events.Record(audit.Event{Type: audit.ConfigReload, Actor: "config", Detail: map[string]any{
-		"permission_sets": res.PermissionSets, "assignments": res.Assignments, "databases": res.Databases,
-		"sessions_ended": res.SessionsEnded, "restart_needed": restart}})
+		"permission_sets": res.PermissionSets, "assignments": res.Assignments, "named_assignments": res.NamedAssignments,
+		"databases": res.Databases, "sessions_ended": res.SessionsEnded, "restart_needed": restart}})
 	s.log.Info("config reloaded", "path", res.Path, "permission_sets", res.PermissionSets, "assignments", res.Assignments,
-		"sessions_ended", res.SessionsEnded, "restart_needed", restart)
+		"named_assignments", res.NamedAssignments, "sessions_ended", res.SessionsEnded, "restart_needed", restart)
 	return res, nil
+}
+
+// reloadPolicy builds the policy of a reloaded config, from the groups in
+// the store now, and puts it in force; on error nothing changes. The lock
+// is released before live sessions are decided again, as those decisions
+// may refresh the policy themselves.
+func (s *Server) reloadPolicy(ctx context.Context, rules accessRules) (builtPolicy, error) {
+	s.policyMu.Lock()
+	defer s.policyMu.Unlock()
+	start := time.Now()
+	groups, err := s.groupNames(ctx, rules.cfg)
+	if err != nil {
+		return builtPolicy{}, err
+	}
+	built, err := buildPolicy(rules.cfg, groups)
+	if err != nil {
+		return builtPolicy{}, fmt.Errorf("%s: %w", rules.cfg.Path(), err)
+	}
+	s.install(rules, built, time.Since(start))
+	return built, nil
 }
 
 // reloadedDatabases is the databases decisions know after a reload: those

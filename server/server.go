@@ -67,6 +67,14 @@ type Server struct {
 	reloadMu sync.Mutex
 	// sprawl is the size of the access rules, for the metrics.
 	sprawl atomic.Pointer[metrics.SprawlState]
+	// policyMu serialises building and installing the access policy, so
+	// that one built from an older list of groups or an older config never
+	// replaces a newer one. It guards rules and groups.
+	policyMu sync.Mutex
+	rules    accessRules
+	// groups are the group names the policy in force was built from; nil
+	// without a group naming rule.
+	groups []string
 
 	// events is the audit log as every part records to it: counted by
 	// type for the metrics.
@@ -121,13 +129,23 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
-	policy, err := cfg.Policy()
+	start := time.Now()
+	groups, err := s.groupNames(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	az := authz.New(s.store, policy, accessDatabases(cfg.Databases), now)
+	built, err := buildPolicy(cfg, groups)
+	if err != nil {
+		return nil, err
+	}
+	rules := accessRules{cfg: cfg, dbs: accessDatabases(cfg.Databases)}
+	az := authz.New(s.store, built.policy, rules.dbs, now)
+	az.Refresh = s.refreshPolicy
 	az.SetHistory(&history{st: s.store})
 	s.authz = az
+	s.policyMu.Lock()
+	s.install(rules, built, time.Since(start))
+	s.policyMu.Unlock()
 	if err := s.recordRules(ctx, cfg, now()); err != nil {
 		return nil, err
 	}
@@ -165,7 +183,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		s.metrics.MustRegister(metrics.NewSAMLCollector(s.saml))
 	}
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.events, log, now).Handler(), SignIn: signIn, Reloader: s}
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.events, log, now).Handler(), SignIn: signIn, Reloader: s, Findings: s}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -257,6 +275,15 @@ func (s *Server) Run(ctx context.Context) error {
 		defer close(watchDone)
 		s.gw.Watch(watchCtx, s.store.Watch(watchCtx))
 	}()
+	groupChanges := s.store.Watch(watchCtx)
+	groupsDone := make(chan struct{})
+	go func() {
+		defer close(groupsDone)
+		// Groups changed between New and the subscription are caught up
+		// on first.
+		s.refreshPolicy(watchCtx)
+		s.watchGroups(watchCtx, groupChanges)
+	}()
 	for name, u := range s.upstreams {
 		go func() {
 			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -314,6 +341,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	stopWatch()
 	<-watchDone
+	<-groupsDone
 	s.log.Info("stopped")
 	return runErr
 }

@@ -69,7 +69,51 @@ admin commands.`,
 	explain.Flags().StringVar(&level, "access", "", "one level: ro, rw or admin (default: every level)")
 	explain.Flags().BoolVar(&mfa, "mfa", false, "decide as for a sign-in with MFA")
 	explain.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(explain, newAccessWhoCmd(g), newAccessReviewCmd(g))
+	cmd.AddCommand(explain, newAccessWhoCmd(g), newAccessReviewCmd(g), newAccessFindingsCmd(g))
+	return cmd
+}
+
+func newAccessFindingsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "findings [--json]",
+		Short: "Groups the group naming rule cannot use, and why",
+		Long: `List the groups that the config's group naming rule (group_naming.pattern)
+cannot turn into assignments: groups whose names do not match it, and
+groups whose names give a permission set that is not defined or tag values
+that no database has. Groups that the config's own assignments or deny
+rules name are not listed for not matching.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			f, err := c.AccessFindings(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				return printJSON(out, f)
+			}
+			if f.Pattern == "" {
+				fmt.Fprintln(out, "no group naming rule is configured (group_naming.pattern): nothing to find")
+				return nil
+			}
+			fmt.Fprintf(out, "group naming rule %s: %d groups, %d assigned, %d findings\n", printable(f.Pattern), f.Groups, f.Assigned, len(f.Findings))
+			if len(f.Findings) == 0 {
+				return nil
+			}
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "GROUP\tFINDING\tWHY")
+			for _, x := range f.Findings {
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", printable(x.Group), x.Kind, printable(x.Reason))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return cmd
 }
 

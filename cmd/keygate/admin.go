@@ -382,8 +382,12 @@ data_dir, sso, a database's address, a new database) are named.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			fmt.Fprintf(out, "reloaded %s: %d permission sets, %d assignments, %d databases; %d live sessions ended\n",
-				res.Path, res.PermissionSets, res.Assignments, res.Databases, res.SessionsEnded)
+			named := ""
+			if res.NamedAssignments > 0 {
+				named = fmt.Sprintf(" (and %d from the group naming rule)", res.NamedAssignments)
+			}
+			fmt.Fprintf(out, "reloaded %s: %d permission sets, %d assignments%s, %d databases; %d live sessions ended\n",
+				res.Path, res.PermissionSets, res.Assignments, named, res.Databases, res.SessionsEnded)
 			if len(res.RestartNeeded) > 0 {
 				fmt.Fprintf(out, "changed but applied only on restart: %s\n", strings.Join(res.RestartNeeded, ", "))
 			}
