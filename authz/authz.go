@@ -63,7 +63,9 @@ type Authz struct {
 // History gives the rules that were in force at a past moment; an error
 // wrapping store.ErrNotFound means it has none that old.
 type History interface {
-	RulesAt(ctx context.Context, at time.Time) (*access.Policy, []access.Database, error)
+	// RulesAt compiles the rules in force at at; groups are the groups
+	// with members then, for rules that derive grants from group names.
+	RulesAt(ctx context.Context, at time.Time, groups []string) (*access.Policy, []access.Database, error)
 }
 
 // SetHistory makes WhoCan answer about past moments with the rules of

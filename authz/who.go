@@ -49,10 +49,20 @@ type Holder struct {
 func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Holder, error) {
 	st := a.state.Load()
 	policy, databases := st.policy, st.databases
-	if at.IsZero() {
+	past := !at.IsZero()
+	if !past {
 		at = a.now()
-	} else if a.history != nil {
-		p, dbs, err := a.history.RulesAt(ctx, at)
+	}
+	memberships, err := a.store.MembershipsAt(ctx, at)
+	if err != nil {
+		return nil, fmt.Errorf("who can reach %s: %w", database, err)
+	}
+	if past && a.history != nil {
+		var groups []string
+		for _, m := range memberships {
+			groups = append(groups, m.Group)
+		}
+		p, dbs, err := a.history.RulesAt(ctx, at, slices.Compact(slices.Sorted(slices.Values(groups))))
 		switch {
 		case err == nil:
 			policy, databases = p, map[string]access.Database{}
@@ -68,10 +78,6 @@ func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Ho
 		return nil, fmt.Errorf("%w: %s", ErrUnknownDatabase, database)
 	}
 	users, err := a.store.ListUsers(ctx, store.UserQuery{})
-	if err != nil {
-		return nil, fmt.Errorf("who can reach %s: %w", database, err)
-	}
-	memberships, err := a.store.MembershipsAt(ctx, at)
 	if err != nil {
 		return nil, fmt.Errorf("who can reach %s: %w", database, err)
 	}

@@ -21,11 +21,13 @@ type Rules struct {
 	// PolicyFile names the Cedar file and Cedar is its text.
 	PolicyFile string `json:"policy_file,omitempty"`
 	Cedar      string `json:"cedar,omitempty"`
+	// GroupPattern is the group naming rule's pattern; empty for none.
+	GroupPattern string `json:"group_pattern,omitempty"`
 }
 
 // Rules returns the config's access rules.
 func (c *Config) Rules() (Rules, error) {
-	r := Rules{PermissionSets: c.PermissionSets, Assignments: c.Assignments, Deny: c.Deny, Databases: []access.Database{}}
+	r := Rules{PermissionSets: c.PermissionSets, Assignments: c.Assignments, Deny: c.Deny, Databases: []access.Database{}, GroupPattern: c.GroupNaming.Pattern}
 	for _, d := range c.Databases {
 		r.Databases = append(r.Databases, d.AccessDatabase())
 	}
@@ -58,4 +60,22 @@ func DecodeRules(data []byte) (Rules, error) {
 		return Rules{}, fmt.Errorf("decode access rules: %w", err)
 	}
 	return r, nil
+}
+
+// NamedAssignments derives the group naming rule's assignments from the
+// names of groups, as Config.NamedAssignments does for the running config.
+func (r Rules) NamedAssignments(groups []string) ([]access.Assignment, error) {
+	if r.GroupPattern == "" {
+		return nil, nil
+	}
+	p, err := access.ParseGroupPattern(r.GroupPattern)
+	if err != nil {
+		return nil, fmt.Errorf("group_naming.pattern: %w", err)
+	}
+	sets := make([]string, len(r.PermissionSets))
+	for i, s := range r.PermissionSets {
+		sets[i] = s.Name
+	}
+	assigned, _ := p.Assign(groups, sets, r.Databases)
+	return assigned, nil
 }

@@ -30,34 +30,41 @@ const grantsInterval = 10 * time.Minute
 type history struct {
 	st store.Store
 	mu sync.Mutex
-	// last is the most recently compiled past version.
+	// last is the most recently compiled past version, keyed by its id
+	// and the groups its naming rule was applied to.
 	last struct {
-		id     int64
+		key    string
 		policy *access.Policy
 		dbs    []access.Database
 	}
 }
 
-// RulesAt compiles the rules in force at the moment at.
-func (h *history) RulesAt(ctx context.Context, at time.Time) (*access.Policy, []access.Database, error) {
+// RulesAt compiles the rules in force at the moment at, with the
+// assignments their group naming rule, if any, derives from groups.
+func (h *history) RulesAt(ctx context.Context, at time.Time, groups []string) (*access.Policy, []access.Database, error) {
 	v, err := h.st.ConfigVersionAt(ctx, at)
 	if err != nil {
 		return nil, nil, err
 	}
+	key := fmt.Sprint(v.ID, groups)
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.last.id == v.ID {
+	if h.last.key == key {
 		return h.last.policy, h.last.dbs, nil
 	}
 	r, err := config.DecodeRules(v.Rules)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rules loaded %s: %w", v.Loaded, err)
 	}
-	p, err := r.Policy()
+	named, err := r.NamedAssignments(groups)
 	if err != nil {
 		return nil, nil, fmt.Errorf("rules loaded %s: %w", v.Loaded, err)
 	}
-	h.last.id, h.last.policy, h.last.dbs = v.ID, p, r.Databases
+	p, err := r.Policy(named...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("rules loaded %s: %w", v.Loaded, err)
+	}
+	h.last.key, h.last.policy, h.last.dbs = key, p, r.Databases
 	return p, r.Databases, nil
 }
 
