@@ -38,6 +38,10 @@ type SAML struct {
 	// EntityID is keygate's SAML entity ID; default the metadata URL,
 	// https://HOST:PORT/saml/metadata.
 	EntityID string `yaml:"entity_id"`
+	// CAFile is a CA bundle to trust, besides the system's roots, for the
+	// metadata URL: for an identity provider behind a private CA, such as
+	// a self-hosted Keycloak or ADFS.
+	CAFile string `yaml:"ca_file"`
 	// IdPInitiated accepts responses the identity provider sends unasked
 	// (a tile in the Okta or Azure portal). Off by default: such responses
 	// cannot be tied to a request keygate made.
@@ -55,6 +59,9 @@ type OIDC struct {
 	// ClientSecretEnv names the environment variable holding the client
 	// secret; empty for a public client (PKCE only).
 	ClientSecretEnv string `yaml:"client_secret_env"`
+	// CAFile is a CA bundle to trust, besides the system's roots, for the
+	// provider's HTTPS: discovery, keys, tokens and UserInfo.
+	CAFile string `yaml:"ca_file"`
 	// Scopes asked for besides openid; default profile and email.
 	Scopes []string `yaml:"scopes"`
 	// Attributes maps ID-token claims to the person.

@@ -62,12 +62,14 @@ const oidcSecretEnv = "KEYGATE_E2E_OIDC_SECRET"
 const ssoConfig = `sso:
   saml:
     idp_metadata_url: %[1]s
+    ca_file: %[3]s
     metadata_refresh: 1s
     idp_initiated: true
     attributes:
       groups: ` + testidp.GroupsAttribute + `
   oidc:
     issuer: %[2]s
+    ca_file: %[3]s
     client_id: keygate
     client_secret_env: ` + oidcSecretEnv + `
     attributes:
@@ -126,8 +128,8 @@ func (e *ssoEnv) start(t testing.TB) {
 	e.oidc = testidp.NewOIDC(testidp.OIDCOptions{Clients: []testidp.OIDCClient{
 		{ID: "keygate", Secret: secret, RedirectURIs: []string{apiURL + "/oidc/callback"}},
 	}})
-	// keygate trusts the providers' certificate the way an operator makes
-	// it trust a private CA: through the system trust store's file.
+	// keygate trusts the providers' certificate as it trusts a private
+	// CA: through sso.saml.ca_file and sso.oidc.ca_file.
 	var bundle []byte
 	for _, c := range []*x509.Certificate{e.saml.Certificate(), e.oidc.Certificate()} {
 		bundle = append(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})...)
@@ -138,10 +140,10 @@ func (e *ssoEnv) start(t testing.TB) {
 	}
 	e.kgServer = startServerWith(t, "sso", serverOptions{
 		apiPort:        apiPort,
-		env:            []string{"SSL_CERT_FILE=" + idpCA, oidcSecretEnv + "=" + secret},
+		env:            []string{oidcSecretEnv + "=" + secret},
 		permissionSets: ssoPermissionSets,
 		assignments:    ssoAssignments,
-		extraConfig:    fmt.Sprintf(ssoConfig, e.saml.MetadataURL, e.oidc.Issuer),
+		extraConfig:    fmt.Sprintf(ssoConfig, e.saml.MetadataURL, e.oidc.Issuer, idpCA),
 	})
 	ca, err := os.ReadFile(e.caFile)
 	if err != nil {

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"net/http"
 	"os"
 	"time"
 
@@ -30,7 +33,11 @@ func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Servi
 		if err != nil {
 			return nil, err
 		}
-		p, err := saml.New(ctx, saml.Config{EntityID: m.EntityID, ACSURL: base + sso.PathSAMLACS,
+		hc, err := providerClient(s.cfg.Resolve(m.CAFile))
+		if err != nil {
+			return nil, fmt.Errorf("sso.saml.ca_file: %w", err)
+		}
+		p, err := saml.New(ctx, saml.Config{EntityID: m.EntityID, ACSURL: base + sso.PathSAMLACS, HTTPClient: hc,
 			MetadataURL: m.IdPMetadataURL, MetadataFile: s.cfg.Resolve(m.IdPMetadataFile), Refresh: time.Duration(m.MetadataRefresh),
 			ClockSkew: time.Duration(c.ClockSkew), Mapping: mapping(m.Attributes), Key: key, Cert: cert, Now: now, Log: s.log, Warn: s.ssoWarning})
 		if err != nil {
@@ -47,7 +54,11 @@ func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Servi
 			}
 			secret = v
 		}
-		p, err := oidc.New(ctx, oidc.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: base + sso.PathOIDCCallback,
+		hc, err := providerClient(s.cfg.Resolve(o.CAFile))
+		if err != nil {
+			return nil, fmt.Errorf("sso.oidc.ca_file: %w", err)
+		}
+		p, err := oidc.New(ctx, oidc.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: secret, RedirectURL: base + sso.PathOIDCCallback, HTTPClient: hc,
 			Scopes: o.Scopes, Mapping: mapping(o.Attributes), Now: now, ClockSkew: time.Duration(c.ClockSkew)})
 		if err != nil {
 			return nil, fmt.Errorf("sso.oidc: %w", err)
@@ -70,4 +81,28 @@ func (s *Server) ssoWarning(kind, message string, detail map[string]any) {
 		d[k] = v
 	}
 	s.events.Record(audit.Event{Type: audit.SSOWarning, Actor: "sso:saml", Reason: message, Detail: d})
+}
+
+// providerClient is the HTTP client for an identity provider: the system's
+// roots, plus the CA bundle in caFile when there is one.
+func providerClient(caFile string) (*http.Client, error) {
+	c := &http.Client{Timeout: 30 * time.Second}
+	if caFile == "" {
+		return c, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	if !roots.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	c.Transport = t
+	return c, nil
 }
