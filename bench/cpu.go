@@ -1,17 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-)
 
-// clockTicks is USER_HZ, the unit of CPU times in /proc: 100 on every
-// Linux architecture Go supports.
-const clockTicks = 100
+	"github.com/keygate/keygate/bench/internal/proc"
+)
 
 // cpuUse is where CPU time went during one run, in seconds. On a small
 // machine pgbench, PostgreSQL and the proxy share the cores, so where the
@@ -40,36 +37,20 @@ type cpuSnapshot struct {
 func takeCPU(postmasterPID, proxyPID int) (cpuSnapshot, error) {
 	var s cpuSnapshot
 	var err error
-	if s.machine, err = machineBusy(); err != nil {
+	if s.machine, err = proc.MachineBusy(); err != nil {
 		return s, err
 	}
 	if s.postgres, err = childrenCPU(postmasterPID); err != nil {
 		return s, err
 	}
 	if proxyPID != 0 {
-		f, err := procStat(proxyPID)
+		f, err := proc.Stat(proxyPID)
 		if err != nil {
 			return s, err
 		}
-		s.proxy = ticks(f, 11, 12)
+		s.proxy = proc.Ticks(f, 11, 12)
 	}
 	return s, nil
-}
-
-// machineBusy is the time all CPUs spent on anything but idling, from the
-// first line of /proc/stat: user, nice, system, irq, softirq and steal.
-func machineBusy() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read machine CPU time: %w", err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, fmt.Errorf("read machine CPU time: unexpected /proc/stat line %q", line)
-	}
-	// cpu user nice system idle iowait irq softirq steal
-	return ticks(f, 1, 2, 3, 6, 7, 8), nil
 }
 
 // childrenCPU is the CPU time of parent and its children: their own time,
@@ -86,48 +67,18 @@ func childrenCPU(parent int) (float64, error) {
 		if err != nil {
 			continue
 		}
-		f, err := procStat(pid)
+		f, err := proc.Stat(pid)
 		if err != nil {
 			continue // it exited meanwhile
 		}
 		switch {
 		case pid == parent:
-			total += ticks(f, 11, 12, 13, 14) // utime, stime, cutime, cstime
+			total += proc.Ticks(f, 11, 12, 13, 14) // utime, stime, cutime, cstime
 		case f[1] == strconv.Itoa(parent): // ppid
-			total += ticks(f, 11, 12)
+			total += proc.Ticks(f, 11, 12)
 		}
 	}
 	return total, nil
-}
-
-// procStat returns the fields of /proc/PID/stat after the command name,
-// so that f[0] is the state (field 3 in proc(5)), f[11] utime (field 14).
-func procStat(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, fmt.Errorf("read /proc/%d/stat: %w", pid, err)
-	}
-	// The command name may hold spaces and parentheses: it ends at the
-	// last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("read /proc/%d/stat: unexpected %q", pid, b)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
-		return nil, fmt.Errorf("read /proc/%d/stat: unexpected %q", pid, b)
-	}
-	return f, nil
-}
-
-// ticks sums the fields at idx, in clock ticks, as seconds.
-func ticks(f []string, idx ...int) float64 {
-	var n int64
-	for _, i := range idx {
-		v, _ := strconv.ParseInt(f[i], 10, 64)
-		n += v
-	}
-	return float64(n) / clockTicks
 }
 
 // postmasterPID is the first line of the data directory's postmaster.pid.

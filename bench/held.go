@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // heldConnections is how many idle connections are held open through
@@ -30,7 +32,7 @@ func holdConnections(ctx context.Context, e endpoint, n int) (_ *heldMemory, err
 	if err != nil {
 		return nil, fmt.Errorf("hold connections to %s: password: %w", e.name, err)
 	}
-	before, _, err := readMemory(e.proc.Pid())
+	before, _, err := proc.Memory(e.proc.Pid())
 	if err != nil {
 		return nil, fmt.Errorf("hold connections to %s: %w", e.name, err)
 	}
@@ -58,7 +60,7 @@ func holdConnections(ctx context.Context, e endpoint, n int) (_ *heldMemory, err
 		return nil, ctx.Err()
 	case <-time.After(500 * time.Millisecond):
 	}
-	held, _, err := readMemory(e.proc.Pid())
+	held, _, err := proc.Memory(e.proc.Pid())
 	if err != nil {
 		return nil, fmt.Errorf("hold connections to %s: %w", e.name, err)
 	}

@@ -3,16 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
+	"github.com/keygate/keygate/bench/internal/proc"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/localpg"
 	"github.com/keygate/keygate/pki"
@@ -61,7 +58,7 @@ shutdown_grace: 2s
 
 // keygate is a running `keygate server` and the person who uses it.
 type keygate struct {
-	*process
+	*proc.Process
 	bin     string
 	cfgPath string
 	caFile  string
@@ -92,71 +89,27 @@ func startKeygate(ctx context.Context, bin, dir, pgAddr, adminPassword string) (
 	}
 	cmd := exec.Command(bin, "server", "--config", cfgPath)
 	cmd.Env = append(os.Environ(), passwordEnv+"="+adminPassword)
-	p, err := startProcess("keygate", cmd, filepath.Join(dir, "keygate.log"), nil)
+	p, err := proc.Start("keygate", cmd, filepath.Join(dir, "keygate.log"), nil)
 	if err != nil {
 		return nil, err
 	}
-	k := &keygate{process: p, bin: bin, cfgPath: cfgPath, caFile: cfg.DataPath(pki.CAFile), pgPort: pgPort}
-	if err := k.waitReady(ctx, cfg.APIURL()+"/healthz"); err != nil {
-		k.stop(stopGrace)
+	k := &keygate{Process: p, bin: bin, cfgPath: cfgPath, caFile: cfg.DataPath(pki.CAFile), pgPort: pgPort}
+	if err := k.WaitHealthy(ctx, k.caFile, cfg.APIURL()+"/healthz"); err != nil {
+		k.Stop(stopGrace)
 		return nil, err
 	}
 	if _, err := k.cli(ctx, nil, "admin", "user", "add", person, "--group", personGroup); err != nil {
-		k.stop(stopGrace)
+		k.Stop(stopGrace)
 		return nil, err
 	}
 	out, err := k.cli(ctx, nil, "admin", "session", "create", person, "--ttl", "24h")
 	if err != nil {
-		k.stop(stopGrace)
+		k.Stop(stopGrace)
 		return nil, err
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	k.session = lines[len(lines)-1]
 	return k, nil
-}
-
-// waitReady waits until the API answers healthz over TLS verified with
-// keygate's CA, which the server writes on first start.
-func (k *keygate) waitReady(ctx context.Context, url string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	var lastErr error
-	for time.Now().Before(deadline) {
-		if k.exited() {
-			return fmt.Errorf("keygate exited during start-up (%v):\n%s", k.err, k.logTail())
-		}
-		if lastErr = healthy(ctx, k.caFile, url); lastErr == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("keygate not healthy after 30s: %w\n%s", lastErr, k.logTail())
-}
-
-func healthy(ctx context.Context, caFile, url string) error {
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return err
-	}
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
-	c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("GET %s: %s", url, resp.Status)
-	}
-	return nil
 }
 
 // cli runs the keygate CLI against this server and returns its stdout.

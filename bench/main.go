@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keygate/keygate/bench/internal/proc"
 	"github.com/keygate/keygate/pki"
 )
 
@@ -98,7 +99,7 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	}
 	caFile := filepath.Join(pkiDir, pki.CAFile)
 
-	if busy(rep.Machine.LoadBefore) {
+	if proc.Busy(rep.Machine.LoadBefore) {
 		fmt.Fprintf(w, "WARNING: load average is %s: other work is running, and will skew the numbers\n", rep.Machine.LoadBefore)
 	}
 	fmt.Fprintln(w, "Starting a throwaway PostgreSQL with TLS")
@@ -133,7 +134,7 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		return err
 	}
 	defer func() {
-		if serr := kg.stop(stopGrace); serr != nil {
+		if serr := kg.Stop(stopGrace); serr != nil {
 			err = errors.Join(err, serr)
 		}
 	}()
@@ -142,7 +143,7 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 
 	logs := []componentLog{
 		{name: "postgres", path: pg.LogFile(), markers: postgresMarkers, benign: postgresBenign},
-		{name: "keygate", path: kg.logPath, markers: keygateMarkers},
+		{name: "keygate", path: kg.LogPath(), markers: keygateMarkers},
 	}
 	adminPW := func(context.Context) (string, error) { return adminPassword, nil }
 	endpoints := []endpoint{{name: "direct", port: pg.Port, user: adminUser, caFile: caFile, password: adminPW}}
@@ -162,10 +163,10 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		}()
 		rep.Versions.PgBouncer = commandVersion(ctx, bin)
 		fmt.Fprintf(w, "  %s on 127.0.0.1:%d, session pooling, as %s\n", rep.Versions.PgBouncer, b.port, adminUser)
-		endpoints = append(endpoints, endpoint{name: "pgbouncer", port: b.port, user: adminUser, caFile: caFile, password: adminPW, proc: b.process})
-		logs = append(logs, componentLog{name: "pgbouncer", path: b.logPath, markers: pgbouncerMarkers})
+		endpoints = append(endpoints, endpoint{name: "pgbouncer", port: b.port, user: adminUser, caFile: caFile, password: adminPW, proc: b.Process})
+		logs = append(logs, componentLog{name: "pgbouncer", path: b.LogPath(), markers: pgbouncerMarkers})
 	}
-	kgEndpoint := endpoint{name: "keygate", port: kg.pgPort, user: person, caFile: kg.caFile, password: kg.token, proc: kg.process}
+	kgEndpoint := endpoint{name: "keygate", port: kg.pgPort, user: person, caFile: kg.caFile, password: kg.token, proc: kg.Process}
 	endpoints = append(endpoints, kgEndpoint)
 
 	for _, e := range endpoints {
@@ -194,7 +195,7 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		}
 	}
 
-	rep.Machine.LoadAfter = loadAverage()
+	rep.Machine.LoadAfter = proc.LoadAverage()
 	for _, l := range logs {
 		p, err := l.scan()
 		if err != nil {
@@ -224,7 +225,7 @@ func measure(ctx context.Context, bench pgbenchRun, e endpoint, m mode, postmast
 		// keygate has refused a token or is gone: a failed run.
 		res := runResult{Target: e.name, Mode: m, Error: "no password: " + err.Error()}
 		if e.proc != nil {
-			res.Error += "\n" + e.name + "'s log ends:\n" + e.proc.logTail()
+			res.Error += "\n" + e.name + "'s log ends:\n" + e.proc.LogTail()
 		}
 		return res, nil
 	}
@@ -270,7 +271,7 @@ func measure(ctx context.Context, bench pgbenchRun, e endpoint, m mode, postmast
 			res.ProxyCPUMicrosPerTx = res.CPU.Proxy * 1e6 / float64(res.Transactions)
 		}
 		if res.Error != "" {
-			res.Error += "\n" + e.name + "'s log ends:\n" + e.proc.logTail()
+			res.Error += "\n" + e.name + "'s log ends:\n" + e.proc.LogTail()
 		}
 	}
 	return res, nil

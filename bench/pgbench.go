@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // mode is how pgbench uses connections.
@@ -35,7 +37,7 @@ type endpoint struct {
 	// password is asked for before every run: keygate's is a fresh token.
 	password func(context.Context) (string, error)
 	// proc is the proxy process whose memory is sampled, or nil.
-	proc *process
+	proc *proc.Process
 }
 
 // runResult is one pgbench run, parsed.
@@ -119,9 +121,9 @@ func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string
 	case errors.Is(runCtx.Err(), context.DeadlineExceeded):
 		res.Error = fmt.Sprintf("pgbench had not finished %s after a %s run and was killed", p.duration+time.Minute, p.duration)
 	case runErr != nil:
-		res.Error = fmt.Sprintf("pgbench %s: %v: %s", strings.Join(args, " "), runErr, lastLines(stderr.String(), 5))
+		res.Error = fmt.Sprintf("pgbench %s: %v: %s", strings.Join(args, " "), runErr, proc.LastLines(stderr.String(), 5))
 	case res.TPS == 0:
-		res.Error = "pgbench printed no tps: " + lastLines(res.Output, 5)
+		res.Error = "pgbench printed no tps: " + proc.LastLines(res.Output, 5)
 	}
 	return res, nil
 }
@@ -206,13 +208,4 @@ func connect(ctx context.Context, e endpoint, password string) (*pgconn.PgConn, 
 		return nil, fmt.Errorf("connect: %w", err)
 	}
 	return c, nil
-}
-
-// lastLines is the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

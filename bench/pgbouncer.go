@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keygate/keygate/bench/internal/proc"
 	"github.com/keygate/keygate/localpg"
 )
 
@@ -54,7 +55,7 @@ func findPgbouncer() (string, error) {
 
 // pgbouncer is a running pgbouncer with its own directory.
 type pgbouncer struct {
-	*process
+	*proc.Process
 	dir  string
 	port int
 }
@@ -104,13 +105,13 @@ func startPgbouncer(ctx context.Context, bin string, pg *localpg.Server, pkiDir,
 	if err := writeOwned(ini, []byte(text), 0o600, uid, gid); err != nil {
 		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}
-	p, err := startProcess("pgbouncer", exec.Command(bin, ini), filepath.Join(dir, "pgbouncer.log"), cred)
+	p, err := proc.Start("pgbouncer", exec.Command(bin, ini), filepath.Join(dir, "pgbouncer.log"), cred)
 	if err != nil {
 		return nil, err
 	}
-	b := &pgbouncer{process: p, dir: dir, port: port}
+	b := &pgbouncer{Process: p, dir: dir, port: port}
 	if err := b.waitListening(ctx); err != nil {
-		p.stop(stopGrace)
+		p.Stop(stopGrace)
 		return nil, err
 	}
 	return b, nil
@@ -120,15 +121,15 @@ func (b *pgbouncer) waitListening(ctx context.Context) error {
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(b.port))
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if b.exited() {
-			return fmt.Errorf("pgbouncer exited during start-up (%v):\n%s", b.err, b.logTail())
+		if done, err := b.Exited(); done {
+			return fmt.Errorf("pgbouncer exited during start-up (%v):\n%s", err, b.LogTail())
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			return c.Close()
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("pgbouncer not listening on %s after 10s: %w\n%s", addr, err, b.logTail())
+			return fmt.Errorf("pgbouncer not listening on %s after 10s: %w\n%s", addr, err, b.LogTail())
 		}
 		select {
 		case <-ctx.Done():
@@ -140,7 +141,7 @@ func (b *pgbouncer) waitListening(ctx context.Context) error {
 
 // close stops pgbouncer and removes its directory.
 func (b *pgbouncer) close() error {
-	err := b.stop(stopGrace)
+	err := b.Stop(stopGrace)
 	if rerr := os.RemoveAll(b.dir); rerr != nil && err == nil {
 		err = fmt.Errorf("remove pgbouncer directory: %w", rerr)
 	}

@@ -9,16 +9,17 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // report is everything one benchmark run found; it is also the JSON file.
 type report struct {
 	Time          time.Time      `json:"time"`
 	Settings      benchSettings  `json:"settings"`
-	Machine       machineInfo    `json:"machine"`
+	Machine       proc.Machine   `json:"machine"`
 	Versions      versions       `json:"versions"`
 	Skipped       []string       `json:"skipped,omitempty"`
 	Runs          []runResult    `json:"runs"`
@@ -37,17 +38,6 @@ type benchSettings struct {
 	Jobs            int    `json:"jobs"`
 	Scale           int    `json:"scale"`
 	SSLMode         string `json:"sslmode"`
-}
-
-type machineInfo struct {
-	CPUs     int    `json:"cpus"`
-	CPUModel string `json:"cpu_model"`
-	Kernel   string `json:"kernel"`
-	// LoadBefore and LoadAfter are /proc/loadavg's 1, 5 and 15 minute
-	// averages before anything started and after the last run (which
-	// counts the benchmark's own load): a busy machine skews the numbers.
-	LoadBefore string `json:"load_before"`
-	LoadAfter  string `json:"load_after"`
 }
 
 type versions struct {
@@ -78,8 +68,7 @@ func newReport(bench pgbenchRun) *report {
 		Time: time.Now(),
 		Settings: benchSettings{Script: "select-only (pgbench -S -n)", DurationSeconds: bench.seconds(), Clients: bench.clients,
 			Jobs: bench.jobs, Scale: scale, SSLMode: "verify-full"},
-		Machine: machineInfo{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), Kernel: readTrimmed("/proc/sys/kernel/osrelease"),
-			LoadBefore: loadAverage()},
+		Machine:  proc.DescribeMachine(),
 		Versions: versions{Go: runtime.Version()},
 		Logs:     map[string]logProblems{},
 	}
@@ -139,7 +128,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, ", %s", r.Versions.PgBouncer)
 	}
 	fmt.Fprintf(w, ", %s\n", r.Versions.Keygate)
-	if busy(r.Machine.LoadBefore) {
+	if proc.Busy(r.Machine.LoadBefore) {
 		fmt.Fprintln(w, "WARNING: other work was running on this machine before the runs (1-minute load average ≥ 1): the numbers are skewed")
 	}
 	fmt.Fprintln(w)
@@ -240,38 +229,4 @@ func commandVersion(ctx context.Context, bin string) string {
 	}
 	first, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
 	return first
-}
-
-// cpuModel is the first "model name" in /proc/cpuinfo.
-func cpuModel() string {
-	for line := range strings.Lines(readTrimmed("/proc/cpuinfo")) {
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return ""
-}
-
-// loadAverage is the first three fields of /proc/loadavg.
-func loadAverage() string {
-	f := strings.Fields(readTrimmed("/proc/loadavg"))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-// busy reports whether a loadAverage's 1-minute figure is 1 or more.
-func busy(load string) bool {
-	first, _, _ := strings.Cut(load, " ")
-	v, err := strconv.ParseFloat(first, 64)
-	return err == nil && v >= 1
-}
-
-func readTrimmed(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }

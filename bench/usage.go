@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // memoryUse is a process's memory around and during one run, in KiB, from
@@ -40,7 +36,7 @@ type sampler struct {
 // startSampling reads pid's memory now and every sampleInterval until
 // finish.
 func startSampling(pid int) (*sampler, error) {
-	rss, _, err := readMemory(pid)
+	rss, _, err := proc.Memory(pid)
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +58,7 @@ func (s *sampler) loop() {
 			}
 			return
 		case <-t.C:
-			rss, _, err := readMemory(s.pid)
+			rss, _, err := proc.Memory(s.pid)
 			if err != nil {
 				// The process is gone; pgbench reports the failure.
 				continue
@@ -78,39 +74,10 @@ func (s *sampler) loop() {
 func (s *sampler) finish() (*memoryUse, error) {
 	close(s.quit)
 	<-s.done
-	rss, hwm, err := readMemory(s.pid)
+	rss, hwm, err := proc.Memory(s.pid)
 	if err != nil {
 		return &s.use, err
 	}
 	s.use.AfterRSSKiB, s.use.HWMKiB = rss, hwm
 	return &s.use, nil
-}
-
-// readMemory returns VmRSS and VmHWM of pid in KiB.
-func readMemory(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of process %d: %w", pid, err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		// "VmRSS:	   23456 kB"
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("read memory of process %d: %s: %w", pid, name, err)
-		}
-		if name == "VmRSS" {
-			rss = n
-		} else {
-			hwm = n
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("read memory of process %d: no VmRSS in /proc/%d/status", pid, pid)
-	}
-	return rss, hwm, nil
 }

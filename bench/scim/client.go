@@ -8,6 +8,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // client speaks to keygate's SCIM endpoint as an identity provider does:
@@ -20,7 +22,7 @@ type client struct {
 }
 
 func newClient(base, caFile, token string, conns int) (*client, error) {
-	pool, err := caPool(caFile)
+	pool, err := proc.CAPool(caFile)
 	if err != nil {
 		return nil, err
 	}

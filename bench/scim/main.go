@@ -25,6 +25,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // goal is the provisioning time the requirement allows.
@@ -127,7 +129,7 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		return err
 	}
 	defer func() {
-		if serr := kg.stop(stopGrace); serr != nil {
+		if serr := kg.Stop(stopGrace); serr != nil {
 			err = errors.Join(err, serr)
 		}
 	}()
@@ -158,16 +160,16 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		return err
 	}
 
-	if rep.KeygateMemory.EndRSSKiB, rep.KeygateMemory.HWMKiB, err = readMemory(kg.Pid()); err != nil {
+	if rep.KeygateMemory.EndRSSKiB, rep.KeygateMemory.HWMKiB, err = proc.Memory(kg.Pid()); err != nil {
 		return err
 	}
 	if rep.DataFiles, err = dataFiles(kg.dataDir); err != nil {
 		return err
 	}
-	if rep.KeygateLog, err = scanLog(kg.logPath); err != nil {
+	if rep.KeygateLog, err = scanLog(kg.LogPath()); err != nil {
 		return err
 	}
-	rep.Machine.LoadAfter = loadAverage()
+	rep.Machine.LoadAfter = proc.LoadAverage()
 	rep.print(w)
 	path, err := rep.save(o.outDir)
 	if err != nil {

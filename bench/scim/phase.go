@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // call is one request of a phase.
@@ -83,11 +85,11 @@ func runPhase(ctx context.Context, c *client, name string, workers int, calls []
 		}
 	}
 
-	cpuBefore, err := processCPU(keygatePID)
+	cpuBefore, err := proc.ProcessCPU(keygatePID)
 	if err != nil {
 		return nil, err
 	}
-	machineBefore, err := machineBusy()
+	machineBefore, err := proc.MachineBusy()
 	if err != nil {
 		return nil, err
 	}
@@ -130,11 +132,11 @@ func runPhase(ctx context.Context, c *client, name string, workers int, calls []
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	cpuAfter, err := processCPU(keygatePID)
+	cpuAfter, err := proc.ProcessCPU(keygatePID)
 	if err != nil {
 		return nil, err
 	}
-	machineAfter, err := machineBusy()
+	machineAfter, err := proc.MachineBusy()
 	if err != nil {
 		return nil, err
 	}

@@ -1,98 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
-
-// clockTicks is the unit of /proc/PID/stat's CPU times (USER_HZ), which
-// Linux fixes at 100 for user space.
-const clockTicks = 100
-
-// processCPU is pid's CPU time so far (user + system, all threads), in
-// seconds.
-func processCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("read CPU time of process %d: %w", pid, err)
-	}
-	// The command name, in parentheses, may hold spaces: count fields
-	// after it. utime and stime are fields 14 and 15.
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("read CPU time of process %d: /proc/%d/stat has %d fields", pid, pid, len(f))
-	}
-	var sum float64
-	for _, v := range f[11:13] {
-		n, err := strconv.ParseFloat(v, 64)
-		if err != nil {
-			return 0, fmt.Errorf("read CPU time of process %d: %w", pid, err)
-		}
-		sum += n
-	}
-	return sum / clockTicks, nil
-}
-
-// machineBusy is the time all CPUs spent on anything but idling, from the
-// first line of /proc/stat: user, nice, system, irq, softirq and steal.
-func machineBusy() (float64, error) {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0, fmt.Errorf("read machine CPU time: %w", err)
-	}
-	line, _, _ := strings.Cut(string(b), "\n")
-	f := strings.Fields(line)
-	if len(f) < 9 || f[0] != "cpu" {
-		return 0, fmt.Errorf("read machine CPU time: unexpected /proc/stat line %q", line)
-	}
-	// cpu user nice system idle iowait irq softirq steal
-	var sum float64
-	for _, i := range []int{1, 2, 3, 6, 7, 8} {
-		n, err := strconv.ParseFloat(f[i], 64)
-		if err != nil {
-			return 0, fmt.Errorf("read machine CPU time: %w", err)
-		}
-		sum += n
-	}
-	return sum / clockTicks, nil
-}
-
-// readMemory returns VmRSS and VmHWM of pid in KiB.
-func readMemory(pid int) (rss, hwm int64, err error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, 0, fmt.Errorf("read memory of process %d: %w", pid, err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		name, value, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (name != "VmRSS" && name != "VmHWM") {
-			continue
-		}
-		// "VmRSS:	   23456 kB"
-		n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(value), " kB"), 10, 64)
-		if err != nil {
-			return 0, 0, fmt.Errorf("read memory of process %d: %s: %w", pid, name, err)
-		}
-		if name == "VmRSS" {
-			rss = n
-		} else {
-			hwm = n
-		}
-	}
-	if rss == 0 {
-		return 0, 0, fmt.Errorf("read memory of process %d: no VmRSS in /proc/%d/status", pid, pid)
-	}
-	return rss, hwm, nil
-}
 
 // sampler keeps the highest VmRSS of a process, read every 100 ms, until
 // finish: VmHWM alone would not tell provisioning from the reads after it.
@@ -116,7 +33,7 @@ func startSampling(pid int) *sampler {
 			case <-t.C:
 				// A read that fails means keygate is gone; the requests
 				// report that.
-				if rss, _, err := readMemory(s.pid); err == nil {
+				if rss, _, err := proc.Memory(s.pid); err == nil {
 					s.max = max(s.max, rss)
 				}
 			}
@@ -182,31 +99,4 @@ func scanLog(path string) (logProblems, error) {
 		}
 	}
 	return p, nil
-}
-
-// cpuModel is the first "model name" in /proc/cpuinfo.
-func cpuModel() string {
-	for line := range strings.Lines(readTrimmed("/proc/cpuinfo")) {
-		if name, value, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(name) == "model name" {
-			return strings.TrimSpace(value)
-		}
-	}
-	return ""
-}
-
-// loadAverage is the first three fields of /proc/loadavg.
-func loadAverage() string {
-	f := strings.Fields(readTrimmed("/proc/loadavg"))
-	if len(f) < 3 {
-		return ""
-	}
-	return strings.Join(f[:3], " ")
-}
-
-func readTrimmed(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	return strings.TrimSpace(string(b))
 }

@@ -9,6 +9,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // created reads the id out of a 201 answer.
@@ -32,7 +34,7 @@ func created(into *string) func([]byte) error {
 // a phase at a time, with o.workers requests in flight.
 func provision(ctx context.Context, c *client, kg *keygate, p *plan, o options, rep *report, w io.Writer) error {
 	pid := kg.Pid()
-	before, _, err := readMemory(pid)
+	before, _, err := proc.Memory(pid)
 	if err != nil {
 		return err
 	}

@@ -8,15 +8,17 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+
+	"github.com/keygate/keygate/bench/internal/proc"
 )
 
 // report is everything one run found; it is also the JSON file.
 type report struct {
-	Time     time.Time   `json:"time"`
-	Settings settings    `json:"settings"`
-	Machine  machineInfo `json:"machine"`
-	Versions versions    `json:"versions"`
-	Shape    groupShape  `json:"group_shape"`
+	Time     time.Time    `json:"time"`
+	Settings settings     `json:"settings"`
+	Machine  proc.Machine `json:"machine"`
+	Versions versions     `json:"versions"`
+	Shape    groupShape   `json:"group_shape"`
 
 	Provisioning      []*phaseResult    `json:"provisioning"`
 	ProvisioningTotal provisioningTotal `json:"provisioning_total"`
@@ -42,18 +44,6 @@ type settings struct {
 	Reads       int    `json:"reads"`
 	Seed        uint64 `json:"seed"`
 	Protocol    string `json:"protocol"`
-}
-
-type machineInfo struct {
-	CPUs     int    `json:"cpus"`
-	CPUModel string `json:"cpu_model"`
-	Kernel   string `json:"kernel"`
-	// LoadBefore and LoadAfter are /proc/loadavg's 1, 5 and 15 minute
-	// averages before keygate started and after the last request. Both
-	// count the benchmark's own work (and LoadBefore the build run.sh
-	// just did), so a shared machine is told by the phases' OthersShare.
-	LoadBefore string `json:"load_before"`
-	LoadAfter  string `json:"load_after"`
 }
 
 type versions struct {
@@ -89,7 +79,7 @@ func newReport(o options) *report {
 		Time: time.Now(),
 		Settings: settings{Users: o.users, Groups: o.groups, Memberships: o.memberships, Workers: o.workers, Batch: o.batch,
 			Single: o.single, Lookups: o.lookups, Reads: o.reads, Seed: o.seed, Protocol: "HTTP/1.1 over TLS, keep-alive"},
-		Machine:  machineInfo{CPUs: runtime.NumCPU(), CPUModel: cpuModel(), Kernel: readTrimmed("/proc/sys/kernel/osrelease"), LoadBefore: loadAverage()},
+		Machine:  proc.DescribeMachine(),
 		Versions: versions{Go: runtime.Version()},
 	}
 }
