@@ -73,20 +73,7 @@ sso:
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	srv, err := New(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- srv.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run: %v", err)
-		}
-	})
+	srv := runServer(t, cfg)
 	if srv.MetricsAddr() == "" {
 		t.Fatal("MetricsAddr is empty with listen.metrics set")
 	}
@@ -151,4 +138,24 @@ func scrapeURL(t *testing.T, u string) map[string]float64 {
 		t.Fatalf("GET %s: %s", u, resp.Status)
 	}
 	return metricstest.Samples(t, resp.Body)
+}
+
+// runServer makes a server of cfg and runs it until the test ends.
+func runServer(t *testing.T, cfg *config.Config) *Server {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	srv, err := New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- srv.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+	return srv
 }
