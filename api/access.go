@@ -67,7 +67,16 @@ func (s *Server) whoCan(w http.ResponseWriter, r *http.Request) error {
 			times[k] = t
 		}
 	}
+	// Without ?at= the answer is about now, from the rules in force
+	// rather than the newest in the history.
 	at := times["at"]
+	holders, err := s.Authz.WhoCan(r.Context(), db, at)
+	if errors.Is(err, authz.ErrUnknownDatabase) {
+		return errorf(http.StatusNotFound, "%v", err)
+	}
+	if err != nil {
+		return err
+	}
 	if at.IsZero() {
 		at = s.Now()
 	}
@@ -79,14 +88,7 @@ func (s *Server) whoCan(w http.ResponseWriter, r *http.Request) error {
 	if since.IsZero() {
 		since = until.Add(-whoWindow)
 	}
-	holders, err := s.Authz.WhoCan(r.Context(), db, at)
-	if errors.Is(err, authz.ErrUnknownDatabase) {
-		return errorf(http.StatusNotFound, "%v", err)
-	}
-	if err != nil {
-		return err
-	}
-	out := WhoAnswer{Database: db, At: at, Holders: holderViews(holders, ""), Since: since, Until: until, Connected: []Connection{}}
+	out := WhoAnswer{Database: db, At: at, Holders: holderViews(holders, false), Since: since, Until: until, Connected: []Connection{}}
 	events, err := s.Store.ListAudit(r.Context(), store.AuditQuery{Type: audit.SessionStart, Database: db, Since: since, Until: until})
 	if err != nil {
 		return err
@@ -110,11 +112,16 @@ func (s *Server) whoCan(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, out)
 }
 
-func holderViews(hs []authz.Holder, database string) []Holder {
+// holderViews shows holders, naming each one's database when withDatabase
+// (an answer about one database names it once).
+func holderViews(hs []authz.Holder, withDatabase bool) []Holder {
 	out := make([]Holder, 0, len(hs))
 	for _, h := range hs {
-		out = append(out, Holder{User: h.User, Database: database, Access: string(h.Level), Group: h.Group,
-			PermissionSet: h.PermissionSet, RequireMFA: h.RequireMFA, Deleted: h.Deleted})
+		v := Holder{User: h.User, Access: string(h.Level), Group: h.Group, PermissionSet: h.PermissionSet, RequireMFA: h.RequireMFA, Deleted: h.Deleted}
+		if withDatabase {
+			v.Database = h.Database
+		}
+		out = append(out, v)
 	}
 	return out
 }
@@ -122,15 +129,11 @@ func holderViews(hs []authz.Holder, database string) []Holder {
 // review exports the whole grant matrix as it is now: for every database,
 // everyone who could reach it and at which level, for access reviews.
 func (s *Server) review(w http.ResponseWriter, r *http.Request) error {
-	out := []Holder{}
-	for _, db := range s.Authz.Databases() {
-		hs, err := s.Authz.WhoCan(r.Context(), db, time.Time{})
-		if err != nil {
-			return err
-		}
-		out = append(out, holderViews(hs, db)...)
+	hs, err := s.Authz.WhoCanAll(r.Context(), time.Time{})
+	if err != nil {
+		return err
 	}
-	return writeJSON(w, http.StatusOK, out)
+	return writeJSON(w, http.StatusOK, holderViews(hs, true))
 }
 
 // findings lists the groups the group naming rule cannot use: names

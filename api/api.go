@@ -37,7 +37,7 @@ type Authorizer interface {
 	LeastLevel(ctx context.Context, user, database, signIn string) (access.Level, bool, error)
 	Principal(ctx context.Context, signIn identity.Session) (identity.Principal, error)
 	WhoCan(ctx context.Context, database string, at time.Time) ([]authz.Holder, error)
-	Databases() []string
+	WhoCanAll(ctx context.Context, at time.Time) ([]authz.Holder, error)
 }
 
 // Minter signs database tokens.

@@ -105,13 +105,12 @@ func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if sess.Revoked.IsZero() {
-		if err := s.Store.RevokeSession(r.Context(), id, s.Now()); err != nil {
+		now := s.Now()
+		if err := s.Store.RevokeSession(r.Context(), id, now); err != nil {
 			return err
 		}
 		s.adminEvent(r, "session.revoke", sess.User, map[string]any{"session_id": id})
-		if sess, err = s.Store.GetSession(r.Context(), id); err != nil {
-			return err
-		}
+		sess.Revoked = now
 	}
 	return writeJSON(w, http.StatusOK, sessionView(sess, s.Now()))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -16,21 +17,11 @@ import (
 // ErrUnknownDatabase means a database is not configured in keygate.
 var ErrUnknownDatabase = errors.New("database is not configured in keygate")
 
-// Databases lists the configured databases by name.
-func (a *Authz) Databases() []string {
-	st := a.state.Load()
-	out := make([]string, 0, len(st.databases))
-	for name := range st.databases {
-		out = append(out, name)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Holder is a person who could reach a database: the highest level, and
 // the group and permission set that give it.
 type Holder struct {
 	User          string
+	Database      string
 	Level         access.Level
 	Group         string
 	PermissionSet string
@@ -47,6 +38,18 @@ type Holder struct {
 // when it has none that old); people's tags and status are those of now,
 // as keygate does not keep their history.
 func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Holder, error) {
+	return a.holders(ctx, []string{database}, at)
+}
+
+// WhoCanAll is WhoCan for every database the rules know, by database and
+// then user name: the grant matrix of an access review.
+func (a *Authz) WhoCanAll(ctx context.Context, at time.Time) ([]Holder, error) {
+	return a.holders(ctx, nil, at)
+}
+
+// holders answers WhoCan for the databases named, or every database when
+// names is nil, reading people and memberships once for all of them.
+func (a *Authz) holders(ctx context.Context, names []string, at time.Time) ([]Holder, error) {
 	st := a.state.Load()
 	policy, databases := st.policy, st.databases
 	past := !at.IsZero()
@@ -55,7 +58,7 @@ func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Ho
 	}
 	memberships, err := a.store.MembershipsAt(ctx, at)
 	if err != nil {
-		return nil, fmt.Errorf("who can reach %s: %w", database, err)
+		return nil, fmt.Errorf("who can reach databases: %w", err)
 	}
 	if past && a.history != nil {
 		var groups []string
@@ -70,16 +73,23 @@ func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Ho
 				databases[d.Name] = d
 			}
 		case !errors.Is(err, store.ErrNotFound):
-			return nil, fmt.Errorf("who can reach %s: %w", database, err)
+			return nil, fmt.Errorf("who can reach databases: %w", err)
 		}
 	}
-	db, ok := databases[database]
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownDatabase, database)
+	if names == nil {
+		names = slices.Sorted(maps.Keys(databases))
+	}
+	dbs := make([]access.Database, len(names))
+	for i, name := range names {
+		db, ok := databases[name]
+		if !ok {
+			return nil, fmt.Errorf("%w: %s", ErrUnknownDatabase, name)
+		}
+		dbs[i] = db
 	}
 	users, err := a.store.ListUsers(ctx, store.UserQuery{})
 	if err != nil {
-		return nil, fmt.Errorf("who can reach %s: %w", database, err)
+		return nil, fmt.Errorf("who can reach databases: %w", err)
 	}
 	people := map[string]*identity.Principal{}
 	for _, u := range users {
@@ -96,16 +106,23 @@ func (a *Authz) WhoCan(ctx context.Context, database string, at time.Time) ([]Ho
 		p.Groups = append(p.Groups, ms.Group)
 	}
 	var out []Holder
-	for key, p := range people {
-		for _, level := range slices.Backward(access.Levels) {
-			d := policy.Decide(*p, db, level)
-			if d.Allowed {
-				out = append(out, Holder{User: p.UserName, Level: level, Group: d.Grant.Group, PermissionSet: d.Grant.PermissionSet.Name,
-					RequireMFA: d.Grant.PermissionSet.RequireMFA, Deleted: deleted[key]})
-				break
+	for _, db := range dbs {
+		for key, p := range people {
+			for _, level := range slices.Backward(access.Levels) {
+				d := policy.Decide(*p, db, level)
+				if d.Allowed {
+					out = append(out, Holder{User: p.UserName, Database: db.Name, Level: level, Group: d.Grant.Group,
+						PermissionSet: d.Grant.PermissionSet.Name, RequireMFA: d.Grant.PermissionSet.RequireMFA, Deleted: deleted[key]})
+					break
+				}
 			}
 		}
 	}
-	slices.SortFunc(out, func(x, y Holder) int { return strings.Compare(strings.ToLower(x.User), strings.ToLower(y.User)) })
+	slices.SortFunc(out, func(x, y Holder) int {
+		if c := strings.Compare(x.Database, y.Database); c != 0 {
+			return c
+		}
+		return strings.Compare(strings.ToLower(x.User), strings.ToLower(y.User))
+	})
 	return out, nil
 }

@@ -138,6 +138,12 @@ func (f *flows) forget(fl *flow) {
 func (f *flows) byUserCode(now time.Time, code string) (*flow, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	return f.pending(now, code)
+}
+
+// pending finds the flow of a user code that no browser has finished or
+// claimed yet. The caller holds f.mu.
+func (f *flows) pending(now time.Time, code string) (*flow, bool) {
 	fl, ok := f.byUser[normalizeUserCode(code)]
 	if !ok || now.After(fl.expires) || fl.done || fl.claimed {
 		return nil, false
@@ -150,12 +156,11 @@ func (f *flows) byUserCode(now time.Time, code string) (*flow, bool) {
 func (f *flows) claim(now time.Time, code string) (*flow, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	fl, ok := f.byUser[normalizeUserCode(code)]
-	if !ok || now.After(fl.expires) || fl.done || fl.claimed {
-		return nil, false
+	fl, ok := f.pending(now, code)
+	if ok {
+		fl.claimed = true
 	}
-	fl.claimed = true
-	return fl, true
+	return fl, ok
 }
 
 // finish records the browser side's outcome.
