@@ -92,6 +92,7 @@ func enableTLS(ctx context.Context, pg *localpg.Server, pkiDir string) error {
 func prepareUpstream(ctx context.Context, pg *localpg.Server, pgbench, caFile, adminPassword string) error {
 	for _, sql := range []string{
 		fmt.Sprintf("CREATE ROLE %s LOGIN CREATEROLE PASSWORD %s", adminUser, literal(adminPassword)),
+		fmt.Sprintf("GRANT pg_signal_backend, pg_read_all_stats TO %s", adminUser),
 		fmt.Sprintf("CREATE DATABASE %s OWNER %s", benchDB, adminUser),
 	} {
 		if err := pg.Exec(ctx, "postgres", sql); err != nil {

@@ -118,11 +118,12 @@ func (r *run) detail(format string, args ...any) {
 // prepareUpstream creates what a DBA would: the role keygate manages people
 // with, and a database with some data in it.
 func (r *run) prepareUpstream(ctx context.Context) error {
-	r.say("Preparing the upstream: role keygate_admin (LOGIN CREATEROLE), database orders, sample tables")
+	r.say("Preparing the upstream: role keygate_admin (LOGIN CREATEROLE, pg_signal_backend, pg_read_all_stats), database orders, sample tables")
 	password := credential.New("")
 	os.Setenv(adminPasswordEnv, password)
 	for _, sql := range []string{
 		fmt.Sprintf(`CREATE ROLE keygate_admin LOGIN CREATEROLE PASSWORD '%s'`, password),
+		`GRANT pg_signal_backend, pg_read_all_stats TO keygate_admin`,
 		`CREATE DATABASE orders OWNER keygate_admin`,
 	} {
 		if err := r.pg.Exec(ctx, "postgres", sql); err != nil {

@@ -40,7 +40,10 @@ func StartPostgres(t testing.TB) *Postgres {
 			return
 		}
 		p := &Postgres{Server: s, AdminUser: "keygate_admin", AdminPassword: "admin-" + s.SuperPassword}
-		if err := s.Exec(ctx, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN CREATEROLE PASSWORD '%s'", p.AdminUser, p.AdminPassword)); err != nil {
+		// The privileges keygate's admin role needs: CREATEROLE to manage
+		// person roles, pg_signal_backend and pg_read_all_stats to end
+		// backends and see where they came from.
+		if err := s.Exec(ctx, "postgres", fmt.Sprintf("CREATE ROLE %s LOGIN CREATEROLE PASSWORD '%s'; GRANT pg_signal_backend, pg_read_all_stats TO %[1]s", p.AdminUser, p.AdminPassword)); err != nil {
 			s.Stop()
 			pgErr = err
 			return

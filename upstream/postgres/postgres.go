@@ -10,23 +10,29 @@
 //
 // Login is just in time: for each connection keygate sets a random password
 // (as a SCRAM verifier, so the password never reaches the server), marks the
-// role LOGIN for five minutes at most, connects, and sets it back to NOLOGIN
+// role LOGIN for a minute at most, connects, and sets it back to NOLOGIN
 // with no password before the person sees the session. Nobody ever holds a
 // credential for these roles.
+//
+// A person can still race keygate: PostgreSQL lets a role change its own
+// password, so from inside a session someone can set one they know while a
+// login window is open and log in directly. A watcher ends every backend of
+// a keygate-managed role that keygate did not open within a second or so
+// and reports it; a pg_hba.conf rule that lets those roles in only from
+// keygate's address stops it outright. Ending a session ends its backend
+// too: Terminate returns once the backend is gone.
 package postgres
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,22 +61,17 @@ var ErrUnavailable = errors.New("upstream database unavailable")
 // without its comment belongs to someone else and is never taken over, and
 // a person role keeps only memberships in roles that carry groupMarker.
 const (
-	roleMarker  = "managed by keygate: person role"
-	groupMarker = "managed by keygate: group role"
+	roleMarker   = "managed by keygate: person role"
+	groupMarker  = "managed by keygate: group role"
+	peopleMarker = "managed by keygate: every person role"
 )
-
-// loginWindow bounds how long a role stays LOGIN should keygate die between
-// setting the password and resetting it. It is generous to tolerate clock
-// differences; in the normal path the role is NOLOGIN again milliseconds
-// later.
-const loginWindow = 5 * time.Minute
 
 // Upstream manages one upstream database.
 type Upstream struct {
 	cfg    Config
 	base   *pgconn.Config
 	admin  *pgxpool.Pool
-	logins *Logins
+	server *server
 	log    *slog.Logger
 
 	groupsMu    sync.Mutex
@@ -79,49 +80,27 @@ type Upstream struct {
 	// ready holds the person roles set up for this database since start.
 	readyMu sync.Mutex
 	ready   map[string]bool
-}
 
-// Logins coordinates just-in-time logins for all the upstreams of a
-// process. Roles belong to a whole PostgreSQL server, not to a database, so
-// every Upstream that reaches one server must share one Logins.
-type Logins struct {
-	mu      sync.Mutex
-	windows map[string]*window
-}
+	// checkMu guards the outcome of the last Check: connections wait for
+	// a passing one.
+	checkMu   sync.Mutex
+	checkedAt time.Time
+	checkErr  error
+	checkOK   atomic.Bool
+	offset    atomic.Int64 // clockOffset, in nanoseconds
+	hba       atomic.Int32 // HBA
 
-// NewLogins makes an empty coordinator.
-func NewLogins() *Logins { return &Logins{windows: map[string]*window{}} }
-
-func (l *Logins) window(address, role string) *window {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	key := address + "/" + role
-	w, ok := l.windows[key]
-	if !ok {
-		w = &window{}
-		l.windows[key] = w
-	}
-	return w
-}
-
-// window is the login state of one person role. Logins that overlap in
-// time share one password: the first opens the role (LOGIN, a fresh random
-// password), the last one out closes it again (NOLOGIN, no password). Two
-// logins never overwrite each other's password, and concurrent connections
-// of one person do not wait for each other's handshake.
-type window struct {
-	mu       sync.Mutex
-	password string // while inflight > 0
-	inflight int
-	// generation counts passwords; stale asks the next login to set a new
-	// one because something outside keygate disturbed the current one.
-	generation int
-	stale      bool
+	// noted holds what was last logged about the upstream per subject;
+	// hbaReport says what Check found of pg_hba.conf.
+	notedMu   sync.Mutex
+	noted     map[string]string
+	hbaReport string
 }
 
 // New prepares an upstream. It does not connect: a database that is down at
-// start only refuses connections to itself.
-func New(cfg Config, logins *Logins, log *slog.Logger) (*Upstream, error) {
+// start only refuses connections to itself. Every Upstream of a process
+// shares servers.
+func New(cfg Config, servers *Servers, log *slog.Logger) (*Upstream, error) {
 	host, port, err := net.SplitHostPort(cfg.Address)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: address %q: %w", cfg.Name, cfg.Address, err)
@@ -138,7 +117,7 @@ func New(cfg Config, logins *Logins, log *slog.Logger) (*Upstream, error) {
 	// Never hand a password to a server (or a man in the middle) that asks
 	// for it in cleartext.
 	base.RequireAuth = "!password"
-	u := &Upstream{cfg: cfg, base: base, logins: logins, log: log.With("database", cfg.Name), ready: map[string]bool{}}
+	u := &Upstream{cfg: cfg, base: base, server: servers.server(cfg.Address), log: log.With("database", cfg.Name), ready: map[string]bool{}, noted: map[string]string{}}
 
 	pc, err := pgxpool.ParseConfig("")
 	if err != nil {
@@ -160,12 +139,15 @@ func New(cfg Config, logins *Logins, log *slog.Logger) (*Upstream, error) {
 		}
 		u.log.Log(context.Background(), level, "upstream notice", "severity", n.Severity, "message", n.Message, "hint", hintFor(n.Message, cfg.AdminUser))
 	}
-	pc.MaxConns = 4
+	// Logins, ends of sessions and the watcher share the pool; ends of
+	// sessions come in bursts when a person with many sessions is revoked.
+	pc.MaxConns = 8
 	pc.MaxConnIdleTime = time.Minute
 	u.admin, err = pgxpool.NewWithConfig(context.Background(), pc)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
+	u.server.add(u)
 	return u, nil
 }
 
@@ -183,7 +165,10 @@ func kv(k, v string) string {
 }
 
 // Close releases the admin connections.
-func (u *Upstream) Close() { u.admin.Close() }
+func (u *Upstream) Close() {
+	u.server.remove(u)
+	u.admin.Close()
+}
 
 // RoleName is the upstream role a person uses at a level: "alice.ro".
 func RoleName(person string, level access.Level) string {
@@ -200,7 +185,10 @@ func ident(s string) string { return pgx.Identifier{s}.Sanitize() }
 func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // Conn is an authenticated upstream connection, handed over raw: the
-// gateway relays bytes on it from here on.
+// gateway relays bytes on it from here on. When the session is over, the
+// gateway makes sure the backend is gone (Terminate, unless it saw the
+// backend close the connection after a Terminate message) and then hands
+// the connection back with Release.
 type Conn struct {
 	net.Conn
 	Role      string
@@ -209,6 +197,28 @@ type Conn struct {
 	// Params are the ParameterStatus values the server reported at start.
 	Params   map[string]string
 	TxStatus byte
+
+	release sync.Once
+}
+
+// Terminate ends c's backend from keygate's admin connection and returns
+// when keygate saw it gone: nothing it runs, not even a loop that catches
+// query_canceled, commits after that.
+func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
+	return u.terminate(ctx, c.PID)
+}
+
+// Release closes c once its session is over. When it held the last of
+// keygate's backends of its role, the role is put at rest again, so that a
+// password the person set from inside the session goes too. A backend that
+// is not gone within a few seconds is ended by the watcher.
+func (u *Upstream) Release(c *Conn) {
+	c.release.Do(func() {
+		c.Conn.Close()
+		if role, left := u.server.release(c.PID, time.Now()); role != "" && left == 0 {
+			u.released(role)
+		}
+	})
 }
 
 // droppedParams are startup parameters a client may not pass upstream:
@@ -220,11 +230,14 @@ var droppedParams = map[string]bool{"user": true, "database": true, "replication
 // provisioning the role first if needed. params are the client's startup
 // parameters (application_name, client_encoding, ...).
 func (u *Upstream) Connect(ctx context.Context, person string, level access.Level, params map[string]string) (*Conn, error) {
+	if err := u.checked(ctx); err != nil {
+		return nil, err
+	}
 	if err := u.ensureGroups(ctx); err != nil {
 		return nil, err
 	}
 	role := RoleName(person, level)
-	w := u.logins.window(u.cfg.Address, role)
+	w := u.server.window(role)
 	for attempt := 1; ; attempt++ {
 		password, gen, err := u.openLogin(ctx, w, role, level)
 		if err != nil {
@@ -249,67 +262,20 @@ func loginDisturbed(err error) bool {
 	return errors.As(err, &pgErr) && (pgErr.Code == "28P01" || pgErr.Code == "28000")
 }
 
-// openLogin makes role loginable with a password only keygate knows, or
-// joins a login window that is already open. Opening a window re-checks the
-// role's shape, so a change made behind keygate's back is caught before
-// anyone logs in with it.
-func (u *Upstream) openLogin(ctx context.Context, w *window, role string, level access.Level) (string, int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	// The window is shared by every database on the server, but each
-	// database's group membership is its own: a database joining an open
-	// window still sets the role up for itself.
-	if w.inflight == 0 || w.stale || !u.isReady(role) {
-		if err := u.ensurePerson(ctx, role, level); err != nil {
-			return "", 0, err
+// dial logs in as role and hands over the raw connection. The login is
+// registered with the watcher while it runs, and the backend it opens from
+// the moment it exists, so that the watcher never takes it for someone
+// else's.
+func (u *Upstream) dial(ctx context.Context, role, password string, params map[string]string) (_ *Conn, err error) {
+	d := u.server.startDial()
+	var pid uint32
+	defer func() {
+		u.server.endDial(d, pid, role)
+		if err != nil && pid != 0 {
+			// Logged in, then given up: the backend is on its way out.
+			u.server.release(pid, time.Now())
 		}
-	}
-	if w.inflight == 0 || w.stale {
-		secret := make([]byte, 32)
-		if _, err := rand.Read(secret); err != nil {
-			return "", 0, fmt.Errorf("login %q: %w", role, err)
-		}
-		password := base64.RawURLEncoding.EncodeToString(secret)
-		verifier, err := scramVerifier(password)
-		if err != nil {
-			return "", 0, fmt.Errorf("login %q: %w", role, err)
-		}
-		until := time.Now().Add(loginWindow).UTC().Format("2006-01-02 15:04:05Z07:00")
-		open := fmt.Sprintf("ALTER ROLE %s WITH LOGIN PASSWORD %s VALID UNTIL %s", ident(role), literal(verifier), literal(until))
-		if _, err := u.admin.Exec(ctx, open); err != nil {
-			return "", 0, u.adminErr(fmt.Sprintf("enable login for %q", role), err)
-		}
-		w.password, w.stale = password, false
-		w.generation++
-	}
-	w.inflight++
-	return w.password, w.generation, nil
-}
-
-// closeLogin leaves the login window; the last one out sets the role back
-// to NOLOGIN with no password, whatever happened.
-func (u *Upstream) closeLogin(w *window, gen int, role string, dialErr error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if loginDisturbed(dialErr) && gen == w.generation {
-		w.stale = true
-	}
-	w.inflight--
-	if w.inflight > 0 {
-		return
-	}
-	w.password = ""
-	// A fresh context: the caller's may be done, and the role must not
-	// stay open.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := u.admin.Exec(ctx, fmt.Sprintf("ALTER ROLE %s WITH NOLOGIN PASSWORD NULL", ident(role))); err != nil {
-		u.log.Error("could not reset role to NOLOGIN; it stays loginable until its VALID UNTIL", "role", role, "err", err)
-	}
-}
-
-// dial logs in as role and hands over the raw connection.
-func (u *Upstream) dial(ctx context.Context, role, password string, params map[string]string) (*Conn, error) {
+	}()
 	cfg := u.base.Copy()
 	cfg.User, cfg.Password = role, password
 	cfg.RuntimeParams = map[string]string{}
@@ -326,6 +292,7 @@ func (u *Upstream) dial(ctx context.Context, role, password string, params map[s
 		}
 		return nil, fmt.Errorf("login %q: %w: %w", role, ErrUnavailable, err)
 	}
+	pid = pc.PID()
 	if pc.ParameterStatus("is_superuser") != "off" {
 		pc.Close(ctx)
 		return nil, fmt.Errorf("login %q: the role is a superuser; keygate refuses to hand it out", role)
@@ -383,6 +350,9 @@ func (u *Upstream) ensureGroups(ctx context.Context) error {
 		if err := u.createRole(ctx, GroupRole(u.cfg.Name, l), groupMarker); err != nil {
 			return err
 		}
+	}
+	if err := u.createRole(ctx, PeopleRole, peopleMarker); err != nil {
+		return err
 	}
 	adminGroup := GroupRole(u.cfg.Name, access.Admin)
 	var groupList []string
@@ -500,10 +470,12 @@ type personState struct {
 	comment  string
 	badAttrs bool     // SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS
 	inGroup  bool     // a member of this database's group role for its level
+	inPeople bool     // a member of PeopleRole
 	foreign  []string // memberships keygate did not grant
-	// groupForeign are roles the level's group role was made a member of:
-	// a group role is a member of nothing, or its people inherit more.
-	groupForeign []string
+	// groupForeign and peopleForeign are roles the level's group role and
+	// PeopleRole were made members of: those roles are members of nothing,
+	// or their people inherit more.
+	groupForeign, peopleForeign []string
 }
 
 // inspectPerson reads role's attributes and memberships in one round trip.
@@ -515,18 +487,24 @@ func (u *Upstream) inspectPerson(ctx context.Context, role string, level access.
 		SELECT r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls,
 			coalesce(pg_catalog.shobj_description(r.oid, 'pg_authid'), ''),
 			coalesce(pg_catalog.bool_or(g.rolname = $2), false),
+			coalesce(pg_catalog.bool_or(g.rolname = $5), false),
 			coalesce(pg_catalog.array_agg(g.rolname ORDER BY g.rolname) FILTER (WHERE g.oid IS NOT NULL AND NOT (
-				g.rolname LIKE $3 AND NOT g.rolcanlogin AND NOT g.rolsuper AND NOT g.rolcreaterole
-				AND coalesce(pg_catalog.shobj_description(g.oid, 'pg_authid'), '') = $4)), '{}'),
+				NOT g.rolcanlogin AND NOT g.rolsuper AND NOT g.rolcreaterole AND (
+					(g.rolname LIKE $3 AND coalesce(pg_catalog.shobj_description(g.oid, 'pg_authid'), '') = $4)
+					OR (g.rolname = $5 AND coalesce(pg_catalog.shobj_description(g.oid, 'pg_authid'), '') = $6)))), '{}'),
 			coalesce((SELECT pg_catalog.array_agg(o.rolname ORDER BY o.rolname) FROM pg_catalog.pg_auth_members gm
 				JOIN pg_catalog.pg_roles gr ON gr.oid = gm.member JOIN pg_catalog.pg_roles o ON o.oid = gm.roleid
-				WHERE gr.rolname = $2), '{}')
+				WHERE gr.rolname = $2), '{}'),
+			coalesce((SELECT pg_catalog.array_agg(o.rolname ORDER BY o.rolname) FROM pg_catalog.pg_auth_members gm
+				JOIN pg_catalog.pg_roles gr ON gr.oid = gm.member JOIN pg_catalog.pg_roles o ON o.oid = gm.roleid
+				WHERE gr.rolname = $5), '{}')
 		FROM pg_catalog.pg_roles r
 		LEFT JOIN pg_catalog.pg_auth_members m ON m.member = r.oid
 		LEFT JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
 		WHERE r.rolname = $1
 		GROUP BY r.oid, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls`,
-		role, GroupRole(u.cfg.Name, level), `keygate\_%\_`+string(level), groupMarker).Scan(&st.badAttrs, &st.comment, &st.inGroup, &st.foreign, &st.groupForeign)
+		role, GroupRole(u.cfg.Name, level), `keygate\_%\_`+string(level), groupMarker, PeopleRole, peopleMarker).
+		Scan(&st.badAttrs, &st.comment, &st.inGroup, &st.inPeople, &st.foreign, &st.groupForeign, &st.peopleForeign)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return st, nil
 	}
@@ -559,10 +537,11 @@ func (u *Upstream) ensurePerson(ctx context.Context, role string, level access.L
 		u.log.Error("a person role was given privileges keygate never grants; refusing to log in as it", "role", role)
 		return fmt.Errorf("role %q has SUPERUSER, CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS, which keygate never grants; remove them", role)
 	}
-	if u.isReady(role) && st.inGroup && len(st.foreign) == 0 && len(st.groupForeign) == 0 {
+	if u.isReady(role) && st.inGroup && st.inPeople && len(st.foreign) == 0 && len(st.groupForeign) == 0 && len(st.peopleForeign) == 0 {
 		return nil
 	}
-	stmts := []string{fmt.Sprintf("GRANT %s TO %s", ident(GroupRole(u.cfg.Name, level)), ident(role))}
+	stmts := []string{fmt.Sprintf("GRANT %s TO %s", ident(GroupRole(u.cfg.Name, level)), ident(role)),
+		fmt.Sprintf("GRANT %s TO %s", ident(PeopleRole), ident(role))}
 	for _, g := range st.foreign {
 		u.log.Warn("revoking a membership keygate did not grant", "role", role, "member_of", g)
 		stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(role)))
@@ -571,6 +550,10 @@ func (u *Upstream) ensurePerson(ctx context.Context, role string, level access.L
 	for _, g := range st.groupForeign {
 		u.log.Warn("revoking a membership keygate did not grant", "role", group, "member_of", g)
 		stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(group)))
+	}
+	for _, g := range st.peopleForeign {
+		u.log.Warn("revoking a membership keygate did not grant", "role", PeopleRole, "member_of", g)
+		stmts = append(stmts, fmt.Sprintf("REVOKE %s FROM %s", ident(g), ident(PeopleRole)))
 	}
 	if level == access.Admin {
 		// Objects admin sessions create belong to the admin group role, so
@@ -627,31 +610,4 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-// Check connects as the admin role and reports what would stop keygate from
-// managing the database, for `keygate server` start-up and diagnostics. It
-// logs what weakens the guarantees without stopping keygate.
-func (u *Upstream) Check(ctx context.Context) error {
-	if host, _, _ := net.SplitHostPort(u.cfg.Address); u.cfg.TLS != "verify-full" && !isLoopback(host) {
-		u.log.Warn("the connection to the upstream is not verified: an attacker on the network could read or change it; set tls: verify-full and tls_ca_file", "tls", u.cfg.TLS)
-	}
-	var createRole, super, publicTemp bool
-	var version string
-	err := u.admin.QueryRow(ctx, `SELECT rolcreaterole, rolsuper, pg_catalog.current_setting('server_version'),
-		pg_catalog.has_database_privilege('public', pg_catalog.current_database(), 'TEMP')
-		FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&createRole, &super, &version, &publicTemp)
-	if err != nil {
-		return u.adminErr("connect as admin", err)
-	}
-	if publicTemp {
-		u.log.Info("every role may create temporary tables in this database, read-only people included; to stop that, REVOKE TEMP ON DATABASE ... FROM PUBLIC")
-	}
-	if !createRole && !super {
-		return fmt.Errorf("admin role %q lacks CREATEROLE: run ALTER ROLE %s CREATEROLE", u.cfg.AdminUser, ident(u.cfg.AdminUser))
-	}
-	if major, _ := strconv.Atoi(strings.SplitN(version, ".", 2)[0]); major > 0 && major < 13 {
-		u.log.Warn("PostgreSQL older than 13 is not supported", "version", version)
-	}
-	return nil
 }

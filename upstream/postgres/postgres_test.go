@@ -36,14 +36,14 @@ func newDatabase(t *testing.T, db string) (*testenv.Postgres, *Upstream) {
 }
 
 // newUpstream makes a fresh Upstream for db, as a new keygate process would.
-// logins is shared by every Upstream of the test process, as the server
+// servers is shared by every Upstream of the test process, as the server
 // shares one across its databases.
-var logins = NewLogins()
+var servers = NewServers(slog.New(slog.NewTextHandler(io.Discard, nil)))
 
 func newUpstream(t *testing.T, p *testenv.Postgres, db string) *Upstream {
 	t.Helper()
 	u, err := New(Config{Name: db, Address: p.Address(), Database: db, Schemas: []string{"public"},
-		AdminUser: p.AdminUser, AdminPassword: p.AdminPassword, TLS: "disable"}, logins, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		AdminUser: p.AdminUser, AdminPassword: p.AdminPassword, TLS: "disable"}, servers, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,21 +58,22 @@ func connect(t *testing.T, u *Upstream, person string, level access.Level) *rawS
 	if err != nil {
 		t.Fatalf("Connect(%s, %s): %v", person, level, err)
 	}
-	return newRawSession(t, c)
+	return newRawSession(t, u, c)
 }
 
 // rawSession speaks the simple query protocol over a Conn that Connect
 // handed out, the way the gateway's relay will.
 type rawSession struct {
 	t    *testing.T
+	u    *Upstream
 	conn *Conn
 	fe   *pgproto3.Frontend
 }
 
-func newRawSession(t *testing.T, c *Conn) *rawSession {
+func newRawSession(t *testing.T, u *Upstream, c *Conn) *rawSession {
 	t.Helper()
-	t.Cleanup(func() { c.Close() })
-	return &rawSession{t: t, conn: c, fe: pgproto3.NewFrontend(c, c)}
+	t.Cleanup(func() { u.Release(c) })
+	return &rawSession{t: t, u: u, conn: c, fe: pgproto3.NewFrontend(c, c)}
 }
 
 // copyRow is what a session sends if the server asks for COPY data.
@@ -235,8 +236,8 @@ func TestConnectProvisionsReadOnlyRole(t *testing.T) {
 	}
 
 	wantAtRest(t, p, "alice.ro")
-	if got := memberships(t, p, "alice.ro"); !slices.Equal(got, []string{"keygate_up_provision_ro"}) {
-		t.Errorf("alice.ro is a member of %v, want exactly [keygate_up_provision_ro]", got)
+	if got := memberships(t, p, "alice.ro"); !slices.Equal(got, []string{PeopleRole, "keygate_up_provision_ro"}) {
+		t.Errorf("alice.ro is a member of %v, want exactly [keygate_people keygate_up_provision_ro]", got)
 	}
 	rows := p.Query(t, "postgres", `SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolinherit, shobj_description(oid, 'pg_authid')
 		FROM pg_roles WHERE rolname = 'alice.ro'`)
@@ -275,7 +276,7 @@ func TestConnectPassesClientParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newRawSession(t, c)
+	s := newRawSession(t, u, c)
 	if got := c.Params["DateStyle"]; got != "SQL, DMY" {
 		t.Errorf("ParameterStatus DateStyle = %q, want the client's SQL, DMY", got)
 	}
@@ -308,7 +309,7 @@ func TestConnectCannotPickRoleThroughParams(t *testing.T) {
 			// Refused at start-up by the server: fine.
 			continue
 		}
-		s := newRawSession(t, c)
+		s := newRawSession(t, u, c)
 		if got := s.value("SELECT current_user || ' ' || session_user"); got != "roleparam.ro roleparam.ro" {
 			t.Errorf("params %v: current_user session_user = %q", params, got)
 		}
@@ -375,7 +376,7 @@ func TestGrantsAreExact(t *testing.T) {
 	} {
 		rw.fails(sql, "42501")
 	}
-	if got := memberships(t, p, "grace.rw"); !slices.Equal(got, []string{"keygate_up_grants_rw"}) {
+	if got := memberships(t, p, "grace.rw"); !slices.Equal(got, []string{PeopleRole, "keygate_up_grants_rw"}) {
 		t.Errorf("grace.rw is a member of %v", got)
 	}
 
@@ -392,7 +393,7 @@ func TestGrantsAreExact(t *testing.T) {
 	if got := value(t, p, "up_grants", "SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'admin_made_id_seq'"); got != "keygate_up_grants_admin" {
 		t.Errorf("admin_made_id_seq is owned by %q, want keygate_up_grants_admin", got)
 	}
-	if got := memberships(t, p, "grace.admin"); !slices.Equal(got, []string{"keygate_up_grants_admin"}) {
+	if got := memberships(t, p, "grace.admin"); !slices.Equal(got, []string{PeopleRole, "keygate_up_grants_admin"}) {
 		t.Errorf("grace.admin is a member of %v", got)
 	}
 
@@ -467,7 +468,7 @@ func TestReadOnlyCannotGainPrivileges(t *testing.T) {
 	if got := value(t, p, "up_escalate", "SELECT count(*) FROM t"); got != "1" {
 		t.Errorf("t has %s rows after the attempts, want 1", got)
 	}
-	if got := memberships(t, p, "hank.ro"); !slices.Equal(got, []string{"keygate_up_escalate_ro"}) {
+	if got := memberships(t, p, "hank.ro"); !slices.Equal(got, []string{PeopleRole, "keygate_up_escalate_ro"}) {
 		t.Errorf("hank.ro is a member of %v after the attempts", got)
 	}
 }
@@ -531,8 +532,8 @@ func TestExtraMembershipIsRevoked(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := connect(t, u, "judy", access.ReadOnly)
-	if got := memberships(t, p, "judy.ro"); !slices.Equal(got, []string{"keygate_up_extra_ro"}) {
-		t.Errorf("judy.ro is a member of %v, want exactly [keygate_up_extra_ro]", got)
+	if got := memberships(t, p, "judy.ro"); !slices.Equal(got, []string{PeopleRole, "keygate_up_extra_ro"}) {
+		t.Errorf("judy.ro is a member of %v, want exactly [keygate_people keygate_up_extra_ro]", got)
 	}
 	s.fails("INSERT INTO t (v) VALUES ('judy')", "42501")
 	wantAtRest(t, p, "judy.ro")
@@ -551,8 +552,8 @@ func TestMembershipOfKeygateAdminIsRevoked(t *testing.T) {
 		p.Exec(context.Background(), "postgres", fmt.Sprintf(`REVOKE %s FROM "quinn.admin"`, ident(p.AdminUser)))
 	})
 	s := connect(t, u, "quinn", access.Admin)
-	if got := memberships(t, p, "quinn.admin"); !slices.Equal(got, []string{"keygate_up_kgadmin_admin"}) {
-		t.Errorf("quinn.admin is a member of %v, want exactly [keygate_up_kgadmin_admin]", got)
+	if got := memberships(t, p, "quinn.admin"); !slices.Equal(got, []string{PeopleRole, "keygate_up_kgadmin_admin"}) {
+		t.Errorf("quinn.admin is a member of %v, want exactly [keygate_people keygate_up_kgadmin_admin]", got)
 	}
 	s.fails("SET ROLE "+ident(p.AdminUser), "42501")
 	s.fails(`CREATE ROLE quinn_made`, "42501")
@@ -604,7 +605,7 @@ func TestSuperuserMembershipIsRefused(t *testing.T) {
 	c, err := u.Connect(context.Background(), "kate", access.ReadOnly, nil)
 	if err == nil {
 		// keygate could not revoke it, so it must not hand the role out.
-		s := newRawSession(t, c)
+		s := newRawSession(t, u, c)
 		_, setErr := s.exec("SET ROLE postgres")
 		t.Fatalf("Connect as a member of a superuser role succeeded; SET ROLE postgres: %v", setErr)
 	}
@@ -630,13 +631,13 @@ func TestConcurrentConnectsSameRole(t *testing.T) {
 			t.Errorf("Connect %d: %v", i, errs[i])
 			continue
 		}
-		s := newRawSession(t, conns[i])
+		s := newRawSession(t, u, conns[i])
 		if got := s.value("SELECT current_user"); got != "leo.rw" {
 			t.Errorf("Connect %d: current_user = %q", i, got)
 		}
 	}
 	wantAtRest(t, p, "leo.rw")
-	if got := memberships(t, p, "leo.rw"); !slices.Equal(got, []string{"keygate_up_concurrent_rw"}) {
+	if got := memberships(t, p, "leo.rw"); !slices.Equal(got, []string{PeopleRole, "keygate_up_concurrent_rw"}) {
 		t.Errorf("leo.rw is a member of %v", got)
 	}
 }
@@ -728,7 +729,7 @@ func TestCancel(t *testing.T) {
 }
 
 func TestCancelUnreachable(t *testing.T) {
-	u, err := New(Config{Name: "gone", Address: "127.0.0.1:1", Database: "gone", TLS: "disable", AdminUser: "x"}, logins, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	u, err := New(Config{Name: "gone", Address: "127.0.0.1:1", Database: "gone", TLS: "disable", AdminUser: "x"}, servers, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -747,7 +748,7 @@ func TestCancelUnreachable(t *testing.T) {
 func TestCheck(t *testing.T) {
 	p := testenv.StartPostgres(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	good, err := New(Config{Name: "check", Address: p.Address(), Database: "postgres", TLS: "disable", AdminUser: p.AdminUser, AdminPassword: p.AdminPassword}, logins, log)
+	good, err := New(Config{Name: "check", Address: p.Address(), Database: "postgres", TLS: "disable", AdminUser: p.AdminUser, AdminPassword: p.AdminPassword}, servers, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -760,17 +761,18 @@ func TestCheck(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropRole(t, p, "keygate_nocreaterole")
-	bad, err := New(Config{Name: "check", Address: p.Address(), Database: "postgres", TLS: "disable", AdminUser: "keygate_nocreaterole", AdminPassword: "nocr-password"}, logins, log)
+	bad, err := New(Config{Name: "check", Address: p.Address(), Database: "postgres", TLS: "disable", AdminUser: "keygate_nocreaterole", AdminPassword: "nocr-password"}, servers, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bad.Close()
 	err = bad.Check(context.Background())
-	if err == nil || !strings.Contains(err.Error(), `admin role "keygate_nocreaterole" lacks CREATEROLE`) || !strings.Contains(err.Error(), `ALTER ROLE "keygate_nocreaterole" CREATEROLE`) {
+	if err == nil || !strings.Contains(err.Error(), `keygate_nocreaterole, the admin role of database check, lacks CREATEROLE, pg_signal_backend, pg_read_all_stats`) ||
+		!strings.Contains(err.Error(), `ALTER ROLE keygate_nocreaterole CREATEROLE; GRANT pg_signal_backend TO keygate_nocreaterole; GRANT pg_read_all_stats TO keygate_nocreaterole;`) {
 		t.Errorf("Check without CREATEROLE: %v, want one naming the fix", err)
 	}
-	if errors.Is(err, ErrUnavailable) {
-		t.Errorf("a missing privilege is reported as ErrUnavailable: %v", err)
+	if errors.Is(err, ErrUnavailable) || !errors.Is(err, ErrPrivileges) {
+		t.Errorf("a missing privilege is not reported as ErrPrivileges: %v", err)
 	}
 }
 
@@ -778,7 +780,7 @@ func TestMissingSchema(t *testing.T) {
 	p := testenv.StartPostgres(t)
 	p.CreateDatabase(t, "up_noschema", setupSQL)
 	u, err := New(Config{Name: "up_noschema", Address: p.Address(), Database: "up_noschema", Schemas: []string{"public", "nosuch"},
-		AdminUser: p.AdminUser, AdminPassword: p.AdminPassword, TLS: "disable"}, logins, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		AdminUser: p.AdminUser, AdminPassword: p.AdminPassword, TLS: "disable"}, servers, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -843,7 +845,7 @@ func TestJoiningAnOpenWindowSetsUpTheRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	role := RoleName("hugo", access.ReadOnly)
-	w := a.logins.window(a.cfg.Address, role)
+	w := a.server.window(role)
 	_, gen, err := a.openLogin(ctx, w, role, access.ReadOnly)
 	if err != nil {
 		t.Fatal(err)
