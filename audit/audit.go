@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/store"
@@ -29,8 +30,9 @@ import (
 const (
 	SessionStart   = "session.start"   // a gateway session began
 	SessionEnd     = "session.end"     // a gateway session ended (detail: duration, bytes, reason)
-	Query          = "query"           // a statement (text from Query or Parse)
+	Query          = "query"           // a statement (detail.protocol: simple, parse, execute, function)
 	QueryCancel    = "query.cancel"    // a cancel request was forwarded
+	QueryRefused   = "query.refused"   // a statement or function call was refused and never reached the upstream (reason)
 	ConnectRefused = "connect.refused" // a gateway connection was refused (reason)
 	TokenIssued    = "token.issued"    // a database token was minted (detail: token id, expiry)
 	TokenRefused   = "token.refused"   // a token request was refused (reason)
@@ -42,10 +44,22 @@ const (
 	ConfigReload   = "config.reload"   // the config was read again and its access rules applied (detail: counts, restart_needed)
 	ConfigRefused  = "config.refused"  // a config reload was refused; the running rules stay (reason)
 	AccessSprawl   = "access.sprawl"   // permission sets grew faster than people (reason; detail: counts then and now)
+	// UpstreamIntrusion is a backend of a keygate-managed role that keygate
+	// did not open, found and ended (detail: role, pid, client_addr,
+	// client_port, terminated).
+	UpstreamIntrusion = "upstream.intrusion"
 )
 
-// MaxQueryLen bounds the statement text kept per event.
-const MaxQueryLen = 64 << 10
+// MaxQueryLen bounds the statement text kept per event. It is the hard
+// ceiling above the gateway's own, configurable limit
+// (audit.max_statement_size), which keeps statements whole or refuses
+// them: this truncation is a last line of defence, not the audit's policy.
+const MaxQueryLen = 16 << 20
+
+// maxQueuedBytes bounds the statement text waiting to be written: a client
+// that pipelines large statements waits for the audit store, rather than
+// making keygate hold them all in memory.
+const maxQueuedBytes = 64 << 20
 
 // Event is what callers record.
 type Event struct {
@@ -80,6 +94,15 @@ type Log struct {
 	// Close exclusively, so nothing is ever sent on a closed channel.
 	mu     sync.RWMutex
 	closed bool
+
+	// queuedMu guards queued, the bytes of text waiting to be written;
+	// drained is signalled when a batch has been written.
+	queuedMu sync.Mutex
+	queued   int
+	drained  *sync.Cond
+
+	// failing holds the error of the last write while writes fail.
+	failing atomic.Pointer[error]
 	// seq and prev are owned by the writer goroutine.
 	seq  int64
 	prev []byte
@@ -88,6 +111,7 @@ type Log struct {
 // request is an event, or a flush marker when flushed is set.
 type request struct {
 	ev      Event
+	size    int // eventSize, reserved until written
 	flushed chan struct{}
 }
 
@@ -108,6 +132,7 @@ func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() tim
 		now = time.Now
 	}
 	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{})}
+	l.drained = sync.NewCond(&l.queuedMu)
 	last, err := app.LastAudit(ctx)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -137,13 +162,48 @@ func (l *Log) Record(e Event) {
 	if e.Time.IsZero() {
 		e.Time = l.now()
 	}
+	size := eventSize(e)
+	l.reserve(size)
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
+		l.unreserve(size)
 		l.logger.Error("audit event after the audit log closed", "type", e.Type, "user", redact(e.User), "database", redact(e.Database))
 		return
 	}
-	l.ch <- request{ev: e}
+	l.ch <- request{ev: e, size: size}
+}
+
+// eventSize is what an event's text costs while it waits to be written.
+func eventSize(e Event) int { return len(e.Query) + len(e.Reason) }
+
+// reserve waits until size more bytes may be queued. One event is always
+// let through, however large, so that a single statement near the limit
+// never waits forever.
+func (l *Log) reserve(size int) {
+	l.queuedMu.Lock()
+	defer l.queuedMu.Unlock()
+	for l.queued > 0 && l.queued+size > maxQueuedBytes {
+		l.drained.Wait()
+	}
+	l.queued += size
+}
+
+func (l *Log) unreserve(size int) {
+	l.queuedMu.Lock()
+	l.queued -= size
+	l.queuedMu.Unlock()
+	l.drained.Broadcast()
+}
+
+// Err is the error of the last write while the audit store refuses
+// writes, nil when it takes them. The gateway starts no session while it
+// is set: a session whose statements cannot be recorded must not begin.
+func (l *Log) Err() error {
+	if err := l.failing.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // Flush waits until every event recorded before the call is stored.
@@ -190,6 +250,7 @@ func (l *Log) run() {
 	defer close(l.done)
 	batch := make([]store.AuditEvent, 0, batchMax)
 	var waiting []chan struct{}
+	var size int
 	linger := time.NewTimer(groupCommitLinger)
 	linger.Stop()
 	for {
@@ -198,6 +259,7 @@ func (l *Log) run() {
 			return
 		}
 		batch, waiting = l.add(batch, waiting, r)
+		size += r.size
 		// Group commit: gather what arrives within the linger, up to a
 		// batch, unless someone waits on a Flush.
 		linger.Reset(groupCommitLinger)
@@ -211,17 +273,19 @@ func (l *Log) run() {
 					break gather
 				}
 				batch, waiting = l.add(batch, waiting, r)
+				size += r.size
 			case <-linger.C:
 				break gather
 			}
 		}
 		linger.Stop()
 		l.write(batch)
+		l.unreserve(size)
 		release(waiting)
 		if closed {
 			return
 		}
-		batch, waiting = batch[:0], waiting[:0]
+		batch, waiting, size = batch[:0], waiting[:0], 0
 	}
 }
 
@@ -247,9 +311,13 @@ func (l *Log) write(batch []store.AuditEvent) {
 	for attempt := 0; ; attempt++ {
 		err := l.app.AppendAudit(context.Background(), batch)
 		if err == nil {
+			if l.failing.Swap(nil) != nil {
+				l.logger.Info("audit writes succeed again", "after_attempts", attempt+1)
+			}
 			return
 		}
-		l.logger.Error("audit write failed; retrying", "events", len(batch), "attempt", attempt+1, "err", err)
+		l.failing.Store(&err)
+		l.logger.Error("audit write failed; retrying, and refusing new sessions until it succeeds", "events", len(batch), "attempt", attempt+1, "err", err)
 		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second))
 	}
 }

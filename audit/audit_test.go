@@ -795,3 +795,58 @@ func TestRecordAndFlushAfterClose(t *testing.T) {
 		t.Fatalf("second Close: %v", err)
 	}
 }
+
+// While writes fail, Err says so; once one succeeds, it clears.
+func TestErrWhileWritesFail(t *testing.T) {
+	block := make(chan struct{})
+	m := &memStore{failures: 2, block: block}
+	l := openLog(t, m)
+	if l.Err() != nil {
+		t.Fatal("Err set before any write")
+	}
+	l.Record(fullEvent(0))
+	close(block) // the first attempt fails, then the second
+	deadline := time.Now().Add(5 * time.Second)
+	for l.Err() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("Err not set while writes failed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	flush(t, l)
+	if l.Err() != nil {
+		t.Fatalf("Err still set after a write succeeded: %v", l.Err())
+	}
+}
+
+// Large statements waiting to be written hold their writers back, so that
+// a client pipelining them cannot make keygate hold them all.
+func TestQueuedTextIsBounded(t *testing.T) {
+	block := make(chan struct{})
+	m := &memStore{block: block}
+	l := openLog(t, m)
+	big := strings.Repeat("x", 8<<20)
+	recorded := make(chan int, 32)
+	go func() {
+		for i := range 16 {
+			l.Record(Event{Type: Query, Query: big})
+			recorded <- i
+		}
+	}()
+	time.Sleep(200 * time.Millisecond)
+	if n := len(recorded); n > maxQueuedBytes/len(big)+1 {
+		t.Fatalf("%d statements of 8 MiB queued while the store was blocked, want at most %d", n, maxQueuedBytes/len(big)+1)
+	}
+	close(block)
+	for range 16 {
+		select {
+		case <-recorded:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Record stayed blocked after the store drained")
+		}
+	}
+	flush(t, l)
+	if n := len(m.snapshot()); n != 16 {
+		t.Fatalf("stored %d events, want 16", n)
+	}
+}

@@ -56,14 +56,16 @@ func GatewaySessions(count func() int) prometheus.Collector {
 type Recorder interface {
 	Record(e audit.Event)
 	Flush(ctx context.Context) error
+	Err() error
 }
 
 // AuditCounter passes audit events on to the audit log and counts them by
 // type as keygate_audit_events_total. Event types are constants in
 // keygate's code, never taken from a request, so the label stays bounded.
 type AuditCounter struct {
-	next   Recorder
-	events *prometheus.CounterVec
+	next    Recorder
+	events  *prometheus.CounterVec
+	failing *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*AuditCounter)(nil)
@@ -73,7 +75,7 @@ var _ prometheus.Collector = (*AuditCounter)(nil)
 var knownEventTypes = []string{
 	audit.SessionStart, audit.SessionEnd, audit.Query, audit.QueryCancel, audit.ConnectRefused,
 	audit.TokenIssued, audit.TokenRefused, audit.SignIn, audit.SignInRefused, audit.SignOut, audit.SSOWarning,
-	audit.ConfigReload, audit.ConfigRefused, audit.AccessSprawl,
+	audit.ConfigReload, audit.ConfigRefused, audit.AccessSprawl, audit.QueryRefused, audit.UpstreamIntrusion,
 }
 
 // NewAuditCounter wraps next.
@@ -81,7 +83,8 @@ func NewAuditCounter(next Recorder) *AuditCounter {
 	a := &AuditCounter{next: next, events: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keygate_audit_events_total",
 		Help: "Audit events recorded, by type.",
-	}, []string{"type"})}
+	}, []string{"type"}),
+		failing: prometheus.NewDesc("keygate_audit_write_failing", "1 while the audit store refuses writes; no session starts then.", nil, nil)}
 	for _, t := range knownEventTypes {
 		a.events.WithLabelValues(t)
 	}
@@ -97,8 +100,62 @@ func (a *AuditCounter) Record(e audit.Event) {
 // Flush waits until the audit log has stored every event recorded before.
 func (a *AuditCounter) Flush(ctx context.Context) error { return a.next.Flush(ctx) }
 
+// Err is the audit store's write error while writes fail.
+func (a *AuditCounter) Err() error { return a.next.Err() }
+
 // Describe implements prometheus.Collector.
-func (a *AuditCounter) Describe(ch chan<- *prometheus.Desc) { a.events.Describe(ch) }
+func (a *AuditCounter) Describe(ch chan<- *prometheus.Desc) {
+	a.events.Describe(ch)
+	ch <- a.failing
+}
 
 // Collect implements prometheus.Collector.
-func (a *AuditCounter) Collect(ch chan<- prometheus.Metric) { a.events.Collect(ch) }
+func (a *AuditCounter) Collect(ch chan<- prometheus.Metric) {
+	a.events.Collect(ch)
+	v := 0.0
+	if a.next.Err() != nil {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(a.failing, prometheus.GaugeValue, v)
+}
+
+// UpstreamState is what keygate knows of one upstream database's set-up.
+type UpstreamState struct {
+	Database string
+	// Ready says keygate's admin role has every privilege keygate needs.
+	Ready bool
+	// HBA is 1 when the upstream lets keygate-managed roles log in only
+	// from keygate, 0 when it lets them in from elsewhere, -1 when keygate
+	// may not tell.
+	HBA int
+}
+
+type upstreamCollector struct {
+	read       func() []UpstreamState
+	ready, hba *prometheus.Desc
+}
+
+// NewUpstreamCollector exports keygate_upstream_ready and
+// keygate_upstream_hba_restricted per database, read at each scrape.
+func NewUpstreamCollector(read func() []UpstreamState) prometheus.Collector {
+	return &upstreamCollector{read: read,
+		ready: prometheus.NewDesc("keygate_upstream_ready", "1 when keygate's admin role on the database has every privilege keygate needs; connections are refused otherwise.", []string{"database"}, nil),
+		hba: prometheus.NewDesc("keygate_upstream_hba_restricted",
+			"1 when the upstream's pg_hba.conf lets keygate-managed roles log in only from keygate, 0 when it lets them in from elsewhere, -1 when keygate may not read it.", []string{"database"}, nil)}
+}
+
+func (c *upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.ready
+	ch <- c.hba
+}
+
+func (c *upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.read() {
+		ready := 0.0
+		if u.Ready {
+			ready = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, ready, u.Database)
+		ch <- prometheus.MustNewConstMetric(c.hba, prometheus.GaugeValue, float64(u.HBA), u.Database)
+	}
+}

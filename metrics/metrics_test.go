@@ -20,6 +20,8 @@ type fakeLog struct {
 
 func (f *fakeLog) Record(e audit.Event) { f.recorded = append(f.recorded, e) }
 
+func (f *fakeLog) Err() error { return nil }
+
 func (f *fakeLog) Flush(context.Context) error {
 	f.flushed++
 	return errors.New("flushed")

@@ -5,12 +5,15 @@
 package sqlite
 
 import (
+	"bytes"
+	"compress/flate"
 	"context"
 	"database/sql"
 	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net/url"
 	"path/filepath"
@@ -943,30 +946,66 @@ func (s *Store) TouchProvisioningToken(ctx context.Context, id string, at time.T
 
 // ---- audit
 
-const auditColumns = `seq, time, type, actor, user_name, database, access, client, session_id, query, reason, detail, prev_hash, hash`
+const auditColumns = `seq, time, type, actor, user_name, database, access, client, session_id, query, query_z, reason, detail, prev_hash, hash`
+
+// compressQueryAbove is the statement length from which the audit file
+// keeps the text deflated: SQL compresses several times over, and the
+// padding an attacker adds to hide a statement compresses best of all.
+const compressQueryAbove = 4 << 10
 
 func scanAudit(row scanner) (store.AuditEvent, error) {
 	var e store.AuditEvent
 	var t int64
 	var detail string
-	if err := row.Scan(&e.Seq, &t, &e.Type, &e.Actor, &e.User, &e.Database, &e.Access, &e.Client, &e.SessionID, &e.Query, &e.Reason, &detail, &e.PrevHash, &e.Hash); err != nil {
+	var queryZ []byte
+	if err := row.Scan(&e.Seq, &t, &e.Type, &e.Actor, &e.User, &e.Database, &e.Access, &e.Client, &e.SessionID, &e.Query, &queryZ, &e.Reason, &detail, &e.PrevHash, &e.Hash); err != nil {
 		return e, err
+	}
+	if queryZ != nil {
+		q, err := io.ReadAll(flate.NewReader(bytes.NewReader(queryZ)))
+		if err != nil {
+			return e, fmt.Errorf("audit event %d: stored statement: %w", e.Seq, err)
+		}
+		e.Query = string(q)
 	}
 	e.Time, e.Detail = fromNanos(t), []byte(detail)
 	return e, nil
 }
 
+// storedQuery is how a statement is kept: as text, or deflated when long.
+func storedQuery(q string) (string, []byte, error) {
+	if len(q) < compressQueryAbove {
+		return q, nil, nil
+	}
+	var b bytes.Buffer
+	w, err := flate.NewWriter(&b, flate.BestSpeed)
+	if err != nil {
+		return "", nil, err
+	}
+	if _, err := io.WriteString(w, q); err != nil {
+		return "", nil, err
+	}
+	if err := w.Close(); err != nil {
+		return "", nil, err
+	}
+	return "", b.Bytes(), nil
+}
+
 // AppendAudit implements store.Store.
 func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) error {
 	err := s.audit.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
 		if err != nil {
 			return err
 		}
 		defer stmt.Close()
 		for _, e := range events {
+			query, queryZ, err := storedQuery(e.Query)
+			if err != nil {
+				return fmt.Errorf("event %d: %w", e.Seq, err)
+			}
 			// Detail is stored byte for byte: it is covered by the hash.
-			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, e.Query, e.Reason, string(e.Detail), e.PrevHash, e.Hash); err != nil {
+			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, query, queryZ, e.Reason, string(e.Detail), e.PrevHash, e.Hash); err != nil {
 				return fmt.Errorf("event %d: %w", e.Seq, err)
 			}
 		}
@@ -1038,14 +1077,6 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) 
 		out = append(out, v)
 	}
 	return out, rows.Err()
-}
-
-func prefixed(prefix, columns string) string {
-	parts := strings.Split(columns, ", ")
-	for i := range parts {
-		parts[i] = prefix + parts[i]
-	}
-	return strings.Join(parts, ", ")
 }
 
 // ---- config history

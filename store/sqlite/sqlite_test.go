@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/identity"
@@ -57,5 +58,34 @@ func TestReopenKeepsData(t *testing.T) {
 	defer s.Close()
 	if _, err := s.GetGroup(ctx, g.ID); err != nil {
 		t.Fatalf("group lost across reopen: %v", err)
+	}
+}
+
+// A long statement is kept deflated: padding added to hide a statement
+// costs the audit file next to nothing.
+func TestLongStatementIsStoredDeflated(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "keygate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	query := "select 1 /*" + strings.Repeat(" ", 1<<20) + "*/; update items set name = 'X' where id = 1"
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 1, Type: "query", Query: query, PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
+		t.Fatal(err)
+	}
+	var plain, deflated int
+	if err := s.audit.w.QueryRowContext(ctx, `SELECT length(query), length(query_z) FROM audit_events`).Scan(&plain, &deflated); err != nil {
+		t.Fatal(err)
+	}
+	if plain != 0 || deflated == 0 || deflated > 16<<10 {
+		t.Errorf("a statement of %d bytes is stored as %d bytes of text and %d deflated", len(query), plain, deflated)
+	}
+	got, err := s.LastAudit(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Query != query {
+		t.Errorf("the statement came back with %d bytes, stored %d", len(got.Query), len(query))
 	}
 }
