@@ -92,7 +92,7 @@ func TestSessionDurationEndsSession(t *testing.T) {
 	killedWith(t, killed, durationReason("prod-readonly"))
 
 	// The engine unregisters the killed session with the kill reason.
-	f.gw.Unregister(s, durationReason("prod-readonly"))
+	f.gw.Unregister(s, durationReason("prod-readonly"), BackendEnd{How: BackendClosed})
 	ends := f.audit.ofType(audit.SessionEnd)
 	if len(ends) != 1 || ends[0].Reason != durationReason("prod-readonly") || ends[0].Detail["duration_ms"] != int64(3_600_000) {
 		t.Fatalf("session.end = %+v", ends)
@@ -117,7 +117,7 @@ func TestSessionEndedEarlyStopsItsTimer(t *testing.T) {
 		t.Fatalf("%d timers armed, want 2", n)
 	}
 	f.advance(10 * time.Minute)
-	f.gw.Unregister(closed, "client closed the session")
+	f.gw.Unregister(closed, "client closed the session", BackendEnd{How: BackendClosed})
 	if n := f.pendingTimers(); n != 1 {
 		t.Fatalf("%d timers armed after one session closed, want 1", n)
 	}
@@ -127,7 +127,7 @@ func TestSessionEndedEarlyStopsItsTimer(t *testing.T) {
 		t.Fatalf("Recheck ended %d sessions, want 1", ended)
 	}
 	killedWith(t, revokedKilled, "access revoked: bob is in no group")
-	f.gw.Unregister(revoked, "access revoked: bob is in no group")
+	f.gw.Unregister(revoked, "access revoked: bob is in no group", BackendEnd{How: BackendClosed})
 	if n := f.pendingTimers(); n != 0 {
 		t.Fatalf("%d timers armed after both sessions ended", n)
 	}
@@ -189,7 +189,7 @@ func TestRecheckAppliesShorterSessionDuration(t *testing.T) {
 				f.advance(time.Second)
 				killedWith(t, killed, tt.reason)
 			}
-			f.gw.Unregister(s, tt.reason)
+			f.gw.Unregister(s, tt.reason, BackendEnd{How: BackendClosed})
 			if n := f.pendingTimers(); n != 0 {
 				t.Fatalf("%d timers armed after the session ended", n)
 			}
@@ -227,7 +227,7 @@ func TestSessionDurationRealTimer(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("session not ended by its session_duration")
 	}
-	f.gw.Unregister(s, "done")
+	f.gw.Unregister(s, "done", BackendEnd{How: BackendClosed})
 }
 
 func TestShortDuration(t *testing.T) {

@@ -39,14 +39,23 @@ type Authorizer interface {
 	Authorize(ctx context.Context, r authz.Request) (access.Decision, error)
 }
 
-// Auditor records audit events.
+// Auditor records audit events. Err is non-nil while the audit store
+// refuses writes: no session starts then, since its statements could not
+// be recorded.
 type Auditor interface {
 	Record(e audit.Event)
+	Err() error
 }
 
-// Engine serves one client connection of a wire protocol.
+// Engine serves client connections of one wire protocol.
 type Engine interface {
-	Serve(ctx context.Context, conn net.Conn)
+	// Serve serves one connection. It calls admitted once the client has
+	// authenticated: that frees the connection's pre-authentication slot
+	// and lifts the handshake deadline.
+	Serve(ctx context.Context, conn net.Conn, admitted func())
+	// Reject tells a client that was refused before it said anything why,
+	// in the engine's protocol.
+	Reject(conn net.Conn, r *Refusal)
 }
 
 // RefusalKind classifies a refusal so that each protocol can pick its error
@@ -83,6 +92,13 @@ type Gateway struct {
 	// RecheckInterval is how often Watch decides every live session again;
 	// New sets DefaultRecheckInterval.
 	RecheckInterval time.Duration
+	// HandshakeTimeout bounds everything before a session starts;
+	// MaxHandshakes and MaxHandshakesPerAddress bound the connections
+	// still starting up, in all and from one source address. New sets the
+	// defaults.
+	HandshakeTimeout        time.Duration
+	MaxHandshakes           int
+	MaxHandshakesPerAddress int
 
 	verifier Verifier
 	authz    Authorizer
@@ -99,6 +115,11 @@ type Gateway struct {
 	byPID    map[uint32]*Session
 	draining bool // no new sessions
 	conns    sync.WaitGroup
+
+	preauth preauth
+	// cancels and refusals sample what unauthenticated clients make keygate
+	// log and audit, per source address.
+	cancels, refusals *sampler
 }
 
 // New makes a gateway core.
@@ -106,9 +127,20 @@ func New(v Verifier, authz Authorizer, a Auditor, log *slog.Logger, now func() t
 	if now == nil {
 		now = time.Now
 	}
-	return &Gateway{RecheckInterval: DefaultRecheckInterval, verifier: v, authz: authz, audit: a, log: log, now: now, afterFunc: afterFunc,
-		sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{}}
+	return &Gateway{RecheckInterval: DefaultRecheckInterval, HandshakeTimeout: DefaultHandshakeTimeout,
+		MaxHandshakes: DefaultMaxHandshakes, MaxHandshakesPerAddress: DefaultMaxHandshakesPerAddress,
+		verifier: v, authz: authz, audit: a, log: log, now: now, afterFunc: afterFunc,
+		sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{},
+		preauth: preauth{byAddr: map[string]int{}},
+		cancels: newSampler(sampleBurst, sampleWindow, now), refusals: newSampler(sampleBurst, sampleWindow, now)}
 }
+
+// What one source address may make keygate log or audit before it
+// authenticates, per window.
+const (
+	sampleBurst  = 3
+	sampleWindow = 10 * time.Second
+)
 
 // afterFunc is the real clock's timer, for Gateway.afterFunc.
 func afterFunc(d time.Duration, f func()) func() bool { return time.AfterFunc(d, f).Stop }
@@ -120,12 +152,13 @@ func (g *Gateway) Audit(e audit.Event) { g.audit.Record(e) }
 func (g *Gateway) Logger() *slog.Logger { return g.log }
 
 // Hello is what a client presents: who it says it is, where it wants to go,
-// and the token it offers as password.
+// the token it offers as password, and its other start-up parameters.
 type Hello struct {
 	User     string
 	Database string
 	Token    string
 	Client   string
+	Params   map[string]string
 }
 
 // Authenticate checks a client's token and entitlement. A refusal is
@@ -143,12 +176,32 @@ func (g *Gateway) Authenticate(ctx context.Context, h Hello) (access.Decision, t
 	return d, c, nil
 }
 
-// Refuse audits and logs a refused connection.
+// Refuse audits and logs a refused connection. Refusals for breaking the
+// protocol are sampled per source address: anyone can send malformed
+// packets without a token, and each must not cost an audit event.
 func (g *Gateway) Refuse(h Hello, c token.Claims, r *Refusal) {
 	user, db := masked(h.User), masked(h.Database)
-	g.audit.Record(audit.Event{Type: audit.ConnectRefused, User: user, Database: db, Access: string(c.Access), Client: h.Client, Reason: r.Reason,
-		Detail: map[string]any{"token_id": c.ID}})
+	detail := map[string]any{"token_id": c.ID}
+	if r.Kind == RefusedProtocol {
+		ok, suppressed := g.refusals.allow(sourceOf(h.Client))
+		if !ok {
+			return
+		}
+		detail = map[string]any{}
+		if suppressed > 0 {
+			detail["suppressed"] = suppressed
+		}
+	}
+	g.audit.Record(audit.Event{Type: audit.ConnectRefused, User: user, Database: db, Access: string(c.Access), Client: h.Client, Reason: r.Reason, Detail: detail})
 	g.log.Info("connection refused", "user", user, "database", db, "client", h.Client, "reason", r.Reason, "err", r.Err)
+}
+
+// sourceOf is the address part of a client's host:port.
+func sourceOf(client string) string {
+	if host, _, err := net.SplitHostPort(client); err == nil {
+		return host
+	}
+	return client
 }
 
 // maxNameInRefusal bounds a client-supplied name in refusal records: before
@@ -174,6 +227,16 @@ func masked(name string) string {
 func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, token.Claims, error) {
 	if token.Mentions(h.User) || token.Mentions(h.Database) {
 		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: "a token was given as the user or database name: put the token in the password, your user name in user and the database in dbname"}
+	}
+	// A start-up parameter reaches the upstream, where it can be seen in
+	// pg_stat_activity and the server log: a token has no place there.
+	for k, v := range h.Params {
+		if token.Mentions(k) || token.Mentions(v) {
+			return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("a token was given in the start-up parameter %s: put the token in the password only", masked(k))}
+		}
+	}
+	if err := g.audit.Err(); err != nil {
+		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedUnavailable, Reason: "keygate cannot write its audit log right now, so it starts no session; try again later", Err: err}
 	}
 	if h.Token == "" {
 		return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: "no token given: use a token from `keygate db token` as the password"}
@@ -225,8 +288,13 @@ type Session struct {
 	BytesFromClient atomic.Int64
 	BytesToClient   atomic.Int64
 
-	// Kill ends the session with a reason shown to the client. Set by the
-	// engine before Register; safe to call more than once.
+	// UpstreamPID is the upstream backend's process id, for the audit.
+	UpstreamPID uint32
+
+	// Kill ends the session with a reason shown to the client: the engine
+	// stops relaying, ends the upstream backend, and audits the end with
+	// Unregister once the backend is gone. Set by the engine before
+	// Register; it must not block, and is called at most once.
 	Kill func(reason string)
 	// CancelUpstream cancels the statement running upstream.
 	CancelUpstream func(ctx context.Context) error
@@ -287,9 +355,29 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	return g.recheck(context.WithoutCancel(ctx), s)
 }
 
+// BackendEnd says how a session's upstream backend ended. Engines confirm
+// the backend gone before the session's end is audited, so that the audit
+// never shows a session ended whose backend still runs.
+type BackendEnd struct {
+	// At is when keygate saw the backend gone; zero when it could not
+	// confirm that.
+	At time.Time
+	// How is BackendTerminated, BackendClosed or BackendUnconfirmed.
+	How string
+	// Err says why the end could not be confirmed.
+	Err error
+}
+
+// How a backend ended.
+const (
+	BackendTerminated  = "terminated"  // keygate ended it (pg_terminate_backend or equivalent)
+	BackendClosed      = "closed"      // it exited on its own after the client's Terminate
+	BackendUnconfirmed = "unconfirmed" // keygate could not confirm it gone; the upstream watcher ends it
+)
+
 // Unregister removes a session, stops its session_duration timer and
-// audits its end.
-func (g *Gateway) Unregister(s *Session, reason string) {
+// audits its end, with how its upstream backend ended.
+func (g *Gateway) Unregister(s *Session, reason string, end BackendEnd) {
 	g.mu.Lock()
 	delete(g.sessions, s)
 	delete(g.byPID, s.PID)
@@ -302,14 +390,33 @@ func (g *Gateway) Unregister(s *Session, reason string) {
 	}
 	s.limitMu.Unlock()
 	dur := g.now().Sub(s.Started)
-	g.audit.Record(audit.Event{Type: audit.SessionEnd, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Reason: reason,
-		Detail: map[string]any{"duration_ms": dur.Milliseconds(), "bytes_from_client": s.BytesFromClient.Load(), "bytes_to_client": s.BytesToClient.Load()}})
-	g.log.Info("session ended", "session", s.ID, "user", s.User, "database", s.Database, "duration", dur.Round(time.Millisecond), "reason", reason)
+	detail := map[string]any{"duration_ms": dur.Milliseconds(), "bytes_from_client": s.BytesFromClient.Load(), "bytes_to_client": s.BytesToClient.Load(),
+		"upstream_pid": s.UpstreamPID, "upstream_end": end.How}
+	if !end.At.IsZero() {
+		detail["upstream_gone_at"] = end.At.UTC().Format(time.RFC3339Nano)
+	}
+	if end.Err != nil {
+		detail["upstream_error"] = end.Err.Error()
+	}
+	g.audit.Record(audit.Event{Type: audit.SessionEnd, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Reason: reason, Detail: detail})
+	g.log.Info("session ended", "session", s.ID, "user", s.User, "database", s.Database, "duration", dur.Round(time.Millisecond), "reason", reason, "upstream_end", end.How)
+	if end.How == BackendUnconfirmed {
+		g.log.Error("the session's upstream backend could not be confirmed gone; the upstream watcher ends it within seconds", "session", s.ID, "upstream_pid", s.UpstreamPID, "err", end.Err)
+	}
 }
 
-// Statement audits one statement of a session.
-func (g *Gateway) Statement(s *Session, text string) {
-	g.audit.Record(audit.Event{Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Query: text})
+// Statement audits one statement of a session, with detail about how it
+// was sent.
+func (g *Gateway) Statement(s *Session, text string, detail map[string]any) {
+	g.audit.Record(audit.Event{Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Query: text, Detail: detail})
+}
+
+// RefuseStatement audits a statement or call of a session that keygate
+// refused, so that it never reached the upstream.
+func (g *Gateway) RefuseStatement(s *Session, reason, text string, detail map[string]any) {
+	g.audit.Record(audit.Event{Type: audit.QueryRefused, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID,
+		Reason: reason, Query: text, Detail: detail})
+	g.log.Info("statement refused", "session", s.ID, "user", s.User, "reason", reason)
 }
 
 func randomKey() (uint32, uint32) {
@@ -330,7 +437,10 @@ func (g *Gateway) Cancel(ctx context.Context, pid, secret uint32, client string)
 	s, ok := g.byPID[pid]
 	g.mu.Unlock()
 	if !ok || subtle.ConstantTimeEq(int32(s.Secret), int32(secret)) != 1 {
-		g.log.Info("cancel request matched no session", "client", client)
+		// Anyone can send these without a token: log a few per source.
+		if ok, suppressed := g.cancels.allow(sourceOf(client)); ok {
+			g.log.Info("cancel request matched no session", "client", client, "suppressed", suppressed)
+		}
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
@@ -354,6 +464,13 @@ func (g *Gateway) Sessions() []*Session {
 		out = append(out, s)
 	}
 	return out
+}
+
+// Handshakes is the number of connections still starting up.
+func (g *Gateway) Handshakes() int {
+	g.preauth.mu.Lock()
+	defer g.preauth.mu.Unlock()
+	return g.preauth.total
 }
 
 // SessionCount is the number of live sessions; unlike Sessions it
@@ -515,9 +632,32 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener, engine Engine) err
 		g.conns.Add(1)
 		go func() {
 			defer g.conns.Done()
-			engine.Serve(ctx, conn)
+			g.ServeConn(ctx, conn, engine)
 		}()
 	}
+}
+
+// ServeConn serves one accepted connection with engine under the
+// pre-authentication limits: a slot among MaxHandshakes and
+// MaxHandshakesPerAddress, and HandshakeTimeout to authenticate. A
+// connection past a limit is rejected at once.
+func (g *Gateway) ServeConn(ctx context.Context, conn net.Conn, engine Engine) {
+	defer conn.Close()
+	release, refusal := g.preauth.acquire(hostOf(conn.RemoteAddr()), g.MaxHandshakes, g.MaxHandshakesPerAddress)
+	if refusal != nil {
+		conn.SetDeadline(time.Now().Add(time.Second))
+		if ok, suppressed := g.refusals.allow(hostOf(conn.RemoteAddr())); ok {
+			g.log.Warn("connection refused before start-up", "client", conn.RemoteAddr().String(), "reason", refusal.Reason, "suppressed", suppressed)
+		}
+		engine.Reject(conn, refusal)
+		return
+	}
+	defer release()
+	conn.SetDeadline(time.Now().Add(g.HandshakeTimeout))
+	engine.Serve(ctx, conn, func() {
+		release()
+		conn.SetDeadline(time.Time{})
+	})
 }
 
 // Drain refuses new sessions, waits for connections to finish until ctx

@@ -60,6 +60,13 @@ func (a *stubAuthz) set(user string, ok bool) {
 type recorder struct {
 	mu     sync.Mutex
 	events []audit.Event
+	err    error
+}
+
+func (r *recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
 }
 
 func (r *recorder) Record(e audit.Event) {
@@ -188,6 +195,10 @@ func TestAuthenticate(t *testing.T) {
 		{"another database", Hello{User: "alice", Database: "billing", Token: alice}, RefusedCredentials, "for database orders, not billing"},
 		{"token as user", Hello{User: alice, Database: "orders", Token: alice}, RefusedCredentials, "a token was given as the user or database name"},
 		{"token as database", Hello{User: "alice", Database: alice, Token: alice}, RefusedCredentials, "a token was given as the user or database name"},
+		{"token as application_name", Hello{User: "alice", Database: "orders", Token: alice, Params: map[string]string{"application_name": alice}},
+			RefusedCredentials, "a token was given in the start-up parameter application_name"},
+		{"token in options", Hello{User: "alice", Database: "orders", Token: alice, Params: map[string]string{"options": "-c app.x=" + alice}},
+			RefusedCredentials, "a token was given in the start-up parameter options"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -316,7 +327,7 @@ func TestSessionCount(t *testing.T) {
 	if n := f.gw.SessionCount(); n != 2 {
 		t.Fatalf("SessionCount = %d with two sessions", n)
 	}
-	f.gw.Unregister(alice, "client closed")
+	f.gw.Unregister(alice, "client closed", BackendEnd{How: BackendClosed})
 	if n := f.gw.SessionCount(); n != 1 || len(f.gw.Sessions()) != 1 {
 		t.Fatalf("SessionCount = %d after one of two ended", n)
 	}
@@ -346,7 +357,7 @@ func TestCancelMatchesKey(t *testing.T) {
 	if len(f.audit.ofType(audit.QueryCancel)) != 1 {
 		t.Fatal("cancel not audited")
 	}
-	f.gw.Unregister(s, "done")
+	f.gw.Unregister(s, "done", BackendEnd{How: BackendClosed})
 	f.gw.Cancel(ctx, s.PID, s.Secret, "x")
 	if len(cancelled) != 1 {
 		t.Fatal("a cancel reached an ended session")
