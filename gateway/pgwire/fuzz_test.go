@@ -16,7 +16,9 @@ import (
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
+	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/token"
 )
 
 func FuzzParseStartupPacket(f *testing.F) {
@@ -120,16 +122,7 @@ func checkPacket(t *testing.T, b []byte, pkt *startupPacket) {
 func FuzzHandshake(f *testing.F) {
 	p := newPKI(f)
 	tok := p.mint(f, "alice")
-	frontend := func(msgs ...pgproto3.FrontendMessage) []byte {
-		var b []byte
-		for _, m := range msgs {
-			var err error
-			if b, err = m.Encode(b); err != nil {
-				f.Fatal(err)
-			}
-		}
-		return b
-	}
+	frontend := func(msgs ...pgproto3.FrontendMessage) []byte { return encodeFrontend(f, msgs...) }
 	hello := startup(map[string]string{"user": "alice", "database": "orders", "application_name": "psql"})
 	for _, seed := range []struct {
 		data    []byte
@@ -159,14 +152,14 @@ func FuzzHandshake(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte, overTLS bool) {
 		g := newGateway(t, p, authorizer{allow: true}, io.Discard)
-		g.srv.HandshakeTimeout = time.Second
+		g.srv.Gateway.HandshakeTimeout = time.Second
 		client, server := net.Pipe()
 		defer client.Close()
 		client.SetDeadline(time.Now().Add(5 * time.Second))
 		done := make(chan struct{})
 		go func() {
 			defer close(done)
-			g.srv.Serve(context.Background(), server)
+			g.srv.Gateway.ServeConn(context.Background(), server, g.srv)
 		}()
 
 		var conn net.Conn = client
@@ -194,7 +187,7 @@ func FuzzHandshake(f *testing.F) {
 		select {
 		case <-done:
 		case <-time.After(3 * time.Second):
-			t.Fatalf("Serve did not return within 3s (handshake timeout %s)", g.srv.HandshakeTimeout)
+			t.Fatalf("Serve did not return within 3s (handshake timeout %s)", g.srv.Gateway.HandshakeTimeout)
 		}
 		client.Close()
 		wg.Wait()
@@ -209,4 +202,69 @@ func FuzzHandshake(f *testing.F) {
 			t.Fatalf("upstreams appeared: %v", g.srv.Upstreams)
 		}
 	})
+}
+
+// FuzzRelay sends arbitrary messages through an authenticated session to a
+// real PostgreSQL: whatever the client sends, keygate neither panics nor
+// loses track of the conversation in a way that hangs, and the session
+// and its backend end when the client goes.
+func FuzzRelay(f *testing.F) {
+	r := newRelay(f, "pw_fuzz")
+	encode := func(msgs ...pgproto3.FrontendMessage) []byte { return encodeFrontend(f, msgs...) }
+	for _, seed := range [][]byte{
+		encode(&pgproto3.Query{String: "SELECT 1"}),
+		encode(&pgproto3.Parse{Name: "s1", Query: "SELECT $1::int"}, &pgproto3.Describe{ObjectType: 'S', Name: "s1"}, &pgproto3.Sync{},
+			&pgproto3.Bind{PreparedStatement: "s1", Parameters: [][]byte{[]byte("1")}}, &pgproto3.Execute{}, &pgproto3.Sync{}),
+		encode(&pgproto3.Parse{Query: "SELECT 1"}, &pgproto3.Bind{DestinationPortal: "p"}, &pgproto3.Execute{Portal: "p", MaxRows: 1},
+			&pgproto3.Close{ObjectType: 'P', Name: "p"}, &pgproto3.Flush{}, &pgproto3.Sync{}),
+		encode(&pgproto3.Parse{Name: "s1", Query: "SELECT 1"}, &pgproto3.Parse{Name: "s1", Query: "SELECT 2"}, &pgproto3.Bind{PreparedStatement: "s1"}, &pgproto3.Sync{}),
+		encode(&pgproto3.Query{String: "DEALLOCATE s1"}, &pgproto3.Query{String: "BEGIN; DECLARE c CURSOR FOR SELECT 1"}, &pgproto3.Execute{Portal: "c"}, &pgproto3.Sync{}),
+		encode(&pgproto3.FunctionCall{Function: 957, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{{0, 0, 0, 1}}}, &pgproto3.FunctionCall{Function: 2924}),
+		encode(&pgproto3.Query{String: "COPY (SELECT 1) TO STDOUT"}, &pgproto3.CopyData{Data: []byte("x")}, &pgproto3.CopyDone{}),
+		{'B', 0, 0, 0, 4},
+		{'E', 0, 0, 0, 5, 0},
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, done := r.serve(t)
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		tc := r.startTLS(t, c)
+		be := newBackend(t, tc)
+		tok, _, err := r.issuer.Mint(token.Claims{User: "fuzz", Database: "orders", Access: access.ReadOnly, Expires: time.Now().Add(time.Hour)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		be.send(startup(map[string]string{"user": "fuzz", "database": "orders"}))
+		be.next()
+		be.send(&pgproto3.PasswordMessage{Password: tok})
+		be.until(t, "login")
+		var wg sync.WaitGroup
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			io.Copy(io.Discard, tc)
+		}()
+		tc.Write(data)
+		tc.Write([]byte{'S', 0, 0, 0, 4})
+		time.Sleep(20 * time.Millisecond)
+		c.Close()
+		waitServe(t, done, 15*time.Second)
+		wg.Wait()
+		if n := r.srv.Gateway.SessionCount(); n != 0 {
+			t.Fatalf("%d sessions live after the client went", n)
+		}
+	})
+}
+
+// encodeFrontend encodes client messages back to back.
+func encodeFrontend(tb testing.TB, msgs ...pgproto3.FrontendMessage) []byte {
+	var b []byte
+	for _, m := range msgs {
+		var err error
+		if b, err = m.Encode(b); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return b
 }

@@ -35,6 +35,8 @@ type recorder struct {
 	events []audit.Event
 }
 
+func (r *recorder) Err() error { return nil }
+
 func (r *recorder) Record(e audit.Event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -138,11 +140,11 @@ func newGateway(t testing.TB, p *pkiFixture, az gateway.Authorizer, logs io.Writ
 	}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	gw := gateway.New(&token.Verifier{Keys: p.keys, Now: time.Now}, az, rec, log, nil)
+	gw.HandshakeTimeout = 2 * time.Second
 	srv := &Server{
-		Gateway:          gw,
-		TLS:              func() *tls.Config { return p.tls },
-		Upstreams:        map[string]Upstream{},
-		HandshakeTimeout: 2 * time.Second,
+		Gateway:   gw,
+		TLS:       func() *tls.Config { return p.tls },
+		Upstreams: map[string]Upstream{},
 	}
 	return &gatewayFixture{pkiFixture: p, srv: srv, audit: rec, logs: buf}
 }
@@ -155,7 +157,7 @@ func (g *gatewayFixture) serve(t testing.TB) (net.Conn, <-chan struct{}) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		g.srv.Serve(context.Background(), server)
+		g.srv.Gateway.ServeConn(context.Background(), server, g.srv)
 	}()
 	client.SetDeadline(time.Now().Add(5 * time.Second))
 	t.Cleanup(func() {
@@ -397,7 +399,7 @@ func TestStartupLengthBounds(t *testing.T) {
 
 func TestHandshakeTimeout(t *testing.T) {
 	g := newGateway(t, newPKI(t), authorizer{allow: true}, nil)
-	g.srv.HandshakeTimeout = 100 * time.Millisecond
+	g.srv.Gateway.HandshakeTimeout = 100 * time.Millisecond
 	c, done := g.serve(t)
 	// Half a startup packet, then silence.
 	if _, err := c.Write([]byte{0, 0, 0, 40, 0, 3}); err != nil {
@@ -627,6 +629,14 @@ func (f *fakeUpstream) Connect(_ context.Context, person string, level access.Le
 		Params: map[string]string{"server_version": "15.0", "client_encoding": "UTF8"}, TxStatus: 'I'}, nil
 }
 
+// Terminate stands in for ending the backend: the pipe's far end closes.
+func (f *fakeUpstream) Terminate(_ context.Context, c *postgres.Conn) (time.Time, error) {
+	c.Close()
+	return time.Now(), nil
+}
+
+func (f *fakeUpstream) Release(c *postgres.Conn) { c.Close() }
+
 func (f *fakeUpstream) Cancel(_ context.Context, pid uint32, secret []byte) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -707,9 +717,9 @@ func TestCancelMatchesKeygatesKeyOnly(t *testing.T) {
 // told to try again, and a slot frees when a start-up ends.
 func TestHandshakeLimit(t *testing.T) {
 	g := newGateway(t, newPKI(t), authorizer{allow: true}, nil)
-	g.srv.MaxHandshakes = 1
+	g.srv.Gateway.MaxHandshakes = 1
 	first, firstDone := g.serve(t) // says nothing: holds its slot
-	for g.srv.handshakes.Load() != 1 {
+	for g.srv.Gateway.Handshakes() != 1 {
 		time.Sleep(time.Millisecond)
 	}
 	second, _ := g.serve(t)

@@ -10,7 +10,6 @@ package pgwire
 
 import (
 	"bufio"
-	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -18,7 +17,7 @@ import (
 	"io"
 	"net"
 	"slices"
-	"sync/atomic"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
@@ -32,10 +31,14 @@ import (
 // TLSRequired is what a plaintext client is told.
 const TLSRequired = "keygate requires TLS: connect with sslmode=verify-full and the keygate CA (sslrootcert=ca.pem from `keygate ca`)"
 
-// Upstream opens connections to one upstream database.
+// Upstream opens and ends connections to one upstream database.
 type Upstream interface {
 	Connect(ctx context.Context, person string, level access.Level, params map[string]string) (*postgres.Conn, error)
 	Cancel(ctx context.Context, pid uint32, secret []byte) error
+	// Terminate ends c's backend and returns when it is gone.
+	Terminate(ctx context.Context, c *postgres.Conn) (time.Time, error)
+	// Release hands c back once its session is over.
+	Release(c *postgres.Conn)
 }
 
 // Server is the PostgreSQL engine.
@@ -46,47 +49,44 @@ type Server struct {
 	TLS func() *tls.Config
 	// Upstreams maps keygate database names to upstreams.
 	Upstreams map[string]Upstream
-	// HandshakeTimeout bounds everything before the session starts.
-	HandshakeTimeout time.Duration
-	// MaxHandshakes bounds connections still starting up (unauthenticated),
-	// so that nobody can hold all of keygate's file descriptors without a
-	// token; 0 means DefaultMaxHandshakes.
-	MaxHandshakes int
-
-	handshakes atomic.Int64
+	// MaxStatement is the longest statement text the audit keeps whole;
+	// 0 means DefaultMaxStatement. A longer statement is refused, and the
+	// session ended, unless TruncateOversized is set: then it runs, and
+	// the audit keeps its head and tail with its length and SHA-256.
+	MaxStatement      int
+	TruncateOversized bool
 }
 
-// DefaultMaxHandshakes is the default for Server.MaxHandshakes.
-const DefaultMaxHandshakes = 1024
+// DefaultMaxStatement is the default for Server.MaxStatement.
+const DefaultMaxStatement = 1 << 20
+
+func (srv *Server) maxStatement() int {
+	if srv.MaxStatement > 0 {
+		return srv.MaxStatement
+	}
+	return DefaultMaxStatement
+}
 
 var _ gateway.Engine = (*Server)(nil)
 
 // Serve implements gateway.Engine.
-func (srv *Server) Serve(ctx context.Context, conn net.Conn) {
-	defer conn.Close()
-	timeout := srv.HandshakeTimeout
-	if timeout == 0 {
-		timeout = 30 * time.Second
-	}
-	conn.SetDeadline(time.Now().Add(timeout))
+func (srv *Server) Serve(ctx context.Context, conn net.Conn, admitted func()) {
 	h := &handshake{srv: srv, raw: conn, client: conn.RemoteAddr().String()}
-	limit := int64(cmp.Or(srv.MaxHandshakes, DefaultMaxHandshakes))
-	if srv.handshakes.Add(1) > limit {
-		srv.handshakes.Add(-1)
-		h.conn = conn
-		h.sendError(&gateway.Refusal{Kind: gateway.RefusedUnavailable, Reason: "too many connections are starting at once; try again"})
-		return
-	}
 	sess, err := h.run(ctx)
-	srv.handshakes.Add(-1)
 	if err != nil {
 		if !errors.Is(err, io.EOF) && !errors.Is(err, errHandled) {
 			srv.Gateway.Logger().Debug("connection closed during start-up", "client", h.client, "err", err)
 		}
 		return
 	}
-	conn.SetDeadline(time.Time{})
+	admitted()
 	sess.relay()
+}
+
+// Reject implements gateway.Engine: a FATAL ErrorResponse, which libpq
+// shows even in place of the answer to an SSLRequest.
+func (srv *Server) Reject(conn net.Conn, r *gateway.Refusal) {
+	(&handshake{srv: srv, raw: conn, conn: conn}).sendError(r)
 }
 
 // errHandled marks a start-up that ended the way the protocol wants (a
@@ -214,7 +214,7 @@ func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, 
 		}
 	}
 	params := pkt.params
-	hello := gateway.Hello{User: params["user"], Database: params["database"], Client: h.client}
+	hello := gateway.Hello{User: params["user"], Database: params["database"], Client: h.client, Params: params}
 	if hello.User == "" {
 		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: "no user name given: connect with user=<your keygate user name>"})
 		return nil, errHandled
@@ -249,8 +249,13 @@ func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, 
 	upConn, err := up.Connect(ctx, decision.User, claims.Access, params)
 	if err != nil {
 		reason := fmt.Sprintf("keygate could not log you in to %s upstream; the keygate log says why", claims.Database)
-		if errors.Is(err, postgres.ErrUnavailable) {
+		switch {
+		case errors.Is(err, postgres.ErrUnavailable):
 			reason = fmt.Sprintf("database %s is unavailable right now", claims.Database)
+		case errors.Is(err, postgres.ErrPrivileges):
+			// Safe to show: role names and the statements that fix it,
+			// for the person to pass on to whoever runs keygate.
+			reason = fmt.Sprintf("database %s is not ready: %s", claims.Database, err)
 		}
 		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedUnavailable, Reason: reason, Err: err})
 		return nil, errHandled
@@ -259,16 +264,15 @@ func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, 
 	s.gs.User, s.gs.Database, s.gs.Level, s.gs.SignIn, s.gs.TokenID = decision.User, claims.Database, claims.Access, claims.Session, claims.ID
 	s.gs.Grant = decision.Grant
 	if err := h.srv.Gateway.Register(ctx, s.gs); err != nil {
-		// Revoked while connecting: Kill has already closed upstream.
+		// Revoked while connecting: Kill has begun ending the backend.
 		var r *gateway.Refusal
 		errors.As(err, &r)
 		h.sendError(r)
-		h.srv.Gateway.Unregister(s.gs, r.Reason)
+		h.srv.Gateway.Unregister(s.gs, r.Reason, s.endBackend())
 		return nil, errHandled
 	}
 	if err := s.greet(); err != nil {
-		upConn.Close()
-		h.srv.Gateway.Unregister(s.gs, "client went away during start-up")
+		h.srv.Gateway.Unregister(s.gs, "client went away during start-up", s.endBackend())
 		return nil, err
 	}
 	return s, nil
@@ -293,9 +297,11 @@ func (h *handshake) refuse(hello gateway.Hello, r *gateway.Refusal) {
 	h.sendError(r)
 }
 
+// protocolError refuses a client that broke the protocol before
+// authenticating; the refusal is audited (sampled per source address).
 func (h *handshake) protocolError(err error) error {
 	if errors.Is(err, errProtocol) {
-		h.sendError(&gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: "invalid start-up packet", Err: err})
+		h.refuse(gateway.Hello{Client: h.client}, &gateway.Refusal{Kind: gateway.RefusedProtocol, Reason: "invalid start-up packet: " + strings.TrimPrefix(err.Error(), errProtocol.Error()+": ")})
 		return errHandled
 	}
 	return err

@@ -5,82 +5,165 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgproto3"
 
-	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/gateway"
 	"github.com/keygate/keygate/upstream/postgres"
 )
 
-// Buffer sizes. The client reader must hold a whole audited prefix of a
-// statement so that it can be read in place.
+// Buffer sizes.
 const (
-	clientReadBuf  = audit.MaxQueryLen + 5
+	clientReadBuf  = 64 << 10
 	upstreamBuf    = 64 << 10
 	clientWriteBuf = 64 << 10
 	// maxMessage is PostgreSQL's own limit on a message.
 	maxMessage = 1 << 30
 )
 
-// killWriteGrace is how long a killed session may still take to write to
-// its client.
-const killWriteGrace = 5 * time.Second
+const (
+	// killWriteGrace is how long an ending session may still take to
+	// write to its client.
+	killWriteGrace = 5 * time.Second
+	// terminateTimeout bounds ending a backend and confirming it gone.
+	terminateTimeout = 5 * time.Second
+	// closeGrace is how long a backend may take to exit after a
+	// Terminate before keygate ends it.
+	closeGrace = 2 * time.Second
+)
 
 // session relays one authenticated connection.
 type session struct {
+	srv    *Server
 	gw     *gateway.Gateway
 	gs     *gateway.Session
+	up     Upstream
+	upc    *postgres.Conn
 	client net.Conn
 	cr     *bufio.Reader
-	cw     *bufio.Writer
-	up     *postgres.Conn
 	ur     *bufio.Reader
 	uw     *bufio.Writer
+	st     *tracker
 
-	killReason atomic.Pointer[string]
-	st         statements
+	// wmu guards cw: the relay of upstream messages and the replies
+	// keygate gives itself both write to the client.
+	wmu sync.Mutex
+	cw  *bufio.Writer
+
+	// buf holds whole client messages that keygate reads before relaying.
+	buf []byte
+	// skipping is set after keygate answered an extended-protocol
+	// message with an error itself: like PostgreSQL, it then ignores the
+	// client's messages up to Sync. Only fromClient touches it.
+	skipping bool
+	// pending is an unnamed statement parsed but not yet executed: its
+	// text goes into the audit with its first execution, or at the next
+	// Sync or Flush if none comes. Only fromClient touches it.
+	pending *stmt
+
+	// stopped is closed when the session must end before the client
+	// ends it: revoked, over its session_duration, shutting down, or a
+	// statement refused. fatal says what the client is told.
+	stopped  chan struct{}
+	stopOnce sync.Once
+	fatal    atomic.Pointer[pgproto3.ErrorResponse]
+
+	// ended is closed once the backend is gone or keygate gave up on
+	// confirming it, with end saying which.
+	termOnce sync.Once
+	ended    chan struct{}
+	end      gateway.BackendEnd
+
+	// upEOF is when the upstream closed the connection (Unix ns), 0 if it
+	// has not.
+	upEOF atomic.Int64
 }
 
 func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 	s := &session{
-		gw:     h.srv.Gateway,
-		client: h.conn,
-		cr:     bufio.NewReaderSize(h.r, clientReadBuf),
-		cw:     bufio.NewWriterSize(h.conn, clientWriteBuf),
-		up:     up,
-		ur:     bufio.NewReaderSize(up, upstreamBuf),
-		uw:     bufio.NewWriterSize(up, upstreamBuf),
+		srv:     h.srv,
+		gw:      h.srv.Gateway,
+		up:      upstream,
+		upc:     up,
+		client:  h.conn,
+		cr:      bufio.NewReaderSize(h.r, clientReadBuf),
+		cw:      bufio.NewWriterSize(h.conn, clientWriteBuf),
+		ur:      bufio.NewReaderSize(up, upstreamBuf),
+		uw:      bufio.NewWriterSize(up, upstreamBuf),
+		st:      newTracker(),
+		stopped: make(chan struct{}),
+		ended:   make(chan struct{}),
 	}
-	s.gs = &gateway.Session{Client: h.client, UpstreamRole: up.Role}
-	s.st.record = func(text string) { s.gw.Statement(s.gs, text) }
-	s.gs.Kill = s.kill
+	s.st.txStatus = up.TxStatus
+	s.gs = &gateway.Session{Client: h.client, UpstreamRole: up.Role, UpstreamPID: up.PID}
+	s.gs.Kill = func(reason string) { s.stop(fatal57P01(reason)) }
 	s.gs.CancelUpstream = func(ctx context.Context) error { return upstream.Cancel(ctx, up.PID, up.SecretKey) }
 	return s
 }
 
-// kill ends the session: closing the upstream connection stops the relay at
-// a message boundary, where the client is told why; the cancel stops a
-// statement the backend would otherwise run to completion.
-func (s *session) kill(reason string) {
-	s.killReason.Store(&reason)
-	s.up.Close()
-	// A client that stops reading must not keep the session (and a
-	// shutdown) waiting: its pending write gives up after a grace period.
-	s.client.SetWriteDeadline(time.Now().Add(killWriteGrace))
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+// fatal57P01 is what a client is told when keygate ends its session.
+func fatal57P01(reason string) *pgproto3.ErrorResponse {
+	return &pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "keygate: " + reason}
+}
+
+// stop ends the session from keygate's side: nothing more the client sends
+// reaches the upstream, and the backend is ended (see terminate). It does
+// not block.
+func (s *session) stop(why *pgproto3.ErrorResponse) {
+	s.stopOnce.Do(func() {
+		s.fatal.Store(why)
+		close(s.stopped)
+		s.client.SetReadDeadline(time.Now())
+		// A client that stops reading must not keep the session (and a
+		// shutdown) waiting: a write to it gives up after a grace period.
+		s.client.SetWriteDeadline(time.Now().Add(killWriteGrace))
+		// A message waiting for an earlier batch's replies gives up.
+		s.st.close()
+		go s.terminate()
+	})
+}
+
+func (s *session) isStopped() bool {
+	select {
+	case <-s.stopped:
+		return true
+	default:
+		return false
+	}
+}
+
+// terminate ends the backend from keygate's admin connection and waits
+// until it is gone: closing the socket and sending a cancel would leave a
+// statement that swallows cancels running and committing. Then it closes
+// the upstream connection, which ends the relay of its messages.
+func (s *session) terminate() {
+	s.termOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), terminateTimeout)
 		defer cancel()
-		if err := s.gs.CancelUpstream(ctx); err != nil {
-			s.gw.Logger().Debug("cancel after kill failed", "session", s.gs.ID, "err", err)
+		at, err := s.up.Terminate(ctx, s.upc)
+		if err != nil {
+			s.end = gateway.BackendEnd{How: gateway.BackendUnconfirmed, Err: err}
+		} else {
+			s.end = gateway.BackendEnd{At: at, How: gateway.BackendTerminated}
 		}
-	}()
+		s.upc.Close()
+		close(s.ended)
+	})
+}
+
+// endBackend ends the backend of a session that never got to relay, and
+// hands the connection back.
+func (s *session) endBackend() gateway.BackendEnd {
+	s.terminate()
+	<-s.ended
+	s.up.Release(s.upc)
+	return s.end
 }
 
 // greet finishes start-up: authentication is done, here are the server's
@@ -88,146 +171,239 @@ func (s *session) kill(reason string) {
 func (s *session) greet() error {
 	var buf []byte
 	buf, _ = (&pgproto3.AuthenticationOk{}).Encode(buf)
-	for k, v := range s.up.Params {
+	for k, v := range s.upc.Params {
 		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
 	}
 	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.gs.PID, SecretKey: binary.BigEndian.AppendUint32(nil, s.gs.Secret)}).Encode(buf)
-	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: s.up.TxStatus}).Encode(buf)
+	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: s.upc.TxStatus}).Encode(buf)
 	_, err := s.client.Write(buf)
 	return err
 }
 
-// relay copies messages both ways until either side ends.
+// relay copies messages both ways until either side ends, makes sure the
+// backend is gone, and only then audits the session's end.
 func (s *session) relay() {
-	var wg sync.WaitGroup
-	var clientErr error
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		clientErr = s.fromClient()
-		// The client is done: let upstream know, which ends toClient.
-		s.up.Close()
-	}()
-	atBoundary, upErr := s.toClient()
-	killed := s.killReason.Load()
-	if killed != nil {
-		// Stop reading the client but keep the connection: it is told why
-		// only once the session's end is on record, so that whoever sees
-		// the revocation also finds it in the audit log.
-		s.client.SetReadDeadline(time.Now())
-	} else {
-		s.client.Close()
+	upDone := make(chan bool, 1)
+	go func() { upDone <- s.toClient() }()
+	clientErr := s.fromClient()
+	s.st.close()
+	reason := s.reason(clientErr)
+	end, atBoundary := s.finish(clientErr, upDone)
+	fatal := s.fatal.Load()
+	if fatal != nil {
+		reason = strings.TrimPrefix(fatal.Message, "keygate: ")
 	}
-	wg.Wait()
+	s.gw.Unregister(s.gs, reason, end)
+	// The backend is gone; handing the connection back may put the role
+	// at rest, which need not delay the audit.
+	s.up.Release(s.upc)
+	if fatal != nil && atBoundary {
+		// The client hears why only now, so that whoever sees the end
+		// also finds it in the audit log.
+		s.client.SetWriteDeadline(time.Now().Add(killWriteGrace))
+		buf, _ := fatal.Encode(nil)
+		s.cw.Write(buf)
+		s.cw.Flush()
+	}
+	s.client.Close()
+}
 
-	reason := "client disconnected"
+var (
+	errClientTerminated = errors.New("client sent Terminate")
+	errStopped          = errors.New("session stopped by keygate")
+)
+
+// reason is why the session ended, when keygate did not end it.
+func (s *session) reason(clientErr error) string {
 	switch {
-	case killed != nil:
-		reason = *killed
 	case errors.Is(clientErr, errClientTerminated):
-		reason = "client closed the session"
-	case upErr != nil && !errors.Is(upErr, net.ErrClosed) && clientErr == nil:
-		reason = "upstream closed the connection"
+		return "client closed the session"
+	case s.upEOF.Load() != 0:
+		return "upstream closed the connection"
 	case errors.Is(clientErr, errProtocol):
-		reason = clientErr.Error()
+		return clientErr.Error()
 	}
-	s.gw.Unregister(s.gs, reason)
-	if killed != nil {
-		if atBoundary {
-			s.client.SetWriteDeadline(time.Now().Add(killWriteGrace))
-			buf, _ := (&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01", Message: "keygate: " + *killed}).Encode(nil)
-			s.cw.Write(buf)
-			s.cw.Flush()
-		}
-		s.client.Close()
-	}
+	return "client disconnected"
 }
 
-var errClientTerminated = errors.New("client sent Terminate")
-
-// fromClient relays client messages upstream, auditing statement text.
-func (s *session) fromClient() error {
-	var hdr [5]byte
-	for {
-		if _, err := io.ReadFull(s.cr, hdr[:]); err != nil {
-			return err
+// finish makes sure the backend is gone once the client side is done. A
+// backend that was told Terminate (by the client, or by keygate because
+// the client vanished between statements) exits by itself, and its
+// connection closing says so; any other is ended with terminate.
+func (s *session) finish(clientErr error, upDone <-chan bool) (gateway.BackendEnd, bool) {
+	var atBoundary, upReturned bool
+	select {
+	case atBoundary = <-upDone:
+		upReturned = true
+	default:
+	}
+	if !s.isStopped() {
+		graceful := errors.Is(clientErr, errClientTerminated)
+		if !graceful && !upReturned && s.st.idle() && atMessageBoundary(clientErr) {
+			graceful = s.sendTerminate() == nil
 		}
-		typ, n := hdr[0], int(binary.BigEndian.Uint32(hdr[1:]))-4
-		if n < 0 || n > maxMessage {
-			return fmt.Errorf("%w: message %q of length %d", errProtocol, typ, n+4)
-		}
-		switch typ {
-		case 'Q', 'P', 'B', 'C', 'S', 'F':
-			body, err := s.cr.Peek(min(n, s.cr.Size()))
-			if err != nil {
-				return err
-			}
-			s.st.client(typ, body, n)
-		}
-		if _, err := s.uw.Write(hdr[:]); err != nil {
-			return err
-		}
-		if err := copyN(s.uw, s.cr, n); err != nil {
-			return err
-		}
-		s.gs.BytesFromClient.Add(int64(n + 5))
-		if s.cr.Buffered() == 0 || typ == 'X' {
-			if err := s.uw.Flush(); err != nil {
-				return err
+		if graceful && !upReturned {
+			select {
+			case atBoundary = <-upDone:
+				upReturned = true
+			case <-time.After(closeGrace):
+			case <-s.stopped:
 			}
 		}
-		if typ == 'X' {
-			return errClientTerminated
+		if at := s.upEOF.Load(); at != 0 && !s.isStopped() {
+			return gateway.BackendEnd{At: time.Unix(0, at), How: gateway.BackendClosed}, atBoundary
 		}
 	}
+	s.terminate()
+	<-s.ended
+	if !upReturned {
+		atBoundary = <-upDone
+	}
+	return s.end, atBoundary
 }
 
-// toClient relays upstream messages to the client whole, so that a kill
-// can always append a clean FATAL error. atBoundary reports whether the
-// stream to the client ended between messages.
-func (s *session) toClient() (atBoundary bool, err error) {
+// atMessageBoundary reports whether the client's stream ended between
+// messages, so that nothing half sent sits upstream.
+func atMessageBoundary(clientErr error) bool {
+	return errors.Is(clientErr, io.EOF) || errors.Is(clientErr, net.ErrClosed)
+}
+
+// sendTerminate ends the backend the way a client does.
+func (s *session) sendTerminate() error {
+	if _, err := s.uw.Write([]byte{'X', 0, 0, 0, 4}); err != nil {
+		return err
+	}
+	return s.uw.Flush()
+}
+
+// toClient relays upstream messages to the client whole, so that an ending
+// session can always append a clean FATAL error. It returns once the
+// upstream connection is closed, saying whether the stream to the client
+// ended between messages; when the client is gone it goes on reading the
+// upstream, so that the backend is never stuck writing.
+func (s *session) toClient() (atBoundary bool) {
 	var hdr [5]byte
+	clientGone := false
 	for {
 		if _, err := io.ReadFull(s.ur, hdr[:]); err != nil {
-			s.cw.Flush()
-			return true, err
+			s.flushClient()
+			s.upstreamEnded(err)
+			return true
 		}
 		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
 		if n < 0 || n > maxMessage {
-			s.cw.Flush()
-			return true, fmt.Errorf("upstream sent a message of length %d", n+4)
+			s.flushClient()
+			s.gw.Logger().Error("upstream sent a message of impossible length; ending the session", "session", s.gs.ID, "length", n+4)
+			s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "08P01", Message: "keygate: the upstream sent a malformed message"})
+			s.discardUpstream()
+			return true
 		}
-		s.st.server(hdr[0])
-		s.cw.Write(hdr[:])
-		if err := copyN(s.cw, s.ur, n); err != nil {
-			return false, err
+		var status byte
+		if hdr[0] == 'Z' && n == 1 {
+			if b, err := s.ur.Peek(1); err == nil {
+				status = b[0]
+			}
+		}
+		relay, err := s.st.reply(hdr[0], status)
+		if err != nil {
+			s.gw.Logger().Error("ending a session whose replies no longer match its messages", "session", s.gs.ID, "err", err)
+			s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "XX000", Message: "keygate: " + errDesync.Error() + "; reconnect"})
+			s.discardUpstream()
+			return true
+		}
+		// Once keygate ends the session, the client hears nothing more of
+		// the upstream, not even the FATAL its backend sends as it goes:
+		// only keygate's own, which says why.
+		if !relay || clientGone || s.isStopped() {
+			if _, err := s.ur.Discard(n); err != nil {
+				s.upstreamEnded(err)
+				return true
+			}
+		} else {
+			s.wmu.Lock()
+			s.cw.Write(hdr[:])
+			upErr, clientErr := copyN(s.cw, s.ur, n)
+			if clientErr == nil && s.ur.Buffered() == 0 {
+				clientErr = s.cw.Flush()
+			}
+			s.wmu.Unlock()
+			if upErr != nil {
+				s.upstreamEnded(upErr)
+				return false
+			}
+			if clientErr != nil {
+				// The client is gone; fromClient finds out on its next
+				// read, and the backend is ended once it does.
+				clientGone = true
+				s.client.SetReadDeadline(time.Now())
+			}
 		}
 		s.gs.BytesToClient.Add(int64(n + 5))
-		if s.ur.Buffered() == 0 {
-			if err := s.cw.Flush(); err != nil {
-				return false, err
-			}
+		if !clientGone {
+			s.sendReplies()
 		}
 	}
 }
 
-// copyN moves n bytes from r to w through r's buffer, without allocating.
-func copyN(w *bufio.Writer, r *bufio.Reader, n int) error {
+// upstreamEnded records that the upstream connection ended, and stops
+// reading the client unless keygate is already ending the session.
+func (s *session) upstreamEnded(err error) {
+	if errors.Is(err, io.EOF) {
+		s.upEOF.CompareAndSwap(0, time.Now().UnixNano())
+	}
+	if !s.isStopped() {
+		s.client.SetReadDeadline(time.Now())
+	}
+}
+
+// discardUpstream reads the upstream until it closes.
+func (s *session) discardUpstream() {
+	io.Copy(io.Discard, s.ur)
+}
+
+// sendReplies sends the replies keygate gives itself whose turn has come.
+// Taking them and writing them is one step, under wmu, so that two
+// goroutines never send them out of order.
+func (s *session) sendReplies() {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if out := s.st.takeReplies(); out != nil {
+		if _, err := s.cw.Write(out); err == nil {
+			s.cw.Flush()
+		}
+	}
+}
+
+func (s *session) flushClient() {
+	s.wmu.Lock()
+	s.cw.Flush()
+	s.wmu.Unlock()
+}
+
+// copyN moves n bytes from r to w through r's buffer, without allocating,
+// and says which side failed.
+func copyN(w io.Writer, r *bufio.Reader, n int) (readErr, writeErr error) {
 	for n > 0 {
 		k := r.Buffered()
 		if k == 0 {
 			if _, err := r.Peek(1); err != nil {
-				return err
+				return err, nil
 			}
 			k = r.Buffered()
 		}
 		k = min(k, n)
 		b, _ := r.Peek(k)
 		if _, err := w.Write(b); err != nil {
-			return err
+			return nil, err
 		}
 		r.Discard(k)
 		n -= k
 	}
-	return nil
+	return nil, nil
+}
+
+// errorMessage encodes an ERROR (not FATAL) response.
+func errorMessage(code, msg string) []byte {
+	b, _ := (&pgproto3.ErrorResponse{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: code, Message: msg}).Encode(nil)
+	return b
 }

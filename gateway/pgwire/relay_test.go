@@ -34,7 +34,7 @@ type relayFixture struct {
 	db string
 }
 
-func newRelay(t *testing.T, db string) *relayFixture {
+func newRelay(t testing.TB, db string) *relayFixture {
 	t.Helper()
 	pg := testenv.StartPostgres(t)
 	pg.CreateDatabase(t, db, `CREATE TABLE items (id serial PRIMARY KEY, note text, at timestamptz NOT NULL DEFAULT clock_timestamp());
@@ -52,7 +52,7 @@ func newRelay(t *testing.T, db string) *relayFixture {
 
 // connect logs in as user at level and reads up to the first
 // ReadyForQuery.
-func (f *relayFixture) connect(t *testing.T, user string, level access.Level) *backend {
+func (f *relayFixture) connect(t testing.TB, user string, level access.Level) *backend {
 	t.Helper()
 	tok, _, err := f.issuer.Mint(token.Claims{User: user, Database: "orders", Access: level, Expires: time.Now().Add(time.Hour)})
 	if err != nil {
@@ -77,7 +77,7 @@ type reply struct {
 }
 
 // until reads messages up to ReadyForQuery.
-func (b *backend) until(t *testing.T, what string) reply {
+func (b *backend) until(t testing.TB, what string) reply {
 	t.Helper()
 	var r reply
 	for {
@@ -123,7 +123,7 @@ func (b *backend) until(t *testing.T, what string) reply {
 	}
 }
 
-func (f *relayFixture) upstream(t *testing.T, sql string) string {
+func (f *relayFixture) upstream(t testing.TB, sql string) string {
 	t.Helper()
 	rows := f.pg.Query(t, f.db, sql)
 	if len(rows) != 1 || len(rows[0]) != 1 {

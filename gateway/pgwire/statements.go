@@ -1,219 +1,491 @@
 package pgwire
 
 import (
-	"encoding/binary"
+	"errors"
 	"fmt"
+	"maps"
+	"regexp"
+	"strings"
 	"sync"
-
-	"github.com/keygate/keygate/audit"
 )
 
-// statements decides what the audit log says a session ran.
+// tracker keeps the state of the extended query protocol that the audit
+// depends on, and decides what the upstream sees.
 //
-// Every Query and every Parse is recorded as it arrives: the text the client
-// sent is what matters, whether or not the server accepts it. A named
-// prepared statement is also recorded at each execution, when the server
-// confirms the Bind, with the text of the Parse the server confirmed. The
-// client's word is never taken for what a name refers to: a Parse the server
-// rejects (a duplicate name) or a Close it skips (after an error) must not
-// make the log name the wrong statement.
+// keygate keeps a client's prepared statements itself, with their text,
+// and runs every one of them upstream as the unnamed statement: before a
+// Bind or Describe of a statement the upstream's unnamed statement does not
+// hold, keygate sends the upstream a Parse of it. The reason is that
+// PostgreSQL shares one namespace between protocol-level prepared statements
+// and SQL's PREPARE, and SQL (even dynamic SQL in a DO block, which no text
+// filter can see) can DEALLOCATE a name and PREPARE it again as something
+// else. Had keygate passed names through, the audit would then claim a
+// statement's text while another ran. The unnamed statement cannot be
+// reached from SQL, so what an Execute runs is always the text keygate
+// recorded. The price is a parse upstream per execution of a named
+// statement, which PostgreSQL would otherwise plan once.
 //
-// To know which Parse, Bind and Close the server carried out, the messages
-// that get their own completion (ParseComplete, BindComplete, CloseComplete)
-// are queued in the order they were sent, with Sync and Query as batch
-// boundaries, and matched against the server's replies in order. After an
-// ErrorResponse the server skips the rest of the batch up to the next Sync,
-// and so does the queue.
-type statements struct {
-	record func(text string)
+// Portals keep their names, so that a client can fetch from several at
+// once; SQL can close and re-declare a portal too, so an Execute is
+// recorded as certain only when nothing ran between the portal's Bind and
+// it.
+//
+// The state is changed in the order the client sends messages (that is
+// when keygate decides what to send and record), and confirmed in the
+// order the server replies: each message that gets its own completion
+// (ParseComplete, BindComplete, CloseComplete), or that keygate answers
+// itself, is queued as an op; Sync, Query and FunctionCall end a batch.
+// After an ErrorResponse the server skips the rest of the batch, and the
+// queue undoes what the skipped messages changed. A message that refers to
+// a statement or portal defined in an earlier batch whose replies have not
+// arrived waits for them, so that keygate never acts on a change the
+// server may have refused.
+type tracker struct {
+	mu   sync.Mutex
+	cond *sync.Cond
 
-	mu      sync.Mutex
-	pending []pendingOp
-	bytes   int  // text held in pending
-	lost    bool // the queue overflowed; executions are recorded by name only
-	// prepared maps the statement names the server confirmed to their text.
-	// Only the upstream reader touches it.
-	prepared map[string]string
+	queue []*op
+	// batch numbers the client's batches; done is the newest batch whose
+	// ReadyForQuery has arrived.
+	batch, done int64
+	closed      bool
+
+	stmts   map[string]*stmt
+	portals map[string]*portal
+	// unnamed is what the upstream's unnamed statement holds, as of the
+	// batch unnamedBatch; nil when unknown or empty.
+	unnamed      *stmt
+	unnamedBatch int64
+	// execs counts statements sent to run, so that a portal knows whether
+	// anything ran since its Bind.
+	execs int64
+	// txStatus is the transaction status of the last ReadyForQuery.
+	txStatus byte
+	// stmtBytes is the text held in stmts.
+	stmtBytes int
 }
 
-type pendingOp struct {
-	kind byte // 'P' Parse, 'B' Bind, 'C' Close, 'S' Sync or Query
+// stmt is a prepared statement as the client sees it.
+type stmt struct {
+	name  string
+	text  string
+	types []byte // the Parse message's parameter type section
+	batch int64
+	// audit is what the audit log says of the text, and its detail: the
+	// text itself, or its head and tail with length and hash when it is
+	// longer than keygate keeps.
+	audit  string
+	detail map[string]any
+	// recorded is set once an unnamed statement's text is in the audit.
+	recorded bool
+}
+
+// portal is a portal as keygate bound it.
+type portal struct {
 	name string
-	text string
-	stmt bool // Close: of a statement rather than a portal
+	// stmt is what it was bound to; nil for a statement keygate did not
+	// prepare (made with SQL PREPARE), named sqlName.
+	stmt     *stmt
+	sqlName  string
+	batch    int64
+	lastExec int64
 }
 
-// Bounds on what a session keeps: a client that pipelines without reading
-// replies may not make keygate hold its messages without limit.
+// op is a message that awaits a reply, or a reply keygate gives itself.
+type op struct {
+	kind  byte // opParse, opInjected, opBind, opClose, opEnd, opReply
+	batch int64
+	// undo reverts what the message changed, should the server skip it.
+	undo func()
+	// reply is what keygate answers itself for an opReply.
+	reply []byte
+	// ends says an opReply ends its batch (a refused FunctionCall): a
+	// ReadyForQuery follows the reply.
+	ends bool
+	// succeeded runs when an opEnd's batch ends without an error; failed
+	// records that one came.
+	succeeded func()
+	failed    bool
+}
+
+// Kinds of op.
 const (
-	maxPending      = 1 << 16
-	maxPendingBytes = 16 << 20
-	maxPrepared     = 4096
+	opParse    = 'P' // the client's Parse: ParseComplete is relayed
+	opInjected = 'p' // keygate's own Parse or Close: its completion is not
+	opBind     = 'B'
+	opClose    = 'C'
+	opEnd      = 'S' // Sync, Query or FunctionCall: ends with ReadyForQuery
+	opReply    = 'R' // keygate's own reply, sent when its turn comes
 )
 
-// client handles a message from the client whose body starts with body (the
-// whole body is n bytes).
-func (st *statements) client(typ byte, body []byte, n int) {
-	switch typ {
-	case 'Q':
-		st.record(statementText(body, n))
-		st.push(pendingOp{kind: 'S'})
-	case 'P':
-		name, rest, ok := cstring(body)
-		if !ok {
-			return
-		}
-		text := statementText(rest, n-len(name)-1)
-		st.record(text)
-		op := pendingOp{kind: 'P', name: string(name)}
-		if len(name) > 0 {
-			op.text = text
-		}
-		st.push(op)
-	case 'B':
-		_, rest, ok := cstring(body) // portal
-		if !ok {
-			return
-		}
-		stmt, _, ok := cstring(rest)
-		if !ok {
-			return
-		}
-		if len(stmt) > 0 && st.isLost() {
-			// Past what keygate tracks: record the execution by name.
-			st.record(fmt.Sprintf("[execute prepared statement %q]", stmt))
-		}
-		st.push(pendingOp{kind: 'B', name: string(stmt)})
-	case 'C':
-		if len(body) < 2 {
-			return
-		}
-		name, _, ok := cstring(body[1:])
-		if !ok {
-			return
-		}
-		st.push(pendingOp{kind: 'C', name: string(name), stmt: body[0] == 'S'})
-	case 'S':
-		st.push(pendingOp{kind: 'S'})
-	case 'F':
-		// FunctionCall: a function by oid, outside SQL. It ends like a
-		// Query, with ReadyForQuery.
-		if len(body) >= 4 {
-			st.record(fmt.Sprintf("[function call: oid %d]", binary.BigEndian.Uint32(body)))
-		}
-		st.push(pendingOp{kind: 'S'})
+// Bounds on what one session may make keygate hold.
+const (
+	maxPending    = 1 << 16
+	maxStatements = 10000
+	maxStmtBytes  = 64 << 20
+)
+
+// errDesync means the server's replies no longer match what keygate sent:
+// the session cannot go on safely.
+var errDesync = errors.New("keygate lost track of the protocol conversation")
+
+func newTracker() *tracker {
+	t := &tracker{stmts: map[string]*stmt{}, portals: map[string]*portal{}, batch: 1, txStatus: 'I'}
+	t.cond = sync.NewCond(&t.mu)
+	return t
+}
+
+// push queues an op of the current batch; ending ops close the batch.
+func (t *tracker) push(o *op) {
+	o.batch = t.batch
+	t.queue = append(t.queue, o)
+	if o.kind == opEnd || (o.kind == opReply && o.ends) {
+		t.batch++
 	}
 }
 
-func (st *statements) push(op pendingOp) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.lost {
+// unconfirmed reports whether something defined in batch b may still be
+// undone: b is an earlier batch whose replies have not all arrived.
+func (t *tracker) unconfirmed(b int64) bool { return b < t.batch && b > t.done }
+
+// await waits until batch b is confirmed. Called with t.mu held.
+func (t *tracker) await(b int64) error {
+	for t.unconfirmed(b) && !t.closed {
+		t.cond.Wait()
+	}
+	if t.closed {
+		return errClosed
+	}
+	return nil
+}
+
+var errClosed = errors.New("session is ending")
+
+// room waits until the queue has room. Called with t.mu held.
+func (t *tracker) room() error {
+	for len(t.queue) >= maxPending && !t.closed {
+		t.cond.Wait()
+	}
+	if t.closed {
+		return errClosed
+	}
+	return nil
+}
+
+// close wakes everyone waiting: the session is ending.
+func (t *tracker) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.cond.Broadcast()
+}
+
+// idle reports whether every message sent upstream has had its reply: the
+// backend waits for the client, and ends cleanly on a Terminate.
+func (t *tracker) idle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.queue) == 0
+}
+
+// lookup finds a statement keygate holds, once its definition is certain.
+// Called with t.mu held.
+func (t *tracker) lookup(name string) (*stmt, error) {
+	s := t.stmts[name]
+	if s == nil || !t.unconfirmed(s.batch) {
+		return s, nil
+	}
+	if err := t.await(s.batch); err != nil {
+		return nil, err
+	}
+	return t.stmts[name], nil
+}
+
+// lookupPortal finds a portal keygate bound, once its binding is certain.
+// Called with t.mu held.
+func (t *tracker) lookupPortal(name string) (*portal, error) {
+	p := t.portals[name]
+	if p == nil || !t.unconfirmed(p.batch) {
+		return p, nil
+	}
+	if err := t.await(p.batch); err != nil {
+		return nil, err
+	}
+	return t.portals[name], nil
+}
+
+// unnamedHolds reports whether the upstream's unnamed statement certainly
+// holds s. Called with t.mu held.
+func (t *tracker) unnamedHolds(s *stmt) bool {
+	return t.unnamed == s && !t.unconfirmed(t.unnamedBatch)
+}
+
+// setUnnamed records that a Parse of s into the upstream's unnamed
+// statement was sent, as op o. Called with t.mu held.
+func (t *tracker) setUnnamed(s *stmt, o *op) {
+	prev := o.undo
+	t.unnamed, t.unnamedBatch = s, t.batch
+	o.undo = func() {
+		if prev != nil {
+			prev()
+		}
+		// A Parse that failed or was skipped leaves the unnamed
+		// statement empty or as it was: not knowing which, keygate
+		// parses again next time.
+		if t.unnamed == s {
+			t.unnamed = nil
+		}
+	}
+}
+
+// define records a Parse of the client's statement s, as op o. Called with
+// t.mu held.
+func (t *tracker) define(s *stmt, o *op) {
+	prev := t.stmts[s.name]
+	t.putStmt(s)
+	o.undo = func() {
+		if t.stmts[s.name] == s {
+			t.dropStmt(s.name)
+			if prev != nil {
+				t.putStmt(prev)
+			}
+		}
+	}
+}
+
+func (t *tracker) putStmt(s *stmt) {
+	if old := t.stmts[s.name]; old != nil {
+		t.stmtBytes -= len(old.text)
+	}
+	t.stmts[s.name] = s
+	t.stmtBytes += len(s.text)
+}
+
+func (t *tracker) dropStmt(name string) {
+	if old := t.stmts[name]; old != nil {
+		t.stmtBytes -= len(old.text)
+		delete(t.stmts, name)
+	}
+}
+
+// full reports whether a new statement of n bytes would pass the bounds.
+// Called with t.mu held.
+func (t *tracker) full(name string, n int) bool {
+	_, exists := t.stmts[name]
+	return (!exists && len(t.stmts) >= maxStatements) || t.stmtBytes+n > maxStmtBytes
+}
+
+// bind records a Bind of portal p, as op o. Called with t.mu held.
+func (t *tracker) bind(p *portal, o *op) {
+	p.batch, p.lastExec = t.batch, t.execs
+	prev := t.portals[p.name]
+	t.portals[p.name] = p
+	o.undo = func() {
+		if t.portals[p.name] == p {
+			delete(t.portals, p.name)
+			if prev != nil {
+				t.portals[p.name] = prev
+			}
+		}
+	}
+}
+
+// closeStmt records a Close of the client's statement name, as op o.
+// Called with t.mu held.
+func (t *tracker) closeStmt(name string, o *op) {
+	prev := t.stmts[name]
+	t.dropStmt(name)
+	o.undo = func() {
+		if prev != nil && t.stmts[name] == nil {
+			t.putStmt(prev)
+		}
+	}
+}
+
+// closePortal records a Close of portal name, as op o. Called with t.mu
+// held.
+func (t *tracker) closePortal(name string, o *op) {
+	prev := t.portals[name]
+	delete(t.portals, name)
+	o.undo = func() {
+		if prev != nil && t.portals[name] == nil {
+			t.portals[name] = prev
+		}
+	}
+}
+
+// simpleQuery records what a Query message, sent as op o, does to the
+// protocol state: PostgreSQL drops the unnamed statement and portal; and
+// if the query succeeds, the statements that SQL DEALLOCATE or DISCARD
+// name go too. Called with t.mu held.
+func (t *tracker) simpleQuery(text string, o *op) {
+	t.dropStmt("")
+	delete(t.portals, "")
+	t.unnamed = nil
+	names := deallocated(text)
+	if len(names) == 0 {
 		return
 	}
-	if len(st.pending) >= maxPending || st.bytes+len(op.text) > maxPendingBytes {
-		st.lost = true
-		st.pending, st.bytes = nil, 0
-		return
-	}
-	st.pending = append(st.pending, op)
-	st.bytes += len(op.text)
-}
-
-// pop takes the oldest pending message if it is of kind; a mismatch means
-// the queue no longer matches the conversation, and tracking stops.
-func (st *statements) pop(kind byte) (pendingOp, bool) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	if st.lost {
-		return pendingOp{}, false
-	}
-	if len(st.pending) == 0 || st.pending[0].kind != kind {
-		st.lost = true
-		st.pending, st.bytes = nil, 0
-		return pendingOp{}, false
-	}
-	op := st.pending[0]
-	st.pending = st.pending[1:]
-	st.bytes -= len(op.text)
-	return op, true
-}
-
-// skipBatch drops what the server skips after an error: everything up to
-// the next Sync, which stays. With through, the Sync goes too.
-func (st *statements) skipBatch(through bool) {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	for len(st.pending) > 0 && st.pending[0].kind != 'S' {
-		st.bytes -= len(st.pending[0].text)
-		st.pending = st.pending[1:]
-	}
-	if through && len(st.pending) > 0 {
-		st.pending = st.pending[1:]
+	// The statements as they are now: one the client prepares again
+	// meanwhile is not dropped.
+	held := maps.Clone(t.stmts)
+	o.succeeded = func() {
+		for _, name := range names {
+			for n, s := range held {
+				if (name == "" || name == n) && t.stmts[n] == s {
+					t.dropStmt(n)
+				}
+			}
+		}
 	}
 }
 
-// server handles a message type from the server.
-func (st *statements) server(typ byte) {
+// deallocation matches SQL that removes prepared statements: DEALLOCATE
+// [PREPARE] name|ALL and DISCARD ALL. It only keeps keygate's statements
+// in step with what a client expects; the audit does not depend on it.
+var deallocation = regexp.MustCompile(`(?is)\b(?:DEALLOCATE\s+(?:PREPARE\s+)?(?:(ALL)\b|"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))|DISCARD\s+(ALL)\b)`)
+
+// deallocated lists the statement names text deallocates; "" stands for
+// all of them.
+func deallocated(text string) []string {
+	var out []string
+	for _, m := range deallocation.FindAllStringSubmatch(text, -1) {
+		switch {
+		case m[1] != "" || m[4] != "":
+			out = append(out, "")
+		case m[2] != "":
+			out = append(out, strings.ReplaceAll(m[2], `""`, `"`))
+		default:
+			out = append(out, strings.ToLower(m[3]))
+		}
+	}
+	return out
+}
+
+// soleDeallocate matches a Query that is nothing but DEALLOCATE of one
+// name, which keygate answers itself for a statement it holds: the
+// upstream never had that name.
+var soleDeallocate = regexp.MustCompile(`(?is)^\s*DEALLOCATE\s+(?:PREPARE\s+)?(?:"((?:[^"]|"")+)"|([a-z_][a-z0-9_$]*))\s*;?\s*$`)
+
+// heldDeallocation reports whether text only deallocates a statement
+// keygate holds, and its name. Called with t.mu held.
+func (t *tracker) heldDeallocation(text string) (string, bool) {
+	m := soleDeallocate.FindStringSubmatch(text)
+	if m == nil {
+		return "", false
+	}
+	name := strings.ReplaceAll(m[1], `""`, `"`)
+	if m[1] == "" {
+		name = strings.ToLower(m[2])
+		if name == "all" {
+			return "", false
+		}
+	}
+	_, held := t.stmts[name]
+	return name, held
+}
+
+// reply tells the tracker of a message from the upstream before it is
+// relayed: it says whether the client should see it (keygate's own
+// messages' completions are not relayed). status is ReadyForQuery's
+// transaction status.
+func (t *tracker) reply(typ, status byte) (relay bool, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	switch typ {
 	case '1': // ParseComplete
-		if op, ok := st.pop('P'); ok && op.name != "" {
-			if st.prepared == nil {
-				st.prepared = map[string]string{}
-			}
-			if len(st.prepared) < maxPrepared {
-				st.prepared[op.name] = op.text
-			}
-		}
+		o, err := t.pop(opParse, opInjected)
+		return err == nil && o.kind == opParse, err
 	case '2': // BindComplete
-		// The unnamed statement was recorded at its Parse.
-		if op, ok := st.pop('B'); ok && op.name != "" {
-			text, known := st.prepared[op.name]
-			if !known {
-				// Prepared with SQL PREPARE (recorded then), or one
-				// too many to remember.
-				text = fmt.Sprintf("[execute prepared statement %q]", op.name)
-			}
-			st.record(text)
-		}
+		_, err := t.pop(opBind)
+		return err == nil, err
 	case '3': // CloseComplete
-		if op, ok := st.pop('C'); ok && op.stmt {
-			delete(st.prepared, op.name)
+		o, err := t.pop(opClose, opInjected)
+		return err == nil && o.kind == opClose, err
+	case 'E': // ErrorResponse: the server skips the rest of the batch
+		if len(t.queue) > 0 && t.queue[0].kind == opEnd {
+			t.queue[0].failed = true
 		}
-	case 'E': // ErrorResponse: the rest of the batch is skipped
-		st.skipBatch(false)
-	case 'Z': // ReadyForQuery ends a batch
-		st.skipBatch(true)
+		t.skip()
+	case 'Z': // ReadyForQuery
+		o, err := t.pop(opEnd)
+		if err != nil {
+			return false, err
+		}
+		if o.succeeded != nil && !o.failed {
+			o.succeeded()
+		}
+		t.ended(o.batch, status)
 	}
+	return true, nil
 }
 
-func (st *statements) isLost() bool {
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	return st.lost
-}
-
-// statementText is the NUL-terminated text at the start of b, where b may
-// hold only a prefix of a longer message. A statement longer than the audit
-// keeps is cut here, saying so.
-func statementText(b []byte, n int) string {
-	end := len(b)
-	terminated := false
-	for i, c := range b {
-		if c == 0 {
-			end, terminated = i, true
-			break
+// pop takes the oldest op, which must be of one of kinds.
+func (t *tracker) pop(kinds ...byte) (*op, error) {
+	if len(t.queue) == 0 {
+		return nil, fmt.Errorf("%w: a reply to nothing", errDesync)
+	}
+	o := t.queue[0]
+	for _, k := range kinds {
+		if o.kind == k {
+			t.queue[0] = nil
+			t.queue = t.queue[1:]
+			t.cond.Broadcast()
+			return o, nil
 		}
 	}
-	if end <= audit.MaxQueryLen && (terminated || n <= len(b)) {
-		return string(b[:end])
+	return nil, fmt.Errorf("%w: a %q reply to a %q message", errDesync, kinds[0], o.kind)
+}
+
+// skip drops the ops the server skips after an error, up to the end of the
+// batch, undoing what they changed, newest first.
+func (t *tracker) skip() {
+	i := 0
+	for i < len(t.queue) && t.queue[i].kind != opEnd && !(t.queue[i].kind == opReply && t.queue[i].ends) {
+		i++
 	}
-	keep := min(end, audit.MaxQueryLen-64)
-	for keep > 0 && keep < len(b) && b[keep]&0xC0 == 0x80 {
-		keep--
+	for j := i - 1; j >= 0; j-- {
+		if u := t.queue[j].undo; u != nil {
+			u()
+		}
 	}
-	if terminated {
-		return string(b[:keep]) + fmt.Sprintf("…[statement of %d bytes; first %d kept]", end, keep)
+	t.queue = t.queue[i:]
+	t.cond.Broadcast()
+}
+
+// ended records a ReadyForQuery that closes batch b. Outside a transaction
+// the server has dropped every portal bound up to then.
+func (t *tracker) ended(b int64, status byte) {
+	t.done, t.txStatus = b, status
+	if status == 'I' {
+		for name, p := range t.portals {
+			if p.batch <= b {
+				delete(t.portals, name)
+			}
+		}
 	}
-	return string(b[:keep]) + fmt.Sprintf("…[statement of more than %d bytes; first %d kept]", end, keep)
+	t.cond.Broadcast()
+}
+
+// takeReplies pops the replies keygate gives itself that are now due: those
+// at the head of the queue, whose turn has come. The caller sends them.
+func (t *tracker) takeReplies() []byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []byte
+	for len(t.queue) > 0 && t.queue[0].kind == opReply {
+		o := t.queue[0]
+		t.queue[0] = nil
+		t.queue = t.queue[1:]
+		out = append(out, o.reply...)
+		if o.ends {
+			// The transaction status is the one the batch before left.
+			out = append(out, 'Z', 0, 0, 0, 5, t.txStatus)
+			t.ended(o.batch, t.txStatus)
+		}
+	}
+	if out != nil {
+		t.cond.Broadcast()
+	}
+	return out
 }

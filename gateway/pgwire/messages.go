@@ -1,0 +1,928 @@
+package pgwire
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"maps"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgproto3"
+
+	"github.com/keygate/keygate/audit"
+)
+
+// maxName bounds the statement and portal names keygate reads; PostgreSQL
+// keeps 63 bytes of a name.
+const maxName = 4096
+
+// maxParseExtra bounds what a Parse message holds besides its text: the
+// name and up to 65535 parameter types.
+const maxParseExtra = maxName + 2 + 4*65535 + 2
+
+// keepBuffer is the largest message buffer a session keeps between
+// messages; a larger one, read for one long statement, is let go.
+const keepBuffer = 256 << 10
+
+// fromClient relays the client's messages upstream, recording each
+// statement in the audit before it can run. It returns when the client
+// ends the session or the session is stopped.
+func (s *session) fromClient() error {
+	var hdr [5]byte
+	for {
+		if err := s.awaitRoom(); err != nil {
+			return err
+		}
+		if _, err := io.ReadFull(s.cr, hdr[:]); err != nil {
+			if s.isStopped() {
+				return errStopped
+			}
+			return err
+		}
+		if s.isStopped() {
+			return errStopped
+		}
+		typ, n := hdr[0], int(binary.BigEndian.Uint32(hdr[1:]))-4
+		if n < 0 || n > maxMessage {
+			return fmt.Errorf("%w: message %q of length %d", errProtocol, typ, n+4)
+		}
+		if s.skipping && typ != 'S' && typ != 'X' {
+			if _, err := s.cr.Discard(n); err != nil {
+				return err
+			}
+			continue
+		}
+		var err error
+		switch typ {
+		case 'Q':
+			err = s.onQuery(hdr, n)
+		case 'P':
+			err = s.onParse(hdr, n)
+		case 'B':
+			err = s.onBind(hdr, n)
+		case 'E':
+			err = s.onExecute(hdr, n)
+		case 'D':
+			err = s.onDescribe(hdr, n)
+		case 'C':
+			err = s.onClose(hdr, n)
+		case 'S':
+			err = s.onSync(hdr, n)
+		case 'H':
+			s.recordPending()
+			err = s.forward(hdr, n)
+		case 'F':
+			err = s.onFunctionCall(hdr, n)
+		default:
+			err = s.forward(hdr, n)
+		}
+		if err != nil {
+			return err
+		}
+		s.gs.BytesFromClient.Add(int64(n + 5))
+		if typ == 'X' {
+			s.uw.Flush()
+			return errClientTerminated
+		}
+		if s.cr.Buffered() == 0 || typ == 'H' {
+			if err := s.uw.Flush(); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// awaitRoom holds the client back while too many of its messages await
+// replies: a client that pipelines without reading may not make keygate
+// hold its messages without limit.
+func (s *session) awaitRoom() error {
+	t := s.st
+	t.mu.Lock()
+	full := len(t.queue) >= maxPending
+	t.mu.Unlock()
+	if !full {
+		return nil
+	}
+	if err := s.uw.Flush(); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.room()
+}
+
+// flushIfWaiting sends what the upstream has not yet been sent when a
+// message may have to wait for an earlier batch's replies: that batch's
+// Sync may still be in the buffer.
+func (s *session) flushIfWaiting() error {
+	t := s.st
+	t.mu.Lock()
+	waiting := t.done < t.batch-1
+	t.mu.Unlock()
+	if waiting {
+		return s.uw.Flush()
+	}
+	return nil
+}
+
+// forward relays a message as it is.
+func (s *session) forward(hdr [5]byte, n int) error {
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := copyNUpstream(s.uw, s.cr, n)
+	return err
+}
+
+func copyNUpstream(w io.Writer, r interface {
+	Buffered() int
+	Peek(int) ([]byte, error)
+	Discard(int) (int, error)
+}, n int) (int, error) {
+	done := 0
+	for done < n {
+		k := r.Buffered()
+		if k == 0 {
+			if _, err := r.Peek(1); err != nil {
+				return done, err
+			}
+			k = r.Buffered()
+		}
+		k = min(k, n-done)
+		b, _ := r.Peek(k)
+		if _, err := w.Write(b); err != nil {
+			return done, err
+		}
+		r.Discard(k)
+		done += k
+	}
+	return done, nil
+}
+
+// read reads a whole message body into the session's buffer.
+func (s *session) read(n int) ([]byte, error) {
+	if cap(s.buf) < n {
+		s.buf = make([]byte, n)
+	}
+	b := s.buf[:n]
+	if _, err := io.ReadFull(s.cr, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// doneWithBuffer lets a large buffer go after a long statement.
+func (s *session) doneWithBuffer() {
+	if cap(s.buf) > keepBuffer {
+		s.buf = nil
+	}
+}
+
+func (s *session) record(text string, detail map[string]any) {
+	s.gw.Statement(s.gs, text, detail)
+}
+
+// recordPending records the text of an unnamed statement that was parsed
+// but not executed: every text that reaches the upstream is in the audit.
+func (s *session) recordPending() {
+	if p := s.pending; p != nil {
+		s.pending = nil
+		if !p.recorded {
+			p.recorded = true
+			s.record(p.audit, withDetail(p.detail, "protocol", "parse", "statement", ""))
+		}
+	}
+}
+
+// withDetail copies base and adds key/value pairs.
+func withDetail(base map[string]any, kv ...any) map[string]any {
+	d := make(map[string]any, len(base)+len(kv)/2)
+	maps.Copy(d, base)
+	for i := 0; i+1 < len(kv); i += 2 {
+		d[kv[i].(string)] = kv[i+1]
+	}
+	return d
+}
+
+// onQuery handles a simple Query.
+func (s *session) onQuery(hdr [5]byte, n int) error {
+	s.recordPending()
+	if n-1 > s.srv.maxStatement() {
+		if !s.srv.TruncateOversized || n-1 > audit.MaxQueryLen {
+			return s.refuseOversized("simple", n, false)
+		}
+		return s.streamQuery(hdr, n)
+	}
+	body, err := s.read(n)
+	if err != nil {
+		return err
+	}
+	defer s.doneWithBuffer()
+	if n == 0 || body[n-1] != 0 || bytes.IndexByte(body, 0) != n-1 {
+		return fmt.Errorf("%w: malformed Query message", errProtocol)
+	}
+	text := string(body[:n-1])
+	t := s.st
+	t.mu.Lock()
+	if name, held := t.heldDeallocation(text); held {
+		// The upstream never had this name: keygate answers for it.
+		t.dropStmt(name)
+		t.execs++
+		t.push(&op{kind: opReply, ends: true, reply: commandComplete("DEALLOCATE")})
+		t.mu.Unlock()
+		s.record(text, map[string]any{"protocol": "simple"})
+		s.sendReplies()
+		return nil
+	}
+	o := &op{kind: opEnd}
+	t.simpleQuery(text, o)
+	t.execs++
+	t.push(o)
+	t.mu.Unlock()
+	s.record(text, map[string]any{"protocol": "simple"})
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err = s.uw.Write(body)
+	return err
+}
+
+func commandComplete(tag string) []byte {
+	b, _ := (&pgproto3.CommandComplete{CommandTag: []byte(tag)}).Encode(nil)
+	return b
+}
+
+// streamQuery relays a Query longer than the audit keeps whole, for an
+// operator who chose to run such statements: the audit gets its head and
+// tail, its length and its SHA-256, before the last byte reaches the
+// upstream (the server runs nothing before the whole message is in).
+func (s *session) streamQuery(hdr [5]byte, n int) error {
+	t := s.st
+	t.mu.Lock()
+	o := &op{kind: opEnd}
+	t.simpleQuery("", o)
+	t.execs++
+	t.push(o)
+	t.mu.Unlock()
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	d := newDigest(s.srv.maxStatement())
+	if _, err := copyNUpstream(io.MultiWriter(s.uw, d), s.cr, n-1); err != nil {
+		return err
+	}
+	last, err := s.cr.ReadByte()
+	if err != nil {
+		return err
+	}
+	if last != 0 {
+		return fmt.Errorf("%w: malformed Query message", errProtocol)
+	}
+	text, detail := d.summary()
+	s.record(text, withDetail(detail, "protocol", "simple"))
+	return s.uw.WriteByte(0)
+}
+
+// refuseOversized refuses a statement longer than the audit keeps whole:
+// nothing of it reaches the upstream, the refusal is audited with the
+// statement's length and SHA-256, and the session ends. parse says the
+// message is a Parse, whose text follows the statement name.
+func (s *session) refuseOversized(proto string, n int, parse bool) error {
+	d := newDigest(1 << 10)
+	rest := n
+	if parse {
+		name, err := s.cr.Peek(min(n, maxName+1))
+		if err != nil {
+			return err
+		}
+		i := bytes.IndexByte(name, 0)
+		if i < 0 {
+			return fmt.Errorf("%w: malformed Parse message", errProtocol)
+		}
+		s.cr.Discard(i + 1)
+		rest -= i + 1
+	}
+	// The text runs to its NUL; what follows (a Parse's types) is not
+	// part of it.
+	inText := true
+	for rest > 0 {
+		if _, err := s.cr.Peek(1); err != nil {
+			return err
+		}
+		chunk, _ := s.cr.Peek(min(s.cr.Buffered(), rest))
+		if inText {
+			if i := bytes.IndexByte(chunk, 0); i >= 0 {
+				d.Write(chunk[:i])
+				inText = false
+			} else {
+				d.Write(chunk)
+			}
+		}
+		s.cr.Discard(len(chunk))
+		rest -= len(chunk)
+	}
+	head, detail := d.summary()
+	limit := s.srv.maxStatement()
+	reason := fmt.Sprintf("statement of %d bytes refused: the audit keeps statements of up to %s whole (audit.max_statement_size); send it in smaller statements, or ask the operator to set audit.oversized_statements: truncate",
+		d.n, byteSize(limit))
+	delete(detail, "truncated")
+	s.gw.RefuseStatement(s.gs, reason, head, withDetail(detail, "protocol", proto))
+	s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "54000", Message: "keygate: " + reason})
+	return errStopped
+}
+
+// byteSize writes n as the config does: 1MiB, 64KiB, 1000.
+func byteSize(n int) string {
+	switch {
+	case n%(1<<20) == 0:
+		return fmt.Sprintf("%dMiB", n>>20)
+	case n%(1<<10) == 0:
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// onParse handles a Parse. A named statement is kept by keygate and parsed
+// upstream as the unnamed one; an unnamed statement passes through.
+func (s *session) onParse(hdr [5]byte, n int) error {
+	limit := s.srv.maxStatement()
+	if n > audit.MaxQueryLen+maxParseExtra || (n > limit+maxParseExtra && !s.srv.TruncateOversized) {
+		return s.refuseOversized("parse", n, true)
+	}
+	body, err := s.read(n)
+	if err != nil {
+		return err
+	}
+	defer s.doneWithBuffer()
+	rawName, rest, ok := cstring(body)
+	if !ok {
+		return fmt.Errorf("%w: malformed Parse message", errProtocol)
+	}
+	rawText, types, ok := cstring(rest)
+	if !ok {
+		return fmt.Errorf("%w: malformed Parse message", errProtocol)
+	}
+	if len(rawText) > limit && !s.srv.TruncateOversized {
+		return s.refuseOversizedText("parse", rawText)
+	}
+	s.recordPending()
+	name := string(rawName)
+	st := &stmt{name: name, text: string(rawText), types: bytes.Clone(types)}
+	st.audit, st.detail = auditForm(st.text, limit)
+	if err := s.flushIfWaiting(); err != nil {
+		return err
+	}
+	t := s.st
+	t.mu.Lock()
+	if name != "" {
+		existing, err := t.lookup(name)
+		if err != nil {
+			t.mu.Unlock()
+			return err
+		}
+		var refusal []byte
+		switch {
+		case existing != nil:
+			refusal = errorMessage("42P05", fmt.Sprintf("prepared statement %q already exists", name))
+		case t.full(name, len(st.text)):
+			refusal = errorMessage("54000", fmt.Sprintf("keygate: a session may hold at most %d prepared statements of %s in all: close some", maxStatements, byteSize(maxStmtBytes)))
+		}
+		if refusal != nil {
+			// Like PostgreSQL, ignore the rest of the batch.
+			t.push(&op{kind: opReply, reply: refusal})
+			t.mu.Unlock()
+			s.skipping = true
+			s.sendReplies()
+			return nil
+		}
+	}
+	st.batch = t.batch
+	o := &op{kind: opParse}
+	t.define(st, o)
+	t.setUnnamed(st, o)
+	t.push(o)
+	t.mu.Unlock()
+	if name != "" {
+		s.record(st.audit, withDetail(st.detail, "protocol", "parse", "statement", name))
+	} else {
+		s.pending = st
+	}
+	// Upstream it is the unnamed statement: the body without the name.
+	binary.BigEndian.PutUint32(hdr[1:], uint32(4+n-len(rawName)))
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err = s.uw.Write(body[len(rawName):])
+	return err
+}
+
+// refuseOversizedText refuses a statement already read whole.
+func (s *session) refuseOversizedText(proto string, text []byte) error {
+	d := newDigest(1 << 10)
+	d.Write(text)
+	head, detail := d.summary()
+	delete(detail, "truncated")
+	reason := fmt.Sprintf("statement of %d bytes refused: the audit keeps statements of up to %s whole (audit.max_statement_size); send it in smaller statements, or ask the operator to set audit.oversized_statements: truncate",
+		d.n, byteSize(s.srv.maxStatement()))
+	s.gw.RefuseStatement(s.gs, reason, head, withDetail(detail, "protocol", proto))
+	s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "54000", Message: "keygate: " + reason})
+	return errStopped
+}
+
+// parseMessage is a Parse of s into the upstream's unnamed statement.
+func parseMessage(s *stmt) []byte {
+	n := 4 + 1 + len(s.text) + 1 + len(s.types)
+	b := make([]byte, 0, 1+n)
+	b = append(b, 'P')
+	b = binary.BigEndian.AppendUint32(b, uint32(n))
+	b = append(b, 0)
+	b = append(b, s.text...)
+	b = append(b, 0)
+	return append(b, s.types...)
+}
+
+// closeUnnamed closes the upstream's unnamed statement.
+var closeUnnamed = []byte{'C', 0, 0, 0, 6, 'S', 0}
+
+// peekNames reads the NUL-terminated names at the start of a message
+// without consuming them.
+func (s *session) peekNames(n, count int) ([]string, int, error) {
+	head, err := s.cr.Peek(min(n, count*(maxName+1)))
+	if err != nil {
+		return nil, 0, err
+	}
+	names := make([]string, count)
+	used := 0
+	for i := range names {
+		name, _, ok := cstring(head[used:])
+		if !ok {
+			return nil, 0, fmt.Errorf("%w: malformed message or a name longer than %d bytes", errProtocol, maxName)
+		}
+		names[i] = string(name)
+		used += len(name) + 1
+	}
+	return names, used, nil
+}
+
+// onBind handles a Bind: of a statement keygate holds, it binds the
+// upstream's unnamed statement, parsing it there first if needed.
+func (s *session) onBind(hdr [5]byte, n int) error {
+	names, used, err := s.peekNames(n, 2)
+	if err != nil {
+		return err
+	}
+	portalName, stmtName := names[0], names[1]
+	if err := s.flushIfWaiting(); err != nil {
+		return err
+	}
+	t := s.st
+	t.mu.Lock()
+	e, err := t.lookup(stmtName)
+	if err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	p := &portal{name: portalName, stmt: e}
+	inject := t.useUnnamed(e, stmtName)
+	if e == nil {
+		p.sqlName = stmtName
+	}
+	o := &op{kind: opBind}
+	t.bind(p, o)
+	t.push(o)
+	t.mu.Unlock()
+	if _, err := s.uw.Write(inject); err != nil {
+		return err
+	}
+	if e == nil {
+		return s.forward(hdr, n)
+	}
+	binary.BigEndian.PutUint32(hdr[1:], uint32(4+n-len(stmtName)))
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	if _, err := s.uw.Write(append([]byte(portalName), 0, 0)); err != nil {
+		return err
+	}
+	s.cr.Discard(used)
+	_, err = copyNUpstream(s.uw, s.cr, n-used)
+	return err
+}
+
+// onExecute records an execution, with the text of what it runs, before
+// relaying it.
+func (s *session) onExecute(hdr [5]byte, n int) error {
+	if n > maxName+5 {
+		return fmt.Errorf("%w: malformed Execute message", errProtocol)
+	}
+	body, err := s.read(n)
+	if err != nil {
+		return err
+	}
+	name, rest, ok := cstring(body)
+	if !ok || len(rest) != 4 {
+		return fmt.Errorf("%w: malformed Execute message", errProtocol)
+	}
+	portalName := string(name)
+	if err := s.flushIfWaiting(); err != nil {
+		return err
+	}
+	t := s.st
+	t.mu.Lock()
+	p, err := t.lookupPortal(portalName)
+	if err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	text, detail := executed(p, portalName, t.execs)
+	t.execs++
+	if p != nil {
+		p.lastExec = t.execs
+	}
+	t.mu.Unlock()
+	if p != nil && p.stmt != nil && p.stmt == s.pending {
+		// The unnamed statement's text goes into the audit with this
+		// execution.
+		s.pending.recorded = true
+		s.pending = nil
+	}
+	s.record(text, detail)
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err = s.uw.Write(body)
+	return err
+}
+
+// executed is what the audit says an Execute of portal p runs. It claims a
+// text only when keygate knows it: a statement keygate holds, bound with
+// nothing run since (a statement run in between could have closed the
+// portal and declared another of the same name in SQL).
+func executed(p *portal, name string, execs int64) (string, map[string]any) {
+	detail := map[string]any{"protocol": "execute", "portal": name}
+	switch {
+	case p == nil:
+		return fmt.Sprintf("[execute portal %q, which keygate did not bind: a cursor declared in SQL, whose text is in an earlier statement of this session]", name), detail
+	case p.stmt == nil && p.sqlName == "":
+		return fmt.Sprintf("[execute portal %q bound to the unnamed statement, which does not exist]", name), detail
+	case p.stmt == nil:
+		detail["statement"] = p.sqlName
+		return fmt.Sprintf("[execute prepared statement %q made with SQL PREPARE, whose text is in an earlier statement of this session]", p.sqlName), detail
+	}
+	detail = withDetail(p.stmt.detail, "protocol", "execute", "portal", name, "statement", p.stmt.name)
+	if p.lastExec != execs {
+		detail["unverified"] = true
+		return fmt.Sprintf("[portal %q may have been declared again in SQL since its Bind; it was bound to:] %s", name, p.stmt.audit), detail
+	}
+	return p.stmt.audit, detail
+}
+
+// readTarget reads a Describe or Close message: 'S' or 'P' and a name.
+func (s *session) readTarget(n int, what string) (body []byte, kind byte, name string, err error) {
+	if n > maxName+2 {
+		return nil, 0, "", fmt.Errorf("%w: malformed %s message", errProtocol, what)
+	}
+	if body, err = s.read(n); err != nil {
+		return nil, 0, "", err
+	}
+	if len(body) < 2 {
+		return nil, 0, "", fmt.Errorf("%w: malformed %s message", errProtocol, what)
+	}
+	raw, _, ok := cstring(body[1:])
+	if !ok {
+		return nil, 0, "", fmt.Errorf("%w: malformed %s message", errProtocol, what)
+	}
+	return body, body[0], string(raw), nil
+}
+
+// useUnnamed readies the upstream's unnamed statement for a Bind or
+// Describe of the client's statement name, which keygate holds as e (nil
+// when it does not), and returns what to send upstream first: a Parse of e
+// when the unnamed statement does not hold it, or, for the client's unnamed
+// statement that does not exist, a Close that empties the upstream's, so
+// that the message fails as PostgreSQL's would. Called with t.mu held.
+func (t *tracker) useUnnamed(e *stmt, name string) []byte {
+	switch {
+	case e != nil && !t.unnamedHolds(e):
+		o := &op{kind: opInjected}
+		t.setUnnamed(e, o)
+		t.push(o)
+		return parseMessage(e)
+	case e == nil && name == "" && t.unnamed != nil:
+		t.push(&op{kind: opInjected})
+		t.unnamed = nil
+		return closeUnnamed
+	}
+	return nil
+}
+
+// onDescribe handles a Describe: of a statement keygate holds, it describes
+// the upstream's unnamed statement, parsing it there first if needed.
+func (s *session) onDescribe(hdr [5]byte, n int) error {
+	body, kind, name, err := s.readTarget(n, "Describe")
+	if err != nil {
+		return err
+	}
+	if kind != 'S' {
+		return s.write(hdr, body)
+	}
+	if err := s.flushIfWaiting(); err != nil {
+		return err
+	}
+	t := s.st
+	t.mu.Lock()
+	e, err := t.lookup(name)
+	if err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	inject := t.useUnnamed(e, name)
+	t.mu.Unlock()
+	if _, err := s.uw.Write(inject); err != nil {
+		return err
+	}
+	if e != nil {
+		return s.write([5]byte{'D', 0, 0, 0, 6}, []byte{'S', 0})
+	}
+	return s.write(hdr, body)
+}
+
+// onClose handles a Close. Closing a statement keygate holds forgets it;
+// the upstream closes its unnamed statement instead, which answers with
+// the CloseComplete the client expects, in its place.
+func (s *session) onClose(hdr [5]byte, n int) error {
+	body, kind, name, err := s.readTarget(n, "Close")
+	if err != nil {
+		return err
+	}
+	if err := s.flushIfWaiting(); err != nil {
+		return err
+	}
+	t := s.st
+	t.mu.Lock()
+	o := &op{kind: opClose}
+	held := false
+	switch kind {
+	case 'S':
+		e, err := t.lookup(name)
+		if err != nil {
+			t.mu.Unlock()
+			return err
+		}
+		if held = e != nil; held {
+			t.closeStmt(name, o)
+			t.unnamed = nil
+		}
+	case 'P':
+		t.closePortal(name, o)
+	}
+	t.push(o)
+	t.mu.Unlock()
+	if held {
+		return s.write([5]byte{'C', 0, 0, 0, 6}, []byte{'S', 0})
+	}
+	return s.write(hdr, body)
+}
+
+// onSync ends a batch.
+func (s *session) onSync(hdr [5]byte, n int) error {
+	s.recordPending()
+	t := s.st
+	t.mu.Lock()
+	t.push(&op{kind: opEnd})
+	t.mu.Unlock()
+	s.skipping = false
+	return s.forward(hdr, n)
+}
+
+// write sends a message whose body is in b.
+func (s *session) write(hdr [5]byte, b []byte) error {
+	if _, err := s.uw.Write(hdr[:]); err != nil {
+		return err
+	}
+	_, err := s.uw.Write(b)
+	return err
+}
+
+// digest follows a statement too long to keep whole: its length, SHA-256,
+// head and tail.
+type digest struct {
+	keep       int // bytes of head and of tail
+	n          int
+	sum        hashWriter
+	head, tail []byte
+}
+
+type hashWriter interface {
+	io.Writer
+	Sum([]byte) []byte
+}
+
+// newDigest keeps about limit bytes of the text in all.
+func newDigest(limit int) *digest {
+	keep := max((limit-256)/2, 64)
+	return &digest{keep: keep, sum: sha256.New()}
+}
+
+func (d *digest) Write(p []byte) (int, error) {
+	d.n += len(p)
+	d.sum.Write(p)
+	if room := d.keep - len(d.head); room > 0 {
+		d.head = append(d.head, p[:min(room, len(p))]...)
+	}
+	d.tail = append(d.tail, p...)
+	if len(d.tail) > 2*d.keep {
+		d.tail = append(d.tail[:0], d.tail[len(d.tail)-d.keep:]...)
+	}
+	return len(p), nil
+}
+
+// summary is what the audit says of the text: head, a marker and tail,
+// with the full length and SHA-256 in the detail.
+func (d *digest) summary() (string, map[string]any) {
+	detail := map[string]any{"truncated": true, "length": d.n, "sha256": hex.EncodeToString(d.sum.Sum(nil))}
+	tail := d.tail
+	if len(tail) > d.keep {
+		tail = tail[len(tail)-d.keep:]
+	}
+	if d.n <= 2*d.keep {
+		// Head and tail overlap: the whole text is here.
+		return string(d.tail[max(len(d.tail)-d.n, 0):]), detail
+	}
+	head := cutRunes(d.head, true)
+	tail = cutRunes(tail, false)
+	omitted := d.n - len(head) - len(tail)
+	return string(head) + fmt.Sprintf("…[%d bytes omitted; %d in all, sha256 %s]…", omitted, d.n, detail["sha256"]) + string(tail), detail
+}
+
+// cutRunes trims a partial UTF-8 sequence off the end of a head, or off the
+// start of a tail.
+func cutRunes(b []byte, head bool) []byte {
+	if head {
+		for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
+			if r, _ := utf8.DecodeLastRune(b); r != utf8.RuneError {
+				break
+			}
+			b = b[:len(b)-1]
+		}
+		return b
+	}
+	for len(b) > 0 && !utf8.RuneStart(b[0]) {
+		b = b[1:]
+	}
+	return b
+}
+
+// auditForm is what the audit keeps of a statement read whole: the text,
+// or its digest when it is longer than limit.
+func auditForm(text string, limit int) (string, map[string]any) {
+	if len(text) <= limit {
+		return text, nil
+	}
+	d := newDigest(limit)
+	io.WriteString(d, text)
+	return d.summary()
+}
+
+// largeObject describes a large-object function libpq calls with a
+// FunctionCall message: the only ones keygate relays.
+type largeObject struct {
+	name string
+	args string // i: int4, l: int8, o: oid, b: bytea
+}
+
+// largeObjects are libpq's large-object functions by their fixed OIDs in
+// pg_catalog.
+var largeObjects = map[uint32]largeObject{
+	715:  {"lo_create", "o"},
+	952:  {"lo_open", "oi"},
+	953:  {"lo_close", "i"},
+	954:  {"loread", "ii"},
+	955:  {"lowrite", "ib"},
+	956:  {"lo_lseek", "iii"},
+	957:  {"lo_creat", "i"},
+	958:  {"lo_tell", "i"},
+	964:  {"lo_unlink", "o"},
+	1004: {"lo_truncate", "ii"},
+	3170: {"lo_lseek64", "ili"},
+	3171: {"lo_tell64", "i"},
+	3172: {"lo_truncate64", "il"},
+}
+
+// onFunctionCall relays the large-object calls libpq makes, recorded with
+// the function's name and arguments, and refuses every other FunctionCall:
+// one runs any function by OID outside SQL (query_to_xml runs any query),
+// and SELECT does the same with its text in the audit.
+func (s *session) onFunctionCall(hdr [5]byte, n int) error {
+	s.recordPending()
+	head, err := s.cr.Peek(min(n, 1<<10))
+	if err != nil {
+		return err
+	}
+	if len(head) < 4 {
+		return fmt.Errorf("%w: malformed FunctionCall message", errProtocol)
+	}
+	oid := binary.BigEndian.Uint32(head)
+	fn, ok := largeObjects[oid]
+	if !ok {
+		if _, err := s.cr.Discard(n); err != nil {
+			return err
+		}
+		reason := fmt.Sprintf("function call of OID %d refused: keygate relays only the large-object functions libpq uses; call other functions with SELECT", oid)
+		s.gw.RefuseStatement(s.gs, reason, "", map[string]any{"protocol": "function", "oid": oid})
+		t := s.st
+		t.mu.Lock()
+		t.push(&op{kind: opReply, ends: true, reply: errorMessage("42501", "keygate: "+reason)})
+		t.mu.Unlock()
+		s.sendReplies()
+		return nil
+	}
+	s.record(fn.describe(head, n), map[string]any{"protocol": "function", "function": fn.name, "oid": oid})
+	t := s.st
+	t.mu.Lock()
+	t.execs++
+	t.push(&op{kind: opEnd})
+	t.mu.Unlock()
+	return s.forward(hdr, n)
+}
+
+// describe writes a call as lo_open(16390, 131072) from the start of its
+// FunctionCall message (head) of n bytes. Binary integers are shown as
+// numbers, text arguments as text (bounded), bytea as its length.
+func (fn largeObject) describe(head []byte, n int) string {
+	var args []string
+	b := head[4:]
+	u16 := func() (int, bool) {
+		if len(b) < 2 {
+			return 0, false
+		}
+		v := int(binary.BigEndian.Uint16(b))
+		b = b[2:]
+		return v, true
+	}
+	nformats, ok := u16()
+	formats := make([]int, 0, nformats)
+	for i := 0; ok && i < nformats; i++ {
+		var f int
+		f, ok = u16()
+		formats = append(formats, f)
+	}
+	nargs, ok2 := u16()
+	ok = ok && ok2
+	for i := 0; ok && i < nargs; i++ {
+		if len(b) < 4 {
+			ok = false
+			break
+		}
+		size := int(int32(binary.BigEndian.Uint32(b)))
+		b = b[4:]
+		kind := byte('?')
+		if i < len(fn.args) {
+			kind = fn.args[i]
+		}
+		binaryFormat := len(formats) == 1 && formats[0] == 1 || i < len(formats) && len(formats) > 1 && formats[i] == 1
+		switch {
+		case size < 0:
+			args = append(args, "NULL")
+		case kind == 'b':
+			args = append(args, fmt.Sprintf("<%d bytes>", size))
+			ok = false // the data may run past head; nothing follows it in lowrite
+		case size > len(b):
+			ok = false
+		case binaryFormat && size == 4:
+			if kind == 'o' {
+				args = append(args, fmt.Sprint(binary.BigEndian.Uint32(b)))
+			} else {
+				args = append(args, fmt.Sprint(int32(binary.BigEndian.Uint32(b))))
+			}
+		case binaryFormat && size == 8:
+			args = append(args, fmt.Sprint(int64(binary.BigEndian.Uint64(b))))
+		case binaryFormat:
+			args = append(args, fmt.Sprintf("<%d bytes>", size))
+		default:
+			args = append(args, fmt.Sprintf("%q", truncateText(string(b[:size]), 64)))
+		}
+		if size > 0 && size <= len(b) {
+			b = b[size:]
+		}
+	}
+	if len(args) < nargs {
+		args = append(args, "…")
+	}
+	return fn.name + "(" + strings.Join(args, ", ") + ")"
+}
+
+// truncateText cuts s to at most n bytes at a rune boundary.
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
