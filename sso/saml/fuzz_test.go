@@ -11,23 +11,31 @@ import (
 )
 
 // FuzzCheckStructure feeds arbitrary documents to the structural checks
-// that run before any signature is verified: nothing panics, and every
-// refusal is an sso.Refusal with a code and a reason.
+// that run before any signature is verified: nothing panics, every
+// refusal is an sso.Refusal with a code and a reason, and every
+// certificate a signature is to be checked with is one the metadata lists.
 func FuzzCheckStructure(f *testing.F) {
 	for _, s := range []string{
 		`<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="r1"><saml:Assertion ID="a1"><saml:Subject><saml:NameID>alice</saml:NameID></saml:Subject></saml:Assertion></samlp:Response>`,
 		`<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" xmlns:ds="http://www.w3.org/2000/09/xmldsig#" ID="r1"><ds:Signature><ds:SignedInfo><ds:Reference URI="#r1"/></ds:SignedInfo><ds:KeyInfo><ds:X509Data><ds:X509Certificate>AAAA</ds:X509Certificate></ds:X509Data></ds:KeyInfo></ds:Signature><saml:Assertion ID="a1"/></samlp:Response>`,
 		`<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="x"><saml:Assertion ID="x"/><saml:Assertion ID="y"><saml:Assertion/></saml:Assertion></samlp:Response>`,
 		`<!-- c --><samlp:Response/>`,
+		`<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="r1"><saml:Assertion ID="a1"><saml:Subject><saml:NameID>ad<![CDATA[min]]></saml:NameID></saml:Subject></saml:Assertion></samlp:Response>`,
 		`<a:Response xmlns:a="urn:oasis:names:tc:SAML:2.0:protocol"><b`,
 	} {
 		f.Add([]byte(s))
 	}
 	_, cert := testidp.KeyPair(f, "idp", time.Now().Add(time.Hour))
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		err := checkStructure(raw, nil)
+		_, err := checkStructure(raw, nil)
 		if err == nil {
-			err = checkStructure(raw, []*x509.Certificate{cert})
+			var signers []*x509.Certificate
+			signers, err = checkStructure(raw, []*x509.Certificate{cert})
+			for _, c := range signers {
+				if !c.Equal(cert) {
+					t.Fatalf("%q: signed with %s, which the metadata does not list", raw, c.Subject)
+				}
+			}
 		}
 		if err == nil {
 			return

@@ -51,13 +51,19 @@ func (p *Provider) HandleResponse(ctx context.Context, encoded, inResponseTo str
 	if len(raw) > maxResponse {
 		return sso.Identity{}, sso.Refuse("malformed", nil, "the identity provider's response is larger than %d bytes", maxResponse)
 	}
-	md := p.current()
-	if err := checkStructure(raw, md.certs); err != nil {
+	md, now := p.current(), p.cfg.Now()
+	signers, err := checkStructure(raw, md.certs)
+	if err != nil {
+		return sso.Identity{}, err
+	}
+	if err := checkCertValidity(signers, now, p.cfg.ClockSkew); err != nil {
 		return sso.Identity{}, err
 	}
 	// gosaml2's clock runs ClockSkew behind, so that the expiry checks it
-	// makes itself allow for skew; keygate checks NotBefore itself.
-	sp := p.sp(md, p.cfg.Now().Add(-p.cfg.ClockSkew))
+	// makes itself allow for skew; keygate checks NotBefore itself, and
+	// the certificates goxmldsig checks against that clock carry
+	// certWindow moved onto it.
+	sp := p.sp(md, now, p.cfg.ClockSkew)
 	resp, err := sp.ValidateEncodedResponse(base64.StdEncoding.EncodeToString(raw))
 	if err != nil {
 		return sso.Identity{}, classify(err)
@@ -104,29 +110,38 @@ func (p *Provider) HandleResponse(ctx context.Context, encoded, inResponseTo str
 
 // checkStructure refuses documents whose shape no honest identity
 // provider produces, before any signature is looked at: a DOCTYPE,
-// comments, anything but one Response holding at most one assertion as
-// its direct child, duplicate IDs, and signatures that do not sit directly
-// on the element they reference. Each of those is a form of signature
-// wrapping or of comment injection. It also refuses a signature whose
-// embedded certificate is not one the metadata lists.
-func checkStructure(raw []byte, trusted []*x509.Certificate) error {
+// comments, CDATA sections, anything but one Response holding at most one
+// assertion as its direct child, duplicate IDs, and signatures that do not
+// sit directly on the element they reference. Each of those is a form of
+// signature wrapping or of comment injection. It also refuses a signature
+// whose embedded certificate is not one the metadata lists, and returns
+// the certificates the signatures it saw are to be checked with.
+func checkStructure(raw []byte, trusted []*x509.Certificate) ([]*x509.Certificate, error) {
 	if bytes.Contains(raw, []byte("<!DOCTYPE")) || bytes.Contains(raw, []byte("<!ENTITY")) {
-		return sso.Refuse("malformed", nil, "the response carries a DOCTYPE, which SAML never needs")
+		return nil, sso.Refuse("malformed", nil, "the response carries a DOCTYPE, which SAML never needs")
 	}
 	if bytes.Contains(raw, []byte("<!--")) {
-		return sso.Refuse("xml_comment", nil, "the response contains an XML comment; comments can make the signed NameID differ from the one read, so keygate refuses them")
+		return nil, sso.Refuse("xml_comment", nil, "the response contains an XML comment; comments can make the signed NameID differ from the one read, so keygate refuses them")
+	}
+	// Canonicalisation turns a CDATA section into plain text, so a value
+	// split by one still verifies; a reader that stops at the section
+	// boundary sees another value than the one signed. Identity providers
+	// escape their values instead.
+	if bytes.Contains(raw, []byte("<![CDATA[")) {
+		return nil, sso.Refuse("malformed", nil, "the response contains a CDATA section, which identity providers do not send; one can make the signed NameID differ from the one read, so keygate refuses it")
 	}
 	doc := etree.NewDocument()
 	doc.ReadSettings.Permissive = false
 	if err := doc.ReadFromBytes(raw); err != nil {
-		return sso.Refuse("malformed", err, "the response is not well-formed XML")
+		return nil, sso.Refuse("malformed", err, "the response is not well-formed XML")
 	}
 	root := doc.Root()
 	if root == nil || root.Tag != "Response" || root.NamespaceURI() != nsProtocol {
-		return sso.Refuse("malformed", nil, "the document is not a SAML Response")
+		return nil, sso.Refuse("malformed", nil, "the document is not a SAML Response")
 	}
 	ids := map[string]bool{}
 	assertions := 0
+	var signers []*x509.Certificate
 	var walk func(el *etree.Element) error
 	walk = func(el *etree.Element) error {
 		if id := el.SelectAttrValue("ID", ""); id != "" {
@@ -146,9 +161,11 @@ func checkStructure(raw []byte, trusted []*x509.Certificate) error {
 			if err := checkSignaturePlacement(el, root); err != nil {
 				return err
 			}
-			if err := checkEmbeddedCerts(el, trusted); err != nil {
+			certs, err := signingCerts(el, trusted)
+			if err != nil {
 				return err
 			}
+			signers = append(signers, certs...)
 		}
 		for _, c := range el.ChildElements() {
 			if err := walk(c); err != nil {
@@ -158,12 +175,12 @@ func checkStructure(raw []byte, trusted []*x509.Certificate) error {
 		return nil
 	}
 	if err := walk(root); err != nil {
-		return err
+		return nil, err
 	}
 	if assertions > 1 {
-		return sso.Refuse("signature_wrapping", nil, "the response carries %d assertions; keygate accepts exactly one", assertions)
+		return nil, sso.Refuse("signature_wrapping", nil, "the response carries %d assertions; keygate accepts exactly one", assertions)
 	}
-	return nil
+	return signers, nil
 }
 
 // checkSignaturePlacement accepts a signature only as a direct child of
@@ -194,17 +211,46 @@ func checkSignaturePlacement(sig, root *etree.Element) error {
 	return nil
 }
 
-// checkEmbeddedCerts refuses a signature whose KeyInfo carries a
-// certificate that the metadata does not list. goxmldsig would refuse it
-// too; checking first gives the refusal its own reason.
-func checkEmbeddedCerts(sig *etree.Element, trusted []*x509.Certificate) error {
+// signingCerts is the certificates a signature is checked with: those its
+// KeyInfo carries, each of which the metadata must list, or, when it
+// carries none, the metadata's only certificate (goxmldsig's choice too;
+// with several it refuses the signature). goxmldsig would refuse an
+// unlisted certificate as well; checking first gives the refusal its own
+// reason.
+func signingCerts(sig *etree.Element, trusted []*x509.Certificate) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
 	for _, el := range sig.FindElements(".//X509Certificate") {
 		der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(el.Text()), ""))
 		if err != nil {
-			return sso.Refuse("untrusted_certificate", err, "the signature's certificate does not decode")
+			return nil, sso.Refuse("untrusted_certificate", err, "the signature's certificate does not decode")
 		}
-		if !slices.ContainsFunc(trusted, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) }) {
-			return sso.Refuse("untrusted_certificate", nil, "the response is signed with a certificate the identity provider's metadata does not list: if the provider rotated its certificate, its metadata must list the new one")
+		i := slices.IndexFunc(trusted, func(c *x509.Certificate) bool { return bytes.Equal(c.Raw, der) })
+		if i < 0 {
+			return nil, sso.Refuse("untrusted_certificate", nil, "the response is signed with a certificate the identity provider's metadata does not list: if the provider rotated its certificate, its metadata must list the new one")
+		}
+		out = append(out, trusted[i])
+	}
+	if len(out) == 0 && len(trusted) == 1 {
+		out = trusted
+	}
+	return out, nil
+}
+
+// checkCertValidity refuses a response signed with a certificate outside
+// its certWindow at now. goxmldsig enforces the same window
+// (validityView), but reports a miss as a signature that does not verify;
+// checking first names the certificate and the end of its life that was
+// missed.
+func checkCertValidity(certs []*x509.Certificate, now time.Time, skew time.Duration) error {
+	for _, c := range certs {
+		from, until := certWindow(c, skew)
+		switch {
+		case now.Before(from):
+			return sso.Refuse("certificate_not_yet_valid", nil, "the identity provider signed with certificate %s, which is valid only from %s; keygate's clock says %s and allows %s of skew: the provider switched to a new signing certificate before it became valid, or a clock is wrong; check both clocks, or have the provider sign with its current certificate until the new one is valid",
+				fingerprint(c), c.NotBefore.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
+		case now.After(until):
+			return sso.Refuse("certificate_expired", nil, "the identity provider signed with certificate %s, which expired at %s; keygate's clock says %s and allows %s of skew: the provider must sign with a new certificate, listed in its metadata",
+				fingerprint(c), c.NotAfter.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), skew)
 		}
 	}
 	return nil

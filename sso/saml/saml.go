@@ -6,12 +6,13 @@
 // signature bypass). Around it, keygate refuses what an SP should never
 // accept even when a library would: a document with more than one
 // assertion or with a signature that does not sit on the element it signs
-// (the signature-wrapping forms), comments (which split a NameID between
-// what was signed and what is read), a DOCTYPE, a certificate the metadata
-// does not list, an audience, recipient or destination that is not
-// keygate's, a validity window that does not hold within the clock skew, a
-// response to a request this browser did not send, and an assertion seen
-// before. Each refusal carries its own code into the audit log.
+// (the signature-wrapping forms), comments and CDATA sections (which split
+// a NameID between what was signed and what is read), a DOCTYPE, a
+// certificate the metadata does not list or that is not valid within the
+// clock skew, an audience, recipient or destination that is not keygate's,
+// a validity window that does not hold within the clock skew, a response
+// to a request this browser did not send, and an assertion seen before.
+// Each refusal carries its own code into the audit log.
 package saml
 
 import (
@@ -224,14 +225,47 @@ func (p *Provider) current() *idp {
 	return p.idp
 }
 
+// certWindow is when keygate accepts a response signed with c: from its
+// NotBefore minus skew until its NotAfter plus skew. The provider judges
+// both ends of its certificate's life by its own clock, which may be skew
+// away from keygate's; without the allowance a certificate the provider
+// starts signing with the moment it is issued would be refused for up to
+// skew. The expiry end stays at NotAfter plus skew, no later: the
+// certificate_expiring warning gives ExpiryWarning to move to a new
+// certificate before that.
+func certWindow(c *x509.Certificate, skew time.Duration) (from, until time.Time) {
+	return c.NotBefore.Add(-skew), c.NotAfter.Add(skew)
+}
+
 // certStore hands goxmldsig the certificates of one metadata snapshot.
 type certStore []*x509.Certificate
 
 func (c certStore) Certificates() ([]*x509.Certificate, error) { return c, nil }
 
+// validityView is the certStore goxmldsig checks signatures against when
+// its clock runs behind keygate's. goxmldsig refuses a certificate whose
+// NotBefore–NotAfter does not hold its clock, with no allowance for skew
+// and with an error indistinguishable from a forged signature. So it gets
+// copies whose window is certWindow's, moved onto its clock: it then
+// enforces exactly keygate's window, for signatures keygate cannot see
+// before decrypting too. The copies keep their raw bytes, by which
+// goxmldsig matches them to the certificate a signature embeds, and their
+// public keys.
+func validityView(certs []*x509.Certificate, skew, behind time.Duration) certStore {
+	out := make(certStore, len(certs))
+	for i, c := range certs {
+		v := *c
+		from, until := certWindow(c, skew)
+		v.NotBefore, v.NotAfter = from.Add(-behind), until.Add(-behind)
+		out[i] = &v
+	}
+	return out
+}
+
 // sp builds gosaml2's service provider for one operation, with its clock
-// at clock.
-func (p *Provider) sp(md *idp, clock time.Time) *saml2.SAMLServiceProvider {
+// behind keygate's now: the expiry checks gosaml2 makes itself allow no
+// skew, so validating a response sets its clock back by the skew.
+func (p *Provider) sp(md *idp, now time.Time, behind time.Duration) *saml2.SAMLServiceProvider {
 	sp := &saml2.SAMLServiceProvider{
 		IdentityProviderSSOURL:      md.ssoURL,
 		IdentityProviderSSOBinding:  bindingRedirect,
@@ -239,10 +273,10 @@ func (p *Provider) sp(md *idp, clock time.Time) *saml2.SAMLServiceProvider {
 		AssertionConsumerServiceURL: p.cfg.ACSURL,
 		ServiceProviderIssuer:       p.cfg.EntityID,
 		AudienceURI:                 p.cfg.EntityID,
-		IDPCertificateStore:         certStore(md.certs),
+		IDPCertificateStore:         validityView(md.certs, p.cfg.ClockSkew, behind),
 		NameIdFormat:                "urn:oasis:names:tc:SAML:1.1:nameid-format:unspecified",
 		AllowMissingAttributes:      true,
-		Clock:                       dsig.NewFakeClockAt(clock),
+		Clock:                       dsig.NewFakeClockAt(now.Add(-behind)),
 		MaximumDecompressedBodySize: maxResponse,
 	}
 	if p.cfg.Key != nil {
@@ -255,7 +289,7 @@ func (p *Provider) sp(md *idp, clock time.Time) *saml2.SAMLServiceProvider {
 
 // AuthnRequestURL implements sso.SAMLConnector.
 func (p *Provider) AuthnRequestURL(relayState string) (string, string, error) {
-	sp := p.sp(p.current(), p.cfg.Now())
+	sp := p.sp(p.current(), p.cfg.Now(), 0)
 	doc, err := sp.BuildAuthRequestDocumentNoSig()
 	if err != nil {
 		return "", "", fmt.Errorf("build AuthnRequest: %w", err)
@@ -274,7 +308,7 @@ func (p *Provider) AuthnRequestURL(relayState string) (string, string, error) {
 // Metadata implements sso.SAMLConnector: the document to upload to the
 // identity provider.
 func (p *Provider) Metadata() ([]byte, error) {
-	ed, err := p.sp(p.current(), p.cfg.Now()).Metadata()
+	ed, err := p.sp(p.current(), p.cfg.Now(), 0).Metadata()
 	if err != nil {
 		return nil, fmt.Errorf("SP metadata: %w", err)
 	}

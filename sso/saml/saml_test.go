@@ -2,9 +2,13 @@ package saml
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/xml"
+	"math/big"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +185,17 @@ func TestHostileResponses(t *testing.T) {
 		{name: "comment in NameID", code: "xml_comment", alter: func(t *testing.T, r string) string {
 			return testidp.CommentInNameID(t, r, "alice@example.com", ".evil")
 		}},
+		// Canonicalisation reads a CDATA section as text, so this one
+		// still verifies: only the structural check refuses it.
+		{name: "CDATA splitting the signed NameID", code: "malformed", alter: func(t *testing.T, r string) string {
+			return replaceNameID(t, r, "ali<![CDATA[ce]]>@example.com")
+		}},
+		{name: "CDATA changing the NameID", code: "malformed", alter: func(t *testing.T, r string) string {
+			return replaceNameID(t, r, "ad<![CDATA[min]]>@example.com")
+		}},
+		{name: "empty CDATA after the NameID", code: "malformed", alter: func(t *testing.T, r string) string {
+			return replaceNameID(t, r, "alice@example.com<![CDATA[]]>")
+		}},
 		{name: "DOCTYPE", code: "malformed", alter: func(t *testing.T, r string) string {
 			return testidp.EditResponseText(t, r, func(s string) string { return `<!DOCTYPE x [<!ENTITY e "admin">]>` + s })
 		}},
@@ -280,6 +295,18 @@ func TestHostileResponses(t *testing.T) {
 	}
 }
 
+// replaceNameID writes value, as raw XML, in place of alice's NameID.
+func replaceNameID(t *testing.T, encoded, value string) string {
+	t.Helper()
+	return testidp.EditResponseText(t, encoded, func(s string) string {
+		old := alice.NameID + "</saml:NameID>"
+		if !strings.Contains(s, old) {
+			t.Fatalf("the response has no NameID %q", alice.NameID)
+		}
+		return strings.Replace(s, old, value+"</saml:NameID>", 1)
+	})
+}
+
 // An assertion is accepted once; a response is accepted only for the
 // request this browser was sent with; one nobody asked for must not claim
 // to answer a request.
@@ -363,6 +390,80 @@ func TestCertificateRotation(t *testing.T) {
 		if _, err := e.p.HandleResponse(ctx, resp, reqID); err != nil {
 			t.Fatalf("signed with %s during the rotation: %v", k.cert.Subject.CommonName, err)
 		}
+	}
+}
+
+// signingPair makes a self-signed RSA key pair valid from notBefore to
+// notAfter, such as a certificate the identity provider has just issued.
+func signingPair(t *testing.T, notBefore, notAfter time.Time) (*rsa.PrivateKey, *x509.Certificate) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(notBefore.UnixNano()), Subject: pkix.Name{CommonName: "idp-next"},
+		NotBefore: notBefore, NotAfter: notAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, cert
+}
+
+// The identity provider signs with a certificate whose life begins or ends
+// near keygate's now, its metadata listing it. Within the clock skew (2
+// minutes here) of either end the certificate is accepted; beyond it the
+// refusal names the certificate's validity, not stale metadata. With the
+// assertion encrypted and the response unsigned, keygate sees no
+// signature before decrypting, and the window holds all the same.
+func TestCertificateValidityWindow(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	tests := []struct {
+		name                string
+		notBefore, notAfter time.Time
+		encrypt             bool
+		code                string // empty: accepted
+	}{
+		{name: "issued a minute ahead of keygate's clock", notBefore: now.Add(time.Minute), notAfter: now.Add(365 * 24 * time.Hour)},
+		{name: "issued just now", notBefore: now, notAfter: now.Add(365 * 24 * time.Hour)},
+		{name: "issued five minutes ahead", notBefore: now.Add(5 * time.Minute), notAfter: now.Add(365 * 24 * time.Hour), code: "certificate_not_yet_valid"},
+		{name: "expired a minute ago", notBefore: now.Add(-time.Hour), notAfter: now.Add(-time.Minute)},
+		{name: "expired five minutes ago", notBefore: now.Add(-time.Hour), notAfter: now.Add(-5 * time.Minute), code: "certificate_expired"},
+		{name: "encrypted, issued a minute ahead", notBefore: now.Add(time.Minute), notAfter: now.Add(365 * 24 * time.Hour), encrypt: true},
+		{name: "encrypted, issued five minutes ahead", notBefore: now.Add(5 * time.Minute), notAfter: now.Add(365 * 24 * time.Hour), encrypt: true, code: "bad_signature"},
+		{name: "encrypted, expired five minutes ago", notBefore: now.Add(-time.Hour), notAfter: now.Add(-5 * time.Minute), encrypt: true, code: "bad_signature"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{encrypt: tt.encrypt})
+			e.idp.SetSigningKey(signingPair(t, tt.notBefore, tt.notAfter))
+			if err := e.p.Refresh(ctx); err != nil {
+				t.Fatal(err)
+			}
+			resp, reqID := e.signIn(nil)
+			if tt.encrypt {
+				resp = testidp.EditResponse(t, resp, func(doc *etree.Document) { testidp.RemoveSignatures(doc.Root()) })
+				if raw, _ := base64.StdEncoding.DecodeString(resp); !strings.Contains(string(raw), "EncryptedAssertion") || strings.Contains(string(raw), "SignatureValue") {
+					t.Fatalf("want an encrypted assertion and no signature in sight: %s", raw)
+				}
+			}
+			_, err := e.p.HandleResponse(ctx, resp, reqID)
+			if tt.code == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				return
+			}
+			wantRefusal(t, err, tt.code)
+			if r := sso.AsRefusal(err); tt.code == "certificate_not_yet_valid" && (strings.Contains(r.Reason, "metadata") || !strings.Contains(r.Reason, "valid only from")) {
+				t.Fatalf("the refusal does not say the certificate is not valid yet: %s", r.Reason)
+			}
+		})
 	}
 }
 
