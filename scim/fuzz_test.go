@@ -196,3 +196,36 @@ func jsonEqual(a, b any) bool {
 	y, err2 := json.Marshal(b)
 	return err1 == nil && err2 == nil && bytes.Equal(x, y)
 }
+
+// FuzzCanonicalPath feeds arbitrary request paths to the spelling that
+// routing sees: nothing panics, spelling twice changes nothing more, a path
+// outside Prefix is left alone, and nothing changes but the endpoint
+// name's case and one trailing slash, so a resource id keeps its exact
+// bytes.
+func FuzzCanonicalPath(f *testing.F) {
+	for _, s := range []string{Prefix + "/users/", Prefix + "/GROUPS/AbC-1/", Prefix + "/Users/a%2Fb", Prefix + "/", Prefix + "//", "/SCIM/V2/users", Prefix + "/Schemas/urn:x:y/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		out := canonicalPath(in)
+		if again := canonicalPath(out); again != out {
+			t.Fatalf("canonicalPath(%q) = %q, then %q", in, out, again)
+		}
+		rest, under := strings.CutPrefix(in, Prefix+"/")
+		if !under {
+			if out != in {
+				t.Fatalf("canonicalPath(%q) = %q outside %s", in, out, Prefix)
+			}
+			return
+		}
+		if out == in {
+			return
+		}
+		trimmed := strings.TrimSuffix(in, "/")
+		name, _, _ := strings.Cut(rest, "/")
+		after := len(Prefix) + 1 + len(name)
+		if len(out) != len(trimmed) || !strings.EqualFold(out[:after], trimmed[:after]) || out[after:] != trimmed[after:] {
+			t.Fatalf("canonicalPath(%q) = %q changes more than the endpoint name's case and a trailing slash", in, out)
+		}
+	})
+}

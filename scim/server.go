@@ -22,6 +22,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -73,10 +75,24 @@ type Server struct {
 	// touched remembers when each token's last use was stored, so that
 	// provisioning ten thousand people does not write ten thousand times.
 	touched sync.Map
+
+	// PublicURL is the API's base URL as SCIM clients reach it, such as
+	// https://keygate.example.com behind a reverse proxy; resource
+	// locations start with it. Empty means https:// and the host the
+	// request named, which a proxy may have rewritten.
+	PublicURL string
 }
 
-// Prefix is where the endpoint lives on the API listener.
+// Prefix is where the endpoint lives on the API listener. It is matched
+// exactly, as the Tenant URL that `keygate admin scim-token create` prints
+// spells it: clients append endpoint names to that URL as given, and a
+// reverse proxy routing this path would not match another spelling either.
+// What follows it is matched as other SCIM servers do (canonicalPath).
 const Prefix = "/scim/v2"
+
+// endpoints are the names under Prefix, spelled as RFC 7644 spells them
+// and as the routes and resource locations use them.
+var endpoints = []string{"Users", "Groups", "ServiceProviderConfig", "Schemas", "ResourceTypes"}
 
 // Limits.
 const (
@@ -96,7 +112,8 @@ func New(st Store, a Auditor, log *slog.Logger, now func() time.Time) *Server {
 	return &Server{store: st, audit: a, log: log, now: now, limiter: guesslimit.New(failBurst, failInterval)}
 }
 
-// Handler serves everything under Prefix.
+// Handler serves everything under Prefix, with endpoint names in any case
+// and with or without a trailing slash (canonicalPaths).
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	// Discovery is public: it describes the service, nothing in it.
@@ -123,20 +140,75 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc(Prefix+"/", s.serve(func(w http.ResponseWriter, r *http.Request) error {
 		return notFound("no SCIM endpoint at %s: use %s/Users or %s/Groups", r.URL.Path, Prefix, Prefix)
 	}))
-	return mux
+	return canonicalPaths(mux)
+}
+
+// canonicalPaths hands next each request with its path spelled as the
+// routes spell it (canonicalPath). Microsoft's reference SCIM server
+// matches paths in any case and with a trailing slash, and clients written
+// against it send /scim/v2/users or /scim/v2/Users/?filter=…
+func canonicalPaths(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		escaped := r.URL.EscapedPath()
+		c := canonicalPath(escaped)
+		path, err := url.PathUnescape(c)
+		if c == escaped || err != nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		r2 := new(http.Request)
+		*r2 = *r
+		r2.URL = new(url.URL)
+		*r2.URL = *r.URL
+		r2.URL.Path, r2.URL.RawPath = path, c
+		next.ServeHTTP(w, r2)
+	})
+}
+
+// canonicalPath spells an escaped request path under Prefix as the routes
+// do: the endpoint name in its RFC 7644 case, and without one trailing
+// slash. A resource id keeps its exact spelling, since ids are opaque and
+// case matters in them. Paths of other shapes are left as they are, and
+// find no route.
+func canonicalPath(escaped string) string {
+	rest, ok := strings.CutPrefix(escaped, Prefix+"/")
+	if !ok {
+		return escaped
+	}
+	name, id, hasID := strings.Cut(strings.TrimSuffix(rest, "/"), "/")
+	i := slices.IndexFunc(endpoints, func(e string) bool { return strings.EqualFold(name, e) })
+	if i < 0 || hasID && (id == "" || strings.Contains(id, "/")) {
+		return escaped
+	}
+	if !hasID {
+		return Prefix + "/" + endpoints[i]
+	}
+	return Prefix + "/" + endpoints[i] + "/" + id
 }
 
 // request carries what a handler needs besides the HTTP request.
 type request struct {
 	*http.Request
 	token identity.ProvisioningToken
+	// apiURL is the API's base URL as the client sees it.
+	apiURL string
 }
 
 // source is how the history and the audit name the token's changes.
 func (r *request) source() string { return "scim:" + r.token.Name }
 
+// base is the endpoint's URL, which resource locations start with.
 func (r *request) base() string {
-	return "https://" + r.Host + Prefix
+	return r.apiURL + Prefix
+}
+
+// apiURL is the API's base URL as the client sees it: PublicURL when it
+// is set, else from the request's host.
+func (s *Server) apiURL(r *http.Request) string {
+	if s.PublicURL != "" {
+		return s.PublicURL
+	}
+	return "https://" + r.Host
 }
 
 func (r *request) client() string { return r.RemoteAddr }
@@ -179,7 +251,7 @@ func (s *Server) authed(h func(w http.ResponseWriter, r *request) error) http.Ha
 			return errorf(http.StatusUnauthorized, "", "%s", reason)
 		}
 		s.touch(r.Context(), tok, now)
-		return h(w, &request{Request: r, token: tok})
+		return h(w, &request{Request: r, token: tok, apiURL: s.apiURL(r)})
 	})
 }
 
@@ -417,7 +489,7 @@ func decodeCursor(c string) (time.Time, string, error) {
 func (s *Server) serviceProviderConfig(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, map[string]any{
 		"schemas":          []string{schemaServiceProviderConfig},
-		"documentationUri": "https://" + r.Host + "/",
+		"documentationUri": s.apiURL(r) + "/",
 		"patch":            map[string]any{"supported": true},
 		"bulk":             map[string]any{"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
 		"filter":           map[string]any{"supported": true, "maxResults": maxPageSize},
@@ -432,15 +504,17 @@ func (s *Server) serviceProviderConfig(w http.ResponseWriter, r *http.Request) e
 			"type": "oauthbearertoken", "name": "Bearer token", "primary": true,
 			"description": "A token from `keygate admin scim-token create`, sent as Authorization: Bearer <token>",
 		}},
-		"meta": map[string]any{"resourceType": "ServiceProviderConfig", "location": "https://" + r.Host + Prefix + "/ServiceProviderConfig"},
+		"meta": map[string]any{"resourceType": "ServiceProviderConfig", "location": s.apiURL(r) + Prefix + "/ServiceProviderConfig"},
 	})
 }
 
-func schemaResource(sc *schema, host string) map[string]any {
+// schemaResource describes sc; apiURL is the API's base URL as the client
+// sees it.
+func schemaResource(sc *schema, apiURL string) map[string]any {
 	attrs := sc.Attributes
 	return map[string]any{
 		"schemas": []string{schemaSchema}, "id": sc.ID, "name": sc.Name, "description": sc.Description, "attributes": attrs,
-		"meta": map[string]any{"resourceType": "Schema", "location": "https://" + host + Prefix + "/Schemas/" + sc.ID},
+		"meta": map[string]any{"resourceType": "Schema", "location": apiURL + Prefix + "/Schemas/" + sc.ID},
 	}
 }
 
@@ -449,7 +523,7 @@ var allSchemas = []*schema{userSchema, enterpriseSchema, keygateSchema, groupSch
 func (s *Server) schemas(w http.ResponseWriter, r *http.Request) error {
 	var list []any
 	for _, sc := range allSchemas {
-		list = append(list, schemaResource(sc, r.Host))
+		list = append(list, schemaResource(sc, s.apiURL(r)))
 	}
 	return writeJSON(w, http.StatusOK, map[string]any{"schemas": []string{messageList}, "totalResults": len(list), "itemsPerPage": len(list), "startIndex": 1, "Resources": list})
 }
@@ -457,20 +531,22 @@ func (s *Server) schemas(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) schema(w http.ResponseWriter, r *http.Request) error {
 	for _, sc := range allSchemas {
 		if strings.EqualFold(sc.ID, r.PathValue("id")) {
-			return writeJSON(w, http.StatusOK, schemaResource(sc, r.Host))
+			return writeJSON(w, http.StatusOK, schemaResource(sc, s.apiURL(r)))
 		}
 	}
 	return notFound("no schema %q", r.PathValue("id"))
 }
 
-func resourceTypeResource(rt *resourceType, host string) map[string]any {
+// resourceTypeResource describes rt; apiURL is the API's base URL as the
+// client sees it.
+func resourceTypeResource(rt *resourceType, apiURL string) map[string]any {
 	var exts []any
 	for _, e := range rt.extensions {
 		exts = append(exts, map[string]any{"schema": e.ID, "required": false})
 	}
 	out := map[string]any{
 		"schemas": []string{schemaResourceType}, "id": rt.Name, "name": rt.Name, "endpoint": rt.Endpoint, "schema": rt.core.ID,
-		"meta": map[string]any{"resourceType": "ResourceType", "location": "https://" + host + Prefix + "/ResourceTypes/" + rt.Name},
+		"meta": map[string]any{"resourceType": "ResourceType", "location": apiURL + Prefix + "/ResourceTypes/" + rt.Name},
 	}
 	if exts != nil {
 		out["schemaExtensions"] = exts
@@ -479,14 +555,14 @@ func resourceTypeResource(rt *resourceType, host string) map[string]any {
 }
 
 func (s *Server) resourceTypes(w http.ResponseWriter, r *http.Request) error {
-	list := []any{resourceTypeResource(userType, r.Host), resourceTypeResource(groupType, r.Host)}
+	list := []any{resourceTypeResource(userType, s.apiURL(r)), resourceTypeResource(groupType, s.apiURL(r))}
 	return writeJSON(w, http.StatusOK, map[string]any{"schemas": []string{messageList}, "totalResults": len(list), "itemsPerPage": len(list), "startIndex": 1, "Resources": list})
 }
 
 func (s *Server) resourceType(w http.ResponseWriter, r *http.Request) error {
 	for _, rt := range []*resourceType{userType, groupType} {
 		if strings.EqualFold(rt.Name, r.PathValue("id")) {
-			return writeJSON(w, http.StatusOK, resourceTypeResource(rt, r.Host))
+			return writeJSON(w, http.StatusOK, resourceTypeResource(rt, s.apiURL(r)))
 		}
 	}
 	return notFound("no resource type %q", r.PathValue("id"))
