@@ -10,6 +10,7 @@ import (
 	"io"
 	"math"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,6 +42,21 @@ type Config struct {
 	// ShutdownGrace is how long a stopping server lets live sessions finish
 	// before it ends them.
 	ShutdownGrace Duration `yaml:"shutdown_grace"`
+	// PublicURL is the API's base URL as people, identity providers and
+	// the CLI reach it, https://HOST or https://HOST:PORT, for keygate
+	// behind a reverse proxy or load balancer: sign-in (the SAML ACS URL
+	// and default entity ID, the OIDC redirect URL, the link keygate
+	// login prints) and SCIM resource locations name it instead of the
+	// listener. Unset, APIURL derives the URL from listen.api and
+	// public_hostnames. It has no path, because the API, the sign-in
+	// pages and SCIM all live at the root: the proxy maps its root to
+	// keygate. Its host is not added to the certificate keygate issues
+	// for public_hostnames: a proxy that terminates TLS shows its own
+	// certificate, and one that passes TLS through needs the host listed
+	// in public_hostnames like any other name clients connect to.
+	PublicURL string `yaml:"public_url"`
+	// Audit says what the audit keeps of statements.
+	Audit Audit `yaml:"audit"`
 
 	// path is the file the config was read from; relative paths in the file
 	// are resolved against its directory.
@@ -162,10 +178,10 @@ func readFile(path string) (abs string, raw []byte, err error) {
 }
 
 // LoadLocation reads only where the server is and keeps its state
-// (data_dir, listen, public_hostnames) from the config at path. Commands
-// that talk to a running server need no more, and so keep working while
-// the rest of the file is being edited: keygate admin reload can then
-// report the edit's mistakes as the server sees them.
+// (data_dir, listen, public_hostnames, public_url) from the config at
+// path. Commands that talk to a running server need no more, and so keep
+// working while the rest of the file is being edited: keygate admin
+// reload can then report the edit's mistakes as the server sees them.
 func LoadLocation(path string) (*Config, error) {
 	abs, raw, err := readFile(path)
 	if err != nil {
@@ -175,6 +191,11 @@ func LoadLocation(path string) (*Config, error) {
 		DataDir         string   `yaml:"data_dir"`
 		PublicHostnames []string `yaml:"public_hostnames"`
 		Listen          Listen   `yaml:"listen"`
+		PublicURL       string   `yaml:"public_url"`
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %s", abs, yamlErrorText(err))
 	}
 	if err := yaml.Unmarshal(raw, &loc); err != nil {
 		return nil, fmt.Errorf("%s: %s", abs, yamlErrorText(err))
@@ -182,8 +203,15 @@ func LoadLocation(path string) (*Config, error) {
 	if loc.DataDir == "" {
 		return nil, fmt.Errorf("%s: data_dir is required: the directory where keygate keeps its state, CA and keys", abs)
 	}
-	c := &Config{path: abs, DataDir: loc.DataDir, PublicHostnames: loc.PublicHostnames, Listen: loc.Listen}
+	c := &Config{path: abs, DataDir: loc.DataDir, PublicHostnames: loc.PublicHostnames, Listen: loc.Listen, PublicURL: loc.PublicURL,
+		lines: map[string]int{}}
+	indexLines(&doc, "", c.lines)
 	c.applyDefaults()
+	// A malformed public_url would otherwise send admin commands to a
+	// server that is not there.
+	if err := c.validatePublicURL(); err != nil {
+		return nil, err
+	}
 	return c, nil
 }
 
@@ -259,6 +287,20 @@ func indexLines(n *yaml.Node, prefix string, out map[string]int) {
 }
 
 func (c *Config) applyDefaults() {
+	// Paths are appended to public_url, so a trailing slash goes; so does
+	// an explicit :443, which browsers leave out of the Origin they send
+	// with the sign-in form. What is not a URL stays as written for
+	// validation to show.
+	if u := strings.TrimRight(c.PublicURL, "/"); strings.Contains(u, "://") {
+		if p, err := url.Parse(u); err == nil && p.Scheme == "https" && p.Port() == "443" && p.Path == "" && p.RawQuery == "" && p.Fragment == "" {
+			p.Host = p.Hostname()
+			if strings.Contains(p.Host, ":") {
+				p.Host = "[" + p.Host + "]"
+			}
+			u = p.String()
+		}
+		c.PublicURL = u
+	}
 	if c.Listen.API == "" {
 		c.Listen.API = DefaultAPIListen
 	}
@@ -274,6 +316,7 @@ func (c *Config) applyDefaults() {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	c.Audit.applyDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -330,6 +373,9 @@ func (c *Config) validate() error {
 			add(c.errorAt(key, "%s %q is not host:port", key, addr))
 		}
 	}
+	if err := c.validatePublicURL(); err != nil {
+		add(err)
+	}
 	if !map[string]bool{"debug": true, "info": true, "warn": true, "error": true}[c.Log.Level] {
 		add(c.errorAt("log.level", "log.level %q: use debug, info, warn or error", c.Log.Level))
 	}
@@ -368,6 +414,7 @@ func (c *Config) validate() error {
 		}
 	}
 	errs = append(errs, c.validateAccess(dbs)...)
+	errs = append(errs, c.validateAudit()...)
 	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)
 }
@@ -404,9 +451,13 @@ func (d Database) AccessDatabase() access.Database {
 	return access.Database{Name: d.Name, Tags: d.Tags}
 }
 
-// APIURL is the URL clients use to reach the API, derived from listen.api:
-// a wildcard listen address is replaced by the first public hostname.
+// APIURL is the URL clients use to reach the API: public_url when it is
+// set, else derived from listen.api, with a wildcard listen address
+// replaced by the first public hostname.
 func (c *Config) APIURL() string {
+	if c.PublicURL != "" {
+		return c.PublicURL
+	}
 	host, port, err := net.SplitHostPort(c.Listen.API)
 	if err != nil {
 		return "https://" + c.Listen.API
@@ -415,4 +466,36 @@ func (c *Config) APIURL() string {
 		host = c.PublicHostnames[0]
 	}
 	return "https://" + net.JoinHostPort(host, port)
+}
+
+// validatePublicURL checks public_url, whose trailing slashes
+// applyDefaults has removed.
+func (c *Config) validatePublicURL() error {
+	if c.PublicURL == "" {
+		return nil
+	}
+	if problem := publicURLProblem(c.PublicURL); problem != "" {
+		return c.errorAt("public_url", "public_url %q %s", c.PublicURL, problem)
+	}
+	return nil
+}
+
+// publicURLProblem says what is wrong with raw as public_url and how to
+// fix it, or returns "" when nothing is.
+func publicURLProblem(raw string) string {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Opaque != "" || u.Hostname() == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return "is not an absolute URL: write it as https://HOST or https://HOST:PORT, the address people and identity providers reach keygate at"
+	case u.Scheme != "https":
+		return "uses http: use https, as browsers send keygate's sign-in cookie only over HTTPS; have the proxy serve HTTPS"
+	case u.User != nil:
+		return "holds a user name: remove it and the @ after it"
+	case strings.ContainsAny(raw, "?#"):
+		return "has a query or fragment: remove everything from the ? or #"
+	case u.Path != "":
+		root := "https://" + u.Host
+		return fmt.Sprintf("has a path: keygate serves its API, sign-in pages and SCIM at the root, so have the proxy map %s/ to keygate's / and set public_url to %s", root, root)
+	}
+	return ""
 }

@@ -36,7 +36,7 @@ type SAML struct {
 	// MetadataRefresh is how often the metadata is read again; default 1h.
 	MetadataRefresh Duration `yaml:"metadata_refresh"`
 	// EntityID is keygate's SAML entity ID; default the metadata URL,
-	// https://HOST:PORT/saml/metadata.
+	// https://HOST:PORT/saml/metadata, under public_url when it is set.
 	EntityID string `yaml:"entity_id"`
 	// CAFile is a CA bundle to trust, besides the system's roots, for the
 	// metadata URL: for an identity provider behind a private CA, such as

@@ -17,9 +17,9 @@ import (
 // the server runs: permission sets, assignments and database tags, and
 // the removal of a database. Every live session is then decided again, so
 // one whose access is gone ends at once. What needs a restart to change
-// (listeners, data_dir, sign-in, a database's address or a new database)
-// is named in the result and left as it runs. A config that does not
-// load changes nothing.
+// (listeners, data_dir, public_url, sign-in, a database's address or a
+// new database) is named in the result and left as it runs. A config
+// that does not load changes nothing.
 func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -105,10 +105,12 @@ func needsRestart(running, next *config.Config) []string {
 	for key, same := range map[string]bool{
 		"data_dir":         running.DataDir == next.DataDir,
 		"public_hostnames": slices.Equal(running.PublicHostnames, next.PublicHostnames),
+		"public_url":       running.PublicURL == next.PublicURL,
 		"listen":           running.Listen == next.Listen,
 		"log":              running.Log == next.Log,
 		"sso":              reflect.DeepEqual(running.SSO, next.SSO),
 		"shutdown_grace":   running.ShutdownGrace == next.ShutdownGrace,
+		"audit":            running.Audit == next.Audit,
 	} {
 		if !same {
 			out = append(out, key)

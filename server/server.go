@@ -56,6 +56,7 @@ type Server struct {
 	keys      *token.KeySet
 	gw        *gateway.Gateway
 	upstreams map[string]*postgres.Upstream
+	servers   *postgres.Servers
 	http      *http.Server
 	apiLn     net.Listener
 	pgLn      net.Listener
@@ -151,14 +152,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	}
 
 	pgUpstreams := map[string]pgwire.Upstream{}
-	logins := postgres.NewLogins()
+	s.servers = postgres.NewServers(log)
+	s.servers.OnIntrusion = s.intrusion
 	for _, d := range cfg.Databases {
 		password, ok := os.LookupEnv(d.Admin.PasswordEnv)
 		if !ok {
 			log.Warn("admin password variable is not set; connecting without a password", "database", d.Name, "variable", d.Admin.PasswordEnv)
 		}
 		u, err := postgres.New(postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas,
-			AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, logins, log)
+			AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, s.servers, log)
 		if err != nil {
 			return nil, err
 		}
@@ -173,7 +175,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 		return metrics.SprawlState{}
 	}))
-	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams}
+	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams,
+		MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate}
+	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates))
 
 	signIn, err := s.buildSSO(ctx, now)
 	if err != nil {
@@ -182,8 +186,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	if s.saml != nil {
 		s.metrics.MustRegister(metrics.NewSAMLCollector(s.saml))
 	}
+	provisioning := scim.New(s.store, s.events, log, now)
+	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: scim.New(s.store, s.events, log, now).Handler(), SignIn: signIn, Reloader: s, Findings: s}
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -295,6 +301,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	go s.maintain(ctx)
 	go s.watchGrants(ctx)
+	go s.servers.Watch(watchCtx, postgres.DefaultWatchInterval)
 	if s.saml != nil {
 		go s.saml.Run(ctx)
 	}
@@ -344,6 +351,38 @@ func (s *Server) Run(ctx context.Context) error {
 	<-groupsDone
 	s.log.Info("stopped")
 	return runErr
+}
+
+// intrusion audits a backend of a keygate-managed role that keygate did not
+// open, which the upstream watcher found and ended.
+func (s *Server) intrusion(in postgres.Intrusion) {
+	reason := fmt.Sprintf("a backend of %s that keygate did not open was ended: someone logged in to the upstream directly", in.Role)
+	detail := map[string]any{"role": in.Role, "pid": in.PID, "client_addr": in.ClientAddr, "client_port": in.ClientPort, "terminated": in.Terminated}
+	if !in.BackendStart.IsZero() {
+		detail["backend_start"] = in.BackendStart.UTC().Format(time.RFC3339Nano)
+	}
+	if in.Err != nil {
+		reason = fmt.Sprintf("a backend of %s that keygate did not open could not be ended", in.Role)
+		detail["error"] = in.Err.Error()
+	}
+	s.events.Record(audit.Event{Type: audit.UpstreamIntrusion, User: in.Person, Database: in.Database, Client: net.JoinHostPort(in.ClientAddr, fmt.Sprint(in.ClientPort)),
+		Reason: reason, Detail: detail})
+}
+
+// upstreamStates is what the metrics say of each upstream database.
+func (s *Server) upstreamStates() []metrics.UpstreamState {
+	out := make([]metrics.UpstreamState, 0, len(s.upstreams))
+	for name, u := range s.upstreams {
+		st := metrics.UpstreamState{Database: name, Ready: u.Ready(), HBA: -1}
+		switch u.HBA() {
+		case postgres.HBARestricted:
+			st.HBA = 1
+		case postgres.HBAOpen:
+			st.HBA = 0
+		}
+		out = append(out, st)
+	}
+	return out
 }
 
 // maintain rotates the token signing key and renews the gateway

@@ -61,7 +61,8 @@ type Options struct {
 	Audit Auditor
 	Log   *slog.Logger
 	Now   func() time.Time
-	// BaseURL is how browsers and the CLI reach the API: https://HOST:PORT.
+	// BaseURL is how browsers and the CLI reach the API, https://HOST:PORT:
+	// behind a reverse proxy, the proxy's address.
 	BaseURL         string
 	SessionDuration time.Duration
 	// MatchBy is config.MatchUserName, MatchEmail or MatchExternalID.
@@ -341,10 +342,11 @@ func attemptKey(id string) string {
 }
 
 // sameOrigin accepts a form post from keygate's own pages: browsers send
-// Origin on POST, and a post from another site names that site.
+// Origin on POST, and a post from another site names that site. Behind a
+// reverse proxy that rewrites Host, keygate's pages are at BaseURL.
 func (s *Service) sameOrigin(r *http.Request) bool {
 	o := r.Header.Get("Origin")
-	return o == "" || strings.EqualFold(o, "https://"+r.Host)
+	return o == "" || strings.EqualFold(o, "https://"+r.Host) || strings.EqualFold(o, s.opts.BaseURL)
 }
 
 // takeAttempt returns and forgets the attempt named by state, if this

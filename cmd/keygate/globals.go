@@ -173,13 +173,16 @@ func sameServer(a, b string) bool {
 }
 
 // endpointFrom fills what the flags left empty from cfg, which may be nil.
+// keygate's CA bundle is the default only for keygate's own listener: at
+// public_url a proxy shows its own certificate, which the system's roots
+// check.
 func (g *globals) endpointFrom(cfg *config.Config) (serverURL, caFile string) {
 	serverURL, caFile = g.server, g.ca
 	if cfg != nil {
 		if serverURL == "" {
 			serverURL = cfg.APIURL()
 		}
-		if caFile == "" {
+		if caFile == "" && (cfg.PublicURL == "" || !sameServer(serverURL, cfg.PublicURL)) {
 			caFile = cfg.DataPath(pki.CAFile)
 		}
 	}

@@ -1,19 +1,23 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/server"
+	"github.com/keygate/keygate/upstream/postgres"
 )
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -74,10 +78,20 @@ func newConfigCmd(g *globals) *cobra.Command {
 		Use:   "config",
 		Short: "Work with the config file",
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "check --config FILE",
+	var upstream bool
+	check := &cobra.Command{
+		Use:   "check --config FILE [--upstream]",
 		Short: "Check a config file: unknown keys, missing values, dangling references",
-		Args:  cobra.NoArgs,
+		Long: `Check a config file: unknown keys, missing values, dangling references.
+
+With --upstream, also connect to every database as its admin role (the
+password from admin.password_env, as the server would) and check what
+keygate needs there: the admin role's privileges (CREATEROLE,
+pg_signal_backend, pg_read_all_stats), printing the statements that grant
+what is missing; and whether pg_hba.conf lets keygate-managed roles log in
+only from keygate's address. It exits with status 1 when a database is not
+ready.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := g.loadConfig()
 			if err != nil {
@@ -90,10 +104,46 @@ func newConfigCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d databases, %d permission sets, %d assignments)\n",
 				cfg.Path(), len(cfg.Databases), len(cfg.PermissionSets), len(cfg.Assignments))
+			if upstream {
+				return checkUpstreams(cmd.Context(), cmd.OutOrStdout(), cfg)
+			}
 			return nil
 		},
-	})
+	}
+	check.Flags().BoolVar(&upstream, "upstream", false, "also check each database's admin role and pg_hba.conf")
+	cmd.AddCommand(check)
 	return cmd
+}
+
+// checkUpstreams checks every database as the server does at start-up and
+// prints what it finds, one database at a time.
+func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	servers := postgres.NewServers(log)
+	notReady := 0
+	for _, d := range cfg.Databases {
+		u, err := postgres.New(postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas,
+			AdminUser: d.Admin.User, AdminPassword: os.Getenv(d.Admin.PasswordEnv), TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, servers, log)
+		if err != nil {
+			return err
+		}
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err = u.Check(cctx)
+		cancel()
+		if err != nil {
+			notReady++
+			fmt.Fprintf(w, "database %s: not ready: %v\n", d.Name, err)
+		} else {
+			fmt.Fprintf(w, "database %s: ready: %s has CREATEROLE, pg_signal_backend and pg_read_all_stats\n", d.Name, d.Admin.User)
+			_, report := u.HBAReport()
+			fmt.Fprintf(w, "database %s: pg_hba.conf: %s\n", d.Name, report)
+		}
+		u.Close()
+	}
+	if notReady > 0 {
+		return fmt.Errorf("%d of %d databases are not ready", notReady, len(cfg.Databases))
+	}
+	return nil
 }
 
 func newCACmd(g *globals) *cobra.Command {
