@@ -20,12 +20,11 @@ import (
 
 // refCond is a condition as the generator draws it.
 type refCond struct {
-	op        string // ==, !=, in, not in, has, not has
-	left      refOperand
-	right     refOperand
-	list      []string
-	text      string
-	holdsWith func(person, db map[string]string) bool
+	op    string // ==, !=, in, not in, has, not has
+	left  refOperand
+	right refOperand
+	list  []string
+	text  string
 }
 
 type refOperand struct {
