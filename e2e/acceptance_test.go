@@ -26,7 +26,9 @@ func (s *kgServer) audit(t testing.TB, args ...string) []api.AuditEvent {
 	out := s.kg(t, 0, append([]string{"audit", "--json"}, args...)...)
 	var events []api.AuditEvent
 	sc := bufio.NewScanner(strings.NewReader(out))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	// A statement is kept whole up to 16 MiB, and its JSON line may be
+	// longer still.
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
 	for sc.Scan() {
 		var raw map[string]any
 		if err := json.Unmarshal(sc.Bytes(), &raw); err != nil {
@@ -40,6 +42,9 @@ func (s *kgServer) audit(t testing.TB, args ...string) []api.AuditEvent {
 		var e api.AuditEvent
 		json.Unmarshal(sc.Bytes(), &e)
 		events = append(events, e)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("reading keygate audit --json: %v", err)
 	}
 	return events
 }
@@ -309,10 +314,21 @@ func TestRevocationEndsLiveSessions(t *testing.T) {
 
 func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 	t.Helper()
+	if !holdsWithin(d, cond) {
+		t.Fatalf("condition not met within %s", d)
+	}
+}
+
+// holdsWithin polls cond until it holds or d has passed, and reports whether it
+// held, for a check that can say better than waitFor what failed.
+func holdsWithin(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)
-	for !cond() {
+	for {
+		if cond() {
+			return true
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
+			return false
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -510,9 +510,21 @@ type sleeper struct {
 // app, and returns once the upstream runs the sleep.
 func (s *kgServer) startSleeper(t testing.TB, user, db, token, app string) *sleeper {
 	t.Helper()
+	sl := s.startPsql(t, user, db, token, app, "SELECT pg_sleep(30)")
+	waitFor(t, 10*time.Second, func() bool {
+		rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"' AND query LIKE '%pg_sleep%'")
+		return rows[0][0] == "1"
+	})
+	return sl
+}
+
+// startPsql runs sql through the gateway with psql as user, in the
+// background, under application_name app.
+func (s *kgServer) startPsql(t testing.TB, user, db, token, app, sql string) *sleeper {
+	t.Helper()
 	sl := &sleeper{app: app, exited: make(chan time.Time, 1)}
-	cmd := exec.Command("psql", "-X", "-A", "-t", s.connString(user, db, "application_name="+app), "-c", "SELECT pg_sleep(30)")
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+token)
+	cmd := exec.Command("psql", "-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", s.connString(user, db, "application_name="+app), "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+token, "PGCONNECT_TIMEOUT=10")
 	cmd.Stderr = &sl.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -522,10 +534,6 @@ func (s *kgServer) startSleeper(t testing.TB, user, db, token, app string) *slee
 		sl.exited <- time.Now()
 	}()
 	t.Cleanup(func() { cmd.Process.Kill() })
-	waitFor(t, 10*time.Second, func() bool {
-		rows := s.upstreamQuery(t, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = '"+app+"' AND query LIKE '%pg_sleep%'")
-		return rows[0][0] == "1"
-	})
 	return sl
 }
 
