@@ -35,6 +35,7 @@ type options struct {
 	keygateBin string
 	duration   time.Duration
 	clients    int
+	protocol   string
 	outDir     string
 }
 
@@ -43,6 +44,7 @@ func main() {
 	flag.StringVar(&o.keygateBin, "keygate", "", "the keygate binary to benchmark (bench/run.sh builds it)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long each pgbench run lasts (pgbench -T)")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent pgbench clients (pgbench -c)")
+	flag.StringVar(&o.protocol, "protocol", "simple", "how pgbench sends its queries: simple, extended or prepared (pgbench -M)")
 	flag.StringVar(&o.outDir, "out", filepath.Join("bench", "out"), "directory for the JSON results")
 	flag.Parse()
 	if err := o.validate(); err != nil {
@@ -74,6 +76,11 @@ func (o options) validate() error {
 	if o.duration < time.Second {
 		return fmt.Errorf("-duration %s: at least 1s", o.duration)
 	}
+	switch o.protocol {
+	case "simple", "extended", "prepared":
+	default:
+		return fmt.Errorf("-protocol %q: use simple, extended or prepared", o.protocol)
+	}
 	if o.clients < 1 || o.clients > 250 {
 		return fmt.Errorf("-clients %d: between 1 and 250 (PostgreSQL runs with max_connections=300)", o.clients)
 	}
@@ -83,7 +90,7 @@ func (o options) validate() error {
 // run sets everything up, runs the benchmark, reports, and takes
 // everything down again, also when ctx is cancelled.
 func run(ctx context.Context, o options, w io.Writer) (err error) {
-	bench := pgbenchRun{clients: o.clients, jobs: min(2, o.clients), duration: o.duration}
+	bench := pgbenchRun{clients: o.clients, jobs: min(2, o.clients), duration: o.duration, protocol: o.protocol}
 	rep := newReport(bench)
 	dir, err := os.MkdirTemp("", "keygate-bench-")
 	if err != nil {

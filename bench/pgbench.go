@@ -89,6 +89,8 @@ type pgbenchRun struct {
 	clients  int
 	jobs     int
 	duration time.Duration
+	// protocol is pgbench -M: simple, extended or prepared.
+	protocol string
 }
 
 // run runs pgbench's select-only script against e with password. A failed
@@ -96,7 +98,7 @@ type pgbenchRun struct {
 // other runs still happen; the error is for an interruption.
 func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string) (runResult, error) {
 	res := runResult{Target: e.name, Mode: m}
-	args := []string{"-n", "-S", "-c", strconv.Itoa(p.clients), "-j", strconv.Itoa(p.jobs), "-T", strconv.Itoa(p.seconds()),
+	args := []string{"-n", "-S", "-M", p.protocol, "-c", strconv.Itoa(p.clients), "-j", strconv.Itoa(p.jobs), "-T", strconv.Itoa(p.seconds()),
 		"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", e.user}
 	if m == perTxn {
 		args = append(args, "-C")

@@ -66,7 +66,7 @@ type keygateMemory struct {
 func newReport(bench pgbenchRun) *report {
 	return &report{
 		Time: time.Now(),
-		Settings: benchSettings{Script: "select-only (pgbench -S -n)", DurationSeconds: bench.seconds(), Clients: bench.clients,
+		Settings: benchSettings{Script: "select-only (pgbench -S -n -M " + bench.protocol + ")", DurationSeconds: bench.seconds(), Clients: bench.clients,
 			Jobs: bench.jobs, Scale: scale, SSLMode: "verify-full"},
 		Machine:  proc.DescribeMachine(),
 		Versions: versions{Go: runtime.Version()},

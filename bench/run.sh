@@ -4,6 +4,7 @@
 #
 #   bench/run.sh                      # 10 s per run, 8 clients
 #   DURATION=30 CLIENTS=16 bench/run.sh
+#   PROTOCOL=prepared bench/run.sh    # pgbench -M: simple (default), extended, prepared
 #
 # Installs what is missing (Debian 12: pgbouncer, postgresql-15), builds
 # keygate and the driver into a temporary directory, and runs the driver,
@@ -14,6 +15,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-8}
+PROTOCOL=${PROTOCOL:-simple}
 case $DURATION in
 *[!0-9]*) ;;      # has a unit already, e.g. 30s or 2m
 *) DURATION=${DURATION}s ;;
@@ -50,4 +52,4 @@ echo "Building keygate ($version)"
 go build -ldflags "-X main.version=$version" -o "$tmp/keygate" ./cmd/keygate
 go build -o "$tmp/bench" ./bench
 
-"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -out bench/out
+"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -out bench/out
