@@ -268,3 +268,33 @@ func encodeFrontend(tb testing.TB, msgs ...pgproto3.FrontendMessage) []byte {
 	}
 	return b
 }
+
+// FuzzDescribeCall feeds arbitrary FunctionCall bodies to what the audit
+// says of a large-object call: it never panics, names the function, and
+// stays short whatever the arguments.
+func FuzzDescribeCall(f *testing.F) {
+	for _, fc := range []*pgproto3.FunctionCall{
+		{Function: 952, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{{0, 0, 0x40, 0x06}, {0, 2, 0, 0}}},
+		{Function: 955, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{{0, 0, 0, 0}, make([]byte, 100)}},
+		{Function: 957, Arguments: [][]byte{[]byte("-1")}},
+		{Function: 3170, ArgFormatCodes: []uint16{0, 1, 1}, Arguments: [][]byte{[]byte("1"), {0, 0, 0, 0, 0, 0, 1, 0}, nil}},
+	} {
+		b := encodeFrontend(f, fc)
+		f.Add(b[5:])
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if len(body) < 4 {
+			return
+		}
+		for oid, fn := range largeObjects {
+			b := append(binary.BigEndian.AppendUint32(nil, oid), body[4:]...)
+			got := fn.describe(b)
+			if !strings.HasPrefix(got, fn.name+"(") || !strings.HasSuffix(got, ")") {
+				t.Fatalf("describe = %q", got)
+			}
+			if len(got) > len(fn.name)+2+len(fn.args)*140+8 {
+				t.Fatalf("describe of %d bytes gave %d bytes: %q", len(b), len(got), got)
+			}
+		}
+	})
+}

@@ -841,7 +841,7 @@ func (s *session) onFunctionCall(hdr [5]byte, n int) error {
 		s.sendReplies()
 		return nil
 	}
-	s.record(fn.describe(head, n), map[string]any{"protocol": "function", "function": fn.name, "oid": oid})
+	s.record(fn.describe(head), map[string]any{"protocol": "function", "function": fn.name, "oid": oid})
 	t := s.st
 	t.mu.Lock()
 	t.execs++
@@ -851,9 +851,9 @@ func (s *session) onFunctionCall(hdr [5]byte, n int) error {
 }
 
 // describe writes a call as lo_open(16390, 131072) from the start of its
-// FunctionCall message (head) of n bytes. Binary integers are shown as
-// numbers, text arguments as text (bounded), bytea as its length.
-func (fn largeObject) describe(head []byte, n int) string {
+// FunctionCall message body (head). Binary integers are shown as numbers,
+// text arguments as text (32 bytes at most), bytea as its length.
+func (fn largeObject) describe(head []byte) string {
 	var args []string
 	b := head[4:]
 	u16 := func() (int, bool) {
@@ -873,7 +873,9 @@ func (fn largeObject) describe(head []byte, n int) string {
 	}
 	nargs, ok2 := u16()
 	ok = ok && ok2
-	for i := 0; ok && i < nargs; i++ {
+	// The function's own arguments, no more: the server refuses a call
+	// with others, and the audit need not spell out thousands of them.
+	for i := 0; ok && i < nargs && i < len(fn.args); i++ {
 		if len(b) < 4 {
 			ok = false
 			break
@@ -904,7 +906,7 @@ func (fn largeObject) describe(head []byte, n int) string {
 		case binaryFormat:
 			args = append(args, fmt.Sprintf("<%d bytes>", size))
 		default:
-			args = append(args, fmt.Sprintf("%q", truncateText(string(b[:size]), 64)))
+			args = append(args, fmt.Sprintf("%q", truncateText(string(b[:size]), 32)))
 		}
 		if size > 0 && size <= len(b) {
 			b = b[size:]

@@ -526,7 +526,7 @@ func TestDescribeFunctionCall(t *testing.T) {
 		{&pgproto3.FunctionCall{Function: 953, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{nil}}, "lo_close(NULL)"},
 	} {
 		b := call(tc.fc)
-		if got := largeObjects[tc.fc.Function].describe(b, len(b)); got != tc.want {
+		if got := largeObjects[tc.fc.Function].describe(b); got != tc.want {
 			t.Errorf("describe = %q, want %q", got, tc.want)
 		}
 	}
