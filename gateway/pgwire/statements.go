@@ -348,6 +348,9 @@ var deallocation = regexp.MustCompile(`(?is)\b(?:DEALLOCATE\s+(?:PREPARE\s+)?(?:
 // deallocated lists the statement names text deallocates; "" stands for
 // all of them.
 func deallocated(text string) []string {
+	if !mayDeallocate(text) {
+		return nil
+	}
 	var out []string
 	for _, m := range deallocation.FindAllStringSubmatch(text, -1) {
 		switch {
@@ -362,6 +365,31 @@ func deallocated(text string) []string {
 	return out
 }
 
+// mayDeallocate is a quick look for the words the deallocation patterns
+// need, so that the regular expressions run only on the rare statement
+// that has them: every simple Query passes here.
+func mayDeallocate(text string) bool {
+	return containsFold(text, "dealloc") || containsFold(text, "discard")
+}
+
+// containsFold reports whether s contains the lower-case ASCII word w in
+// any case, without allocating.
+func containsFold(s, w string) bool {
+	for i := 0; i+len(w) <= len(s); i++ {
+		if s[i]|0x20 != w[0] {
+			continue
+		}
+		j := 1
+		for j < len(w) && s[i+j]|0x20 == w[j] {
+			j++
+		}
+		if j == len(w) {
+			return true
+		}
+	}
+	return false
+}
+
 // soleDeallocate matches a Query that is nothing but DEALLOCATE of one
 // name, which keygate answers itself for a statement it holds: the
 // upstream never had that name.
@@ -370,6 +398,9 @@ var soleDeallocate = regexp.MustCompile(`(?is)^\s*DEALLOCATE\s+(?:PREPARE\s+)?(?
 // heldDeallocation reports whether text only deallocates a statement
 // keygate holds, and its name. Called with t.mu held.
 func (t *tracker) heldDeallocation(text string) (string, bool) {
+	if len(t.stmts) == 0 || !mayDeallocate(text) {
+		return "", false
+	}
 	m := soleDeallocate.FindStringSubmatch(text)
 	if m == nil {
 		return "", false
