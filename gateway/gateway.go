@@ -643,10 +643,12 @@ func (g *Gateway) Serve(ctx context.Context, ln net.Listener, engine Engine) err
 // connection past a limit is rejected at once.
 func (g *Gateway) ServeConn(ctx context.Context, conn net.Conn, engine Engine) {
 	defer conn.Close()
-	release, refusal := g.preauth.acquire(hostOf(conn.RemoteAddr()), g.MaxHandshakes, g.MaxHandshakesPerAddress)
+	// One source's connections count together whatever their ports.
+	source := sourceOf(conn.RemoteAddr().String())
+	release, refusal := g.preauth.acquire(source, g.MaxHandshakes, g.MaxHandshakesPerAddress)
 	if refusal != nil {
 		conn.SetDeadline(time.Now().Add(time.Second))
-		if ok, suppressed := g.refusals.allow(hostOf(conn.RemoteAddr())); ok {
+		if ok, suppressed := g.refusals.allow(source); ok {
 			g.log.Warn("connection refused before start-up", "client", conn.RemoteAddr().String(), "reason", refusal.Reason, "suppressed", suppressed)
 		}
 		engine.Reject(conn, refusal)

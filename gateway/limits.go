@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"net"
 	"sync"
 	"time"
 )
@@ -51,15 +50,6 @@ func (p *preauth) acquire(addr string, maxTotal, maxPerAddr int) (release func()
 			}
 		})
 	}, nil
-}
-
-// hostOf is the address part of a remote address, so that one source's
-// connections count together whatever their ports.
-func hostOf(a net.Addr) string {
-	if host, _, err := net.SplitHostPort(a.String()); err == nil {
-		return host
-	}
-	return a.String()
 }
 
 // sampler lets a few events per key through in each window and counts the

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -134,33 +135,7 @@ func (s *session) forward(hdr [5]byte, n int) error {
 	if _, err := s.uw.Write(hdr[:]); err != nil {
 		return err
 	}
-	_, err := copyNUpstream(s.uw, s.cr, n)
-	return err
-}
-
-func copyNUpstream(w io.Writer, r interface {
-	Buffered() int
-	Peek(int) ([]byte, error)
-	Discard(int) (int, error)
-}, n int) (int, error) {
-	done := 0
-	for done < n {
-		k := r.Buffered()
-		if k == 0 {
-			if _, err := r.Peek(1); err != nil {
-				return done, err
-			}
-			k = r.Buffered()
-		}
-		k = min(k, n-done)
-		b, _ := r.Peek(k)
-		if _, err := w.Write(b); err != nil {
-			return done, err
-		}
-		r.Discard(k)
-		done += k
-	}
-	return done, nil
+	return errors.Join(copyN(s.uw, s.cr, n))
 }
 
 // read reads a whole message body into the session's buffer.
@@ -272,7 +247,7 @@ func (s *session) streamQuery(hdr [5]byte, n int) error {
 		return err
 	}
 	d := newDigest(s.srv.maxStatement())
-	if _, err := copyNUpstream(io.MultiWriter(s.uw, d), s.cr, n-1); err != nil {
+	if err := errors.Join(copyN(io.MultiWriter(s.uw, d), s.cr, n-1)); err != nil {
 		return err
 	}
 	last, err := s.cr.ReadByte()
@@ -325,10 +300,15 @@ func (s *session) refuseOversized(proto string, n int, parse bool) error {
 		s.cr.Discard(len(chunk))
 		rest -= len(chunk)
 	}
+	return s.refuseDigested(proto, d)
+}
+
+// refuseDigested audits the refusal of the statement d followed, with its
+// head, length and SHA-256, and ends the session.
+func (s *session) refuseDigested(proto string, d *digest) error {
 	head, detail := d.summary()
-	limit := s.srv.maxStatement()
 	reason := fmt.Sprintf("statement of %d bytes refused: the audit keeps statements of up to %s whole (audit.max_statement_size); send it in smaller statements, or ask the operator to set audit.oversized_statements: truncate",
-		d.n, byteSize(limit))
+		d.n, byteSize(s.srv.maxStatement()))
 	delete(detail, "truncated")
 	s.gw.RefuseStatement(s.gs, reason, head, withDetail(detail, "protocol", proto))
 	s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "54000", Message: "keygate: " + reason})
@@ -424,13 +404,7 @@ func (s *session) onParse(hdr [5]byte, n int) error {
 func (s *session) refuseOversizedText(proto string, text []byte) error {
 	d := newDigest(1 << 10)
 	d.Write(text)
-	head, detail := d.summary()
-	delete(detail, "truncated")
-	reason := fmt.Sprintf("statement of %d bytes refused: the audit keeps statements of up to %s whole (audit.max_statement_size); send it in smaller statements, or ask the operator to set audit.oversized_statements: truncate",
-		d.n, byteSize(s.srv.maxStatement()))
-	s.gw.RefuseStatement(s.gs, reason, head, withDetail(detail, "protocol", proto))
-	s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "54000", Message: "keygate: " + reason})
-	return errStopped
+	return s.refuseDigested(proto, d)
 }
 
 // parseMessage is a Parse of s into the upstream's unnamed statement.
@@ -509,8 +483,7 @@ func (s *session) onBind(hdr [5]byte, n int) error {
 		return err
 	}
 	s.cr.Discard(used)
-	_, err = copyNUpstream(s.uw, s.cr, n-used)
-	return err
+	return errors.Join(copyN(s.uw, s.cr, n-used))
 }
 
 // onExecute records an execution, with the text of what it runs, before
