@@ -409,23 +409,23 @@ func (p *Policy) Grants(pr identity.Principal, db Database) []Grant {
 	return out
 }
 
-// LeastLevel is the lowest level the principal holds on db: that of their
-// first grant, or, without any, the lowest level a Cedar file's permit
-// allows them. ok is false when they hold none.
+// LeastLevel is the lowest level the principal may use on db, for a token
+// asked for without a level: least privilege by default. A grant covers
+// every level below its own, so a person granted rw gets ro unless a rule
+// refuses ro. When no level is allowed but the principal holds a grant (one
+// that needs MFA, say, or is denied), it is that grant's level, so that
+// Decide's refusal names what is missing. ok is false when they hold none.
 func (p *Policy) LeastLevel(pr identity.Principal, db Database) (Level, bool) {
 	if !pr.Active {
-		return "", false
-	}
-	if g := p.Grants(pr, db); len(g) > 0 {
-		return g[0].PermissionSet.Level, true
-	}
-	if len(p.raw) == 0 {
 		return "", false
 	}
 	for _, l := range Levels {
 		if ok, _, _ := p.authorize(pr, db, l); ok {
 			return l, true
 		}
+	}
+	if g := p.Grants(pr, db); len(g) > 0 {
+		return g[0].PermissionSet.Level, true
 	}
 	return "", false
 }
@@ -438,7 +438,7 @@ func (p *Policy) Decide(pr identity.Principal, db Database, want Level) Decision
 		return d
 	}
 	if !pr.Active {
-		d.Reason = fmt.Sprintf("%s is disabled", pr.UserName)
+		d.Reason = fmt.Sprintf("%s was disabled", pr.UserName)
 		return d
 	}
 	allowed, reasons, person := p.authorize(pr, db, want)

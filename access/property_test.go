@@ -387,12 +387,16 @@ func TestDecideAgainstReference(t *testing.T) {
 					}
 				}
 			}
-			// Nothing is granted without an assignment: LeastLevel and
-			// Grants come from assignments that cover the database.
+			// Nothing is granted without an assignment: LeastLevel comes
+			// from a grant that covers it, and is allowed unless it is the
+			// lowest grant's own level, kept for the refusal's reason.
 			if l, ok := p.LeastLevel(pr, db); ok {
 				g := p.Grants(pr, db)
-				if len(g) == 0 || g[0].PermissionSet.Level != l {
-					fail("LeastLevel %s without a matching grant: %+v", l, g)
+				if len(g) == 0 || !g[len(g)-1].PermissionSet.Level.Covers(l) {
+					fail("LeastLevel %s without a grant that covers it: %+v", l, g)
+				}
+				if !p.Decide(pr, db, l).Allowed && g[0].PermissionSet.Level != l {
+					fail("LeastLevel %s is neither allowed nor the lowest grant's level: %+v", l, g)
 				}
 			}
 			for _, g := range p.Grants(pr, db) {

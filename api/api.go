@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -38,6 +37,8 @@ type Authorizer interface {
 	Principal(ctx context.Context, signIn identity.Session) (identity.Principal, error)
 	WhoCan(ctx context.Context, database string, at time.Time) ([]authz.Holder, error)
 	WhoCanAll(ctx context.Context, at time.Time) ([]authz.Holder, error)
+	// Databases names the databases in the rules in force.
+	Databases() []string
 }
 
 // Minter signs database tokens.
@@ -72,6 +73,29 @@ type Server struct {
 	Reloader Reloader
 	// Findings answers GET /v1/admin/access/findings.
 	Findings FindingsLister
+	// Health, when set, says why keygate cannot do its work right now;
+	// GET /healthz answers 503 with it.
+	Health func() error
+	// LiveSessions, when set, counts a person's live gateway sessions.
+	LiveSessions func(user string) int
+
+	// waits ends long polls of the audit log at shutdown.
+	waits waitStop
+}
+
+// healthz answers 200 while keygate can do its work, and 503 with the
+// cause while it cannot (such as an audit log that cannot be written,
+// which stops new sessions): a load balancer or monitor sees it at once.
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if s.Health != nil {
+		if err := s.Health(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, err)
+			return
+		}
+	}
+	w.Write([]byte("ok\n"))
 }
 
 // Reloader re-reads the config and applies its access rules.
@@ -102,7 +126,7 @@ const maxBody = 1 << 20
 // Handler returns the API's HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /v1/ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
 		w.Write(s.CAPEM)
@@ -116,6 +140,16 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("DELETE /v1/admin/groups/{group}/members/{user}", s.admin(s.removeMember))
 	mux.HandleFunc("POST /v1/admin/users", s.admin(s.createUser))
 	mux.HandleFunc("POST /v1/admin/users/{user}/disable", s.admin(s.disableUser))
+	mux.HandleFunc("POST /v1/admin/users/{user}/enable", s.admin(s.enableUser))
+	mux.HandleFunc("GET /v1/admin/users", s.admin(s.listUsers))
+	mux.HandleFunc("GET /v1/admin/users/{user}", s.admin(s.showUser))
+	mux.HandleFunc("PATCH /v1/admin/users/{user}", s.admin(s.renameUser))
+	mux.HandleFunc("DELETE /v1/admin/users/{user}", s.admin(s.deleteUser))
+	mux.HandleFunc("GET /v1/admin/groups", s.admin(s.listGroups))
+	mux.HandleFunc("GET /v1/admin/groups/{group}", s.admin(s.showGroup))
+	mux.HandleFunc("PATCH /v1/admin/groups/{group}", s.admin(s.renameGroup))
+	mux.HandleFunc("DELETE /v1/admin/groups/{group}", s.admin(s.deleteGroup))
+	mux.HandleFunc("GET /v1/databases", s.withSession(s.listDatabases))
 	mux.HandleFunc("POST /v1/admin/sessions", s.admin(s.createSession))
 	mux.HandleFunc("GET /v1/admin/sessions", s.admin(s.listSessions))
 	mux.HandleFunc("DELETE /v1/admin/sessions/{id}", s.admin(s.revokeSession))
@@ -232,10 +266,28 @@ func (s *Server) withSession(h handler) http.HandlerFunc {
 			return err
 		}
 		if !sess.ValidAt(s.Now()) {
-			return unauthorized(w, "your session has expired or was revoked: sign in again with `keygate login`")
+			return s.sessionEnded(r.Context(), w, sess)
 		}
 		return h(w, r.WithContext(context.WithValue(r.Context(), sessionKey{}, sess)))
 	})
+}
+
+// sessionEnded refuses a sign-in session that was revoked or expired, with
+// the true reason: a disabled or deleted person is told that signing in
+// again will not help.
+func (s *Server) sessionEnded(ctx context.Context, w http.ResponseWriter, sess identity.Session) error {
+	u, err := s.Store.GetUserByName(ctx, sess.User)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return unauthorized(w, fmt.Sprintf("%s is no longer a keygate user: signing in again will not help; ask an administrator", sess.User))
+	case err != nil:
+		return err
+	case !u.Active:
+		return unauthorized(w, fmt.Sprintf("%s was disabled: signing in again will not help until an administrator enables you (keygate admin user enable %s)", u.UserName, u.UserName))
+	case !sess.Revoked.IsZero():
+		return unauthorized(w, "your session was revoked: sign in again with `keygate login`")
+	}
+	return unauthorized(w, "your session has expired: sign in again with `keygate login`")
 }
 
 func sessionOf(r *http.Request) identity.Session {
@@ -296,7 +348,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 
 // adminEvent records an admin action.
 func (s *Server) adminEvent(r *http.Request, typ, user string, detail map[string]any) {
-	s.Audit.Record(audit.Event{Type: audit.AdminPrefix + "." + typ, Actor: "admin", User: user, Client: r.RemoteAddr, Detail: detail})
+	s.Audit.Record(audit.Event{Type: typ, Actor: "admin", User: user, Client: r.RemoteAddr, Detail: detail})
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
@@ -314,22 +366,27 @@ func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, "group.create", "", map[string]any{"group": g.Name})
+	s.adminEvent(r, audit.AdminGroupCreate, "", map[string]any{"group": g.Name})
 	return writeJSON(w, http.StatusCreated, Group{Name: g.Name, Members: []string{}})
 }
 
 func (s *Server) lookupUser(ctx context.Context, name string) (identity.User, error) {
 	u, err := s.Store.GetUserByName(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return u, errorf(http.StatusNotFound, "no user %s: create it with `keygate admin user add %s`", name, name)
+		return u, s.noPerson(name)
 	}
 	return u, err
+}
+
+// noPerson is the error for a person that does not exist.
+func (s *Server) noPerson(name string) error {
+	return errorf(http.StatusNotFound, "no person named %s (keygate admin user list shows everyone; keygate admin user add %s creates one)", name, name)
 }
 
 func (s *Server) lookupGroup(ctx context.Context, name string) (identity.Group, error) {
 	g, err := s.Store.GetGroupByName(ctx, name)
 	if errors.Is(err, store.ErrNotFound) {
-		return g, errorf(http.StatusNotFound, "no group %s: create it with `keygate admin group add %s`", name, name)
+		return g, errorf(http.StatusNotFound, "no group named %s (keygate admin group list shows them all; keygate admin group add %s creates it)", name, name)
 	}
 	return g, err
 }
@@ -348,7 +405,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if added {
-		s.adminEvent(r, "group.add-member", u.UserName, map[string]any{"group": g.Name})
+		s.adminEvent(r, audit.AdminGroupAddMember, u.UserName, map[string]any{"group": g.Name})
 	}
 	return s.writeGroup(r.Context(), w, g, http.StatusOK)
 }
@@ -369,7 +426,7 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, "group.remove-member", u.UserName, map[string]any{"group": g.Name})
+	s.adminEvent(r, audit.AdminGroupRemoveMember, u.UserName, map[string]any{"group": g.Name})
 	return s.writeGroup(r.Context(), w, g, http.StatusOK)
 }
 
@@ -406,14 +463,14 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, "user.create", u.UserName, map[string]any{"email": u.Email})
+	s.adminEvent(r, audit.AdminUserCreate, u.UserName, map[string]any{"email": u.Email})
 	out := User{Name: u.UserName, Email: u.Email, Active: true, Groups: []string{}}
 	for _, name := range req.Groups {
 		g, err := s.Store.GetGroupByName(ctx, name)
 		if errors.Is(err, store.ErrNotFound) {
 			g, err = s.Store.CreateGroup(ctx, identity.Group{Name: name})
 			if err == nil {
-				s.adminEvent(r, "group.create", "", map[string]any{"group": g.Name})
+				s.adminEvent(r, audit.AdminGroupCreate, "", map[string]any{"group": g.Name})
 			}
 		}
 		if err != nil {
@@ -422,26 +479,10 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 		if _, err := s.Store.AddMember(ctx, g.ID, u.ID, "admin"); err != nil {
 			return err
 		}
-		s.adminEvent(r, "group.add-member", u.UserName, map[string]any{"group": g.Name})
+		s.adminEvent(r, audit.AdminGroupAddMember, u.UserName, map[string]any{"group": g.Name})
 		out.Groups = append(out.Groups, g.Name)
 	}
 	return writeJSON(w, http.StatusCreated, out)
-}
-
-func (s *Server) disableUser(w http.ResponseWriter, r *http.Request) error {
-	u, err := s.lookupUser(r.Context(), r.PathValue("user"))
-	if err != nil {
-		return err
-	}
-	u, err = s.Store.UpdateUser(r.Context(), u.ID, func(u identity.User) (identity.User, error) {
-		u.Active = false
-		return u, nil
-	})
-	if err != nil {
-		return err
-	}
-	s.adminEvent(r, "user.disable", u.UserName, nil)
-	return writeJSON(w, http.StatusOK, User{Name: u.UserName, Email: u.Email, Active: u.Active, Groups: []string{}})
 }
 
 func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
@@ -465,7 +506,7 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if !u.Active {
-		return errorf(http.StatusConflict, "%s is disabled", u.UserName)
+		return errorf(http.StatusConflict, "%s is disabled: enable them first with `keygate admin user enable %s`", u.UserName, u.UserName)
 	}
 	cred := credential.New(credential.SessionPrefix)
 	hash := credential.Hash(cred)
@@ -474,51 +515,32 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, "session.create", u.UserName, map[string]any{"session_id": sess.ID, "expires_at": sess.Expires})
+	s.adminEvent(r, audit.AdminSessionCreate, u.UserName, map[string]any{"session_id": sess.ID, "expires_at": sess.Expires})
 	return writeJSON(w, http.StatusCreated, SessionResponse{ID: sess.ID, User: sess.User, Credential: cred, ExpiresAt: sess.Expires})
 }
 
 // auditPageMax bounds one page of audit events.
 const auditPageMax = 1000
 
+// listAudit answers GET /v1/admin/audit: a page of events matching the
+// filters (see auditQuery), or with wait=30s, the next ones to match,
+// waiting for them: the CLI follows the log this way.
 func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) error {
-	q := r.URL.Query()
-	aq := store.AuditQuery{User: q.Get("user"), Database: q.Get("database"), Type: q.Get("type"), Limit: auditPageMax}
-	if v := q.Get("since"); v != "" {
-		t, err := time.Parse(time.RFC3339Nano, v)
-		if err != nil {
-			return errorf(http.StatusBadRequest, "since: %v", err)
-		}
-		aq.Since = t
+	aq, err := auditQuery(r.URL.Query())
+	if err != nil {
+		return err
 	}
-	if v := q.Get("after"); v != "" {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return errorf(http.StatusBadRequest, "after: %v", err)
-		}
-		aq.AfterSeq = n
+	wait, err := auditWait(r.URL.Query().Get("wait"))
+	if err != nil {
+		return err
 	}
 	// Make what was recorded before this request visible to it.
 	if err := s.Audit.Flush(r.Context()); err != nil {
 		return err
 	}
-	events, err := s.Store.ListAudit(r.Context(), aq)
+	page, err := s.auditPage(r.Context(), aq, wait)
 	if err != nil {
 		return err
-	}
-	page := AuditPage{Events: make([]AuditEvent, 0, len(events))}
-	for _, e := range events {
-		ae := AuditEvent{Seq: e.Seq, Time: e.Time, Type: e.Type, Actor: e.Actor, User: e.User, Database: e.Database, Access: e.Access,
-			Query: e.Query, Client: e.Client, Reason: e.Reason, SessionID: e.SessionID}
-		if len(e.Detail) > 0 {
-			if err := json.Unmarshal(e.Detail, &ae.Detail); err != nil {
-				return fmt.Errorf("audit event %d detail: %w", e.Seq, err)
-			}
-		}
-		page.Events = append(page.Events, ae)
-	}
-	if len(events) == auditPageMax {
-		page.Next = events[len(events)-1].Seq
 	}
 	return writeJSON(w, http.StatusOK, page)
 }
@@ -596,7 +618,7 @@ func (s *Server) createProvisioningToken(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, "scim-token.create", "", map[string]any{"token": t.Name, "expires_at": t.Expires})
+	s.adminEvent(r, audit.AdminSCIMTokenCreate, "", map[string]any{"token": t.Name, "expires_at": t.Expires})
 	out := provisioningToken(t)
 	out.Token = secret
 	return writeJSON(w, http.StatusCreated, out)
@@ -633,7 +655,7 @@ func (s *Server) revokeProvisioningToken(w http.ResponseWriter, r *http.Request)
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, "scim-token.revoke", "", map[string]any{"token": name})
+	s.adminEvent(r, audit.AdminSCIMTokenRevoke, "", map[string]any{"token": name})
 	return writeJSON(w, http.StatusOK, map[string]string{"revoked": name})
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 )
@@ -142,13 +143,14 @@ func TestTokenEndpoint(t *testing.T) {
 	if c.User != "alice" || c.Database != "orders" || c.Access != access.ReadOnly || !c.Expires.Equal(e.now.Add(15*time.Minute)) || c.Session == "" {
 		t.Fatalf("claims = %+v", c)
 	}
-	// Without --access bob gets the least he holds: rw, with rw's TTL.
-	if code, _ := e.call(t, "POST", "/v1/tokens", bob, TokenRequest{Database: "orders"}, &tr); code != http.StatusOK || tr.Access != "rw" || !tr.ExpiresAt.Equal(e.now.Add(30*time.Minute)) {
+	// Without --access bob, granted rw, gets the least he may use: ro,
+	// through his rw grant and with its TTL.
+	if code, _ := e.call(t, "POST", "/v1/tokens", bob, TokenRequest{Database: "orders"}, &tr); code != http.StatusOK || tr.Access != "ro" || !tr.ExpiresAt.Equal(e.now.Add(30*time.Minute)) {
 		t.Fatalf("bob's token: %d %+v", code, tr)
 	}
-	// Asking for less than he holds is fine.
-	if code, _ := e.call(t, "POST", "/v1/tokens", bob, TokenRequest{Database: "orders", Access: "ro"}, &tr); code != http.StatusOK || tr.Access != "ro" {
-		t.Fatalf("bob's ro token: %d %+v", code, tr)
+	// He asks for rw to write.
+	if code, _ := e.call(t, "POST", "/v1/tokens", bob, TokenRequest{Database: "orders", Access: "rw"}, &tr); code != http.StatusOK || tr.Access != "rw" {
+		t.Fatalf("bob's rw token: %d %+v", code, tr)
 	}
 
 	var refusal Error
@@ -186,6 +188,41 @@ func TestTokenEndpoint(t *testing.T) {
 	e.now = e.now.Add(2 * time.Minute)
 	if code, _ := e.call(t, "POST", "/v1/tokens", alice, TokenRequest{Database: "orders"}, nil); code != http.StatusUnauthorized {
 		t.Fatalf("expired session: %d", code)
+	}
+}
+
+// TestEndedSessionSaysWhy: a person whose session ended because they were
+// disabled is not told to sign in again.
+func TestEndedSessionSaysWhy(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	creds := map[string]string{}
+	for _, u := range []string{"alice", "carol"} {
+		creds[u] = e.session(t, u, "analysts")
+		sessions, err := e.store.ListSessions(ctx, u)
+		if err != nil || len(sessions) != 1 {
+			t.Fatalf("sessions of %s: %v %v", u, sessions, err)
+		}
+		if err := e.store.RevokeSession(ctx, sessions[0].ID, e.now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alice, err := e.store.GetUserByName(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.UpdateUser(ctx, alice.ID, func(u identity.User) (identity.User, error) { u.Active = false; return u, nil }); err != nil {
+		t.Fatal(err)
+	}
+	for user, want := range map[string]string{
+		"alice": "alice was disabled: signing in again will not help",
+		"carol": "your session was revoked: sign in again",
+	} {
+		var body Error
+		code, _ := e.call(t, "POST", "/v1/tokens", creds[user], TokenRequest{Database: "orders"}, &body)
+		if code != http.StatusUnauthorized || !strings.Contains(body.Error, want) {
+			t.Errorf("%s: %d %q, want %q", user, code, body.Error, want)
+		}
 	}
 }
 

@@ -109,7 +109,7 @@ func (s *Server) revokeSession(w http.ResponseWriter, r *http.Request) error {
 		if err := s.Store.RevokeSession(r.Context(), id, now); err != nil {
 			return err
 		}
-		s.adminEvent(r, "session.revoke", sess.User, map[string]any{"session_id": id})
+		s.adminEvent(r, audit.AdminSessionRevoke, sess.User, map[string]any{"session_id": id})
 		sess.Revoked = now
 	}
 	return writeJSON(w, http.StatusOK, sessionView(sess, s.Now()))

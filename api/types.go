@@ -90,10 +90,13 @@ type AuditVerification struct {
 }
 
 // AuditPage is a page of audit events; Next is the "after" value for the
-// following page, zero at the end.
+// following page, zero at the end. Last is the "after" value to wait for
+// newer events with: the log was read up to it, past events that did not
+// match.
 type AuditPage struct {
 	Events []AuditEvent `json:"events"`
 	Next   int64        `json:"next,omitempty"`
+	Last   int64        `json:"last,omitempty"`
 }
 
 // ProvisioningTokenRequest creates a SCIM bearer token.
@@ -255,4 +258,70 @@ type AccessFinding struct {
 	// Kind is no_match, unknown_permission_set or unknown_tag_value.
 	Kind   string `json:"kind"`
 	Reason string `json:"reason"`
+}
+
+// Person is everything the admin API shows of a person: `keygate admin
+// user list` and `show`.
+type Person struct {
+	Name        string            `json:"name"`
+	Email       string            `json:"email,omitempty"`
+	DisplayName string            `json:"display_name,omitempty"`
+	ExternalID  string            `json:"external_id,omitempty"`
+	Active      bool              `json:"active"`
+	Groups      []string          `json:"groups"`
+	Tags        map[string]string `json:"tags"`
+	// Source is who created the person: admin, scim, sso, or "" when the
+	// audit log no longer says.
+	Source   string    `json:"source,omitempty"`
+	Created  time.Time `json:"created"`
+	Modified time.Time `json:"modified"`
+	// SignInSessions is how many active sign-in sessions the person holds;
+	// LiveSessions how many gateway sessions they have open, when the
+	// server can tell (only in show).
+	SignInSessions *int `json:"sign_in_sessions,omitempty"`
+	LiveSessions   *int `json:"live_sessions,omitempty"`
+}
+
+// GroupInfo describes a group for `keygate admin group list` and `show`.
+type GroupInfo struct {
+	Name       string    `json:"name"`
+	ExternalID string    `json:"external_id,omitempty"`
+	Members    []string  `json:"members"`
+	Created    time.Time `json:"created"`
+	Modified   time.Time `json:"modified"`
+}
+
+// RenameRequest gives a person or a group a new name.
+type RenameRequest struct {
+	Name string `json:"name"`
+}
+
+// UserChange answers a change to a person: enable, disable, rename, delete.
+type UserChange struct {
+	Person
+	// Changed is false when the person already was as asked.
+	Changed bool `json:"changed"`
+	// RevokedSessions are the ids of the sign-in sessions the change ended.
+	RevokedSessions []string `json:"revoked_sessions,omitempty"`
+	// Previous is the old name, for a rename.
+	Previous string `json:"previous,omitempty"`
+}
+
+// GroupChange answers a change to a group: rename, delete.
+type GroupChange struct {
+	Name     string `json:"name"`
+	Previous string `json:"previous,omitempty"`
+	// Removed are the members a forced delete removed first.
+	Removed []string `json:"removed,omitempty"`
+}
+
+// DatabaseAccess is one database and level the signed-in person may use,
+// and what grants it: `keygate db list`.
+type DatabaseAccess struct {
+	Database      string `json:"database"`
+	Access        string `json:"access"`
+	PermissionSet string `json:"permission_set"`
+	Group         string `json:"group,omitempty"`
+	TokenTTL      string `json:"token_ttl"`
+	Reason        string `json:"reason"`
 }

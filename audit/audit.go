@@ -63,7 +63,11 @@ const maxQueuedBytes = 64 << 20
 
 // Event is what callers record.
 type Event struct {
-	Time      time.Time // zero: now
+	// Time is when it happened; zero means now. A statement's event is
+	// written once its result is known but carries the time it was sent,
+	// so times need not grow with the sequence: the chain orders events
+	// by seq, and queries by time only filter.
+	Time      time.Time
 	Type      string
 	Actor     string // who caused it when that is not User: "admin", a SCIM token name
 	User      string
@@ -103,9 +107,27 @@ type Log struct {
 
 	// failing holds the error of the last write while writes fail.
 	failing atomic.Pointer[error]
-	// seq and prev are owned by the writer goroutine.
+	// seq and prev are owned by the writer goroutine, or by Shutdown
+	// once it took over from a writer stuck in the store.
 	seq  int64
 	prev []byte
+
+	// writeCtx is what writes run under. Shutdown cancels it and closes
+	// abandon when its deadline passes: the writer then stops retrying
+	// and keeps what it could not store for the spill file.
+	writeCtx    context.Context
+	cancelWrite context.CancelFunc
+	abandon     chan struct{}
+	// shutdown is set by the first Shutdown (or Close).
+	shutdown atomic.Bool
+	// pendMu guards unwritten (events given up on, for the spill file),
+	// inflight (the batch being written), writing (the writer is inside
+	// the store) and takenOver (Shutdown took the writer's work over).
+	pendMu    sync.Mutex
+	unwritten []store.AuditEvent
+	inflight  []store.AuditEvent
+	writing   bool
+	takenOver bool
 }
 
 // request is an event, or a flush marker when flushed is set.
@@ -131,7 +153,8 @@ func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() tim
 	if now == nil {
 		now = time.Now
 	}
-	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{})}
+	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{}), abandon: make(chan struct{})}
+	l.writeCtx, l.cancelWrite = context.WithCancel(context.Background())
 	l.drained = sync.NewCond(&l.queuedMu)
 	last, err := app.LastAudit(ctx)
 	switch {
@@ -234,16 +257,11 @@ func (l *Log) send(ctx context.Context, r request) error {
 	}
 }
 
-// Close stores what is queued and stops the writer.
+// Close stores what is queued and stops the writer, waiting as long as
+// the store takes. A server stops with Shutdown, which bounds the wait.
 func (l *Log) Close() error {
-	l.mu.Lock()
-	if !l.closed {
-		l.closed = true
-		close(l.ch)
-	}
-	l.mu.Unlock()
-	<-l.done
-	return nil
+	_, err := l.Shutdown(context.Background(), "")
+	return err
 }
 
 func (l *Log) run() {
@@ -279,10 +297,10 @@ func (l *Log) run() {
 			}
 		}
 		linger.Stop()
-		l.write(batch)
+		stop := !l.write(batch)
 		l.unreserve(size)
 		release(waiting)
-		if closed {
+		if closed || stop {
 			return
 		}
 		batch, waiting, size = batch[:0], waiting[:0], 0
@@ -303,24 +321,61 @@ func (l *Log) add(batch []store.AuditEvent, waiting []chan struct{}, r request) 
 
 // write stores a batch, retrying until it succeeds: an audit event is never
 // dropped, and a store that stays broken stops the gateway through
-// back-pressure rather than letting it run unaudited.
-func (l *Log) write(batch []store.AuditEvent) {
+// back-pressure rather than letting it run unaudited. Once Shutdown gives
+// up on the store, the batch is kept for the spill file instead. It
+// reports false when Shutdown took the writer's work over, after which
+// the writer must stop.
+//
+// A failing store is logged at ERROR on the first failure and then at
+// most every errorLogEvery, with the attempts so far: the store may stay
+// broken for hours, and the gateway's refusals say the rest.
+func (l *Log) write(batch []store.AuditEvent) bool {
 	if len(batch) == 0 {
-		return
+		return true
 	}
+	var logged time.Time
 	for attempt := 0; ; attempt++ {
-		err := l.app.AppendAudit(context.Background(), batch)
+		l.pendMu.Lock()
+		if l.abandoned() {
+			l.unwritten = append(l.unwritten, batch...)
+			l.pendMu.Unlock()
+			return true
+		}
+		l.inflight, l.writing = batch, true
+		l.pendMu.Unlock()
+
+		err := l.app.AppendAudit(l.writeCtx, batch)
+
+		l.pendMu.Lock()
+		l.inflight, l.writing = nil, false
+		takenOver := l.takenOver
+		l.pendMu.Unlock()
+		if takenOver {
+			if err == nil {
+				l.logger.Error("audit events stored after shutdown gave up on the store; they are also in the spill file", "first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq)
+			}
+			return false
+		}
 		if err == nil {
 			if l.failing.Swap(nil) != nil {
 				l.logger.Info("audit writes succeed again", "after_attempts", attempt+1)
 			}
-			return
+			return true
 		}
 		l.failing.Store(&err)
-		l.logger.Error("audit write failed; retrying, and refusing new sessions until it succeeds", "events", len(batch), "attempt", attempt+1, "err", err)
-		time.Sleep(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second))
+		if attempt == 0 || time.Since(logged) >= errorLogEvery {
+			l.logger.Error("audit write failed; retrying, and refusing new sessions until it succeeds", "events", len(batch), "attempt", attempt+1, "err", err)
+			logged = time.Now()
+		}
+		select {
+		case <-time.After(min(time.Duration(attempt+1)*100*time.Millisecond, 5*time.Second)):
+		case <-l.abandon:
+		}
 	}
 }
+
+// errorLogEvery is how often a failing audit store is logged again.
+const errorLogEvery = 30 * time.Second
 
 func release(waiting []chan struct{}) {
 	for _, w := range waiting {

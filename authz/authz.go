@@ -10,12 +10,14 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/internal/suggest"
 	"github.com/keygate/keygate/store"
 )
 
@@ -145,7 +147,7 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 		return access.Decision{User: r.User, Database: r.Database, Level: r.Level, Reason: fmt.Sprintf(format, args...)}, nil
 	}
 	notConfigured := func() (access.Decision, error) {
-		return refuse("database %s is not configured in keygate", r.Database)
+		return refuse("%s", notConfiguredReason(r.Database, a.state.Load().databases))
 	}
 	if _, ok := a.state.Load().databases[r.Database]; !ok {
 		return notConfigured()
@@ -156,16 +158,28 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 	}
 	if r.SignIn != "" {
 		s, err := a.store.GetSession(ctx, r.SignIn)
-		if errors.Is(err, store.ErrNotFound) {
-			return refuse("the sign-in session this token came from no longer exists: sign in again")
-		}
-		if err != nil {
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return access.Decision{}, fmt.Errorf("authorize %s: %w", r.User, err)
 		}
-		if !s.Revoked.IsZero() {
-			return refuse("the sign-in session this token came from was revoked")
+		revoked, expired := err == nil && !s.Revoked.IsZero(), err == nil && !r.Live && !s.ValidAt(a.now())
+		if err != nil || revoked || expired {
+			// Disabling or deleting a person ends their sessions too: the
+			// person's state is then the true reason, and signing in
+			// again would not help.
+			why, err := a.personGone(ctx, r.User)
+			if err != nil {
+				return access.Decision{}, err
+			}
+			if why != "" {
+				return refuse("%s", why)
+			}
 		}
-		if !r.Live && !s.ValidAt(a.now()) {
+		switch {
+		case err != nil:
+			return refuse("the sign-in session this token came from no longer exists: sign in again")
+		case revoked:
+			return refuse("the sign-in session this token came from was revoked")
+		case expired:
 			return refuse("the sign-in session this token came from has expired: sign in again")
 		}
 		if !strings.EqualFold(s.User, r.User) {
@@ -185,6 +199,21 @@ func (a *Authz) Authorize(ctx context.Context, r Request) (access.Decision, erro
 		return notConfigured()
 	}
 	return st.policy.Decide(p, db, r.Level), nil
+}
+
+// personGone says why user may no longer have access at all, when they
+// were disabled or deleted; "" when neither.
+func (a *Authz) personGone(ctx context.Context, user string) (string, error) {
+	u, err := a.store.GetUserByName(ctx, user)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Sprintf("%s is no longer a keygate user", user), nil
+	case err != nil:
+		return "", fmt.Errorf("authorize %s: %w", user, err)
+	case !u.Active:
+		return fmt.Sprintf("%s was disabled", u.UserName), nil
+	}
+	return "", nil
 }
 
 // LeastLevel is the lowest level the person holds on database through the
@@ -252,4 +281,18 @@ func (a *Authz) principal(ctx context.Context, name string, signIn *identity.Ses
 		}
 	}
 	return p, a.fresh(ctx, groups), nil
+}
+
+// notConfiguredReason refuses a database name keygate does not know,
+// naming the ones it does: a typo is the likely cause.
+func notConfiguredReason(name string, databases map[string]access.Database) string {
+	names := slices.Sorted(maps.Keys(databases))
+	reason := fmt.Sprintf("database %s is not configured in keygate", name)
+	if near := suggest.Closest(name, names); near != "" {
+		reason += fmt.Sprintf(" (did you mean %s?)", near)
+	}
+	if len(names) == 0 {
+		return reason + "; none is configured"
+	}
+	return reason + "; configured: " + strings.Join(names, ", ") + " (keygate db list shows those you can reach)"
 }

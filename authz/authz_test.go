@@ -173,7 +173,7 @@ func TestAuthorize(t *testing.T) {
 		{
 			name:   "disabled member",
 			req:    Request{User: "dave", Database: "orders", Level: access.ReadOnly, SignIn: f.session["dave"]},
-			reason: "dave is disabled",
+			reason: "dave was disabled",
 		},
 		{
 			name:   "unknown user",
@@ -183,7 +183,7 @@ func TestAuthorize(t *testing.T) {
 		{
 			name:   "unknown database",
 			req:    Request{User: "alice", Database: "billing", Level: access.ReadOnly, SignIn: f.session["alice"]},
-			reason: "database billing is not configured in keygate",
+			reason: "database billing is not configured in keygate; configured: analytics, orders (keygate db list shows those you can reach)",
 		},
 		{
 			name:   "unknown sign-in session",
@@ -289,6 +289,33 @@ func TestSessionCheckedBeforeUser(t *testing.T) {
 	}
 }
 
+// TestDisabledBeatsRevokedSession: disabling or deleting a person revokes
+// their sign-in sessions too; the refusal names the person's state, the
+// true reason, not the session (signing in again would not help).
+func TestDisabledBeatsRevokedSession(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for _, u := range []string{"dave", "bob"} {
+		if err := f.st.RevokeSession(ctx, f.session[u], t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.st.DeleteUser(ctx, f.users["bob"].ID); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ user, reason string }{
+		{"dave", "dave was disabled"},
+		{"bob", "bob is no longer a keygate user"},
+	} {
+		for _, live := range []bool{false, true} {
+			d := f.authorize(t, Request{User: tt.user, Database: "orders", Level: access.ReadOnly, SignIn: f.session[tt.user], Live: live})
+			if d.Allowed || d.Reason != tt.reason {
+				t.Errorf("%s (live %v): Allowed %v, reason %q; want %q", tt.user, live, d.Allowed, d.Reason, tt.reason)
+			}
+		}
+	}
+}
+
 func TestLiveMembershipChanges(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
@@ -318,7 +345,7 @@ func TestLiveMembershipChanges(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.ReadOnly}); d.Allowed || d.Reason != "bob is disabled" {
+	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.ReadOnly}); d.Allowed || d.Reason != "bob was disabled" {
 		t.Errorf("bob after disabling: Allowed %v, %q", d.Allowed, d.Reason)
 	}
 	// Deleting a user makes them unknown.
@@ -345,7 +372,7 @@ func TestSetPolicy(t *testing.T) {
 	}
 	// A new database list: analytics is gone.
 	f.az.SetPolicy(policy(t, access.Assignment{Group: "analysts", PermissionSet: "db-readwrite", Databases: []string{"*"}}), []access.Database{orders})
-	if d := f.authorize(t, Request{User: "alice", Database: "analytics", Level: access.ReadOnly}); d.Allowed || d.Reason != "database analytics is not configured in keygate" {
+	if d := f.authorize(t, Request{User: "alice", Database: "analytics", Level: access.ReadOnly}); d.Allowed || d.Reason != "database analytics is not configured in keygate; configured: orders (keygate db list shows those you can reach)" {
 		t.Errorf("removed database: Allowed %v, %q", d.Allowed, d.Reason)
 	}
 	// An empty policy refuses everyone.
@@ -369,7 +396,7 @@ func TestLeastLevel(t *testing.T) {
 		ok       bool
 	}{
 		{"alice", "orders", access.ReadOnly, true},
-		{"alice", "analytics", access.ReadWrite, true},
+		{"alice", "analytics", access.ReadOnly, true}, // rw and admin grants cover ro
 		{"Alice", "orders", access.ReadOnly, true},
 		{"bob", "orders", "", false},
 		{"dave", "orders", "", false}, // disabled
@@ -495,8 +522,11 @@ func TestSignInClaims(t *testing.T) {
 	if d := f.authorize(t, Request{User: "bob", Database: "orders", Level: access.Admin}); d.Allowed {
 		t.Fatalf("groups asserted at sign-in counted without the session: %+v", d)
 	}
-	if l, ok, err := f.az.LeastLevel(ctx, "bob", "orders", strong.ID); err != nil || !ok || l != access.Admin {
+	if l, ok, err := f.az.LeastLevel(ctx, "bob", "orders", strong.ID); err != nil || !ok || l != access.ReadOnly {
 		t.Fatalf("LeastLevel through the session = %q, %v, %v", l, ok, err)
+	}
+	if l, ok, err := f.az.LeastLevel(ctx, "bob", "orders", ""); err != nil || ok {
+		t.Fatalf("LeastLevel without the session = %q, %v, %v; want none", l, ok, err)
 	}
 	alice, err := f.st.CreateSession(ctx, identity.Session{User: "alice", Expires: t0.Add(time.Hour), Tags: map[string]string{"department": "audit", "project": "x"}}, []byte{3, 9})
 	if err != nil {
@@ -631,7 +661,7 @@ func TestGroupPolicyRefreshesForNewGroups(t *testing.T) {
 	if d := f.authorize(t, rw); !d.Allowed || refreshes != 2 {
 		t.Errorf("second decision: allowed %v after %d builds", d.Allowed, refreshes)
 	}
-	if level, ok, err := f.az.LeastLevel(ctx, "alice", "analytics", ""); err != nil || !ok || level != access.ReadWrite {
+	if level, ok, err := f.az.LeastLevel(ctx, "alice", "analytics", ""); err != nil || !ok || level != access.ReadOnly {
 		t.Errorf("LeastLevel on analytics = %q %v %v", level, ok, err)
 	}
 
@@ -653,5 +683,15 @@ func TestGroupPolicyRefreshesForNewGroups(t *testing.T) {
 	f.authorize(t, rw)
 	if refreshes != 3 {
 		t.Errorf("SetPolicy's policy was refreshed")
+	}
+}
+
+// A mistyped database name is refused with the name meant and the names
+// configured.
+func TestUnknownDatabaseSuggests(t *testing.T) {
+	dbs := map[string]access.Database{"orders": {Name: "orders"}, "billing": {Name: "billing"}}
+	want := "database ordrs is not configured in keygate (did you mean orders?); configured: billing, orders (keygate db list shows those you can reach)"
+	if got := notConfiguredReason("ordrs", dbs); got != want {
+		t.Errorf("reason %q\nwant   %q", got, want)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -26,6 +25,9 @@ type Client struct {
 	base   *url.URL
 	http   *http.Client
 	bearer string
+	// caFile is the CA bundle trusted, for advice when the server's
+	// certificate does not verify; empty means the system's roots.
+	caFile string
 }
 
 // New makes a client for server (https://host:port), trusting the CA bundle
@@ -50,6 +52,7 @@ func New(server, caFile, bearer string) (*Client, error) {
 	return &Client{
 		base:   u,
 		bearer: bearer,
+		caFile: caFile,
 		http:   &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsCfg, Proxy: http.ProxyFromEnvironment}},
 	}, nil
 }
@@ -94,11 +97,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		var uerr x509.UnknownAuthorityError
-		if errors.As(err, &uerr) {
-			return fmt.Errorf("%s does not present a certificate from the CA you gave: pass --ca with keygate's CA bundle (`keygate ca --config FILE`)", c.base.Host)
-		}
-		return fmt.Errorf("reach keygate at %s: %w", c.base, err)
+		return c.reachError(err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
@@ -156,56 +155,11 @@ func (c *Client) CreateUser(ctx context.Context, req api.UserRequest) (api.User,
 	return out, err
 }
 
-// DisableUser disables a user.
-func (c *Client) DisableUser(ctx context.Context, name string) (api.User, error) {
-	var out api.User
-	err := c.do(ctx, http.MethodPost, "/v1/admin/users/"+url.PathEscape(name)+"/disable", nil, nil, &out)
-	return out, err
-}
-
 // CreateSession creates a sign-in session for user.
 func (c *Client) CreateSession(ctx context.Context, user, ttl string) (api.SessionResponse, error) {
 	var out api.SessionResponse
 	err := c.do(ctx, http.MethodPost, "/v1/admin/sessions", nil, api.SessionRequest{User: user, TTL: ttl}, &out)
 	return out, err
-}
-
-// AuditFilter selects audit events.
-type AuditFilter struct {
-	User, Database, Type string
-	Since                time.Time
-}
-
-// Audit calls fn for every matching event, oldest first, page by page.
-func (c *Client) Audit(ctx context.Context, f AuditFilter, fn func(api.AuditEvent) error) error {
-	var after int64
-	for {
-		q := url.Values{}
-		for k, v := range map[string]string{"user": f.User, "database": f.Database, "type": f.Type} {
-			if v != "" {
-				q.Set(k, v)
-			}
-		}
-		if !f.Since.IsZero() {
-			q.Set("since", f.Since.UTC().Format(time.RFC3339Nano))
-		}
-		if after > 0 {
-			q.Set("after", strconv.FormatInt(after, 10))
-		}
-		var page api.AuditPage
-		if err := c.do(ctx, http.MethodGet, "/v1/admin/audit", q, nil, &page); err != nil {
-			return err
-		}
-		for _, e := range page.Events {
-			if err := fn(e); err != nil {
-				return err
-			}
-		}
-		if page.Next == 0 {
-			return nil
-		}
-		after = page.Next
-	}
 }
 
 // VerifyAudit checks the audit log's hash chain on the server.

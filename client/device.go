@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -24,6 +25,10 @@ const (
 
 // cliClientID names the CLI to the device endpoints.
 const cliClientID = "keygate-cli"
+
+// ErrNoSignIn means the server has no sign-in set up: its config has no
+// sso section, so people get sessions from an administrator instead.
+var ErrNoSignIn = errors.New("this keygate server has no sign-in set up (sso in its config)")
 
 // DeviceAuth is a started sign-in: the code to show and where to approve it.
 type DeviceAuth = oauth2.DeviceAuthResponse
@@ -86,11 +91,19 @@ func (c *Client) FinishSignIn(ctx context.Context, da *DeviceAuth) (SignedIn, er
 func (c *Client) signInError(what string, err error) error {
 	var re *oauth2.RetrieveError
 	if !errors.As(err, &re) {
+		var reach *ReachError
+		if rerr := c.reachError(err); errors.As(rerr, &reach) {
+			return rerr
+		}
 		return fmt.Errorf("%s at %s: %w", what, c.base.Host, err)
 	}
 	switch re.ErrorCode {
 	case "access_denied":
 		return fmt.Errorf("sign-in refused: %s", re.ErrorDescription)
+	case "unsupported_grant_type":
+		if re.Response != nil && re.Response.StatusCode == http.StatusNotFound {
+			return ErrNoSignIn
+		}
 	case "":
 		return fmt.Errorf("%s at %s: %s (is this a keygate server?)", what, c.base.Host, re.Response.Status)
 	}

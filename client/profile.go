@@ -3,10 +3,12 @@ package client
 import (
 	"bufio"
 	"bytes"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -259,6 +261,174 @@ func RemoveSession(dir, profile string) error {
 	err := os.Remove(SessionCachePath(dir, profile))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove session: %w", err)
+	}
+	return nil
+}
+
+// Set writes p's server and CA into the profiles file: a new section when
+// the file has no such profile, else those two keys in its section,
+// replaced in place, so that comments, other keys and other profiles
+// survive. An empty value removes the key.
+func (ps *Profiles) Set(p Profile) error {
+	old, ok := ps.profiles[p.Name]
+	if !ok {
+		return ps.Add(p)
+	}
+	data, err := os.ReadFile(ps.path)
+	if err != nil {
+		return fmt.Errorf("read profiles: %w", err)
+	}
+	lines := strings.SplitAfter(string(data), "\n")
+	start, end := ps.section(lines, p.Name)
+	if start < 0 {
+		return fmt.Errorf("profile %s vanished from %s while keygate was changing it", p.Name, ps.path)
+	}
+	out := append([]string(nil), lines[:start+1]...)
+	for _, kv := range [][2]string{{"server", p.Server}, {"ca", p.CA}} {
+		if kv[1] != "" {
+			out = append(out, kv[0]+" = "+kv[1]+"\n")
+		}
+	}
+	for _, line := range lines[start+1 : end] {
+		key, _, _ := strings.Cut(strings.TrimSpace(line), "=")
+		if k := strings.ToLower(strings.TrimSpace(key)); k != "server" && k != "ca" {
+			out = append(out, line)
+		}
+	}
+	out = append(out, lines[end:]...)
+	if err := atomicfile.WriteFile(ps.path, []byte(strings.Join(out, "")), 0o600); err != nil {
+		return fmt.Errorf("save profile: %w", err)
+	}
+	old.Server, old.CA = p.Server, p.CA
+	ps.profiles[p.Name] = old
+	return nil
+}
+
+// section finds the lines of the named profile's last section: its header
+// at start, and end just past its last line. start is -1 when there is
+// none.
+func (ps *Profiles) section(lines []string, name string) (start, end int) {
+	start, end = -1, len(lines)
+	for i, line := range lines {
+		line = strings.TrimSpace(line)
+		if !strings.HasPrefix(line, "[") || !strings.HasSuffix(line, "]") {
+			continue
+		}
+		if start >= 0 && end == len(lines) {
+			end = i
+		}
+		header := strings.TrimSpace(line[1 : len(line)-1])
+		if rest, ok := strings.CutPrefix(header, "profile "); ok {
+			header = strings.TrimSpace(rest)
+		}
+		if header == name {
+			start, end = i, len(lines)
+		}
+	}
+	return start, end
+}
+
+// ProfileFileVersion is the version of the profile file format below;
+// a reader refuses versions it does not know.
+const ProfileFileVersion = 1
+
+// ProfileFile is a ready profile that an administrator hands a person when
+// the server has no sign-in set up: `keygate admin session create NAME
+// --profile-out FILE` writes it and `keygate configure --import FILE`
+// installs it. It holds a session credential, so it is a secret, written
+// with mode 0600.
+type ProfileFile struct {
+	// Version is ProfileFileVersion.
+	Version int `json:"keygate_profile"`
+	// Profile is the profile name suggested for it.
+	Profile string `json:"profile"`
+	// Server is the keygate API URL, https://HOST:PORT.
+	Server string `json:"server"`
+	// CAPEM is keygate's CA bundle, PEM, when the server's certificate
+	// comes from it; empty when the system's roots verify it.
+	CAPEM string `json:"ca_pem,omitempty"`
+	// User is the person the session belongs to.
+	User       string    `json:"user"`
+	SessionID  string    `json:"session_id"`
+	Credential string    `json:"credential"`
+	Expires    time.Time `json:"expires_at"`
+}
+
+// SuggestedProfileName is a profile name for server: its host name, which
+// tells several keygate servers apart, or default.
+func SuggestedProfileName(server string) string {
+	u, err := url.Parse(server)
+	if err != nil || CheckProfileName(u.Hostname()) != nil {
+		return DefaultProfile
+	}
+	return u.Hostname()
+}
+
+// WriteProfileFile writes f to path, mode 0600. It refuses to replace an
+// existing file unless overwrite is set.
+func WriteProfileFile(path string, f ProfileFile, overwrite bool) error {
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	data = append(data, '\n')
+	if overwrite {
+		return atomicfile.WriteFile(path, data, 0o600)
+	}
+	out, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return fmt.Errorf("%s already exists: choose another file, or pass --force to replace it", path)
+	}
+	if err != nil {
+		return fmt.Errorf("write profile file: %w", err)
+	}
+	if _, err := out.Write(data); err != nil {
+		out.Close()
+		os.Remove(path)
+		return fmt.Errorf("write profile file %s: %w", path, err)
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(path)
+		return fmt.Errorf("write profile file %s: %w", path, err)
+	}
+	return nil
+}
+
+// ReadProfileFile reads and checks a profile file.
+func ReadProfileFile(path string) (ProfileFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ProfileFile{}, fmt.Errorf("read profile file: %w", err)
+	}
+	var f ProfileFile
+	if err := json.Unmarshal(data, &f); err != nil {
+		return ProfileFile{}, fmt.Errorf("%s is not a keygate profile file (made with keygate admin session create NAME --profile-out FILE): %w", path, err)
+	}
+	if err := f.check(); err != nil {
+		return ProfileFile{}, fmt.Errorf("profile file %s: %w", path, err)
+	}
+	return f, nil
+}
+
+func (f ProfileFile) check() error {
+	switch {
+	case f.Version == 0:
+		return errors.New("no keygate_profile version: it is not a keygate profile file (made with keygate admin session create NAME --profile-out FILE)")
+	case f.Version > ProfileFileVersion:
+		return fmt.Errorf("version %d is newer than this keygate reads (%d): upgrade keygate", f.Version, ProfileFileVersion)
+	case f.Version < 0:
+		return fmt.Errorf("version %d is not a version", f.Version)
+	case f.Credential == "" || f.User == "":
+		return errors.New("it holds no session: ask the administrator for a new one")
+	}
+	if u, err := url.Parse(f.Server); err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("server %q is not https://HOST:PORT", f.Server)
+	}
+	if err := CheckProfileName(f.Profile); err != nil {
+		return err
+	}
+	if f.CAPEM != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(f.CAPEM)) {
+		return errors.New("ca_pem holds no PEM certificate")
 	}
 	return nil
 }

@@ -194,7 +194,7 @@ func TestAccessKeyErrors(t *testing.T) {
 			line := strings.Count(raw[:idx], "\n") + 1
 			want := fmt.Sprintf("%s:%d: %s", testPath, line, tt.message)
 			if tt.name == "bad session_duration" {
-				want = fmt.Sprintf("line %d: %s", line, tt.message)
+				want = fmt.Sprintf(":%d: %s", line, tt.message)
 			}
 			if !strings.Contains(msg, want) {
 				t.Errorf("error\n  %q\nwant it to contain\n  %q", msg, want)
@@ -211,7 +211,7 @@ func TestAccessUnknownKeys(t *testing.T) {
 	} {
 		raw := strings.Replace(abacConfig, tt.old, tt.new, 1)
 		msg := parseErr(t, raw)
-		want := fmt.Sprintf("line %d: unknown key %q", lineOf(t, raw, tt.key+":"), tt.key)
+		want := fmt.Sprintf(":%d: unknown key %q", lineOf(t, raw, tt.key+":"), tt.key)
 		if !strings.Contains(msg, want) {
 			t.Errorf("error %q does not contain %q", msg, want)
 		}

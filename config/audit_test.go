@@ -25,7 +25,7 @@ func TestAuditRefused(t *testing.T) {
 	for in, want := range map[string]string{
 		"max_statement_size: 1GiB":        ":3: audit.max_statement_size 1024MiB: use a size from 1KiB to 16MiB",
 		"max_statement_size: 100":         ":3: audit.max_statement_size 100: use a size from 1KiB to 16MiB",
-		"max_statement_size: 1MB":         `line 3: invalid size "1MB": use a number of bytes, or one with KiB or MiB such as 512KiB`,
+		"max_statement_size: 1MB":         `:3: invalid size "1MB": use a number of bytes, or one with KiB or MiB such as 512KiB`,
 		"oversized_statements: truncated": `:3: audit.oversized_statements "truncated": use refuse or truncate`,
 	} {
 		msg := parseErr(t, minimal+"audit:\n  "+in+"\n")

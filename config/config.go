@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -21,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/internal/suggest"
 )
 
 // Config is the whole configuration file.
@@ -90,13 +92,18 @@ type Log struct {
 
 // Database is one upstream database that people reach through keygate.
 type Database struct {
-	Name     string            `yaml:"name"`
-	Engine   string            `yaml:"engine"`
-	Address  string            `yaml:"address"`
-	Database string            `yaml:"database"`
-	Schemas  []string          `yaml:"schemas"`
-	Tags     map[string]string `yaml:"tags"`
-	Admin    AdminCredential   `yaml:"admin"`
+	Name     string   `yaml:"name"`
+	Engine   string   `yaml:"engine"`
+	Address  string   `yaml:"address"`
+	Database string   `yaml:"database"`
+	Schemas  []string `yaml:"schemas"`
+	// OwnerRole is the upstream role that owns the application's tables
+	// in Schemas. The admin level is made a member of it, so that
+	// admin-level people can alter and drop those tables; ro and rw never
+	// are. Empty: admin changes only what admin-level people created.
+	OwnerRole string            `yaml:"owner_role"`
+	Tags      map[string]string `yaml:"tags"`
+	Admin     AdminCredential   `yaml:"admin"`
 	// TLS is how keygate connects upstream: disable, prefer (default),
 	// require or verify-full.
 	TLS string `yaml:"tls"`
@@ -195,10 +202,10 @@ func LoadLocation(path string) (*Config, error) {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %s", abs, yamlErrorText(err))
+		return nil, yamlError(abs, err)
 	}
 	if err := yaml.Unmarshal(raw, &loc); err != nil {
-		return nil, fmt.Errorf("%s: %s", abs, yamlErrorText(err))
+		return nil, yamlError(abs, err)
 	}
 	if loc.DataDir == "" {
 		return nil, fmt.Errorf("%s: data_dir is required: the directory where keygate keeps its state, CA and keys", abs)
@@ -225,11 +232,11 @@ func Parse(path string, raw []byte) (*Config, error) {
 		if errors.Is(err, io.EOF) {
 			return nil, fmt.Errorf("%s: the config is empty: it needs at least data_dir, databases, permission_sets and assignments", path)
 		}
-		return nil, fmt.Errorf("%s: %s", path, yamlErrorText(err))
+		return nil, yamlError(path, err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %s", path, yamlErrorText(err))
+		return nil, yamlError(path, err)
 	}
 	c.lines = map[string]int{}
 	indexLines(&doc, "", c.lines)
@@ -240,25 +247,78 @@ func Parse(path string, raw []byte) (*Config, error) {
 	return c, nil
 }
 
-var yamlLine = regexp.MustCompile(`line (\d+): field (\S+) not found in type (\S+)`)
+var (
+	yamlUnknown = regexp.MustCompile(`^line (\d+): field (\S+) not found in type (\S+)$`)
+	yamlAtLine  = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
+)
 
-// yamlErrorText rewrites yaml's "field x not found in type config.Y" into
-// something a person editing the file understands.
-func yamlErrorText(err error) string {
+// yamlError rewrites yaml's errors into the form of keygate's own,
+// "file:LINE: what", one line per mistake, and names the key meant when a
+// key is unknown: "field x not found in type config.Y" means nothing to a
+// person editing the file.
+func yamlError(path string, err error) error {
 	var te *yaml.TypeError
 	if !errors.As(err, &te) {
-		return strings.TrimPrefix(err.Error(), "yaml: ")
+		return fmt.Errorf("%s", atLine(path, err.Error()))
 	}
-	var msgs []string
+	msgs := make([]string, 0, len(te.Errors))
 	for _, e := range te.Errors {
-		if m := yamlLine.FindStringSubmatch(e); m != nil {
-			msgs = append(msgs, fmt.Sprintf("line %s: unknown key %q", m[1], m[2]))
+		if m := yamlUnknown.FindStringSubmatch(e); m != nil {
+			msg := fmt.Sprintf("%s:%s: unknown key %q", path, m[1], m[2])
+			if near := suggest.Closest(m[2], keysOf[m[3]]); near != "" {
+				msg += fmt.Sprintf("; did you mean %q?", near)
+			} else if keys := keysOf[m[3]]; len(keys) > 0 {
+				msg += " (known here: " + strings.Join(keys, ", ") + ")"
+			}
+			msgs = append(msgs, msg)
 			continue
 		}
-		msgs = append(msgs, e)
+		msgs = append(msgs, atLine(path, e))
 	}
-	return strings.Join(msgs, "; ")
+	return errors.New(strings.Join(msgs, "\n"))
 }
+
+// atLine puts a yaml message with a line number into "file:LINE: what".
+func atLine(path, msg string) string {
+	if m := yamlAtLine.FindStringSubmatch(msg); m != nil {
+		return fmt.Sprintf("%s:%s: %s", path, m[1], m[2])
+	}
+	return fmt.Sprintf("%s: %s", path, strings.TrimPrefix(msg, "yaml: "))
+}
+
+// keysOf lists the keys each config type accepts, by the type's name as
+// yaml reports it ("config.Database").
+var keysOf = func() map[string][]string {
+	out := map[string][]string{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Map {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return
+		}
+		if _, seen := out[t.String()]; seen {
+			return
+		}
+		out[t.String()] = nil
+		var keys []string
+		for f := range t.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			if name == "-" || !f.IsExported() {
+				continue
+			}
+			if name == "" {
+				name = strings.ToLower(f.Name)
+			}
+			keys = append(keys, name)
+			walk(f.Type)
+		}
+		out[t.String()] = keys
+	}
+	walk(reflect.TypeFor[Config]())
+	return out
+}()
 
 // indexLines records the line of every mapping value and sequence item.
 func indexLines(n *yaml.Node, prefix string, out map[string]int) {
@@ -403,6 +463,9 @@ func (c *Config) validate() error {
 		}
 		if d.Admin.PasswordEnv == "" {
 			add(c.errorAt(p+".admin", "database %q: admin.password_env is required: the environment variable that holds the admin role's password", d.Name))
+		}
+		if d.OwnerRole != "" && (d.OwnerRole == d.Admin.User || strings.HasPrefix(d.OwnerRole, "keygate_") || strings.HasPrefix(d.OwnerRole, "pg_")) {
+			add(c.errorAt(p+".owner_role", "database %q: owner_role %q: name the role that owns the application's tables, not keygate's admin role, a keygate role or a pg_ role", d.Name, d.OwnerRole))
 		}
 		switch d.TLS {
 		case "disable", "prefer", "require", "verify-full":

@@ -57,7 +57,7 @@ func TestGroupNamingErrors(t *testing.T) {
 		})
 	}
 	msg := parseErr(t, abacConfig+"group_naming:\n  patern: kg-{environment}-{permission_set}\n")
-	if want := fmt.Sprintf("line %d: unknown key \"patern\"", strings.Count(abacConfig, "\n")+2); !strings.Contains(msg, want) {
+	if want := fmt.Sprintf("%s:%d: unknown key \"patern\"; did you mean \"pattern\"?", testPath, strings.Count(abacConfig, "\n")+2); !strings.Contains(msg, want) {
 		t.Errorf("misspelt key: %q, want %q", msg, want)
 	}
 }

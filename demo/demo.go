@@ -260,9 +260,14 @@ func (r *run) journey(ctx context.Context) error {
 	_, err = alice.client.Token(ctx, "orders", "rw")
 	r.result("refused: %s", messageOf(err))
 
-	r.say("bob gets a token (rw, the least he holds) and writes")
+	r.say("bob, in engineers (rw), asks for a token: keygate db token orders")
 	btok, err := bob.client.Token(ctx, "orders", "")
 	if err != nil {
+		return err
+	}
+	r.result("%s token: without --access, keygate gives the least privilege he may use", btok.Access)
+	r.say("bob asks for read-write to write: keygate db token orders --access rw")
+	if btok, err = bob.client.Token(ctx, "orders", "rw"); err != nil {
 		return err
 	}
 	bconn, err := r.connect(ctx, "bob", btok.Token)

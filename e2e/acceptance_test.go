@@ -85,7 +85,7 @@ func TestReadOnlyPerson(t *testing.T) {
 	mustContain(t, "INSERT error", r.stderr, "permission denied")
 
 	// bob.rw must exist for SET ROLE to it to be a real attempt.
-	if r := s.psql(t, s.connString("bob", "orders"), s.token(t, "bob", "orders"), "SELECT 1"); r.code != 0 {
+	if r := s.psql(t, s.connString("bob", "orders"), s.token(t, "bob", "orders", "--access", "rw"), "SELECT 1"); r.code != 0 {
 		t.Fatalf("bob: %s", r.stderr)
 	}
 	for _, sql := range []string{
@@ -152,7 +152,7 @@ func TestReadWritePersonAndRefusal(t *testing.T) {
 	s := sharedServer(t)
 	s.addUser(t, "bob-b", "engineers")
 	s.addUser(t, "alice-b", "analysts")
-	r := s.psql(t, s.connString("bob-b", "orders"), s.token(t, "bob-b", "orders"),
+	r := s.psql(t, s.connString("bob-b", "orders"), s.token(t, "bob-b", "orders", "--access", "rw"),
 		"INSERT INTO orders (customer_id, amount) VALUES (2, 42.42) RETURNING session_user")
 	if r.code != 0 {
 		t.Fatalf("bob's INSERT: %s", r.stderr)
@@ -183,7 +183,7 @@ func TestRefusals(t *testing.T) {
 	if r.code == 0 {
 		t.Fatal("sslmode=disable connected")
 	}
-	mustContain(t, "plaintext refusal", r.stderr, "keygate requires TLS: connect with sslmode=verify-full and the keygate CA")
+	mustContain(t, "plaintext refusal", r.stderr, "FATAL:  keygate: TLS is required: connect with sslmode=verify-full and the keygate CA")
 
 	// Flip one character in the signature, the end of the payload part
 	// (v4.public.<payload>.<footer>).
@@ -210,7 +210,7 @@ func TestRefusals(t *testing.T) {
 
 	events := s.audit(t, "--type", "connect.refused")
 	for _, want := range []struct{ user, reason string }{
-		{"dan", "keygate requires TLS"},
+		{"dan", "TLS is required"},
 		{"dan", "token signature is invalid"},
 		{"dora", "token has expired"},
 		{"erin", "the token was issued to dan, not erin"},
@@ -459,7 +459,7 @@ func TestConfigCheck(t *testing.T) {
 	if err == nil {
 		t.Fatalf("config check accepted an unknown key:\n%s", out)
 	}
-	mustContain(t, "config check", string(out), `line 4: unknown key "postgress"`)
+	mustContain(t, "config check", string(out), path+`:4: unknown key "postgress"; did you mean "postgres"?`)
 
 	s := sharedServer(t)
 	out2 := s.kg(t, 0, "config", "check")

@@ -190,7 +190,7 @@ func TestAttackDirectLoginRace(t *testing.T) {
 	bypassCreateItems(t, s, db)
 	bypassRestoreOnCleanup(t, s, "dave.%")
 	s.addUser(t, "dave", "engineers")
-	tok := s.token(t, "dave", "orders")
+	tok := s.token(t, "dave", "orders", "--access", "rw")
 	alter := s.pgx(t, "dave", "orders", tok, "application_name=race-alter")
 
 	started := time.Now()
@@ -304,7 +304,7 @@ func TestIntrusionTerminated(t *testing.T) {
 	s := startServerWith(t, prefix, serverOptions{stopWithTest: true})
 	bypassCreateItems(t, s, db)
 	s.addUser(t, "ivan", "engineers")
-	tok := s.token(t, "ivan", "orders")
+	tok := s.token(t, "ivan", "orders", "--access", "rw")
 	// The first connection makes keygate create ivan.rw and the group roles.
 	if r := s.psql(t, s.connString("ivan", "orders"), tok, "SELECT 1"); r.code != 0 {
 		t.Fatalf("ivan through keygate: %s", r.stderr)
@@ -353,7 +353,7 @@ func TestAttackCancelSwallowingLoop(t *testing.T) {
 	t.Run("read-write loop that commits", func(t *testing.T) {
 		bypassRestoreOnCleanup(t, s, "cyrus.%")
 		s.addUser(t, "cyrus", "engineers")
-		sl := s.startPsql(t, "cyrus", "orders", s.token(t, "cyrus", "orders"), "loop-cyrus",
+		sl := s.startPsql(t, "cyrus", "orders", s.token(t, "cyrus", "orders", "--access", "rw"), "loop-cyrus",
 			`DO $$ BEGIN LOOP BEGIN INSERT INTO items (note) VALUES ('loop'); PERFORM pg_sleep(0.02); EXCEPTION WHEN query_canceled THEN NULL; END; COMMIT; END LOOP; END $$`)
 		waitFor(t, 10*time.Second, func() bool {
 			var n int

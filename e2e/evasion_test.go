@@ -248,7 +248,7 @@ func TestAttackPaddedStatement(t *testing.T) {
 	const prefix = "evpad"
 	db := prefix + "_orders"
 	s := evasionServer(t, prefix, "")
-	tok := s.token(t, "dave", "orders")
+	tok := s.token(t, "dave", "orders", "--access", "rw")
 	ctx := context.Background()
 
 	t.Run("recorded-whole", func(t *testing.T) {
@@ -324,7 +324,7 @@ func TestAttackPaddedStatement(t *testing.T) {
 	t.Run("truncate", func(t *testing.T) {
 		const prefix = "evtrunc"
 		ts := evasionServer(t, prefix, "audit:\n  max_statement_size: 64KiB\n  oversized_statements: truncate\n")
-		c := ts.pgx(t, "dave", "orders", ts.token(t, "dave", "orders"))
+		c := ts.pgx(t, "dave", "orders", ts.token(t, "dave", "orders", "--access", "rw"))
 		pad := strings.Repeat(" ", 70_000)
 		stmt := "select 1 /*" + pad + "*/; update items set note='Z' where id=1; select 2 /*" + pad + "*/"
 		if _, err := c.Exec(ctx, stmt).ReadAll(); err != nil {
@@ -424,7 +424,7 @@ func TestAttackRepointedPreparedStatement(t *testing.T) {
 	const prefix = "evprep"
 	db := prefix + "_orders"
 	s := evasionServer(t, prefix, "")
-	tok := s.token(t, "dave", "orders")
+	tok := s.token(t, "dave", "orders", "--access", "rw")
 	ctx := context.Background()
 
 	for _, tc := range []struct{ name, repoint string }{
@@ -471,7 +471,7 @@ func TestAttackRepointedPreparedStatement(t *testing.T) {
 // execute event per execution, each with the statement's text.
 func TestUnnamedStatementExecutedThrice(t *testing.T) {
 	s := evasionServer(t, "evunnamed", "")
-	c := s.pgx(t, "dave", "orders", s.token(t, "dave", "orders"))
+	c := s.pgx(t, "dave", "orders", s.token(t, "dave", "orders", "--access", "rw"))
 	fe := c.Frontend()
 	fe.Send(&pgproto3.Parse{Query: "SELECT 1"})
 	for range 3 {
@@ -521,7 +521,7 @@ func TestAttackFunctionCall(t *testing.T) {
 	if got := s.upstreamQuery(t, db, "SELECT 2924::regproc::text")[0][0]; got != "query_to_xml" {
 		t.Fatalf("oid 2924 is %s upstream, not query_to_xml", got)
 	}
-	tok := s.token(t, "dave", "orders")
+	tok := s.token(t, "dave", "orders", "--access", "rw")
 	c := s.pgx(t, "dave", "orders", tok)
 	ctx := context.Background()
 
@@ -636,7 +636,7 @@ func TestAttackFunctionCall(t *testing.T) {
 func TestTokenInStartupParameter(t *testing.T) {
 	const prefix = "evparam"
 	s := evasionServer(t, prefix, "")
-	password := s.token(t, "dave", "orders")
+	password := s.token(t, "dave", "orders", "--access", "rw")
 	ctx := context.Background()
 	var payloads []string
 	// setting is where the token lands upstream if the parameter is relayed.
@@ -645,7 +645,7 @@ func TestTokenInStartupParameter(t *testing.T) {
 		{"options", "-c application_name=%s", "application_name"},
 		{"app.note", "%s", "app.note"},
 	} {
-		tok := s.token(t, "dave", "orders")
+		tok := s.token(t, "dave", "orders", "--access", "rw")
 		payload := evasionTokenPayload(tok)
 		payloads = append(payloads, payload)
 		cfg := evasionConfig(t, s, "dave", "orders", password, "")
@@ -701,7 +701,7 @@ func TestTokenInStartupParameter(t *testing.T) {
 func TestPreAuthLimitPerAddress(t *testing.T) {
 	const flood = 1100
 	s := evasionServer(t, "evpreauth", "")
-	tok := s.token(t, "dave", "orders")
+	tok := s.token(t, "dave", "orders", "--access", "rw")
 	var silent []net.Conn
 	defer func() {
 		for _, c := range silent {

@@ -45,7 +45,40 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build keygate:", err)
 		os.Exit(1)
 	}
-	testenv.Main(m, stopShared, stopSSO, func() { os.RemoveAll(dir) })
+	testenv.Main(m, stopShared, stopSSO, func() { os.RemoveAll(dir) }, removeTempDirs)
+}
+
+// tempDirs are the directories made by tempDir, which hold keys and
+// credentials: they are removed once every server is stopped, unless
+// KEYGATE_E2E_KEEP is set, for a look at a failure.
+var (
+	tempDirsMu sync.Mutex
+	tempDirs   []string
+)
+
+// tempDir makes a directory that outlives the test that made it (a shared
+// server's), and is removed when the suite ends.
+func tempDir(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", err
+	}
+	tempDirsMu.Lock()
+	tempDirs = append(tempDirs, dir)
+	tempDirsMu.Unlock()
+	return dir, nil
+}
+
+func removeTempDirs() {
+	if os.Getenv("KEYGATE_E2E_KEEP") != "" {
+		fmt.Fprintln(os.Stderr, "KEYGATE_E2E_KEEP is set: keeping", strings.Join(tempDirs, " "))
+		return
+	}
+	tempDirsMu.Lock()
+	defer tempDirsMu.Unlock()
+	for _, dir := range tempDirs {
+		os.RemoveAll(dir)
+	}
 }
 
 // upstreamSchema is the sample schema every test database starts with.
@@ -151,8 +184,11 @@ type serverOptions struct {
 	// 0 picks a free one.
 	apiPort int
 	// env is added to the server's environment.
-	env          []string
-	stopWithTest bool
+	env []string
+	// ordersSetup runs as the superuser in the orders database, after the
+	// sample schema; ordersConfig is added to orders' config entry.
+	ordersSetup, ordersConfig string
+	stopWithTest              bool
 }
 
 // startServerWith is startServer with more choices.
@@ -174,7 +210,12 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 			t.Fatal(err)
 		}
 	}
-	dir, err := os.MkdirTemp("", "keygate-e2e-")
+	if o.ordersSetup != "" {
+		if err := pg.Exec(ctx, ordersDB, o.ordersSetup); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dir, err := tempDir("keygate-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +230,10 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 	if o.billingTags != "" {
 		billing := "    database: " + billingDB + "\n"
 		cfg = strings.Replace(cfg, billing, billing+"    tags: "+o.billingTags+"\n", 1)
+	}
+	if o.ordersConfig != "" {
+		orders := "    database: " + ordersDB + "\n"
+		cfg = strings.Replace(cfg, orders, orders+o.ordersConfig, 1)
 	}
 	cfg = strings.Replace(cfg, "\nassignments:\n", "\n"+o.permissionSets+"assignments:\n", 1)
 	cfg = strings.Replace(cfg, "\nshutdown_grace:", "\n"+o.assignments+"shutdown_grace:", 1)

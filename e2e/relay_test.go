@@ -25,7 +25,7 @@ func TestRelayExtendedProtocolAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Password = s.token(t, "rex", "orders")
+	cfg.Password = s.token(t, "rex", "orders", "--access", "rw")
 	ctx := context.Background()
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
@@ -94,7 +94,7 @@ func TestRelayExtendedProtocolAndErrors(t *testing.T) {
 func TestRelayCopyInAndOut(t *testing.T) {
 	s := sharedServer(t)
 	s.addUser(t, "cora", "engineers")
-	c := s.pgx(t, "cora", "orders", s.token(t, "cora", "orders"))
+	c := s.pgx(t, "cora", "orders", s.token(t, "cora", "orders", "--access", "rw"))
 	ctx := context.Background()
 	var in bytes.Buffer
 	for i := range 5000 {
@@ -204,7 +204,7 @@ func TestDirectTLS(t *testing.T) {
 func TestAuditNamesWhatAPreparedStatementRuns(t *testing.T) {
 	s := sharedServer(t)
 	s.addUser(t, "mona", "engineers")
-	c := s.pgx(t, "mona", "orders", s.token(t, "mona", "orders"))
+	c := s.pgx(t, "mona", "orders", s.token(t, "mona", "orders", "--access", "rw"))
 	ctx := context.Background()
 	if _, err := c.Prepare(ctx, "s1", "DELETE FROM orders WHERE amount = 12345.67 /* real-statement */", nil); err != nil {
 		t.Fatal(err)

@@ -46,7 +46,7 @@ func TestReload(t *testing.T) {
 	s.editConfig(t, analystsAssignment, strings.Replace(analystsAssignment, "analysts", "auditors", 1))
 	out := s.kg(t, 0, "admin", "reload")
 	sl.endedWithin(t, "keygate admin reload returned", time.Now(), time.Second, "access revoked")
-	mustContain(t, "reload output", out, "1 live sessions ended")
+	mustContain(t, "reload output", out, "1 live session ended")
 	if r := s.tokenResult(t, "rita", "orders"); r.code == 0 {
 		t.Fatal("a token was issued under the old rules after the reload")
 	}

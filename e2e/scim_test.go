@@ -101,7 +101,7 @@ func TestSCIMRevocation(t *testing.T) {
 	c.must(200, "PATCH", "/Groups/"+analysts, addNora)
 	s.token(t, "nora", "orders")
 	c.must(200, "PATCH", "/Users/"+uid, `{`+patchOp+`, "Operations": [{"op": "replace", "value": {"active": false}}]}`)
-	if r := s.tokenResult(t, "nora", "orders"); r.code == 0 || !strings.Contains(r.stderr, "revoked") {
+	if r := s.tokenResult(t, "nora", "orders"); r.code == 0 || !strings.Contains(r.stderr, "nora was disabled") {
 		t.Fatalf("token after SCIM deactivation: exit %d, %s", r.code, r.stderr)
 	}
 	// Deactivation revoked her sign-in sessions for good: enabling her

@@ -114,7 +114,7 @@ func ssoServer(t testing.TB) *ssoEnv {
 func (e *ssoEnv) start(t testing.TB) {
 	t.Helper()
 	var err error
-	if e.tmp, err = os.MkdirTemp("", "keygate-e2e-idp-"); err != nil {
+	if e.tmp, err = tempDir("keygate-e2e-idp-"); err != nil {
 		t.Fatal(err)
 	}
 	// keygate's OIDC redirect URI must be registered at the provider

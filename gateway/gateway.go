@@ -193,7 +193,12 @@ func (g *Gateway) Refuse(h Hello, c token.Claims, r *Refusal) {
 		}
 	}
 	g.audit.Record(audit.Event{Type: audit.ConnectRefused, User: user, Database: db, Access: string(c.Access), Client: h.Client, Reason: r.Reason, Detail: detail})
-	g.log.Info("connection refused", "user", user, "database", db, "client", h.Client, "reason", r.Reason, "err", r.Err)
+	level := slog.LevelInfo
+	if r.Kind == RefusedUnavailable {
+		// keygate's side failed, not the person: the operator must act.
+		level = slog.LevelWarn
+	}
+	g.log.Log(context.Background(), level, "connection refused", "user", user, "database", db, "client", h.Client, "reason", r.Reason, "err", r.Err)
 }
 
 // sourceOf is the address part of a client's host:port.
@@ -405,10 +410,90 @@ func (g *Gateway) Unregister(s *Session, reason string, end BackendEnd) {
 	}
 }
 
-// Statement audits one statement of a session, with detail about how it
-// was sent.
+// Statement audits one statement of a session at once, with detail about
+// how it was sent: for a message that runs nothing by itself (a Parse),
+// whose event has no outcome to wait for.
 func (g *Gateway) Statement(s *Session, text string, detail map[string]any) {
 	g.audit.Record(audit.Event{Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Query: text, Detail: detail})
+}
+
+// Outcome is what one statement came to, as the upstream reported it: a
+// command tag, or an error with its SQLSTATE; or, when no result ever
+// came, why not. Its JSON form is one element of a query event's
+// detail.outcome.
+type Outcome struct {
+	Tag      string `json:"tag,omitempty"`
+	SQLState string `json:"sqlstate,omitempty"`
+	Error    string `json:"error,omitempty"`
+	// Suspended: the Execute's row limit was reached; the client may
+	// fetch more with another Execute, audited on its own.
+	Suspended bool `json:"suspended,omitempty"`
+	// Empty: the statement was empty.
+	Empty bool `json:"empty,omitempty"`
+	// Skipped says why the statement did not run.
+	Skipped string `json:"skipped,omitempty"`
+	// Unknown says why no result came.
+	Unknown string `json:"unknown,omitempty"`
+}
+
+// SentStatement is the audit event of a statement sent upstream, held
+// until its outcome is known: an auditor then sees a refused statement
+// apart from one that ran. The engine must end it exactly once, with Done
+// or Unfinished, before the session's end is audited.
+type SentStatement struct {
+	g       *Gateway
+	s       *Session
+	text    string
+	detail  map[string]any
+	sent    time.Time
+	outcome []Outcome
+}
+
+// StatementSent notes a statement of s that is being sent upstream now.
+// The event takes detail over: the caller must not change it afterwards.
+func (g *Gateway) StatementSent(s *Session, text string, detail map[string]any) *SentStatement {
+	return &SentStatement{g: g, s: s, text: text, detail: detail, sent: g.now()}
+}
+
+// Add appends the outcome of the next statement the message ran: a simple
+// Query may hold several. Not safe for concurrent use.
+func (st *SentStatement) Add(o Outcome) { st.outcome = append(st.outcome, o) }
+
+// Done writes the event once every result came. Its time is when the
+// statement was sent, not now: that is when the person ran it;
+// duration_ms is from sending to the end of its batch.
+func (st *SentStatement) Done() {
+	detail := st.detail
+	if detail == nil {
+		detail = make(map[string]any, 2)
+	}
+	if len(st.outcome) == 0 {
+		st.Add(Outcome{Unknown: "the upstream reported no result"})
+	}
+	detail["duration_ms"] = float64(st.g.now().Sub(st.sent).Microseconds()) / 1000
+	st.write(detail)
+}
+
+// Unfinished writes the event of a statement whose batch did not end,
+// saying why: the session ended first. A statement the upstream failed
+// as it went (a backend ended by an administrator) keeps that error as
+// its last outcome.
+func (st *SentStatement) Unfinished(why string) {
+	if n := len(st.outcome); n == 0 || st.outcome[n-1].SQLState == "" {
+		st.Add(Outcome{Unknown: why})
+	}
+	detail := st.detail
+	if detail == nil {
+		detail = make(map[string]any, 1)
+	}
+	st.write(detail)
+}
+
+func (st *SentStatement) write(detail map[string]any) {
+	detail["outcome"] = st.outcome
+	s := st.s
+	st.g.audit.Record(audit.Event{Time: st.sent, Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID,
+		Query: st.text, Detail: detail})
 }
 
 // RefuseStatement audits a statement or call of a session that keygate

@@ -195,7 +195,7 @@ func (s *Server) start(ctx context.Context, opts Options) error {
 	cmd := s.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If keygate dies, the throwaway server goes with it.
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	dieWithParent(cmd.SysProcAttr)
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)

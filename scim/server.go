@@ -55,6 +55,7 @@ type Store interface {
 	DeleteGroup(ctx context.Context, id string) error
 	ListMembers(ctx context.Context, groupID string) ([]identity.Member, error)
 	GroupsOf(ctx context.Context, userID string) ([]identity.Group, error)
+	ListSessions(ctx context.Context, userName string) ([]identity.Session, error)
 
 	GetProvisioningTokenByHash(ctx context.Context, secretHash []byte) (identity.ProvisioningToken, error)
 	TouchProvisioningToken(ctx context.Context, id string, at time.Time) error

@@ -189,7 +189,21 @@ func (s *Server) updateUser(w http.ResponseWriter, r *request, change func(ident
 	if err != nil {
 		return storeErr(err, "user")
 	}
-	s.record(r, "scim.user.update", u.UserName, map[string]any{"id": u.ID, "changed": changedFields(before, u)})
+	detail := map[string]any{"id": u.ID, "changed": changedFields(before, u)}
+	if before.Active && !u.Active {
+		// The store revoked them with the change; a failure to list them
+		// leaves the change recorded without the list.
+		sessions, err := s.store.ListSessions(r.Context(), u.UserName)
+		if err != nil {
+			s.log.Error("list the sign-in sessions a deactivation ended", "user", u.UserName, "err", err)
+		}
+		revoked := []string{}
+		for _, ss := range identity.EndedByDeactivation(before, u, sessions) {
+			revoked = append(revoked, ss.ID)
+		}
+		detail["revoked_sessions"] = revoked
+	}
+	s.record(r, "scim.user.update", u.UserName, detail)
 	groups, err := s.store.GroupsOf(r.Context(), u.ID)
 	if err != nil {
 		return err

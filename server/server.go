@@ -83,10 +83,18 @@ type Server struct {
 	metrics     *prometheus.Registry
 	metricsLn   net.Listener // nil unless listen.metrics is set
 	metricsHTTP *http.Server
+
+	// lock is data_dir's, held from the start of New until close.
+	lock *Lock
+	// closeOnce makes close safe to call again: Run's stop closes, and so
+	// may the caller of a server that never ran.
+	closeOnce sync.Once
 }
 
 // New opens the state in data_dir (creating it on first start), binds the
-// listeners and returns a server ready to Run. On error nothing is left
+// listeners and returns a server ready to Run. It first takes data_dir's
+// lock: a data_dir another process uses is refused, with an *InUseError
+// naming it, before anything is opened or bound. On error nothing is left
 // open.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log, upstreams: map[string]*postgres.Upstream{}}
@@ -96,9 +104,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 	}()
 	dataDir := cfg.Resolve(cfg.DataDir)
+	// The lock comes first: nothing in data_dir is opened, created or
+	// changed while another process uses it.
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data_dir: %w", err)
 	}
+	if s.lock, err = AcquireLock(dataDir, "server"); err != nil {
+		var inUse *InUseError
+		if errors.As(err, &inUse) {
+			return nil, fmt.Errorf("%w: two servers on one data_dir would break its audit log; stop that one first, or give this one a data_dir of its own", err)
+		}
+		return nil, err
+	}
+	if err := prepareDataDir(dataDir, log); err != nil {
+		return nil, err
+	}
+	warnSpills(dataDir, log)
 	now := time.Now
 	if s.store, err = sqlite.Open(ctx, cfg.DataPath(StoreFile), now); err != nil {
 		return nil, err
@@ -159,8 +180,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		if !ok {
 			log.Warn("admin password variable is not set; connecting without a password", "database", d.Name, "variable", d.Admin.PasswordEnv)
 		}
-		u, err := postgres.New(postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas,
-			AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, s.servers, log)
+		u, err := postgres.New(UpstreamConfig(cfg, d, password), s.servers, log)
 		if err != nil {
 			return nil, err
 		}
@@ -189,10 +209,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	provisioning := scim.New(s.store, s.events, log, now)
 	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s}
+		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s,
+		LiveSessions: s.liveSessions, Health: s.health}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
+	s.http.RegisterOnShutdown(apiSrv.StopWaiting)
 
 	if s.apiLn, err = listen("listen.api", cfg.Listen.API); err != nil {
 		return nil, err
@@ -208,7 +230,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
+	if err := s.lock.SetAddrs(s.APIAddr(), s.PostgresAddr(), s.MetricsAddr()); err != nil {
+		return nil, err
+	}
 	return s, nil
+}
+
+// UpstreamConfig is how keygate reaches and manages database d, with the
+// admin role's password.
+func UpstreamConfig(cfg *config.Config, d config.Database, password string) postgres.Config {
+	return postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas, OwnerRole: d.OwnerRole,
+		AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}
 }
 
 func accessDatabases(dbs []config.Database) []access.Database {
@@ -271,9 +303,9 @@ func (s *Server) MetricsAddr() string {
 func (s *Server) CAFile() string { return s.cfg.DataPath(pki.CAFile) }
 
 // Run serves until ctx ends, then stops accepting, lets live sessions
-// finish for shutdown_grace, ends the rest, and closes the state.
+// finish for shutdown_grace, ends the rest, and closes the state and
+// data_dir's lock: within shutdown_grace and stopBound, whatever hangs.
 func (s *Server) Run(ctx context.Context) error {
-	defer s.close()
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	defer stopWatch()
 	watchDone := make(chan struct{})
@@ -290,15 +322,7 @@ func (s *Server) Run(ctx context.Context) error {
 		s.refreshPolicy(watchCtx)
 		s.watchGroups(watchCtx, groupChanges)
 	}()
-	for name, u := range s.upstreams {
-		go func() {
-			cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-			defer cancel()
-			if err := u.Check(cctx); err != nil {
-				s.log.Warn("upstream database is not ready; connections to it will fail until it is", "database", name, "err", err)
-			}
-		}()
-	}
+	s.checkUpstreams(ctx)
 	go s.maintain(ctx)
 	go s.watchGrants(ctx)
 	go s.servers.Watch(watchCtx, postgres.DefaultWatchInterval)
@@ -324,7 +348,14 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	ready := []any{"api", "https://" + s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir)}
+	servable := 0
+	for _, u := range s.upstreams {
+		if u.Ready() {
+			servable++
+		}
+	}
+	ready := []any{"api", "https://" + s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir),
+		"databases_ready", fmt.Sprintf("%d/%d", servable, len(s.upstreams))}
 	if s.metricsLn != nil {
 		ready = append(ready, "metrics", "http://"+s.MetricsAddr()+metrics.Path)
 	}
@@ -337,20 +368,34 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	grace := time.Duration(s.cfg.ShutdownGrace)
 	s.log.Info("shutting down", "grace", grace, "live_sessions", len(s.gw.Sessions()))
-	s.pgLn.Close()
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), grace)
-	defer cancel()
-	s.http.Shutdown(shutdownCtx)
-	s.gw.Drain(shutdownCtx)
-	if s.metricsHTTP != nil {
-		// Last, so that scrapes during the drain see sessions end.
-		s.metricsHTTP.Shutdown(shutdownCtx)
-	}
-	stopWatch()
-	<-watchDone
-	<-groupsDone
-	s.log.Info("stopped")
+	s.stop(grace, func() {
+		stopWatch()
+		<-watchDone
+		<-groupsDone
+	})
 	return runErr
+}
+
+// upstreamCheckTimeout bounds the start-up check of the upstreams, so that
+// one unreachable database delays "ready" by at most this much.
+const upstreamCheckTimeout = 15 * time.Second
+
+// checkUpstreams checks every upstream at once (connect, privileges, group
+// roles) before the server says it is ready, and warns, naming each
+// database that cannot be served and why. Connections to such a database
+// are refused until a later check passes.
+func (s *Server) checkUpstreams(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, upstreamCheckTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for name, u := range s.upstreams {
+		wg.Go(func() {
+			if err := u.Check(ctx); err != nil {
+				s.log.Warn("database cannot be served; connections to it are refused until keygate's checks pass", "database", name, "err", err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // intrusion audits a backend of a keygate-managed role that keygate did not
@@ -409,8 +454,13 @@ func (s *Server) maintain(ctx context.Context) {
 	}
 }
 
-// close releases everything New opened, in reverse order.
+// close releases everything New opened, in reverse order, once; the
+// data_dir lock goes last, when nothing in data_dir is open any more.
 func (s *Server) close() {
+	s.closeOnce.Do(s.closeAll)
+}
+
+func (s *Server) closeAll() {
 	for _, ln := range []net.Listener{s.apiLn, s.pgLn, s.metricsLn} {
 		if ln != nil {
 			ln.Close()
@@ -424,5 +474,8 @@ func (s *Server) close() {
 	}
 	if s.store != nil {
 		s.store.Close()
+	}
+	if err := s.lock.Release(); err != nil {
+		s.log.Warn("release the data_dir lock", "err", err)
 	}
 }

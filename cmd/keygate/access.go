@@ -101,7 +101,8 @@ rules name are not listed for not matching.`,
 				fmt.Fprintln(out, "no group naming rule is configured (group_naming.pattern): nothing to find")
 				return nil
 			}
-			fmt.Fprintf(out, "group naming rule %s: %d groups, %d assigned, %d findings\n", printable(f.Pattern), f.Groups, f.Assigned, len(f.Findings))
+			fmt.Fprintf(out, "group naming rule %s: %s, %d assigned, %s\n", printable(f.Pattern),
+				plural(f.Groups, "group", "groups"), f.Assigned, plural(len(f.Findings), "finding", "findings"))
 			if len(f.Findings) == 0 {
 				return nil
 			}

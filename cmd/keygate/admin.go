@@ -53,7 +53,7 @@ which locates the API, the CA and the admin credential in data_dir.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s is a member of %s (%d members)\n", args[1], gr.Name, len(gr.Members))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is a member of %s (%s)\n", printable(args[1]), printable(gr.Name), plural(len(gr.Members), "member", "members"))
 				return nil
 			},
 		},
@@ -70,7 +70,7 @@ which locates the API, the CA and the admin credential in data_dir.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(cmd.OutOrStdout(), "%s removed from %s (%d members)\n", args[1], gr.Name, len(gr.Members))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s removed from %s (%s)\n", printable(args[1]), printable(gr.Name), plural(len(gr.Members), "member", "members"))
 				return nil
 			},
 		},
@@ -122,6 +122,7 @@ TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
 	}
 	history.Flags().StringVar(&at, "at", "", "show the members at this moment instead of the whole history")
 	group.AddCommand(history)
+	group.AddCommand(newGroupCmds(g)...)
 
 	user := &cobra.Command{Use: "user", Short: "Manage people"}
 	var email string
@@ -147,8 +148,12 @@ TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
 	add.Flags().StringArrayVar(&groups, "group", nil, "a group to put the person in (repeatable)")
 	user.AddCommand(add, &cobra.Command{
 		Use:   "disable NAME",
-		Short: "Disable a person: their live sessions end within a second and new tokens are refused",
-		Args:  exactArgs(1, "NAME"),
+		Short: "Disable a person: their sign-in sessions are revoked, live sessions end within a second, new tokens are refused",
+		Long: `Disable a person. Every sign-in session they hold is revoked (recorded in
+the audit log), so database tokens they have stop working, their live gateway
+sessions end within a second, and new tokens are refused. Enabling them again
+(keygate admin user enable NAME) brings no session back: they sign in again.`,
+		Args: exactArgs(1, "NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := g.adminClient()
 			if err != nil {
@@ -158,37 +163,18 @@ TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "disabled %s\n", u.Name)
+			if !u.Changed {
+				fmt.Fprintf(cmd.OutOrStdout(), "%s is already disabled\n", printable(u.Name))
+				return nil
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "disabled %s; revoked %s\n", printable(u.Name), plural(len(u.RevokedSessions), "sign-in session", "sign-in sessions"))
 			return nil
 		},
 	})
+	user.AddCommand(newUserCmds(g)...)
 
 	session := &cobra.Command{Use: "session", Short: "Manage sign-in sessions"}
-	var ttl string
-	create := &cobra.Command{
-		Use:   "create NAME [--ttl 8h]",
-		Short: "Create a sign-in session for a person; prints the credential alone on the last line",
-		Long: `Create a sign-in session for a person and print its credential, alone on the
-last line of stdout, shown this once. The person uses it as KEYGATE_SESSION:
-
-  export KEYGATE_SESSION=$(keygate admin session create alice --config keygate.yaml | tail -n1)
-  keygate db token orders --config keygate.yaml`,
-		Args: exactArgs(1, "NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.adminClient()
-			if err != nil {
-				return err
-			}
-			s, err := c.CreateSession(cmd.Context(), args[0], ttl)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "session %s for %s, expires %s\n%s\n", s.ID, s.User, s.ExpiresAt.Local().Format("2006-01-02 15:04:05 MST"), s.Credential)
-			return nil
-		},
-	}
-	create.Flags().StringVar(&ttl, "ttl", "8h", "how long the session lasts (at most 7d)")
-	session.AddCommand(create, newSessionListCmd(g), newSessionRevokeCmd(g))
+	session.AddCommand(newSessionCreateCmd(g), newSessionListCmd(g), newSessionRevokeCmd(g))
 
 	cmd.AddCommand(group, user, session, newSCIMTokenCmd(g), newReloadCmd(g))
 	return cmd
@@ -386,8 +372,9 @@ data_dir, sso, a database's address, a new database) are named.`,
 			if res.NamedAssignments > 0 {
 				named = fmt.Sprintf(" (and %d from the group naming rule)", res.NamedAssignments)
 			}
-			fmt.Fprintf(out, "reloaded %s: %d permission sets, %d assignments%s, %d databases; %d live sessions ended\n",
-				res.Path, res.PermissionSets, res.Assignments, named, res.Databases, res.SessionsEnded)
+			fmt.Fprintf(out, "reloaded %s: %s, %s%s, %s; %s ended\n", res.Path,
+				plural(res.PermissionSets, "permission set", "permission sets"), plural(res.Assignments, "assignment", "assignments"), named,
+				plural(res.Databases, "database", "databases"), plural(res.SessionsEnded, "live session", "live sessions"))
 			if len(res.RestartNeeded) > 0 {
 				fmt.Fprintf(out, "changed but applied only on restart: %s\n", strings.Join(res.RestartNeeded, ", "))
 			}

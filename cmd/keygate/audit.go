@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -12,64 +13,123 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/api"
+	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/internal/suggest"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
 	var f client.AuditFilter
-	var since string
-	var asJSON bool
+	var since, until string
+	var asJSON, follow bool
 	cmd := &cobra.Command{
-		Use:   "audit [--user U] [--db D] [--type T] [--since 1h] [--json]",
+		Use:   "audit [--user U] [--db D] [--type T] [--since 1h] [--until T] [--follow] [--json]",
 		Short: "Show the audit log: sessions, statements, refusals, admin changes",
-		Long: `Show the audit log, oldest first. Types: session.start, session.end, query,
-query.cancel, connect.refused, token.issued, token.refused, admin.*; --type
-matches a type or a dotted prefix (--type session).
+		Long: `Show the audit log, oldest first.
 
-With --json, one JSON object a line with time, type, user, database, access,
-query, client and reason.`,
+--since and --until take a duration before now (2h, 7d), a date, which is
+that day's start in UTC (2026-12-04), or an RFC 3339 time
+(2026-12-04T09:30:00+01:00). --since is 24h unless given (0 for
+everything); --until is open unless given, and excludes its moment.
+
+--type takes an event type or a dotted prefix of one (session, admin,
+admin.group, query, scim). The types:
+  ` + strings.Join(audit.Types(), "\n  ") + `
+
+--follow (-f) prints events as they are recorded, like tail -f, until
+Ctrl-C. Without --since it starts with the next event; with --since it
+shows those first.
+
+When the server is not answering (nothing listens at its address), keygate
+reads the audit log in data_dir directly, read-only, and says so on stderr;
+keygate audit verify does the same.
+
+With --json, one JSON object a line with seq, time, type, user, database,
+access, query, client, reason and detail.
+
+Examples:
+  keygate audit --config keygate.yaml --since 2h --user alice
+  keygate audit --since 2026-12-01 --until 2026-12-04 --type admin
+  keygate audit --type session --db orders --json
+  keygate audit -f --type query.refused`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			d, err := config.ParseDuration(since)
-			if err != nil {
-				return usageError{fmt.Errorf("--since: %w", err)}
+			if err := checkAuditType(f.Type); err != nil {
+				return err
 			}
-			if d > 0 {
-				f.Since = time.Now().Add(-d)
+			now := time.Now()
+			var err error
+			if !follow || cmd.Flags().Changed("since") {
+				if f.Since, err = parseSince(since, now); err != nil {
+					return err
+				}
 			}
-			c, err := g.adminClient()
+			if until != "" {
+				if follow {
+					return usageError{errors.New("--follow shows events as they come: it takes --since, not --until")}
+				}
+				if f.Until, err = parseAuditTime(until, now); err != nil {
+					return usageError{fmt.Errorf("--until: %w", err)}
+				}
+				if !f.Since.IsZero() && f.Until.Before(f.Since) {
+					return usageError{fmt.Errorf("--until %s is before --since %s", f.Until.UTC().Format(time.RFC3339), f.Since.UTC().Format(time.RFC3339))}
+				}
+			}
+			src, err := openAuditSource(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
+			defer src.close()
 			out := cmd.OutOrStdout()
-			if asJSON {
+			var show func(api.AuditEvent) error
+			finish := func() error { return nil }
+			switch {
+			case asJSON:
 				enc := json.NewEncoder(out)
-				return c.Audit(cmd.Context(), f, func(e api.AuditEvent) error { return enc.Encode(e) })
+				show = func(e api.AuditEvent) error { return enc.Encode(e) }
+			case follow:
+				// Columns of fixed width, each line written as it comes:
+				// a table aligned over all lines would wait for the last.
+				fmt.Fprintf(out, followRow, "TIME", "TYPE", "USER", "DATABASE", "ACCESS", "CLIENT", "WHAT")
+				show = func(e api.AuditEvent) error {
+					_, err := fmt.Fprintf(out, followRow, auditRow(e)...)
+					return err
+				}
+			default:
+				tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "TIME\tTYPE\tUSER\tDATABASE\tACCESS\tCLIENT\tWHAT")
+				show = func(e api.AuditEvent) error {
+					_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", auditRow(e)...)
+					return err
+				}
+				finish = tw.Flush
 			}
-			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "TIME\tTYPE\tUSER\tDATABASE\tACCESS\tCLIENT\tWHAT")
-			err = c.Audit(cmd.Context(), f, func(e api.AuditEvent) error {
-				_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05.000"), printable(e.Type),
-					dash(e.User), dash(e.Database), dash(e.Access), dash(e.Client), printable(what(e)))
-				return err
-			})
+			if follow {
+				err = src.follow(cmd.Context(), f, show)
+			} else {
+				err = src.list(cmd.Context(), f, show)
+			}
 			if err != nil {
 				return err
 			}
-			return tw.Flush()
+			return finish()
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "verify",
 		Short: "Check the audit log's hash chain: no event removed, changed or reordered",
-		Args:  cobra.NoArgs,
+		Long: `Check the audit log's hash chain: no event removed, changed or reordered.
+When the server is not answering, keygate checks the audit log in data_dir
+directly, read-only.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.adminClient()
+			src, err := openAuditSource(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
 			}
-			v, err := c.VerifyAudit(cmd.Context())
+			defer src.close()
+			v, err := src.verify(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -82,10 +142,80 @@ query, client and reason.`,
 	})
 	cmd.Flags().StringVar(&f.User, "user", "", "only events about this person")
 	cmd.Flags().StringVar(&f.Database, "db", "", "only events on this database")
-	cmd.Flags().StringVar(&f.Type, "type", "", "only events of this type or type prefix")
-	cmd.Flags().StringVar(&since, "since", "24h", "how far back to look, such as 1h or 7d (0 for everything)")
+	cmd.Flags().StringVar(&f.Type, "type", "", "only events of this type or type prefix, such as session or admin.group (see --help)")
+	cmd.Flags().StringVar(&since, "since", "24h", "from this moment: a duration ago (2h, 7d), a UTC date (2026-12-04) or an RFC 3339 time; 0 for everything")
+	cmd.Flags().StringVar(&until, "until", "", "up to this moment (excluded), in the forms of --since")
+	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "print events as they are recorded, until Ctrl-C")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line")
 	return cmd
+}
+
+// followRow lays out a line of the table in --follow mode.
+const followRow = "%-23s  %-18s  %-12s  %-10s  %-6s  %-21s  %s\n"
+
+// auditRow is an event's table cells, made safe to print.
+func auditRow(e api.AuditEvent) []any {
+	return []any{e.Time.Local().Format("2006-01-02 15:04:05.000"), printable(e.Type),
+		dash(e.User), dash(e.Database), dash(e.Access), dash(e.Client), printable(what(e))}
+}
+
+// parseSince reads --since, where a zero duration means no lower bound.
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if d, err := config.ParseDuration(s); err == nil && d == 0 {
+		return time.Time{}, nil
+	}
+	t, err := parseAuditTime(s, now)
+	if err != nil {
+		return t, usageError{fmt.Errorf("--since: %w", err)}
+	}
+	return t, nil
+}
+
+// parseAuditTime reads a moment for --since and --until: a date, which is
+// that day's start in UTC (an audit spans time zones, and the log keeps
+// UTC), an RFC 3339 time, or a duration before now.
+func parseAuditTime(s string, now time.Time) (time.Time, error) {
+	if t, err := time.ParseInLocation(time.DateOnly, s, time.UTC); err == nil {
+		return t, nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	if d, err := config.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	return time.Time{}, fmt.Errorf("cannot read %q: use a duration ago (2h, 7d), a UTC date (2026-12-04) or an RFC 3339 time (2026-12-04T09:30:00Z)", s)
+}
+
+// checkAuditType refuses a --type that matches no event type, which would
+// otherwise print an empty log as if nothing had happened.
+func checkAuditType(t string) error {
+	if t == "" || audit.KnownType(t) {
+		return nil
+	}
+	types := audit.Types()
+	hint := ""
+	if best := suggest.Closest(t, typeNames(types)); best != "" {
+		hint = " did you mean " + best + "?"
+	}
+	return usageError{fmt.Errorf("--type %q matches no event type.%s Use a type or a dotted prefix of one (session, admin, query); the types are: %s",
+		t, hint, strings.Join(types, ", "))}
+}
+
+// typeNames is the types and every dotted prefix of them: what --type
+// accepts.
+func typeNames(types []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range types {
+		for i := range len(t) + 1 {
+			if (i == len(t) || t[i] == '.') && !seen[t[:i]] {
+				seen[t[:i]] = true
+				out = append(out, t[:i])
+			}
+		}
+	}
+	return out
 }
 
 func dash(s string) string {
@@ -123,7 +253,11 @@ func printable(s string) string {
 func what(e api.AuditEvent) string {
 	var parts []string
 	if e.Query != "" {
-		parts = append(parts, strings.Join(strings.Fields(e.Query), " "))
+		q := strings.Join(strings.Fields(e.Query), " ")
+		if o := outcome(e.Detail["outcome"]); o != "" {
+			q += " → " + o
+		}
+		parts = append(parts, q)
 	}
 	if e.Reason != "" {
 		parts = append(parts, e.Reason)
@@ -132,7 +266,44 @@ func what(e api.AuditEvent) string {
 		parts = append(parts, "group "+g)
 	}
 	if ms, ok := e.Detail["duration_ms"].(float64); ok {
-		parts = append(parts, fmt.Sprintf("after %s", time.Duration(ms)*time.Millisecond))
+		verb := "after" // a session's length
+		if e.Type == "query" {
+			verb = "took"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s", verb, time.Duration(ms*float64(time.Millisecond)).Round(time.Microsecond)))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// outcome summarises a query event's detail.outcome, one entry a
+// statement: the command tag, ERROR with the SQLSTATE and message, "more
+// rows" for a portal suspended at its row limit, "empty", "skipped" after
+// an earlier error of its batch, or ? when the gateway could not tell.
+func outcome(v any) string {
+	list, ok := v.([]any)
+	if !ok {
+		return ""
+	}
+	out := make([]string, 0, len(list))
+	for _, item := range list {
+		o, _ := item.(map[string]any)
+		tag, _ := o["tag"].(string)
+		state, _ := o["sqlstate"].(string)
+		msg, _ := o["error"].(string)
+		switch {
+		case tag != "":
+			out = append(out, tag)
+		case state != "" || msg != "":
+			out = append(out, strings.Join(strings.Fields("ERROR "+state+" "+msg), " "))
+		case o["suspended"] == true:
+			out = append(out, "more rows")
+		case o["empty"] == true:
+			out = append(out, "empty")
+		case o["skipped"] != nil:
+			out = append(out, "skipped")
+		default:
+			out = append(out, "?")
+		}
+	}
+	return strings.Join(out, ", ")
 }

@@ -20,7 +20,9 @@ when connecting to the keygate gateway, as with aws rds generate-db-auth-token:
 
 The token is bound to you, the database and the access level, and lives 15
 minutes unless the permission set says otherwise. Without --access you get
-the profile's access, or else the least privilege you hold on the database.
+the profile's access, or else the least privilege you may use: ro whenever
+you may use ro, even when your groups grant rw or admin (a grant covers the
+levels below it). Ask for more with --access rw or --access admin.
 Without DB you get the profile's database.
 
 The session is the one keygate login cached for the profile, or
@@ -54,8 +56,8 @@ or KEYGATE_SERVER, --config, or the profile; the CA likewise.`,
 			return nil
 		},
 	}
-	tok.Flags().StringVar(&level, "access", "", "access level: ro, rw or admin (default: the profile's, or the least you hold)")
+	tok.Flags().StringVar(&level, "access", "", "access level: ro, rw or admin (default: the profile's, or the least you may use, usually ro)")
 	g.addEndpointFlags(tok)
-	cmd.AddCommand(tok)
+	cmd.AddCommand(tok, newDBListCmd(g))
 	return cmd
 }

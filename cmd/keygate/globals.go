@@ -61,7 +61,7 @@ func (g *globals) endpoint() (serverURL, caFile string, err error) {
 		serverURL, caFile = p.Server, p.CA
 	}
 	if serverURL == "" {
-		return "", "", usageError{fmt.Errorf("no keygate server: pass --server https://HOST:PORT (keygate login saves it in profile %s), set KEYGATE_SERVER, or pass --config FILE", g.profileName())}
+		return "", "", usageError{fmt.Errorf("no keygate server: pass --server https://HOST:PORT, set KEYGATE_SERVER, or pass --config FILE; or save it in profile %s once with keygate configure --server https://HOST:PORT --ca FILE%s (keygate login and keygate configure --import save it too)", g.profileName(), profileFlag(g.profileName()))}
 	}
 	return serverURL, caFile, nil
 }

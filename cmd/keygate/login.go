@@ -47,7 +47,9 @@ keygate/ under your user config directory) as sessions/PROFILE.json, mode
   server = https://keygate.staging.example.com:8443
 
 The first keygate login --server URL --ca FILE for a profile saves them
-there, so later commands need no flags.`,
+there, so later commands need no flags; keygate configure saves them without
+signing in. On a server without sign-in set up, an administrator makes you a
+profile file instead, which keygate configure --import installs.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runLogin(cmd, g, !noBrowser)
@@ -81,6 +83,9 @@ func runLogin(cmd *cobra.Command, g *globals, openBrowser bool) error {
 	}
 	host, _ := os.Hostname()
 	da, err := c.StartSignIn(ctx, "keygate CLI on "+host)
+	if errors.Is(err, client.ErrNoSignIn) {
+		return fmt.Errorf("%w: ask an administrator for a profile file, made with `keygate admin session create NAME --profile-out FILE`, and run `keygate configure --import FILE`", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -56,6 +56,7 @@ Start with:
 		newLoginCmd(g),
 		newLogoutCmd(g),
 		newWhoAmICmd(g),
+		newConfigureCmd(g),
 		newServerCmd(g),
 		newConfigCmd(g),
 		newCACmd(g),
@@ -63,22 +64,11 @@ Start with:
 		newAccessCmd(g),
 		newDBCmd(g),
 		newAuditCmd(g),
+		newStateCmd(g),
 		newDemoCmd(),
 		newVersionCmd(),
 	)
+	setVersion(root)
+	rejectUnknownCommands(root)
 	return root
-}
-
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-func newVersionCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Print keygate's version",
-		Args:  cobra.NoArgs,
-		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), "keygate", version)
-		},
-	}
 }

@@ -102,8 +102,8 @@ ready.`,
 					fmt.Fprintf(cmd.ErrOrStderr(), "warning: database %s: %s is not set in this environment; the server needs it\n", d.Name, d.Admin.PasswordEnv)
 				}
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%d databases, %d permission sets, %d assignments)\n",
-				cfg.Path(), len(cfg.Databases), len(cfg.PermissionSets), len(cfg.Assignments))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: ok (%s, %s, %s)\n", cfg.Path(), plural(len(cfg.Databases), "database", "databases"),
+				plural(len(cfg.PermissionSets), "permission set", "permission sets"), plural(len(cfg.Assignments), "assignment", "assignments"))
 			if upstream {
 				return checkUpstreams(cmd.Context(), cmd.OutOrStdout(), cfg)
 			}
@@ -122,8 +122,7 @@ func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error 
 	servers := postgres.NewServers(log)
 	notReady := 0
 	for _, d := range cfg.Databases {
-		u, err := postgres.New(postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas,
-			AdminUser: d.Admin.User, AdminPassword: os.Getenv(d.Admin.PasswordEnv), TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}, servers, log)
+		u, err := postgres.New(server.UpstreamConfig(cfg, d, os.Getenv(d.Admin.PasswordEnv)), servers, log)
 		if err != nil {
 			return err
 		}
@@ -141,7 +140,7 @@ func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error 
 		u.Close()
 	}
 	if notReady > 0 {
-		return fmt.Errorf("%d of %d databases are not ready", notReady, len(cfg.Databases))
+		return fmt.Errorf("%d of %s not ready", notReady, plural(len(cfg.Databases), "database is", "databases are"))
 	}
 	return nil
 }

@@ -263,7 +263,7 @@ func TestPlaintextStartupIsRefused(t *testing.T) {
 	be.send(startup(map[string]string{"user": "alice", "database": "orders"}))
 	// The first answer is the refusal: a password is never asked for in
 	// plaintext.
-	e := be.fatal("08P01", "keygate requires TLS")
+	e := be.fatal("08P01", "keygate: TLS is required")
 	if e.Message != "keygate: "+TLSRequired {
 		t.Errorf("message = %q", e.Message)
 	}
@@ -305,7 +305,7 @@ func TestGSSENCThenPlaintextStartupIsRefused(t *testing.T) {
 	}
 	be := newBackend(t, c)
 	be.send(startup(map[string]string{"user": "alice"}))
-	be.fatal("08P01", "keygate requires TLS")
+	be.fatal("08P01", "keygate: TLS is required")
 }
 
 func isType[T any](m any) bool {
@@ -729,5 +729,5 @@ func TestHandshakeLimit(t *testing.T) {
 	third, _ := g.serve(t)
 	be := newBackend(t, third)
 	be.send(startup(map[string]string{"user": "alice", "database": "orders"}))
-	be.fatal("08P01", "keygate requires TLS")
+	be.fatal("08P01", "keygate: TLS is required")
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/gateway"
 )
 
 // maxName bounds the statement and portal names keygate reads; PostgreSQL
@@ -209,16 +210,17 @@ func (s *session) onQuery(hdr [5]byte, n int) error {
 		t.execs++
 		t.push(&op{kind: opReply, ends: true, reply: commandComplete("DEALLOCATE")})
 		t.mu.Unlock()
-		s.record(text, map[string]any{"protocol": "simple"})
+		st := s.gw.StatementSent(s.gs, text, map[string]any{"protocol": "simple", "answered_by": "keygate"})
+		st.Add(gateway.Outcome{Tag: "DEALLOCATE"})
+		st.Done()
 		s.sendReplies()
 		return nil
 	}
-	o := &op{kind: opEnd}
+	o := &op{kind: opEnd, sent: s.gw.StatementSent(s.gs, text, map[string]any{"protocol": "simple"})}
 	t.simpleQuery(text, o)
 	t.execs++
 	t.push(o)
 	t.mu.Unlock()
-	s.record(text, map[string]any{"protocol": "simple"})
 	if _, err := s.uw.Write(hdr[:]); err != nil {
 		return err
 	}
@@ -258,7 +260,12 @@ func (s *session) streamQuery(hdr [5]byte, n int) error {
 		return fmt.Errorf("%w: malformed Query message", errProtocol)
 	}
 	text, detail := d.summary()
-	s.record(text, withDetail(detail, "protocol", "simple"))
+	sent := s.gw.StatementSent(s.gs, text, withDetail(detail, "protocol", "simple"))
+	// The upstream runs nothing before the last byte, so no reply can
+	// have come for o yet.
+	t.mu.Lock()
+	o.sent = sent
+	t.mu.Unlock()
 	return s.uw.WriteByte(0)
 }
 
@@ -516,6 +523,7 @@ func (s *session) onExecute(hdr [5]byte, n int) error {
 	if p != nil {
 		p.lastExec = t.execs
 	}
+	t.push(&op{kind: opExec, sent: s.gw.StatementSent(s.gs, text, detail)})
 	t.mu.Unlock()
 	if p != nil && p.stmt != nil && p.stmt == s.pending {
 		// The unnamed statement's text goes into the audit with this
@@ -523,7 +531,6 @@ func (s *session) onExecute(hdr [5]byte, n int) error {
 		s.pending.recorded = true
 		s.pending = nil
 	}
-	s.record(text, detail)
 	if _, err := s.uw.Write(hdr[:]); err != nil {
 		return err
 	}

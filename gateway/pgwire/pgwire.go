@@ -29,7 +29,7 @@ import (
 )
 
 // TLSRequired is what a plaintext client is told.
-const TLSRequired = "keygate requires TLS: connect with sslmode=verify-full and the keygate CA (sslrootcert=ca.pem from `keygate ca`)"
+const TLSRequired = "TLS is required: connect with sslmode=verify-full and the keygate CA (sslrootcert=ca.pem from `keygate ca`)"
 
 // Upstream opens and ends connections to one upstream database.
 type Upstream interface {
@@ -252,6 +252,8 @@ func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, 
 		switch {
 		case errors.Is(err, postgres.ErrUnavailable):
 			reason = fmt.Sprintf("database %s is unavailable right now", claims.Database)
+		case errors.Is(err, postgres.ErrAdminLogin):
+			reason = fmt.Sprintf("database %s is not ready: the upstream refuses keygate's admin role; whoever runs keygate must fix its password (admin.password_env) or pg_hba.conf", claims.Database)
 		case errors.Is(err, postgres.ErrPrivileges):
 			// Safe to show: role names and the statements that fix it,
 			// for the person to pass on to whoever runs keygate.

@@ -193,6 +193,7 @@ func (s *session) relay() {
 	if fatal != nil {
 		reason = strings.TrimPrefix(fatal.Message, "keygate: ")
 	}
+	s.auditUnfinished(reason)
 	s.gw.Unregister(s.gs, reason, end)
 	// The backend is gone; handing the connection back may put the role
 	// at rest, which need not delay the audit.
@@ -206,6 +207,18 @@ func (s *session) relay() {
 		s.cw.Flush()
 	}
 	s.client.Close()
+}
+
+// auditUnfinished writes the events of the statements that got no result,
+// or whose batch did not end, before the session's end is audited.
+func (s *session) auditUnfinished(reason string) {
+	pending, finished := s.st.unfinished()
+	for _, st := range finished {
+		st.Done()
+	}
+	for _, st := range pending {
+		st.Unfinished("the session ended before the result came: " + reason)
+	}
 }
 
 var (
@@ -299,12 +312,23 @@ func (s *session) toClient() (atBoundary bool) {
 			return true
 		}
 		var status byte
-		if hdr[0] == 'Z' && n == 1 {
-			if b, err := s.ur.Peek(1); err == nil {
+		var body []byte
+		switch hdr[0] {
+		case 'Z':
+			if b, err := s.ur.Peek(1); err == nil && n == 1 {
 				status = b[0]
 			}
+		case 'C', 'E':
+			// Small enough to read in place; an ErrorResponse longer than
+			// the buffer leaves its statement's error unread.
+			if n <= upstreamBuf {
+				body, _ = s.ur.Peek(n)
+			}
 		}
-		relay, err := s.st.reply(hdr[0], status)
+		relay, done, err := s.st.reply(hdr[0], status, body)
+		for _, st := range done {
+			st.Done()
+		}
 		if err != nil {
 			s.gw.Logger().Error("ending a session whose replies no longer match its messages", "session", s.gs.ID, "err", err)
 			s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "XX000", Message: "keygate: " + errDesync.Error() + "; reconnect"})

@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+
+	"github.com/keygate/keygate/gateway"
 )
 
 // tracker keeps the state of the extended query protocol that the audit
@@ -63,6 +65,11 @@ type tracker struct {
 	txStatus byte
 	// stmtBytes is the text held in stmts.
 	stmtBytes int
+	// finished holds the statements of the batch being replied to whose
+	// results came: their events are written at the batch's
+	// ReadyForQuery, since an error at its end (a failed commit) is
+	// theirs too.
+	finished []*gateway.SentStatement
 }
 
 // stmt is a prepared statement as the client sees it.
@@ -106,6 +113,9 @@ type op struct {
 	// records that one came.
 	succeeded func()
 	failed    bool
+	// sent is the statement an opExec runs, or the text an opEnd of a
+	// simple Query runs, awaiting its outcome.
+	sent *gateway.SentStatement
 }
 
 // Kinds of op.
@@ -114,6 +124,7 @@ const (
 	opInjected = 'p' // keygate's own Parse or Close: its completion is not
 	opBind     = 'B'
 	opClose    = 'C'
+	opExec     = 'E' // Execute: ends with CommandComplete, PortalSuspended, EmptyQueryResponse or an error
 	opEnd      = 'S' // Sync, Query or FunctionCall: ends with ReadyForQuery
 	opReply    = 'R' // keygate's own reply, sent when its turn comes
 )
@@ -418,22 +429,31 @@ func (t *tracker) heldDeallocation(text string) (string, bool) {
 
 // reply tells the tracker of a message from the upstream before it is
 // relayed: it says whether the client should see it (keygate's own
-// messages' completions are not relayed). status is ReadyForQuery's
-// transaction status.
-func (t *tracker) reply(typ, status byte) (relay bool, err error) {
+// messages' completions are not relayed), and hands back the statements
+// whose outcomes are now complete, for the caller to audit. status is
+// ReadyForQuery's transaction status; body is a CommandComplete's or an
+// ErrorResponse's body, nil when it was too long to read.
+func (t *tracker) reply(typ, status byte, body []byte) (relay bool, done []*gateway.SentStatement, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	switch typ {
 	case '1': // ParseComplete
 		o, err := t.pop(opParse, opInjected)
-		return err == nil && o.kind == opParse, err
+		return err == nil && o.kind == opParse, nil, err
 	case '2': // BindComplete
 		_, err := t.pop(opBind)
-		return err == nil, err
+		return err == nil, nil, err
 	case '3': // CloseComplete
 		o, err := t.pop(opClose, opInjected)
-		return err == nil && o.kind == opClose, err
+		return err == nil && o.kind == opClose, nil, err
+	case 'C': // CommandComplete
+		t.result(gateway.Outcome{Tag: commandTag(body)})
+	case 's': // PortalSuspended: the Execute's row limit was reached
+		t.result(gateway.Outcome{Suspended: true})
+	case 'I': // EmptyQueryResponse
+		t.result(gateway.Outcome{Empty: true})
 	case 'E': // ErrorResponse: the server skips the rest of the batch
+		t.failure(errorOutcome(body))
 		if len(t.queue) > 0 && t.queue[0].kind == opEnd {
 			t.queue[0].failed = true
 		}
@@ -441,14 +461,126 @@ func (t *tracker) reply(typ, status byte) (relay bool, err error) {
 	case 'Z': // ReadyForQuery
 		o, err := t.pop(opEnd)
 		if err != nil {
-			return false, err
+			return false, nil, err
 		}
 		if o.succeeded != nil && !o.failed {
 			o.succeeded()
 		}
 		t.ended(o.batch, status)
+		done, t.finished = t.finished, nil
+		if o.sent != nil {
+			done = append(done, o.sent)
+		}
 	}
-	return true, nil
+	return true, done, nil
+}
+
+// result gives the outcome of one statement to the Execute it ends, or to
+// the simple Query running it.
+func (t *tracker) result(out gateway.Outcome) {
+	if len(t.queue) == 0 {
+		return
+	}
+	switch o := t.queue[0]; o.kind {
+	case opExec:
+		t.queue[0] = nil
+		t.queue = t.queue[1:]
+		t.cond.Broadcast()
+		o.sent.Add(out)
+		t.finished = append(t.finished, o.sent)
+	case opEnd:
+		if o.sent != nil {
+			o.sent.Add(out)
+		}
+	}
+}
+
+// failure gives an error to the statement it stopped: the first Execute
+// the server now skips (a failed Parse or Bind is its statement's
+// failure), while later Executes of the batch did not run at all. An error
+// with no Execute left in the batch belongs to the simple Query running,
+// or to the batch's last finished statement: its commit failed.
+func (t *tracker) failure(out gateway.Outcome) {
+	hit := false
+	for _, o := range t.queue {
+		if o.kind == opEnd || (o.kind == opReply && o.ends) {
+			if !hit {
+				switch {
+				case o.kind == opEnd && o.sent != nil:
+					o.sent.Add(out)
+				case len(t.finished) > 0:
+					t.finished[len(t.finished)-1].Add(out)
+				}
+			}
+			return
+		}
+		if o.kind != opExec {
+			continue
+		}
+		if hit {
+			o.sent.Add(gateway.Outcome{Skipped: "an earlier message of its batch failed"})
+		} else {
+			o.sent.Add(out)
+			hit = true
+		}
+		t.finished = append(t.finished, o.sent)
+	}
+}
+
+// unfinished takes every statement still waiting for its result or for
+// its batch to end: the session is ending and they will not get one.
+func (t *tracker) unfinished() (pending, finished []*gateway.SentStatement) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, o := range t.queue {
+		if o.sent != nil {
+			pending = append(pending, o.sent)
+			o.sent = nil
+		}
+	}
+	finished, t.finished = t.finished, nil
+	return pending, finished
+}
+
+// commandTag is the tag of a CommandComplete body.
+func commandTag(body []byte) string {
+	tag, _, ok := cstring(body)
+	if !ok {
+		return ""
+	}
+	return string(tag)
+}
+
+// maxErrorText bounds the error message an outcome keeps.
+const maxErrorText = 1024
+
+// errorOutcome reads the SQLSTATE and message of an ErrorResponse body.
+func errorOutcome(body []byte) gateway.Outcome {
+	var out gateway.Outcome
+	for len(body) > 1 {
+		code := body[0]
+		v, rest, ok := cstring(body[1:])
+		if !ok {
+			break
+		}
+		switch code {
+		case 'C':
+			out.SQLState = string(v)
+		case 'M':
+			if len(v) > maxErrorText {
+				v = v[:maxErrorText]
+			}
+			out.Error = strings.ToValidUTF8(string(v), "\uFFFD")
+		}
+		body = rest
+	}
+	if out.SQLState == "" {
+		out.SQLState = "XX000"
+		if out.Error == "" {
+			out.Error = "the upstream's error could not be read"
+		}
+	}
+	return out
 }
 
 // pop takes the oldest op, which must be of one of kinds.

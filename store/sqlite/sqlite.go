@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -23,7 +22,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pressly/goose/v3"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -98,7 +96,7 @@ func openFile(ctx context.Context, path, migrationSet string) (*file, error) {
 	}
 	w.SetMaxOpenConns(1)
 	w.SetConnMaxIdleTime(0)
-	if err := migrate(ctx, w, migrationSet); err != nil {
+	if err := migrate(ctx, w, migrationSet, filepath.Base(path)); err != nil {
 		w.Close()
 		return nil, fmt.Errorf("open store %s: %w", path, err)
 	}
@@ -111,14 +109,21 @@ func openFile(ctx context.Context, path, migrationSet string) (*file, error) {
 	return &file{w: w, r: r}, nil
 }
 
-func migrate(ctx context.Context, db *sql.DB, set string) error {
-	sub, err := fs.Sub(migrations, "migrations/"+set)
+// migrate brings the database up to the newest embedded migration of set.
+// A database that a newer keygate already migrated further is refused
+// before anything runs: this binary does not know what that schema means,
+// and writing to it could lose what the newer one stores.
+func migrate(ctx context.Context, db *sql.DB, set, name string) error {
+	p, err := migrationProvider(db, set)
 	if err != nil {
 		return err
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, db, sub)
+	have, err := p.GetDBVersion(ctx)
 	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if known := newestMigration(p); have > known {
+		return &NewerSchemaError{File: name, Schema: have, Known: known}
 	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("migrate: %w", err)

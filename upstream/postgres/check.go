@@ -55,6 +55,11 @@ func (u *Upstream) Check(ctx context.Context) error {
 func (u *Upstream) check(ctx context.Context) error {
 	u.checkedAt = time.Now()
 	err := u.checkAdmin(ctx)
+	if err == nil {
+		// The group roles and their grants: what the first connection
+		// would otherwise set up, and find wrong, after "ready".
+		err = u.ensureGroups(ctx)
+	}
 	u.checkErr = err
 	u.checkOK.Store(err == nil)
 	if err == nil {

@@ -30,6 +30,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,10 +45,14 @@ import (
 
 // Config describes one upstream database.
 type Config struct {
-	Name          string // keygate's name for the database
-	Address       string // host:port
-	Database      string // upstream database name
-	Schemas       []string
+	Name     string // keygate's name for the database
+	Address  string // host:port
+	Database string // upstream database name
+	Schemas  []string
+	// OwnerRole owns the application's tables; the admin group role is
+	// made a member of it so that admin sessions can change them. Empty
+	// for none.
+	OwnerRole     string
 	AdminUser     string
 	AdminPassword string
 	TLS           string // disable, prefer, require, verify-full
@@ -56,6 +61,10 @@ type Config struct {
 
 // ErrUnavailable wraps failures to reach the upstream server at all.
 var ErrUnavailable = errors.New("upstream database unavailable")
+
+// ErrAdminLogin wraps the upstream's refusal of keygate's admin role: a
+// wrong password (admin.password_env) or a pg_hba.conf line.
+var ErrAdminLogin = errors.New("the upstream refused keygate's admin role: check admin.user, the password in admin.password_env and pg_hba.conf")
 
 // The comments on the roles keygate creates. A role of the same name
 // without its comment belongs to someone else and is never taken over, and
@@ -313,6 +322,9 @@ func (u *Upstream) dial(ctx context.Context, role, password string, params map[s
 func (u *Upstream) adminErr(what string, err error) error {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
+		if strings.HasPrefix(pgErr.Code, "28") {
+			return fmt.Errorf("%s as %s: %w: %w", what, u.cfg.AdminUser, ErrAdminLogin, err)
+		}
 		return fmt.Errorf("%s as %s: %w", what, u.cfg.AdminUser, err)
 	}
 	return fmt.Errorf("%s: %w: %w", what, ErrUnavailable, err)
@@ -366,12 +378,45 @@ func (u *Upstream) ensureGroups(ctx context.Context) error {
 	if _, err := u.admin.Exec(ctx, setup); err != nil {
 		return u.adminErr("set up group roles", err)
 	}
+	if err := u.grantOwner(ctx, adminGroup); err != nil {
+		return err
+	}
 	for _, schema := range u.cfg.Schemas {
 		if err := u.grantSchema(ctx, schema); err != nil {
 			return err
 		}
 	}
 	u.groupsReady = true
+	return nil
+}
+
+// grantOwner makes the admin group role a member of the configured owner
+// role, so that admin sessions can alter and drop the tables it owns. An
+// owner role with attributes keygate never hands to people is refused: its
+// members would inherit nothing from them, but SET ROLE would reach them.
+func (u *Upstream) grantOwner(ctx context.Context, adminGroup string) error {
+	if u.cfg.OwnerRole == "" {
+		return nil
+	}
+	var exists, privileged bool
+	err := u.admin.QueryRow(ctx, `
+		SELECT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = $1),
+			EXISTS (SELECT FROM pg_catalog.pg_roles r
+				WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER')
+				AND (r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls OR r.rolname LIKE 'pg\_%'))`,
+		u.cfg.OwnerRole).Scan(&exists, &privileged)
+	if err != nil {
+		return u.adminErr(fmt.Sprintf("inspect owner_role %q", u.cfg.OwnerRole), err)
+	}
+	switch {
+	case !exists:
+		return fmt.Errorf("owner_role %q of database %s does not exist upstream: create it or correct owner_role", u.cfg.OwnerRole, u.cfg.Name)
+	case privileged:
+		return fmt.Errorf("owner_role %q of database %s has, or is a member of a role with, SUPERUSER, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS or a pg_ role, which admin-level people must not reach: use a role that only owns the tables", u.cfg.OwnerRole, u.cfg.Name)
+	}
+	if _, err := u.admin.Exec(ctx, fmt.Sprintf("GRANT %s TO %s", ident(u.cfg.OwnerRole), ident(adminGroup))); err != nil {
+		return u.adminErr(fmt.Sprintf("grant owner_role %q to %s", u.cfg.OwnerRole, adminGroup), err)
+	}
 	return nil
 }
 
@@ -512,6 +557,9 @@ func (u *Upstream) inspectPerson(ctx context.Context, role string, level access.
 		return st, u.adminErr(fmt.Sprintf("inspect role %q", role), err)
 	}
 	st.exists = true
+	if level == access.Admin && u.cfg.OwnerRole != "" {
+		st.groupForeign = slices.DeleteFunc(st.groupForeign, func(r string) bool { return r == u.cfg.OwnerRole })
+	}
 	return st, nil
 }
 

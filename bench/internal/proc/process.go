@@ -21,7 +21,7 @@ import (
 // Process is a long-running child (keygate, pgbouncer) with its output in
 // a log file. It runs in its own process group so that a Ctrl-C at the
 // terminal reaches only the driver, which then stops it in order; if the
-// driver dies, the kernel sends it SIGTERM.
+// driver dies, Linux sends it SIGTERM.
 type Process struct {
 	name    string
 	cmd     *exec.Cmd
@@ -38,7 +38,7 @@ func Start(name string, cmd *exec.Cmd, logPath string, cred *syscall.Credential)
 		return nil, fmt.Errorf("start %s: create log: %w", name, err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM, Credential: cred}
+	cmd.SysProcAttr = sysProcAttr(cred)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -1,0 +1,165 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/server"
+)
+
+func newStateCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "state",
+		Short: "Back up and restore keygate's state: people, groups, sessions, keys and the audit log",
+	}
+	cmd.AddCommand(newStateBackupCmd(g), newStateRestoreCmd(g))
+	return cmd
+}
+
+func newStateBackupCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "backup FILE --config FILE",
+		Short: "Write a backup of data_dir to FILE, while the server runs or not",
+		Long: `Write a backup of the keygate state in data_dir to FILE, a gzipped tar.
+
+It holds a consistent copy of the state database and of the audit log
+(taken with SQLite's VACUUM INTO: a running server keeps serving, and the
+copy is of one moment), data_dir's token signing keys, CA and gateway
+certificate and keys, the admin credential, and manifest.json: the keygate
+version, the time, the schema versions, what the databases hold and the
+SHA-256 of every file.
+
+FILE holds every secret keygate has: it is written with mode 0600, beside
+itself first and then renamed, so a reader never sees half a backup. Run it
+as the user the server runs as, so that it can read data_dir.
+
+Restore it with keygate state restore.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.readConfig(config.LoadLocation)
+			if err != nil {
+				return err
+			}
+			dataDir := cfg.Resolve(cfg.DataDir)
+			m, err := server.Backup(cmd.Context(), dataDir, args[0], version)
+			if err != nil {
+				return err
+			}
+			fi, err := os.Stat(args[0])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "wrote %s (%s, mode 0600): backup of %s\n", args[0], byteSize(fi.Size()), dataDir)
+			fmt.Fprintf(out, "  %s (schema: state %d, audit %d)\n", counts(m),
+				m.Schemas.State, m.Schemas.Audit)
+			fmt.Fprintf(out, "  %d files: %s\n", len(m.Files), fileNames(m))
+			fmt.Fprintln(out, "It holds keygate's keys and admin credential: keep it as safe as data_dir.")
+			return nil
+		},
+	}
+}
+
+func newStateRestoreCmd(g *globals) *cobra.Command {
+	var dataDir string
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "restore FILE --data-dir DIR [--force]",
+		Short: "Restore a backup into the data_dir of a stopped server",
+		Long: `Restore a backup written by keygate state backup into DIR.
+
+No server may run on DIR: the restore takes DIR's lock, as a server does,
+and names the server that holds it. DIR must be empty, or --force replaces
+the keygate state in it (the databases with their journals, keys,
+certificates, credential and audit spill files; other files stay).
+
+Before anything in DIR changes, every file is checked against the SHA-256
+in the backup's manifest, the schemas against what this keygate knows (a
+backup from a newer keygate is refused), and the audit log's hash chain as
+keygate audit verify checks it. Then the files are moved into place, keys
+and databases mode 0600, certificates 0644.
+
+Without --data-dir, DIR is data_dir of the --config file.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir := dataDir
+			if dir == "" {
+				if g.configPath == "" {
+					return usageError{errors.New("where to restore to: pass --data-dir DIR, or --config FILE to restore into its data_dir")}
+				}
+				cfg, err := g.readConfig(config.LoadLocation)
+				if err != nil {
+					return err
+				}
+				dir = cfg.Resolve(cfg.DataDir)
+			}
+			if _, err := os.Stat(args[0]); err != nil {
+				return fmt.Errorf("read backup: %w", err)
+			}
+			res, err := server.Restore(cmd.Context(), args[0], dir, force)
+			if err != nil {
+				return err
+			}
+			printRestored(cmd.OutOrStdout(), args[0], dir, res)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&dataDir, "data-dir", "", "the directory to restore into (default: data_dir of --config)")
+	cmd.Flags().BoolVar(&force, "force", false, "replace the keygate state DIR holds")
+	return cmd
+}
+
+func printRestored(w io.Writer, src, dir string, res server.RestoreResult) {
+	m := res.Manifest
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		abs = dir
+	}
+	fmt.Fprintf(w, "restored %s into %s\n", src, abs)
+	fmt.Fprintf(w, "  backup of %s by keygate %s\n", m.Created.UTC().Format("2006-01-02 15:04:05 UTC"), m.Version)
+	fmt.Fprintf(w, "  %s (audit chain intact)\n", counts(m))
+	if len(res.Replaced) > 0 {
+		fmt.Fprintf(w, "  replaced: %s\n", strings.Join(res.Replaced, ", "))
+	}
+	fmt.Fprintf(w, `Next:
+  1. Set data_dir in the server's config to %s (unless it is already).
+  2. Start the server: keygate server --config FILE
+     (with each database's admin password in its password_env, as before).
+  3. Check it: keygate audit verify --config FILE
+`, abs)
+}
+
+// counts is what a backup's databases hold, for a person.
+func counts(m server.Manifest) string {
+	return fmt.Sprintf("%s, %s, %s", plural(int(m.People), "person", "people"), plural(int(m.Groups), "group", "groups"),
+		plural(int(m.AuditLastSeq), "audit event", "audit events"))
+}
+
+func fileNames(m server.Manifest) string {
+	names := make([]string, len(m.Files))
+	for i, f := range m.Files {
+		names[i] = f.Name
+	}
+	return strings.Join(names, ", ")
+}
+
+// byteSize is n in the largest unit that keeps it at least 1.
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
