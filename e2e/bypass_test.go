@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -492,8 +493,19 @@ func bypassIntrude(t *testing.T, s *kgServer, db, role string) *pgconn.PgConn {
 	t.Helper()
 	var err error
 	for range 3 {
-		if err := s.pg.Exec(context.Background(), "postgres", fmt.Sprintf(`ALTER ROLE %q LOGIN PASSWORD 'x' VALID UNTIL 'infinity'`, role)); err != nil {
-			t.Fatal(err)
+		// keygate may be putting the role at rest at this moment (a
+		// session of it just ended): two ALTER ROLEs at once make one fail
+		// with "tuple concurrently updated", so try again.
+		alter := fmt.Sprintf(`ALTER ROLE %q LOGIN PASSWORD 'x' VALID UNTIL 'infinity'`, role)
+		if err := s.pg.Exec(context.Background(), "postgres", alter); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "XX000" {
+				t.Fatal(err)
+			}
+			time.Sleep(50 * time.Millisecond)
+			if err := s.pg.Exec(context.Background(), "postgres", alter); err != nil {
+				t.Fatal(err)
+			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		var c *pgconn.PgConn

@@ -2,12 +2,17 @@ package e2e
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/keygate/keygate/pki"
 )
 
 // readmeMarker sits right above the README code block this file runs.
@@ -144,6 +149,47 @@ func TestReadmePathWithoutSignIn(t *testing.T) {
 	}
 	if fi, err := os.Stat(filepath.Join(home, ".config", "keygate", "sessions", "default.json")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("session cache: %v %v, want mode 0600", fi, err)
+	}
+
+	// A profile file that swaps the CA is refused, and the CA alice
+	// trusts stays; told to replace it, keygate still checks the server
+	// through the new CA first, and keeps the old one when it fails.
+	caPath := filepath.Join(home, ".config", "keygate", "ca-default.pem")
+	trusted, err := os.ReadFile(caPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(aliceDir, "alice.keygate.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := json.Unmarshal(raw, &file); err != nil {
+		t.Fatal(err)
+	}
+	other, err := pki.Open(t.TempDir(), []string{"localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	file["ca_pem"] = string(other.CAPEM())
+	forged, _ := json.Marshal(file)
+	if err := os.WriteFile(filepath.Join(aliceDir, "forged.json"), forged, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"--import forged.json", "other than the one this profile trusts"},
+		{"--import forged.json --replace-ca", "certificate"},
+	} {
+		imp := exec.Command("sh", "-c", "keygate configure "+tc.args)
+		imp.Dir, imp.Env = aliceDir, aliceEnv
+		r := runCmd(t, imp)
+		if r.code == 0 {
+			t.Fatalf("keygate configure %s accepted a profile file with another CA", tc.args)
+		}
+		mustContain(t, "forged import", r.stderr, tc.want)
+		if now, _ := os.ReadFile(caPath); !bytes.Equal(now, trusted) {
+			t.Fatalf("keygate configure %s replaced the trusted CA bundle", tc.args)
+		}
 	}
 
 	// On this server keygate login cannot work; it says what does.

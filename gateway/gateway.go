@@ -447,7 +447,14 @@ type SentStatement struct {
 	detail  map[string]any
 	sent    time.Time
 	outcome []Outcome
+	// more counts the outcomes past maxOutcomes, which are not kept.
+	more int
 }
+
+// maxOutcomes bounds the outcomes one event keeps: a Query of 100,000
+// statements need not make one event of 100,000 outcomes. The first
+// maxOutcomes-1 and the last are kept, with a count of the rest.
+const maxOutcomes = 1000
 
 // StatementSent notes a statement of s that is being sent upstream now.
 // The event takes detail over: the caller must not change it afterwards.
@@ -457,7 +464,14 @@ func (g *Gateway) StatementSent(s *Session, text string, detail map[string]any) 
 
 // Add appends the outcome of the next statement the message ran: a simple
 // Query may hold several. Not safe for concurrent use.
-func (st *SentStatement) Add(o Outcome) { st.outcome = append(st.outcome, o) }
+func (st *SentStatement) Add(o Outcome) {
+	if len(st.outcome) < maxOutcomes {
+		st.outcome = append(st.outcome, o)
+		return
+	}
+	st.outcome[maxOutcomes-1] = o
+	st.more++
+}
 
 // Done writes the event once every result came. Its time is when the
 // statement was sent, not now: that is when the person ran it;
@@ -491,6 +505,9 @@ func (st *SentStatement) Unfinished(why string) {
 
 func (st *SentStatement) write(detail map[string]any) {
 	detail["outcome"] = st.outcome
+	if st.more > 0 {
+		detail["outcomes_omitted"] = st.more
+	}
 	s := st.s
 	st.g.audit.Record(audit.Event{Time: st.sent, Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID,
 		Query: st.text, Detail: detail})

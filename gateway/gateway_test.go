@@ -417,3 +417,26 @@ func TestWatchRechecksPeriodically(t *testing.T) {
 		t.Fatal("session not ended by the periodic re-check")
 	}
 }
+
+// One event keeps a bounded number of outcomes, with the last one and a
+// count of those left out.
+func TestOutcomesAreBounded(t *testing.T) {
+	rec := &outcomeRecorder{}
+	g := &Gateway{audit: rec, now: time.Now}
+	st := g.StatementSent(&Session{User: "alice"}, strings.Repeat("SELECT 1;", 1500)+"SELECT 1/0", map[string]any{"protocol": "simple"})
+	for range 1500 {
+		st.Add(Outcome{Tag: "SELECT 1"})
+	}
+	st.Add(Outcome{SQLState: "22012"})
+	st.Done()
+	d := rec.e.Detail
+	out := d["outcome"].([]Outcome)
+	if len(out) != maxOutcomes || out[len(out)-1].SQLState != "22012" || d["outcomes_omitted"] != 1501-maxOutcomes {
+		t.Fatalf("%d outcomes, last %+v, omitted %v", len(out), out[len(out)-1], d["outcomes_omitted"])
+	}
+}
+
+type outcomeRecorder struct{ e audit.Event }
+
+func (r *outcomeRecorder) Record(e audit.Event) { r.e = e }
+func (r *outcomeRecorder) Err() error           { return nil }

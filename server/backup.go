@@ -116,23 +116,20 @@ func describe(path string) (BackupFile, error) {
 }
 
 // writeBackup writes the manifest and then the files it names, from dir,
-// to dst.tmp, and renames that to dst once it is synced.
+// to a new file beside dst (0600, as CreateTemp makes it), and renames
+// that to dst once it is synced.
 func writeBackup(dst, dir string, m Manifest) (err error) {
-	tmp := dst + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := os.CreateTemp(filepath.Dir(dst), "."+filepath.Base(dst)+".tmp-*")
 	if err != nil {
 		return fmt.Errorf("write backup: %w", err)
 	}
+	tmp := f.Name()
 	defer func() {
 		if err != nil {
 			f.Close()
 			os.Remove(tmp)
 		}
 	}()
-	// A leftover .tmp from an earlier attempt keeps its mode otherwise.
-	if err := f.Chmod(0o600); err != nil {
-		return fmt.Errorf("write backup: %w", err)
-	}
 	zw := gzip.NewWriter(f)
 	tw := tar.NewWriter(zw)
 	raw, err := json.MarshalIndent(m, "", "  ")

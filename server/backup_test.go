@@ -277,3 +277,47 @@ func TestRestoreRefusesBrokenChain(t *testing.T) {
 		t.Errorf("restore of a broken chain: %v", err)
 	}
 }
+
+// A crafted backup cannot plant a journal SQLite would replay, nor a file
+// outside what data_dir holds, nor fill the disk with a file longer than
+// its manifest says.
+func TestRestoreRefusesCraftedFiles(t *testing.T) {
+	dst, _ := backupOf(t, stateDir(t))
+	ctx := context.Background()
+	for _, name := range []string{StoreFile + "-wal", "keygate-audit.db-shm", "../escape", ".hidden.pem", "notes.txt", LockFile, ManifestFile} {
+		if backupName(name) {
+			t.Errorf("backupName(%q) = true", name)
+		}
+	}
+	for _, name := range []string{StoreFile, "keygate-audit.db", TokenKeysFile, AdminCredentialFile, "ca.pem", "ca.key"} {
+		if !backupName(name) {
+			t.Errorf("backupName(%q) = false", name)
+		}
+	}
+	planted := rewrite(t, dst, func(m *Manifest) {
+		m.Files = append(m.Files, BackupFile{Name: StoreFile + "-wal", Size: 0, SHA256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"})
+	}, func(_ string, b []byte) []byte { return b })
+	if _, err := Restore(ctx, planted, filepath.Join(t.TempDir(), "p"), false); err == nil || !strings.Contains(err.Error(), StoreFile+"-wal") {
+		t.Errorf("restore of a backup naming a journal: %v", err)
+	}
+	long := rewrite(t, dst, func(*Manifest) {}, func(name string, b []byte) []byte {
+		if name == TokenKeysFile {
+			return append(b, make([]byte, 1<<20)...)
+		}
+		return b
+	})
+	target := filepath.Join(t.TempDir(), "l")
+	if _, err := Restore(ctx, long, target, false); err == nil || !strings.Contains(err.Error(), "does not match its checksum") {
+		t.Errorf("restore of an overlong file: %v", err)
+	}
+	var size int64
+	filepath.Walk(target, func(_ string, fi os.FileInfo, _ error) error {
+		if fi != nil && !fi.IsDir() {
+			size += fi.Size()
+		}
+		return nil
+	})
+	if size > 1<<20 {
+		t.Errorf("a refused restore left %d bytes", size)
+	}
+}

@@ -126,7 +126,7 @@ func unpack(src, dir string) (Manifest, error) {
 	}
 	want := map[string]BackupFile{}
 	for _, bf := range m.Files {
-		if bf.Name != filepath.Base(bf.Name) || bf.Name == "." || bf.Name == ".." || bf.Name == LockFile || bf.Name == ManifestFile {
+		if !backupName(bf.Name) {
 			return Manifest{}, fmt.Errorf("backup %s names the file %q, which a data_dir does not hold: the backup is damaged or not keygate's", src, bf.Name)
 		}
 		want[bf.Name] = bf
@@ -196,6 +196,25 @@ func newerSchema(have sqlite.Schemas, what string) error {
 	return nil
 }
 
+// backupName reports whether name is one a backup may hold: the two
+// databases (never their journals, which SQLite would replay onto them)
+// and the files dataFiles lists.
+func backupName(name string) bool {
+	switch name {
+	case StoreFile, filepath.Base(sqlite.AuditPath(StoreFile)), TokenKeysFile, AdminCredentialFile, SAMLKeyFile:
+		return true
+	}
+	if name != filepath.Base(name) || strings.HasPrefix(name, ".") {
+		return false
+	}
+	for _, pattern := range []string{"*.key", "*.pem", audit.SpillPattern} {
+		if ok, _ := filepath.Match(pattern, name); ok {
+			return true
+		}
+	}
+	return false
+}
+
 // extract writes one file of the backup to path, with the mode data_dir
 // keeps it at, and checks its size and checksum.
 func extract(r io.Reader, path string, bf BackupFile) error {
@@ -204,7 +223,9 @@ func extract(r io.Reader, path string, bf BackupFile) error {
 		return fmt.Errorf("extract %s: %w", bf.Name, err)
 	}
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(out, h), r)
+	// One byte past the size is enough to tell it is wrong: a crafted
+	// backup must not fill the disk before its checksum is looked at.
+	n, err := io.Copy(io.MultiWriter(out, h), io.LimitReader(r, bf.Size+1))
 	if err == nil {
 		err = out.Sync()
 	}

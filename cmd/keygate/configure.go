@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -116,6 +120,7 @@ func (g *globals) profileFileFor() (client.ProfileFile, error) {
 
 func newConfigureCmd(g *globals) *cobra.Command {
 	var importFile string
+	var replaceCA bool
 	cmd := &cobra.Command{
 		Use:   "configure (--server URL [--ca FILE] | --import FILE) [--profile P]",
 		Short: "Save a profile without signing in: a server and its CA, or a profile file from an administrator",
@@ -138,14 +143,16 @@ keygate whoami and keygate db token DB work with no flags.
 
 Without --profile (or KEYGATE_PROFILE), --import uses the default profile,
 unless that one is for another server; then it uses the name the file
-suggests.`,
+suggests. The file's CA bundle is saved only once the server answered
+through it; a profile that already trusts another CA for the server keeps
+it unless --replace-ca says the server's CA really changed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			switch {
 			case importFile != "" && (cmd.Flags().Changed("server") || cmd.Flags().Changed("ca")):
 				return usageError{errors.New("--import takes the server and CA from the file: pass either --import FILE or --server URL --ca FILE")}
 			case importFile != "":
-				return runImport(cmd, g, importFile)
+				return runImport(cmd, g, importFile, replaceCA)
 			case g.server != "":
 				return runConfigure(cmd, g)
 			}
@@ -153,6 +160,7 @@ suggests.`,
 		},
 	}
 	cmd.Flags().StringVar(&importFile, "import", "", "install a profile file from keygate admin session create --profile-out")
+	cmd.Flags().BoolVar(&replaceCA, "replace-ca", false, "with --import: let the file replace the CA bundle the profile trusts for its server")
 	g.addEndpointFlags(cmd)
 	return cmd
 }
@@ -207,7 +215,7 @@ func checkServer(ctx context.Context, serverURL, caFile string) error {
 }
 
 // runImport installs a profile file: CA bundle, profile and session.
-func runImport(cmd *cobra.Command, g *globals, path string) error {
+func runImport(cmd *cobra.Command, g *globals, path string, replaceCA bool) error {
 	f, err := client.ReadProfileFile(path)
 	if err != nil {
 		return err
@@ -228,14 +236,29 @@ func runImport(cmd *cobra.Command, g *globals, path string) error {
 	if err != nil {
 		return err
 	}
-	caFile := ""
+	caFile, checkCA := "", ""
 	if f.CAPEM != "" {
 		caFile = filepath.Join(dir, "ca-"+name+".pem")
-		if err := writeCA(caFile, f.CAPEM); err != nil {
+		if err := keepTrustedCA(caFile, f.CAPEM, path, replaceCA); err != nil {
+			return err
+		}
+		// The server is checked through the file's CA before it replaces
+		// anything the profile trusts.
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("save the CA bundle: %w", err)
+		}
+		tmp, err := os.CreateTemp(dir, ".ca-import-*.pem")
+		if err != nil {
+			return fmt.Errorf("save the CA bundle: %w", err)
+		}
+		tmp.Close()
+		defer os.Remove(tmp.Name())
+		checkCA = tmp.Name()
+		if err := writeCA(checkCA, f.CAPEM); err != nil {
 			return err
 		}
 	}
-	c, err := client.New(f.Server, caFile, f.Credential)
+	c, err := client.New(f.Server, checkCA, f.Credential)
 	if err != nil {
 		return err
 	}
@@ -245,6 +268,11 @@ func runImport(cmd *cobra.Command, g *globals, path string) error {
 	}
 	if err != nil {
 		return fmt.Errorf("check the session in %s: %w", path, err)
+	}
+	if checkCA != "" {
+		if err := os.Rename(checkCA, caFile); err != nil {
+			return fmt.Errorf("save the CA bundle: %w", err)
+		}
 	}
 	if err := ps.Set(client.Profile{Name: name, Server: f.Server, CA: caFile}); err != nil {
 		return err
@@ -278,6 +306,30 @@ func importProfileName(g *globals, ps *client.Profiles, f client.ProfileFile) (s
 		return "", usageError{fmt.Errorf("profile %s in %s is for %s, not %s: import into another profile with --profile NAME", name, ps.Path(), p.Server, f.Server)}
 	}
 	return name, nil
+}
+
+// keepTrustedCA refuses a profile file whose CA bundle differs from the one
+// the profile already trusts at caFile, unless replace: a file that
+// swapped the CA would have keygate and psql trust whoever holds its key.
+func keepTrustedCA(caFile, pem, path string, replace bool) error {
+	old, err := os.ReadFile(caFile)
+	if errors.Is(err, fs.ErrNotExist) || replace {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read the CA bundle the profile trusts: %w", err)
+	}
+	if bytes.Equal(bytes.TrimSpace(old), bytes.TrimSpace([]byte(pem))) {
+		return nil
+	}
+	return usageError{fmt.Errorf("%s brings a CA bundle (SHA-256 %s) other than the one this profile trusts in %s (SHA-256 %s): if your administrator replaced keygate's CA, import with --replace-ca; otherwise do not use this file",
+		path, fingerprint([]byte(pem)), caFile, fingerprint(old))}
+}
+
+// fingerprint is a short SHA-256 of a CA bundle, for a person to compare.
+func fingerprint(pem []byte) string {
+	sum := sha256.Sum256(bytes.TrimSpace(pem))
+	return hex.EncodeToString(sum[:8])
 }
 
 // writeCA saves a CA bundle where keygate and psql can read it; it is

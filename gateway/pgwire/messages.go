@@ -30,8 +30,9 @@ const maxParseExtra = maxName + 2 + 4*65535 + 2
 // messages; a larger one, read for one long statement, is let go.
 const keepBuffer = 256 << 10
 
-// fromClient relays the client's messages upstream, recording each
-// statement in the audit before it can run. It returns when the client
+// fromClient relays the client's messages upstream, noting each statement
+// for the audit before it is sent (its event is written with its outcome;
+// see gateway.SentStatement). It returns when the client
 // ends the session or the session is stopped.
 func (s *session) fromClient() error {
 	var hdr [5]byte
@@ -79,12 +80,18 @@ func (s *session) fromClient() error {
 			err = s.forward(hdr, n)
 		case 'F':
 			err = s.onFunctionCall(hdr, n)
+		case 'c', 'f': // CopyDone, CopyFail
+			s.st.mu.Lock()
+			s.st.clientCopyEnd()
+			s.st.mu.Unlock()
+			err = s.forward(hdr, n)
 		default:
 			err = s.forward(hdr, n)
 		}
 		if err != nil {
 			return err
 		}
+		s.st.writeReady()
 		s.gs.BytesFromClient.Add(int64(n + 5))
 		if typ == 'X' {
 			s.uw.Flush()
@@ -216,7 +223,7 @@ func (s *session) onQuery(hdr [5]byte, n int) error {
 		s.sendReplies()
 		return nil
 	}
-	o := &op{kind: opEnd, sent: s.gw.StatementSent(s.gs, text, map[string]any{"protocol": "simple"})}
+	o := &op{kind: opEnd, sent: s.gw.StatementSent(s.gs, text, map[string]any{"protocol": "simple"}), size: len(text)}
 	t.simpleQuery(text, o)
 	t.execs++
 	t.push(o)
@@ -234,9 +241,10 @@ func commandComplete(tag string) []byte {
 }
 
 // streamQuery relays a Query longer than the audit keeps whole, for an
-// operator who chose to run such statements: the audit gets its head and
-// tail, its length and its SHA-256, before the last byte reaches the
-// upstream (the server runs nothing before the whole message is in).
+// operator who chose to run such statements: its event, written with its
+// outcome, holds its head and tail, its length and its SHA-256, all known
+// before the last byte reaches the upstream (the server runs nothing
+// before the whole message is in).
 func (s *session) streamQuery(hdr [5]byte, n int) error {
 	t := s.st
 	t.mu.Lock()
@@ -388,7 +396,7 @@ func (s *session) onParse(hdr [5]byte, n int) error {
 		}
 	}
 	st.batch = t.batch
-	o := &op{kind: opParse}
+	o := &op{kind: opParse, size: len(st.text)}
 	t.define(st, o)
 	t.setUnnamed(st, o)
 	t.push(o)
@@ -523,7 +531,7 @@ func (s *session) onExecute(hdr [5]byte, n int) error {
 	if p != nil {
 		p.lastExec = t.execs
 	}
-	t.push(&op{kind: opExec, sent: s.gw.StatementSent(s.gs, text, detail)})
+	t.push(&op{kind: opExec, sent: s.gw.StatementSent(s.gs, text, detail), size: len(text)})
 	t.mu.Unlock()
 	if p != nil && p.stmt != nil && p.stmt == s.pending {
 		// The unnamed statement's text goes into the audit with this
@@ -607,13 +615,16 @@ func (s *session) onDescribe(hdr [5]byte, n int) error {
 	if err != nil {
 		return err
 	}
+	t := s.st
 	if kind != 'S' {
+		t.mu.Lock()
+		t.push(&op{kind: opDescribe})
+		t.mu.Unlock()
 		return s.write(hdr, body)
 	}
 	if err := s.flushIfWaiting(); err != nil {
 		return err
 	}
-	t := s.st
 	t.mu.Lock()
 	e, err := t.lookup(name)
 	if err != nil {
@@ -621,6 +632,7 @@ func (s *session) onDescribe(hdr [5]byte, n int) error {
 		return err
 	}
 	inject := t.useUnnamed(e, name)
+	t.push(&op{kind: opDescribe})
 	t.mu.Unlock()
 	if _, err := s.uw.Write(inject); err != nil {
 		return err
@@ -673,7 +685,7 @@ func (s *session) onSync(hdr [5]byte, n int) error {
 	s.recordPending()
 	t := s.st
 	t.mu.Lock()
-	t.push(&op{kind: opEnd})
+	t.push(&op{kind: opEnd, sync: true})
 	t.mu.Unlock()
 	s.skipping = false
 	return s.forward(hdr, n)

@@ -101,7 +101,7 @@ func TestStatementOutcomes(t *testing.T) {
 		t.Fatalf("executions of SELECT 'ok': %+v", oks)
 	}
 	wantOutcome(t, execs[0], gateway.Outcome{Tag: "SELECT 1"})
-	wantOutcome(t, execs[1], gateway.Outcome{Skipped: "an earlier message of its batch failed"})
+	wantOutcome(t, execs[1], gateway.Outcome{Skipped: skippedAfterError})
 	for _, e := range f.queryEvents(t, "SELECT 1/0") {
 		if e.Detail["protocol"] == "execute" {
 			wantOutcome(t, e, gateway.Outcome{SQLState: "22012"})
@@ -168,5 +168,105 @@ func TestUnfinishedStatementIsAuditedBeforeTheEnd(t *testing.T) {
 	wantOutcome(t, events[j], gateway.Outcome{Unknown: "the session ended before the result came: access revoked: a test"})
 	if at := events[i].Time; at.Before(sent.Add(-time.Second)) || at.After(sent.Add(time.Second)) {
 		t.Errorf("event time %s, sent at %s", at, sent)
+	}
+}
+
+// After an error in an extended-protocol batch, the server skips every
+// message up to the Sync, a Query too: that Query is audited as skipped,
+// and the outcomes of the statements after it stay with their statements.
+func TestOutcomesAfterSkippedQuery(t *testing.T) {
+	f := newRelay(t, "pw_outcome_skip")
+	be := f.connect(t, "sam", access.ReadWrite)
+	const ignored = "SELECT 'ignored'"
+	be.send(&pgproto3.Parse{Query: "SELECT 1/0"}, &pgproto3.Bind{}, &pgproto3.Execute{},
+		&pgproto3.Query{String: ignored}, &pgproto3.Sync{})
+	wantCode(t, be.until(t, "batch"), "22012")
+	wantOutcome(t, f.queryEvents(t, ignored)[0], gateway.Outcome{Skipped: skippedAfterError})
+
+	const create = "CREATE TEMP TABLE victim (id int)"
+	be.send(&pgproto3.Query{String: create})
+	be.until(t, "create")
+	be.send(&pgproto3.Query{String: "SELECT 1/0"})
+	be.until(t, "division")
+	wantOutcome(t, f.queryEvents(t, create)[0], gateway.Outcome{Tag: "CREATE TABLE"})
+	for _, e := range f.queryEvents(t, "SELECT 1/0") {
+		if e.Detail["protocol"] == "simple" {
+			wantOutcome(t, e, gateway.Outcome{SQLState: "22012"})
+		}
+	}
+}
+
+// A Sync sent while the server copies data in is ignored by the server,
+// whether keygate sees it before or after the server says it copies: the
+// COPY gets its tag, and the statements after it theirs.
+func TestOutcomesAroundExtendedCopy(t *testing.T) {
+	f := newRelay(t, "pw_outcome_copy")
+	be := f.connect(t, "cody", access.ReadWrite)
+	const copyIn = "COPY items (note) FROM STDIN"
+	data := &pgproto3.CopyData{Data: []byte("copied\n")}
+
+	// As libpq sends it: Execute and Sync at once, the data, and another
+	// Sync after CopyDone.
+	be.send(&pgproto3.Parse{Query: copyIn}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Sync{})
+	for m := be.next(); !isType[*pgproto3.CopyInResponse](m); m = be.next() {
+	}
+	be.send(data, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	be.until(t, "copy, Sync first")
+
+	// The server says it copies before keygate sees the Sync.
+	be.send(&pgproto3.Parse{Query: copyIn}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+	for m := be.next(); !isType[*pgproto3.CopyInResponse](m); m = be.next() {
+	}
+	be.send(&pgproto3.Sync{}, data, data, &pgproto3.CopyDone{}, &pgproto3.Sync{})
+	be.until(t, "copy, Sync during the copy")
+
+	const after = "SELECT 'after the copies'"
+	be.send(&pgproto3.Query{String: after})
+	be.until(t, "after")
+	copies := f.queryEvents(t, copyIn)
+	if len(copies) != 2 {
+		t.Fatalf("events of %q: %+v", copyIn, copies)
+	}
+	wantOutcome(t, copies[0], gateway.Outcome{Tag: "COPY 1"})
+	wantOutcome(t, copies[1], gateway.Outcome{Tag: "COPY 2"})
+	wantOutcome(t, f.queryEvents(t, after)[0], gateway.Outcome{Tag: "SELECT 1"})
+	if n := f.upstream(t, "SELECT count(*) FROM items WHERE note = 'copied'"); n != "3" {
+		t.Errorf("%s rows copied, want 3", n)
+	}
+}
+
+// An error with no Execute left in its batch (a failed Describe) belongs to
+// no statement: the COMMIT before it keeps its tag.
+func TestErrorWithoutExecuteIsNobodys(t *testing.T) {
+	f := newRelay(t, "pw_outcome_describe")
+	be := f.connect(t, "dora", access.ReadWrite)
+	for _, q := range []string{"BEGIN", "DELETE FROM items", "COMMIT"} {
+		be.send(&pgproto3.Query{String: q})
+		be.until(t, q)
+	}
+	be.send(&pgproto3.Describe{ObjectType: 'S', Name: "nope"}, &pgproto3.Sync{})
+	wantCode(t, be.until(t, "describe"), "26000")
+	wantOutcome(t, f.queryEvents(t, "COMMIT")[0], gateway.Outcome{Tag: "COMMIT"})
+}
+
+// A batch without a Sync holds at most one statement's event back: the
+// others are written as their results come, so that a client that never
+// sends Sync cannot make keygate hold its statements.
+func TestEventsAreWrittenBeforeTheSync(t *testing.T) {
+	f := newRelay(t, "pw_outcome_nosync")
+	be := f.connect(t, "nico", access.ReadOnly)
+	for i := range 3 {
+		be.send(&pgproto3.Parse{Query: "SELECT " + string(rune('1'+i))}, &pgproto3.Bind{}, &pgproto3.Execute{}, &pgproto3.Flush{})
+		for m := be.next(); !isType[*pgproto3.CommandComplete](m); m = be.next() {
+		}
+	}
+	waitFor(t, func() bool { return len(f.executions()) == 2 })
+	if got := f.executions(); len(got) != 2 || got[0] != "SELECT 1" || got[1] != "SELECT 2" {
+		t.Fatalf("events written before the Sync: %q, want SELECT 1 and SELECT 2", got)
+	}
+	be.send(&pgproto3.Sync{})
+	be.until(t, "sync")
+	if got := f.executions(); len(got) != 3 {
+		t.Fatalf("events after the Sync: %q", got)
 	}
 }

@@ -325,10 +325,8 @@ func (s *session) toClient() (atBoundary bool) {
 				body, _ = s.ur.Peek(n)
 			}
 		}
-		relay, done, err := s.st.reply(hdr[0], status, body)
-		for _, st := range done {
-			st.Done()
-		}
+		relay, err := s.st.reply(hdr[0], status, body)
+		s.st.writeReady()
 		if err != nil {
 			s.gw.Logger().Error("ending a session whose replies no longer match its messages", "session", s.gs.ID, "err", err)
 			s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "XX000", Message: "keygate: " + errDesync.Error() + "; reconnect"})

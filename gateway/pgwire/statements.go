@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/keygate/keygate/gateway"
 )
@@ -37,8 +39,10 @@ import (
 // order the server replies: each message that gets its own completion
 // (ParseComplete, BindComplete, CloseComplete), or that keygate answers
 // itself, is queued as an op; Sync, Query and FunctionCall end a batch.
-// After an ErrorResponse the server skips the rest of the batch, and the
-// queue undoes what the skipped messages changed. A message that refers to
+// After an ErrorResponse to an extended-protocol message the server skips
+// every message up to the next Sync (a Query or FunctionCall too), and the
+// queue undoes what the skipped messages changed; a Sync sent while the
+// server copies data in is ignored, and the queue drops it. A message that refers to
 // a statement or portal defined in an earlier batch whose replies have not
 // arrived waits for them, so that keygate never acts on a change the
 // server may have refused.
@@ -65,11 +69,23 @@ type tracker struct {
 	txStatus byte
 	// stmtBytes is the text held in stmts.
 	stmtBytes int
-	// finished holds the statements of the batch being replied to whose
-	// results came: their events are written at the batch's
-	// ReadyForQuery, since an error at its end (a failed commit) is
-	// theirs too.
-	finished []*gateway.SentStatement
+	// queuedText is the statement text the queue's ops hold.
+	queuedText int
+	// last is the batch's last statement whose result came: its event is
+	// written at the batch's ReadyForQuery, since an error answering the
+	// Sync (a failed commit) is its too. Earlier ones are written at once.
+	last *gateway.SentStatement
+	// discarding says the server discards the client's messages up to the
+	// next Sync, after an error in an extended-protocol batch whose Sync
+	// had not been sent yet.
+	discarding bool
+	// copyIn says the server copies data in, and ignores Sync meanwhile.
+	copyIn bool
+	// ready holds statements whose events are due: the goroutine that
+	// made them due writes them once it lets go of mu. hasReady says it
+	// holds some, for a look without mu.
+	ready    []*gateway.SentStatement
+	hasReady atomic.Bool
 }
 
 // stmt is a prepared statement as the client sees it.
@@ -113,9 +129,13 @@ type op struct {
 	// records that one came.
 	succeeded func()
 	failed    bool
+	// sync marks the opEnd of a Sync, the one message the server does not
+	// skip after an error in an extended-protocol batch.
+	sync bool
 	// sent is the statement an opExec runs, or the text an opEnd of a
-	// simple Query runs, awaiting its outcome.
+	// simple Query runs, awaiting its outcome; size is its text's length.
 	sent *gateway.SentStatement
+	size int
 }
 
 // Kinds of op.
@@ -124,14 +144,17 @@ const (
 	opInjected = 'p' // keygate's own Parse or Close: its completion is not
 	opBind     = 'B'
 	opClose    = 'C'
+	opDescribe = 'D' // Describe: ends with RowDescription or NoData
 	opExec     = 'E' // Execute: ends with CommandComplete, PortalSuspended, EmptyQueryResponse or an error
 	opEnd      = 'S' // Sync, Query or FunctionCall: ends with ReadyForQuery
 	opReply    = 'R' // keygate's own reply, sent when its turn comes
+	opCopyEnd  = 'c' // the client's CopyDone or CopyFail, sent before the server said it copies: no reply
 )
 
 // Bounds on what one session may make keygate hold.
 const (
 	maxPending    = 1 << 16
+	maxQueuedText = 64 << 20
 	maxStatements = 10000
 	maxStmtBytes  = 64 << 20
 )
@@ -146,13 +169,46 @@ func newTracker() *tracker {
 	return t
 }
 
-// push queues an op of the current batch; ending ops close the batch.
+// push queues an op of the current batch; ending ops close the batch. An
+// op the server will not see is not queued: a Sync while it copies data
+// in, and anything but a Sync while it discards after an error (whose
+// change is undone, and whose statement is written as skipped).
 func (t *tracker) push(o *op) {
+	switch {
+	case o.kind == opEnd && o.sync && t.copyIn:
+		return
+	case t.discarding && o.kind != opReply && !(o.kind == opEnd && o.sync):
+		if o.undo != nil {
+			o.undo()
+		}
+		if o.sent != nil {
+			o.sent.Add(gateway.Outcome{Skipped: skippedAfterError})
+			t.finish(o.sent)
+		}
+		return
+	}
+	if o.kind == opEnd && o.sync {
+		t.discarding = false
+	}
 	o.batch = t.batch
 	t.queue = append(t.queue, o)
+	t.queuedText += o.size
 	if o.kind == opEnd || (o.kind == opReply && o.ends) {
 		t.batch++
 	}
+}
+
+// skippedAfterError is the outcome of a statement the server skipped.
+const skippedAfterError = "an earlier message of its batch failed, and the server skipped the rest of the batch"
+
+// finish notes a statement whose result came. Only the batch's last one
+// waits for the batch's end; the one before it is written now, so that a
+// batch without a Sync holds no more than one.
+func (t *tracker) finish(st *gateway.SentStatement) {
+	if t.last != nil {
+		t.due(t.last)
+	}
+	t.last = st
 }
 
 // unconfirmed reports whether something defined in batch b may still be
@@ -174,7 +230,7 @@ var errClosed = errors.New("session is ending")
 
 // room waits until the queue has room. Called with t.mu held.
 func (t *tracker) room() error {
-	for len(t.queue) >= maxPending && !t.closed {
+	for (len(t.queue) >= maxPending || t.queuedText >= maxQueuedText) && !t.closed {
 		t.cond.Wait()
 	}
 	if t.closed {
@@ -429,50 +485,139 @@ func (t *tracker) heldDeallocation(text string) (string, bool) {
 
 // reply tells the tracker of a message from the upstream before it is
 // relayed: it says whether the client should see it (keygate's own
-// messages' completions are not relayed), and hands back the statements
-// whose outcomes are now complete, for the caller to audit. status is
-// ReadyForQuery's transaction status; body is a CommandComplete's or an
-// ErrorResponse's body, nil when it was too long to read.
-func (t *tracker) reply(typ, status byte, body []byte) (relay bool, done []*gateway.SentStatement, err error) {
+// messages' completions are not relayed). status is ReadyForQuery's
+// transaction status; body is a CommandComplete's or an ErrorResponse's
+// body, nil when it was too long to read. Statements whose events are
+// now due are left for takeReady.
+func (t *tracker) reply(typ, status byte, body []byte) (relay bool, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.dropCopyEnds()
 	switch typ {
 	case '1': // ParseComplete
 		o, err := t.pop(opParse, opInjected)
-		return err == nil && o.kind == opParse, nil, err
+		return err == nil && o.kind == opParse, err
 	case '2': // BindComplete
 		_, err := t.pop(opBind)
-		return err == nil, nil, err
+		return err == nil, err
 	case '3': // CloseComplete
 		o, err := t.pop(opClose, opInjected)
-		return err == nil && o.kind == opClose, nil, err
+		return err == nil && o.kind == opClose, err
+	case 'T', 'n': // RowDescription, NoData: a Describe's last reply
+		if len(t.queue) > 0 && t.queue[0].kind == opDescribe {
+			t.removeHead()
+		}
 	case 'C': // CommandComplete
 		t.result(gateway.Outcome{Tag: commandTag(body)})
 	case 's': // PortalSuspended: the Execute's row limit was reached
 		t.result(gateway.Outcome{Suspended: true})
 	case 'I': // EmptyQueryResponse
 		t.result(gateway.Outcome{Empty: true})
-	case 'E': // ErrorResponse: the server skips the rest of the batch
+	case 'G': // CopyInResponse
+		t.copyStarted()
+	case 'E': // ErrorResponse
+		t.copyIn = false
 		t.failure(errorOutcome(body))
-		if len(t.queue) > 0 && t.queue[0].kind == opEnd {
-			t.queue[0].failed = true
-		}
-		t.skip()
 	case 'Z': // ReadyForQuery
 		o, err := t.pop(opEnd)
 		if err != nil {
-			return false, nil, err
+			return false, err
 		}
 		if o.succeeded != nil && !o.failed {
 			o.succeeded()
 		}
 		t.ended(o.batch, status)
-		done, t.finished = t.finished, nil
+		if t.last != nil {
+			t.due(t.last)
+			t.last = nil
+		}
 		if o.sent != nil {
-			done = append(done, o.sent)
+			t.due(o.sent)
 		}
 	}
-	return true, done, nil
+	return true, nil
+}
+
+// due notes a statement whose event can be written.
+func (t *tracker) due(st *gateway.SentStatement) {
+	t.ready = append(t.ready, st)
+	t.hasReady.Store(true)
+}
+
+// writeReady writes the events of the statements that are due. It must
+// not be called with mu held.
+func (t *tracker) writeReady() {
+	if !t.hasReady.Load() {
+		return
+	}
+	t.mu.Lock()
+	ready := t.ready
+	t.ready = nil
+	t.hasReady.Store(false)
+	t.mu.Unlock()
+	for _, st := range ready {
+		st.Done()
+	}
+}
+
+// removeHead takes the oldest op off the queue.
+func (t *tracker) removeHead() *op {
+	o := t.queue[0]
+	t.queue[0] = nil
+	t.queue = t.queue[1:]
+	t.queuedText -= o.size
+	t.cond.Broadcast()
+	return o
+}
+
+// dropCopyEnds drops the markers of CopyDone and CopyFail messages at the
+// head of the queue: they get no reply.
+func (t *tracker) dropCopyEnds() {
+	for len(t.queue) > 0 && t.queue[0].kind == opCopyEnd {
+		t.removeHead()
+	}
+}
+
+// clientCopyEnd notes a CopyDone or CopyFail from the client.
+func (t *tracker) clientCopyEnd() {
+	if t.copyIn {
+		t.copyIn = false
+		return
+	}
+	// The server has not said it copies yet (or it will not): mark where
+	// the client's copy ended, for copyStarted.
+	t.push(&op{kind: opCopyEnd})
+}
+
+// copyStarted notes that the server copies data in for the statement at
+// the head of the queue: it ignores the Syncs the client sends before its
+// CopyDone or CopyFail.
+func (t *tracker) copyStarted() {
+	end := -1
+	for i := 1; i < len(t.queue); i++ {
+		if t.queue[i].kind == opCopyEnd {
+			end = i
+			break
+		}
+	}
+	if end < 0 {
+		t.copyIn = true
+		for i := 1; i < len(t.queue); i++ {
+			if o := t.queue[i]; o.kind == opEnd && o.sync {
+				t.queue = append(t.queue[:i], t.queue[i+1:]...)
+				i--
+			}
+		}
+		return
+	}
+	kept := t.queue[:1]
+	for _, o := range t.queue[1:end] {
+		if !(o.kind == opEnd && o.sync) {
+			kept = append(kept, o)
+		}
+	}
+	t.queue = append(kept, t.queue[end+1:]...)
+	t.cond.Broadcast()
 }
 
 // result gives the outcome of one statement to the Execute it ends, or to
@@ -483,11 +628,9 @@ func (t *tracker) result(out gateway.Outcome) {
 	}
 	switch o := t.queue[0]; o.kind {
 	case opExec:
-		t.queue[0] = nil
-		t.queue = t.queue[1:]
-		t.cond.Broadcast()
+		t.removeHead()
 		o.sent.Add(out)
-		t.finished = append(t.finished, o.sent)
+		t.finish(o.sent)
 	case opEnd:
 		if o.sent != nil {
 			o.sent.Add(out)
@@ -495,36 +638,68 @@ func (t *tracker) result(out gateway.Outcome) {
 	}
 }
 
-// failure gives an error to the statement it stopped: the first Execute
-// the server now skips (a failed Parse or Bind is its statement's
-// failure), while later Executes of the batch did not run at all. An error
-// with no Execute left in the batch belongs to the simple Query running,
-// or to the batch's last finished statement: its commit failed.
+// failure handles an ErrorResponse. The error of a Query or FunctionCall
+// is its own; one answering a Sync belongs to the batch's last statement
+// (its implicit commit failed). One to an extended-protocol message makes
+// the server skip every message up to the next Sync: the first Execute
+// among them gets the error (a failed Parse, Bind or Describe is its
+// statement's failure), every later statement is skipped, and what the
+// skipped messages changed is undone. An error with nothing waiting (a
+// FATAL between statements) belongs to no statement.
 func (t *tracker) failure(out gateway.Outcome) {
-	hit := false
-	for _, o := range t.queue {
-		if o.kind == opEnd || (o.kind == opReply && o.ends) {
-			if !hit {
-				switch {
-				case o.kind == opEnd && o.sent != nil:
-					o.sent.Add(out)
-				case len(t.finished) > 0:
-					t.finished[len(t.finished)-1].Add(out)
-				}
-			}
-			return
+	i := 0
+	for i < len(t.queue) && t.queue[i].kind == opReply {
+		i++
+	}
+	if i == len(t.queue) {
+		return
+	}
+	if head := t.queue[i]; head.kind == opEnd {
+		head.failed = true
+		switch {
+		case !head.sync && head.sent != nil:
+			head.sent.Add(out)
+		case head.sync && t.last != nil:
+			t.last.Add(out)
 		}
-		if o.kind != opExec {
+		return
+	}
+	end := i
+	for end < len(t.queue) && !(t.queue[end].kind == opEnd && t.queue[end].sync) {
+		end++
+	}
+	if end < len(t.queue) {
+		t.queue[end].failed = true
+	} else {
+		t.discarding = true
+	}
+	hit := false
+	var kept []*op
+	for j := i; j < end; j++ {
+		o := t.queue[j]
+		if o.kind == opReply {
+			kept = append(kept, o)
 			continue
 		}
-		if hit {
-			o.sent.Add(gateway.Outcome{Skipped: "an earlier message of its batch failed"})
-		} else {
-			o.sent.Add(out)
-			hit = true
+		if o.sent != nil {
+			if o.kind == opExec && !hit {
+				hit = true
+				o.sent.Add(out)
+			} else {
+				o.sent.Add(gateway.Outcome{Skipped: skippedAfterError})
+			}
+			t.finish(o.sent)
 		}
-		t.finished = append(t.finished, o.sent)
+		t.queuedText -= o.size
 	}
+	for j := end - 1; j >= i; j-- {
+		if u := t.queue[j].undo; u != nil && t.queue[j].kind != opReply {
+			u()
+		}
+	}
+	rest := append(append(slices.Clone(t.queue[:i]), kept...), t.queue[end:]...)
+	t.queue = rest
+	t.cond.Broadcast()
 }
 
 // unfinished takes every statement still waiting for its result or for
@@ -538,7 +713,12 @@ func (t *tracker) unfinished() (pending, finished []*gateway.SentStatement) {
 			o.sent = nil
 		}
 	}
-	finished, t.finished = t.finished, nil
+	finished = t.ready
+	if t.last != nil {
+		finished = append(finished, t.last)
+	}
+	t.ready, t.last = nil, nil
+	t.hasReady.Store(false)
 	return pending, finished
 }
 
@@ -589,31 +769,10 @@ func (t *tracker) pop(kinds ...byte) (*op, error) {
 		return nil, fmt.Errorf("%w: a reply to nothing", errDesync)
 	}
 	o := t.queue[0]
-	for _, k := range kinds {
-		if o.kind == k {
-			t.queue[0] = nil
-			t.queue = t.queue[1:]
-			t.cond.Broadcast()
-			return o, nil
-		}
+	if slices.Contains(kinds, o.kind) {
+		return t.removeHead(), nil
 	}
 	return nil, fmt.Errorf("%w: a %q reply to a %q message", errDesync, kinds[0], o.kind)
-}
-
-// skip drops the ops the server skips after an error, up to the end of the
-// batch, undoing what they changed, newest first.
-func (t *tracker) skip() {
-	i := 0
-	for i < len(t.queue) && t.queue[i].kind != opEnd && !(t.queue[i].kind == opReply && t.queue[i].ends) {
-		i++
-	}
-	for j := i - 1; j >= 0; j-- {
-		if u := t.queue[j].undo; u != nil {
-			u()
-		}
-	}
-	t.queue = t.queue[i:]
-	t.cond.Broadcast()
 }
 
 // ended records a ReadyForQuery that closes batch b. Outside a transaction
@@ -637,9 +796,7 @@ func (t *tracker) takeReplies() []byte {
 	defer t.mu.Unlock()
 	var out []byte
 	for len(t.queue) > 0 && t.queue[0].kind == opReply {
-		o := t.queue[0]
-		t.queue[0] = nil
-		t.queue = t.queue[1:]
+		o := t.removeHead()
 		out = append(out, o.reply...)
 		if o.ends {
 			// The transaction status is the one the batch before left.
