@@ -1,6 +1,9 @@
 package api
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // The JSON bodies of the API. The CLI (package client) uses the same types.
 
@@ -80,6 +83,39 @@ type AuditEvent struct {
 	Reason    string         `json:"reason"`
 	SessionID string         `json:"session_id,omitempty"`
 	Detail    map[string]any `json:"detail,omitempty"`
+}
+
+// Outcome summarises a query event's detail.outcome, one entry a
+// statement: the command tag, ERROR with the SQLSTATE and message, "more
+// rows" for a portal suspended at its row limit, "empty", "skipped" after
+// an earlier error of its batch, or ? when the gateway could not tell.
+func (e AuditEvent) Outcome() string {
+	list, ok := e.Detail["outcome"].([]any)
+	if !ok {
+		return ""
+	}
+	out := make([]string, 0, len(list))
+	for _, item := range list {
+		o, _ := item.(map[string]any)
+		tag, _ := o["tag"].(string)
+		state, _ := o["sqlstate"].(string)
+		msg, _ := o["error"].(string)
+		switch {
+		case tag != "":
+			out = append(out, tag)
+		case state != "" || msg != "":
+			out = append(out, strings.Join(strings.Fields("ERROR "+state+" "+msg), " "))
+		case o["suspended"] == true:
+			out = append(out, "more rows")
+		case o["empty"] == true:
+			out = append(out, "empty")
+		case o["skipped"] != nil:
+			out = append(out, "skipped")
+		default:
+			out = append(out, "?")
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // AuditVerification is the result of checking the audit log's hash chain.

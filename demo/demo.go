@@ -377,6 +377,9 @@ func (r *run) showAudit(ctx context.Context) error {
 	fmt.Fprintln(r.w)
 	err := r.admin.Audit(ctx, client.AuditFilter{}, func(e api.AuditEvent) error {
 		what := e.Query
+		if o := e.Outcome(); o != "" {
+			what = clip(what, 56) + " → " + o
+		}
 		switch {
 		case e.Type == "session.start":
 			what = fmt.Sprintf("as %v from %s", e.Detail["upstream_role"], e.Client)
@@ -385,7 +388,7 @@ func (r *run) showAudit(ctx context.Context) error {
 		case e.Detail["group"] != nil:
 			what = fmt.Sprintf("group %v", e.Detail["group"])
 		}
-		fmt.Fprintf(r.w, "      %s  %-27s %-5s %-6s %-5s %s\n", e.Time.Local().Format("15:04:05.000"), e.Type, e.User, e.Database, e.Access, clip(what, 80))
+		fmt.Fprintf(r.w, "      %s  %-27s %-5s %-6s %-5s %s\n", e.Time.Local().Format("15:04:05.000"), e.Type, e.User, e.Database, e.Access, clip(what, 110))
 		return nil
 	})
 	fmt.Fprintln(r.w)

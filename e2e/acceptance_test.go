@@ -152,7 +152,10 @@ func TestReadWritePersonAndRefusal(t *testing.T) {
 	s := sharedServer(t)
 	s.addUser(t, "bob-b", "engineers")
 	s.addUser(t, "alice-b", "analysts")
-	r := s.psql(t, s.connString("bob-b", "orders"), s.token(t, "bob-b", "orders", "--access", "rw"),
+	// Without --access, bob gets the least he may use: read-only.
+	r := s.psql(t, s.connString("bob-b", "orders"), s.token(t, "bob-b", "orders"), "SELECT session_user")
+	mustContain(t, "bob's default token", r.stdout, "bob-b.ro")
+	r = s.psql(t, s.connString("bob-b", "orders"), s.token(t, "bob-b", "orders", "--access", "rw"),
 		"INSERT INTO orders (customer_id, amount) VALUES (2, 42.42) RETURNING session_user")
 	if r.code != 0 {
 		t.Fatalf("bob's INSERT: %s", r.stderr)

@@ -254,7 +254,7 @@ func what(e api.AuditEvent) string {
 	var parts []string
 	if e.Query != "" {
 		q := strings.Join(strings.Fields(e.Query), " ")
-		if o := outcome(e.Detail["outcome"]); o != "" {
+		if o := e.Outcome(); o != "" {
 			q += " → " + o
 		}
 		parts = append(parts, q)
@@ -273,37 +273,4 @@ func what(e api.AuditEvent) string {
 		parts = append(parts, fmt.Sprintf("%s %s", verb, time.Duration(ms*float64(time.Millisecond)).Round(time.Microsecond)))
 	}
 	return strings.Join(parts, "; ")
-}
-
-// outcome summarises a query event's detail.outcome, one entry a
-// statement: the command tag, ERROR with the SQLSTATE and message, "more
-// rows" for a portal suspended at its row limit, "empty", "skipped" after
-// an earlier error of its batch, or ? when the gateway could not tell.
-func outcome(v any) string {
-	list, ok := v.([]any)
-	if !ok {
-		return ""
-	}
-	out := make([]string, 0, len(list))
-	for _, item := range list {
-		o, _ := item.(map[string]any)
-		tag, _ := o["tag"].(string)
-		state, _ := o["sqlstate"].(string)
-		msg, _ := o["error"].(string)
-		switch {
-		case tag != "":
-			out = append(out, tag)
-		case state != "" || msg != "":
-			out = append(out, strings.Join(strings.Fields("ERROR "+state+" "+msg), " "))
-		case o["suspended"] == true:
-			out = append(out, "more rows")
-		case o["empty"] == true:
-			out = append(out, "empty")
-		case o["skipped"] != nil:
-			out = append(out, "skipped")
-		default:
-			out = append(out, "?")
-		}
-	}
-	return strings.Join(out, ", ")
 }
