@@ -30,7 +30,7 @@ func (f *fixture) sessionUnder(t *testing.T, user string, set access.PermissionS
 	t.Helper()
 	f.authz.setSet(user, set)
 	killed := make(chan string, 2)
-	s := &Session{User: user, Database: "orders", Level: access.ReadOnly, Client: "c", Kill: func(r string) { killed <- r },
+	s := &Session{User: user, Database: "orders", Level: access.ReadOnly, Client: "c", Control: &control{kill: func(r string) { killed <- r }},
 		Grant: access.Grant{Group: "engineers", PermissionSet: set}}
 	if err := f.gw.Register(context.Background(), s); err != nil {
 		t.Fatal(err)
@@ -203,7 +203,7 @@ func TestRegisterArmsLimitWithoutAuthorizer(t *testing.T) {
 	f := newFixture(t)
 	f.authz.err = errors.New("store unavailable")
 	killed := make(chan string, 1)
-	s := &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Kill: func(r string) { killed <- r },
+	s := &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Control: &control{kill: func(r string) { killed <- r }},
 		Grant: access.Grant{PermissionSet: oncall}}
 	if err := f.gw.Register(context.Background(), s); err != nil {
 		t.Fatal(err)

@@ -112,7 +112,7 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
-	byPID    map[uint32]*Session
+	byKey    map[cancelKey]*Session
 	draining bool // no new sessions
 	conns    sync.WaitGroup
 
@@ -130,7 +130,7 @@ func New(v Verifier, authz Authorizer, a Auditor, log *slog.Logger, now func() t
 	return &Gateway{RecheckInterval: DefaultRecheckInterval, HandshakeTimeout: DefaultHandshakeTimeout,
 		MaxHandshakes: DefaultMaxHandshakes, MaxHandshakesPerAddress: DefaultMaxHandshakesPerAddress,
 		verifier: v, authz: authz, audit: a, log: log, now: now, afterFunc: afterFunc,
-		sessions: map[*Session]struct{}{}, byPID: map[uint32]*Session{},
+		sessions: map[*Session]struct{}{}, byKey: map[cancelKey]*Session{},
 		preauth: preauth{byAddr: map[string]int{}},
 		cancels: newSampler(sampleBurst, sampleWindow, now), refusals: newSampler(sampleBurst, sampleWindow, now)}
 }
@@ -285,10 +285,15 @@ type Session struct {
 	UpstreamRole string
 	Started      time.Time
 
-	// PID and Secret are the cancel key handed to the client. They are
-	// keygate's own, never the upstream's.
-	PID    uint32
-	Secret uint32
+	// Engine names the engine serving the session; its cancel keys are
+	// its own, so that one engine's key never reaches another's session.
+	Engine string
+	// CancelID and CancelSecret are the cancel key Register gives the
+	// session, keygate's own, never the upstream's. The core does not read
+	// them: the engine hands them to its client in its protocol's form
+	// (PostgreSQL's process id and secret key).
+	CancelID     uint32
+	CancelSecret uint32
 
 	BytesFromClient atomic.Int64
 	BytesToClient   atomic.Int64
@@ -296,16 +301,12 @@ type Session struct {
 	// UpstreamPID is the upstream backend's process id, for the audit.
 	UpstreamPID uint32
 
-	// Kill ends the session with a reason shown to the client: the engine
-	// stops relaying, ends the upstream backend, and audits the end with
-	// Unregister once the backend is gone. Set by the engine before
-	// Register; it must not block, and is called at most once.
-	Kill func(reason string)
-	// CancelUpstream cancels the statement running upstream.
-	CancelUpstream func(ctx context.Context) error
-	// Grant is the grant that allowed the connection, from Authenticate's
-	// decision; set by the engine before Register. Its permission set's
-	// SessionDuration bounds how long the session may last.
+	// Control is how the core acts on the session; set by the engine
+	// before Register.
+	Control Control
+	// Grant is the grant that allowed the connection, from the decision
+	// that admitted it. Its permission set's SessionDuration bounds how
+	// long the session may last.
 	Grant access.Grant
 
 	killed atomic.Bool
@@ -322,6 +323,76 @@ type Session struct {
 	unregistered bool
 }
 
+// Control is what an engine lets the core do to a live session.
+type Control interface {
+	// Kill ends the session with a reason shown to the client: the
+	// engine stops relaying, ends the upstream backend, and audits the
+	// end with Unregister once the backend is gone. It must not block,
+	// and is called at most once.
+	Kill(reason string)
+	// CancelUpstream cancels the statement running upstream.
+	CancelUpstream(ctx context.Context) error
+	// Abort ends the upstream backend of a session that never began to
+	// relay, waits until it is gone, and says how it ended.
+	Abort() BackendEnd
+}
+
+// Connector is an engine's part in admitting a session.
+type Connector interface {
+	// Connect logs in to database db upstream for the person and level
+	// the core admitted, and returns the session to register, with
+	// Engine, Client, Control, UpstreamRole and UpstreamPID set. It
+	// returns ErrUnknownDatabase for a database the engine does not
+	// serve, and a *Refusal to say in words why the upstream cannot be
+	// reached; any other error is refused as keygate's failure.
+	Connect(ctx context.Context, db string, d access.Decision, c token.Claims) (*Session, error)
+}
+
+// ErrUnknownDatabase means an engine serves no database of that name.
+var ErrUnknownDatabase = errors.New("database is not served by this engine")
+
+// Admit admits a client: it checks the token and the entitlement, has
+// the engine log in upstream, and registers the session, auditing its
+// start. Otherwise it audits the refusal and returns it, always as a
+// *Refusal, for the engine to tell the client in its protocol. Every
+// engine admits the same way, so a rule added here holds for all.
+func (g *Gateway) Admit(ctx context.Context, h Hello, c Connector) (*Session, error) {
+	d, claims, err := g.Authenticate(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	s, err := c.Connect(ctx, claims.Database, d, claims)
+	if err != nil {
+		var r *Refusal
+		switch {
+		case errors.Is(err, ErrUnknownDatabase):
+			r = &Refusal{Kind: RefusedAccess, Reason: fmt.Sprintf("database %s is not configured in keygate", claims.Database)}
+		case !errors.As(err, &r):
+			r = &Refusal{Kind: RefusedUnavailable, Reason: fmt.Sprintf("keygate could not log you in to %s upstream; the keygate log says why", claims.Database), Err: err}
+		}
+		g.Refuse(h, claims, r)
+		return nil, r
+	}
+	s.User, s.Database, s.Level, s.SignIn, s.TokenID, s.Grant = d.User, claims.Database, claims.Access, claims.Session, claims.ID, d.Grant
+	if err := g.Register(ctx, s); err != nil {
+		// Revoked while connecting, or shutting down: Kill has begun
+		// ending the backend.
+		var r *Refusal
+		if !errors.As(err, &r) {
+			r = &Refusal{Kind: RefusedUnavailable, Reason: "keygate could not start the session", Err: err}
+		}
+		g.Unregister(s, r.Reason, s.Control.Abort())
+		return nil, r
+	}
+	return s, nil
+}
+
+// cancelKey finds a session from a cancel request of its engine.
+type cancelKey struct {
+	engine string
+	id     uint32
+}
+
 // Register adds a session to the registry, gives it a cancel key, audits its
 // start, arms the session_duration of its grant, and checks its entitlement
 // once more: a change that committed while the connection was being set up
@@ -332,17 +403,17 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	g.mu.Lock()
 	if g.draining {
 		g.mu.Unlock()
-		s.Kill("keygate is shutting down")
+		s.Control.Kill("keygate is shutting down")
 		return &Refusal{Kind: RefusedUnavailable, Reason: "keygate is shutting down"}
 	}
 	for {
-		s.PID, s.Secret = randomKey()
-		if _, taken := g.byPID[s.PID]; !taken && s.PID != 0 {
+		s.CancelID, s.CancelSecret = randomKey()
+		if _, taken := g.byKey[cancelKey{s.Engine, s.CancelID}]; !taken && s.CancelID != 0 {
 			break
 		}
 	}
 	g.sessions[s] = struct{}{}
-	g.byPID[s.PID] = s
+	g.byKey[cancelKey{s.Engine, s.CancelID}] = s
 	g.mu.Unlock()
 	detail := map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}
 	if ps := s.Grant.PermissionSet; ps.SessionDuration > 0 {
@@ -385,7 +456,7 @@ const (
 func (g *Gateway) Unregister(s *Session, reason string, end BackendEnd) {
 	g.mu.Lock()
 	delete(g.sessions, s)
-	delete(g.byPID, s.PID)
+	delete(g.byKey, cancelKey{s.Engine, s.CancelID})
 	g.mu.Unlock()
 	s.limitMu.Lock()
 	s.unregistered = true
@@ -531,14 +602,15 @@ func randomKey() (uint32, uint32) {
 	return binary.BigEndian.Uint32(b[:4]) & 0x7fffffff, binary.BigEndian.Uint32(b[4:])
 }
 
-// Cancel handles a client's cancel request: if pid and secret match a live
-// session, the statement running upstream is cancelled. Unmatched requests
-// are ignored, as PostgreSQL does, so they reveal nothing.
-func (g *Gateway) Cancel(ctx context.Context, pid, secret uint32, client string) {
+// Cancel handles a client's cancel request to engine: if id and secret
+// match a live session of that engine, the statement running upstream is
+// cancelled. Unmatched requests are ignored, as PostgreSQL does, so they
+// reveal nothing.
+func (g *Gateway) Cancel(ctx context.Context, engine string, id, secret uint32, client string) {
 	g.mu.Lock()
-	s, ok := g.byPID[pid]
+	s, ok := g.byKey[cancelKey{engine, id}]
 	g.mu.Unlock()
-	if !ok || subtle.ConstantTimeEq(int32(s.Secret), int32(secret)) != 1 {
+	if !ok || subtle.ConstantTimeEq(int32(s.CancelSecret), int32(secret)) != 1 {
 		// Anyone can send these without a token: log a few per source.
 		if ok, suppressed := g.cancels.allow(sourceOf(client)); ok {
 			g.log.Info("cancel request matched no session", "client", client, "suppressed", suppressed)
@@ -547,7 +619,7 @@ func (g *Gateway) Cancel(ctx context.Context, pid, secret uint32, client string)
 	}
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
-	if err := s.CancelUpstream(ctx); err != nil {
+	if err := s.Control.CancelUpstream(ctx); err != nil {
 		g.log.Warn("cancel failed", "session", s.ID, "err", err)
 		return
 	}
@@ -712,7 +784,7 @@ func (g *Gateway) End(s *Session, reason string) {
 		return
 	}
 	g.log.Info("ending session", "session", s.ID, "user", s.User, "database", s.Database, "reason", reason)
-	s.Kill(reason)
+	s.Control.Kill(reason)
 }
 
 // Serve accepts connections on ln and hands each to engine until ctx ends

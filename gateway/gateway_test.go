@@ -239,7 +239,7 @@ func TestAuthenticate(t *testing.T) {
 func (f *fixture) session(t *testing.T, user string) (*Session, chan string) {
 	t.Helper()
 	killed := make(chan string, 2)
-	s := &Session{User: user, Database: "orders", Level: access.ReadOnly, Client: "c", Kill: func(r string) { killed <- r }}
+	s := &Session{Engine: "test", User: user, Database: "orders", Level: access.ReadOnly, Client: "c", Control: &control{kill: func(r string) { killed <- r }}}
 	if err := f.gw.Register(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestRegisterRechecks(t *testing.T) {
 	f := newFixture(t)
 	f.authz.set("alice", false)
 	killed := make(chan string, 1)
-	s := &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Kill: func(r string) { killed <- r }}
+	s := &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Control: &control{kill: func(r string) { killed <- r }}}
 	err := f.gw.Register(context.Background(), s)
 	var r *Refusal
 	if !errors.As(err, &r) || r.Kind != RefusedAccess {
@@ -310,7 +310,7 @@ func TestRegisterRechecks(t *testing.T) {
 	}
 	// An authorizer failure is not a revocation.
 	f.authz.err = errors.New("store unavailable")
-	s2 := &Session{User: "bob", Database: "orders", Level: access.ReadOnly, Kill: func(string) { t.Error("killed on an authorizer error") }}
+	s2 := &Session{User: "bob", Database: "orders", Level: access.ReadOnly, Control: &control{kill: func(string) { t.Error("killed on an authorizer error") }}}
 	if err := f.gw.Register(context.Background(), s2); err != nil {
 		t.Fatal(err)
 	}
@@ -338,19 +338,21 @@ func TestCancelMatchesKey(t *testing.T) {
 	s, _ := f.session(t, "alice")
 	other, _ := f.session(t, "bob")
 	var cancelled []string
-	s.CancelUpstream = func(context.Context) error { cancelled = append(cancelled, "alice"); return nil }
-	other.CancelUpstream = func(context.Context) error { cancelled = append(cancelled, "bob"); return nil }
-	if s.PID == 0 || s.PID&0x80000000 != 0 || s.PID == other.PID {
-		t.Fatalf("cancel keys: %d %d", s.PID, other.PID)
+	s.Control.(*control).cancel = func(context.Context) error { cancelled = append(cancelled, "alice"); return nil }
+	other.Control.(*control).cancel = func(context.Context) error { cancelled = append(cancelled, "bob"); return nil }
+	if s.CancelID == 0 || s.CancelID&0x80000000 != 0 || s.CancelID == other.CancelID {
+		t.Fatalf("cancel keys: %d %d", s.CancelID, other.CancelID)
 	}
 	ctx := context.Background()
-	f.gw.Cancel(ctx, s.PID, s.Secret^1, "x")
-	f.gw.Cancel(ctx, s.PID+1, s.Secret, "x")
-	f.gw.Cancel(ctx, other.PID, s.Secret, "x")
+	f.gw.Cancel(ctx, "test", s.CancelID, s.CancelSecret^1, "x")
+	f.gw.Cancel(ctx, "test", s.CancelID+1, s.CancelSecret, "x")
+	f.gw.Cancel(ctx, "test", other.CancelID, s.CancelSecret, "x")
+	// Another engine's key space: the same numbers name no session there.
+	f.gw.Cancel(ctx, "mysql", s.CancelID, s.CancelSecret, "x")
 	if len(cancelled) != 0 {
 		t.Fatalf("forged cancel requests cancelled %v", cancelled)
 	}
-	f.gw.Cancel(ctx, s.PID, s.Secret, "x")
+	f.gw.Cancel(ctx, "test", s.CancelID, s.CancelSecret, "x")
 	if len(cancelled) != 1 || cancelled[0] != "alice" {
 		t.Fatalf("cancelled %v, want alice", cancelled)
 	}
@@ -358,7 +360,7 @@ func TestCancelMatchesKey(t *testing.T) {
 		t.Fatal("cancel not audited")
 	}
 	f.gw.Unregister(s, "done", BackendEnd{How: BackendClosed})
-	f.gw.Cancel(ctx, s.PID, s.Secret, "x")
+	f.gw.Cancel(ctx, "test", s.CancelID, s.CancelSecret, "x")
 	if len(cancelled) != 1 {
 		t.Fatal("a cancel reached an ended session")
 	}
@@ -394,7 +396,7 @@ func TestRegisterWhileDraining(t *testing.T) {
 	cancel()
 	f.gw.Drain(ctx)
 	killed := make(chan string, 1)
-	err := f.gw.Register(context.Background(), &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Kill: func(r string) { killed <- r }})
+	err := f.gw.Register(context.Background(), &Session{User: "alice", Database: "orders", Level: access.ReadOnly, Control: &control{kill: func(r string) { killed <- r }}})
 	var r *Refusal
 	if !errors.As(err, &r) || r.Reason != "keygate is shutting down" || len(killed) != 1 {
 		t.Fatalf("Register while draining: %v (killed %d)", err, len(killed))
@@ -440,3 +442,24 @@ type outcomeRecorder struct{ e audit.Event }
 
 func (r *outcomeRecorder) Record(e audit.Event) { r.e = e }
 func (r *outcomeRecorder) Err() error           { return nil }
+
+// control is a Control made of functions.
+type control struct {
+	kill   func(reason string)
+	cancel func(ctx context.Context) error
+}
+
+func (c *control) Kill(reason string) {
+	if c.kill != nil {
+		c.kill(reason)
+	}
+}
+
+func (c *control) Abort() BackendEnd { return BackendEnd{How: BackendClosed} }
+
+func (c *control) CancelUpstream(ctx context.Context) error {
+	if c.cancel == nil {
+		return nil
+	}
+	return c.cancel(ctx)
+}

@@ -616,7 +616,7 @@ const (
 	upstreamSecret = "\x00\x00\x27\x0f"
 )
 
-func (f *fakeUpstream) Connect(_ context.Context, person string, level access.Level, params map[string]string) (*postgres.Conn, error) {
+func (f *fakeUpstream) Acquire(_ context.Context, person string, level access.Level, params map[string]string) (*postgres.Conn, error) {
 	f.mu.Lock()
 	f.params = maps.Clone(params)
 	f.mu.Unlock()
@@ -635,12 +635,12 @@ func (f *fakeUpstream) Terminate(_ context.Context, c *postgres.Conn) (time.Time
 	return time.Now(), nil
 }
 
-func (f *fakeUpstream) Release(c *postgres.Conn) { c.Close() }
+func (f *fakeUpstream) Release(c *postgres.Conn, _ bool) { c.Close() }
 
-func (f *fakeUpstream) Cancel(_ context.Context, pid uint32, secret []byte) error {
+func (f *fakeUpstream) Cancel(_ context.Context, c *postgres.Conn) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cancels = append(f.cancels, fmt.Sprintf("%d/%x", pid, secret))
+	f.cancels = append(f.cancels, fmt.Sprintf("%d/%x", c.PID, c.SecretKey))
 	return nil
 }
 

@@ -31,15 +31,23 @@ import (
 // TLSRequired is what a plaintext client is told.
 const TLSRequired = "TLS is required: connect with sslmode=verify-full and the keygate CA (sslrootcert=ca.pem from `keygate ca`)"
 
-// Upstream opens and ends connections to one upstream database.
+// Upstream leases connections to one upstream database: the relay never
+// opens or closes one itself, so that a pool can stand behind this.
 type Upstream interface {
-	Connect(ctx context.Context, person string, level access.Level, params map[string]string) (*postgres.Conn, error)
-	Cancel(ctx context.Context, pid uint32, secret []byte) error
+	// Acquire leases a connection logged in as person's role at level.
+	Acquire(ctx context.Context, person string, level access.Level, params map[string]string) (*postgres.Conn, error)
+	// Cancel cancels the statement running on c.
+	Cancel(ctx context.Context, c *postgres.Conn) error
 	// Terminate ends c's backend and returns when it is gone.
 	Terminate(ctx context.Context, c *postgres.Conn) (time.Time, error)
-	// Release hands c back once its session is over.
-	Release(c *postgres.Conn)
+	// Release hands c back once its session is over; reuse says it
+	// ended at a clean boundary and could serve again.
+	Release(c *postgres.Conn, reuse bool)
 }
+
+// EngineName is the name the PostgreSQL engine goes by: config's
+// engine: postgres, and the scope of its cancel keys.
+const EngineName = "postgres"
 
 // Server is the PostgreSQL engine.
 type Server struct {
@@ -121,7 +129,7 @@ func (h *handshake) run(ctx context.Context) (*session, error) {
 		}
 		switch pkt.kind {
 		case kindCancel:
-			h.srv.Gateway.Cancel(ctx, pkt.cancelPID, cancelSecret(pkt.cancelSecret), h.client)
+			h.srv.Gateway.Cancel(ctx, EngineName, pkt.cancelPID, cancelSecret(pkt.cancelSecret), h.client)
 			return nil, errHandled
 		case kindGSSENC, kindSSL:
 			if h.conn != h.raw || negotiations > 2 {
@@ -234,50 +242,52 @@ func (h *handshake) startup(ctx context.Context, pkt *startupPacket) (*session, 
 		return nil, h.protocolError(err)
 	}
 	hello.Token = pw
-	decision, claims, err := h.srv.Gateway.Authenticate(ctx, hello)
+	gs, err := h.srv.Gateway.Admit(ctx, hello, connector{h: h, params: params})
 	if err != nil {
 		var r *gateway.Refusal
 		errors.As(err, &r)
 		h.sendError(r)
 		return nil, errHandled
 	}
-	up, ok := h.srv.Upstreams[claims.Database]
-	if !ok {
-		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedAccess, Reason: fmt.Sprintf("database %s is not configured in keygate", claims.Database)})
-		return nil, errHandled
-	}
-	upConn, err := up.Connect(ctx, decision.User, claims.Access, params)
-	if err != nil {
-		reason := fmt.Sprintf("keygate could not log you in to %s upstream; the keygate log says why", claims.Database)
-		switch {
-		case errors.Is(err, postgres.ErrUnavailable):
-			reason = fmt.Sprintf("database %s is unavailable right now", claims.Database)
-		case errors.Is(err, postgres.ErrAdminLogin):
-			reason = fmt.Sprintf("database %s is not ready: the upstream refuses keygate's admin role; whoever runs keygate must fix its password (admin.password_env) or pg_hba.conf", claims.Database)
-		case errors.Is(err, postgres.ErrPrivileges):
-			// Safe to show: role names and the statements that fix it,
-			// for the person to pass on to whoever runs keygate.
-			reason = fmt.Sprintf("database %s is not ready: %s", claims.Database, err)
-		}
-		h.refuse(hello, &gateway.Refusal{Kind: gateway.RefusedUnavailable, Reason: reason, Err: err})
-		return nil, errHandled
-	}
-	s := newSession(h, upConn, up)
-	s.gs.User, s.gs.Database, s.gs.Level, s.gs.SignIn, s.gs.TokenID = decision.User, claims.Database, claims.Access, claims.Session, claims.ID
-	s.gs.Grant = decision.Grant
-	if err := h.srv.Gateway.Register(ctx, s.gs); err != nil {
-		// Revoked while connecting: Kill has begun ending the backend.
-		var r *gateway.Refusal
-		errors.As(err, &r)
-		h.sendError(r)
-		h.srv.Gateway.Unregister(s.gs, r.Reason, s.endBackend())
-		return nil, errHandled
-	}
+	s := gs.Control.(*session)
 	if err := s.greet(); err != nil {
 		h.srv.Gateway.Unregister(s.gs, "client went away during start-up", s.endBackend())
 		return nil, err
 	}
 	return s, nil
+}
+
+// connector logs in upstream for a client the core admits.
+type connector struct {
+	h      *handshake
+	params map[string]string
+}
+
+// Connect implements gateway.Connector.
+func (c connector) Connect(ctx context.Context, db string, d access.Decision, claims token.Claims) (*gateway.Session, error) {
+	up, ok := c.h.srv.Upstreams[db]
+	if !ok {
+		return nil, gateway.ErrUnknownDatabase
+	}
+	upConn, err := up.Acquire(ctx, d.User, claims.Access, c.params)
+	if err != nil {
+		var reason string
+		switch {
+		case errors.Is(err, postgres.ErrUnavailable):
+			reason = fmt.Sprintf("database %s is unavailable right now", db)
+		case errors.Is(err, postgres.ErrAdminLogin):
+			reason = fmt.Sprintf("database %s is not ready: the upstream refuses keygate's admin role; whoever runs keygate must fix its password (admin.password_env) or pg_hba.conf", db)
+		case errors.Is(err, postgres.ErrPrivileges):
+			// Safe to show: role names and the statements that fix it,
+			// for the person to pass on to whoever runs keygate.
+			reason = fmt.Sprintf("database %s is not ready: %s", db, err)
+		default:
+			// The core refuses it as keygate's failure, detail logged.
+			return nil, err
+		}
+		return nil, &gateway.Refusal{Kind: gateway.RefusedUnavailable, Reason: reason, Err: err}
+	}
+	return newSession(c.h, upConn, up).gs, nil
 }
 
 // send writes backend messages to the client.

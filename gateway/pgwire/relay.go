@@ -101,10 +101,17 @@ func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 		ended:   make(chan struct{}),
 	}
 	s.st.txStatus = up.TxStatus
-	s.gs = &gateway.Session{Client: h.client, UpstreamRole: up.Role, UpstreamPID: up.PID}
-	s.gs.Kill = func(reason string) { s.stop(fatal57P01(reason)) }
-	s.gs.CancelUpstream = func(ctx context.Context) error { return upstream.Cancel(ctx, up.PID, up.SecretKey) }
+	s.gs = &gateway.Session{Engine: EngineName, Client: h.client, UpstreamRole: up.Role, UpstreamPID: up.PID, Control: s}
 	return s
+}
+
+// Kill implements gateway.Control.
+func (s *session) Kill(reason string) { s.stop(fatal57P01(reason)) }
+
+// CancelUpstream implements gateway.Control: PostgreSQL's cancel request,
+// with the backend's own key, on a connection of its own.
+func (s *session) CancelUpstream(ctx context.Context) error {
+	return s.up.Cancel(ctx, s.upc)
 }
 
 // fatal57P01 is what a client is told when keygate ends its session.
@@ -157,12 +164,15 @@ func (s *session) terminate() {
 	})
 }
 
+// Abort implements gateway.Control.
+func (s *session) Abort() gateway.BackendEnd { return s.endBackend() }
+
 // endBackend ends the backend of a session that never got to relay, and
 // hands the connection back.
 func (s *session) endBackend() gateway.BackendEnd {
 	s.terminate()
 	<-s.ended
-	s.up.Release(s.upc)
+	s.up.Release(s.upc, false)
 	return s.end
 }
 
@@ -174,7 +184,7 @@ func (s *session) greet() error {
 	for k, v := range s.upc.Params {
 		buf, _ = (&pgproto3.ParameterStatus{Name: k, Value: v}).Encode(buf)
 	}
-	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.gs.PID, SecretKey: binary.BigEndian.AppendUint32(nil, s.gs.Secret)}).Encode(buf)
+	buf, _ = (&pgproto3.BackendKeyData{ProcessID: s.gs.CancelID, SecretKey: binary.BigEndian.AppendUint32(nil, s.gs.CancelSecret)}).Encode(buf)
 	buf, _ = (&pgproto3.ReadyForQuery{TxStatus: s.upc.TxStatus}).Encode(buf)
 	_, err := s.client.Write(buf)
 	return err
@@ -195,9 +205,9 @@ func (s *session) relay() {
 	}
 	s.auditUnfinished(reason)
 	s.gw.Unregister(s.gs, reason, end)
-	// The backend is gone; handing the connection back may put the role
-	// at rest, which need not delay the audit.
-	s.up.Release(s.upc)
+	// The backend is gone, so the connection cannot serve again; handing
+	// it back may put the role at rest, which need not delay the audit.
+	s.up.Release(s.upc, false)
 	if fatal != nil && atBoundary {
 		// The client hears why only now, so that whoever sees the end
 		// also finds it in the audit log.

@@ -217,11 +217,13 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 	return u.terminate(ctx, c.PID)
 }
 
-// Release closes c once its session is over. When it held the last of
-// keygate's backends of its role, the role is put at rest again, so that a
-// password the person set from inside the session goes too. A backend that
-// is not gone within a few seconds is ended by the watcher.
-func (u *Upstream) Release(c *Conn) {
+// Release hands c back once its session is over. reuse says c ended at a
+// clean boundary and could serve again; an Upstream without a pool closes
+// it either way. When it held the last of keygate's backends of its role,
+// the role is put at rest again, so that a password the person set from
+// inside the session goes too. A backend that is not gone within a few
+// seconds is ended by the watcher.
+func (u *Upstream) Release(c *Conn, reuse bool) {
 	c.release.Do(func() {
 		c.Conn.Close()
 		if role, left := u.server.release(c.PID, time.Now()); role != "" && left == 0 {
@@ -235,10 +237,10 @@ func (u *Upstream) Release(c *Conn) {
 // session.
 var droppedParams = map[string]bool{"user": true, "database": true, "replication": true}
 
-// Connect opens a connection to the database as person's role at level,
-// provisioning the role first if needed. params are the client's startup
-// parameters (application_name, client_encoding, ...).
-func (u *Upstream) Connect(ctx context.Context, person string, level access.Level, params map[string]string) (*Conn, error) {
+// Acquire leases a connection to the database as person's role at level,
+// provisioning the role first if needed; Release hands it back. params are
+// the client's startup parameters (application_name, client_encoding, ...).
+func (u *Upstream) Acquire(ctx context.Context, person string, level access.Level, params map[string]string) (*Conn, error) {
 	if err := u.checked(ctx); err != nil {
 		return nil, err
 	}
@@ -623,10 +625,14 @@ func (u *Upstream) isReady(role string) bool {
 	return u.ready[role]
 }
 
-// Cancel asks the upstream server to cancel the statement running on the
-// backend pid. It needs no privilege: the backend's secret key is the
-// credential, which only keygate holds.
-func (u *Upstream) Cancel(ctx context.Context, pid uint32, secret []byte) error {
+// Cancel asks the upstream server to cancel the statement running on c.
+// It needs no privilege: the backend's secret key is the credential, which
+// only keygate holds.
+func (u *Upstream) Cancel(ctx context.Context, c *Conn) error {
+	return u.cancel(ctx, c.PID, c.SecretKey)
+}
+
+func (u *Upstream) cancel(ctx context.Context, pid uint32, secret []byte) error {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", u.cfg.Address)
 	if err != nil {

@@ -54,7 +54,7 @@ func newUpstream(t *testing.T, p *testenv.Postgres, db string) *Upstream {
 // connect calls Connect and wraps the connection for running statements.
 func connect(t *testing.T, u *Upstream, person string, level access.Level) *rawSession {
 	t.Helper()
-	c, err := u.Connect(context.Background(), person, level, map[string]string{"application_name": "keygate-test"})
+	c, err := u.Acquire(context.Background(), person, level, map[string]string{"application_name": "keygate-test"})
 	if err != nil {
 		t.Fatalf("Connect(%s, %s): %v", person, level, err)
 	}
@@ -72,7 +72,7 @@ type rawSession struct {
 
 func newRawSession(t *testing.T, u *Upstream, c *Conn) *rawSession {
 	t.Helper()
-	t.Cleanup(func() { u.Release(c) })
+	t.Cleanup(func() { u.Release(c, false) })
 	return &rawSession{t: t, u: u, conn: c, fe: pgproto3.NewFrontend(c, c)}
 }
 
@@ -272,7 +272,7 @@ func TestConnectPassesClientParams(t *testing.T) {
 		"database":         "postgres",
 		"replication":      "database",
 	}
-	c, err := u.Connect(context.Background(), "bob", access.ReadOnly, params)
+	c, err := u.Acquire(context.Background(), "bob", access.ReadOnly, params)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -304,7 +304,7 @@ func TestConnectCannotPickRoleThroughParams(t *testing.T) {
 		{"options": "-c role=" + p.AdminUser},
 		{"session_authorization": p.AdminUser},
 	} {
-		c, err := u.Connect(context.Background(), "roleparam", access.ReadOnly, params)
+		c, err := u.Acquire(context.Background(), "roleparam", access.ReadOnly, params)
 		if err != nil {
 			// Refused at start-up by the server: fine.
 			continue
@@ -322,7 +322,7 @@ func TestFailedLoginLeavesRoleAtRest(t *testing.T) {
 	p, u := newDatabase(t, "up_failedlogin")
 	// The server refuses an unknown setting at start-up, after keygate has
 	// opened the role for login.
-	_, err := u.Connect(context.Background(), "frank", access.ReadOnly, map[string]string{"no_such_setting": "1"})
+	_, err := u.Acquire(context.Background(), "frank", access.ReadOnly, map[string]string{"no_such_setting": "1"})
 	if err == nil {
 		t.Fatal("Connect with an unknown startup parameter succeeded")
 	}
@@ -479,7 +479,7 @@ func TestForeignRoleIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropRole(t, p, "mallory.ro")
-	_, err := u.Connect(context.Background(), "mallory", access.ReadOnly, nil)
+	_, err := u.Acquire(context.Background(), "mallory", access.ReadOnly, nil)
 	if err == nil || !strings.Contains(err.Error(), `role "mallory.ro" exists in the upstream database but was not created by keygate`) {
 		t.Fatalf("Connect as a role keygate did not create: err = %v, want a clear refusal", err)
 	}
@@ -494,7 +494,7 @@ func TestForeignRoleIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	dropRole(t, p, "mallory.rw")
-	if _, err := u.Connect(context.Background(), "mallory", access.ReadWrite, nil); err == nil || !strings.Contains(err.Error(), "not created by keygate") {
+	if _, err := u.Acquire(context.Background(), "mallory", access.ReadWrite, nil); err == nil || !strings.Contains(err.Error(), "not created by keygate") {
 		t.Fatalf("Connect as a role with another comment: err = %v, want a refusal", err)
 	}
 }
@@ -516,7 +516,7 @@ func TestRoleWithForbiddenAttributeIsRefused(t *testing.T) {
 			t.Cleanup(func() {
 				p.Exec(context.Background(), "postgres", fmt.Sprintf("ALTER ROLE %s NO%s", ident(role), attr))
 			})
-			_, err := u.Connect(context.Background(), person, access.ReadOnly, nil)
+			_, err := u.Acquire(context.Background(), person, access.ReadOnly, nil)
 			if err == nil || !strings.Contains(err.Error(), "which keygate never grants") {
 				t.Fatalf("Connect as a role with %s: err = %v, want a refusal naming the attributes", attr, err)
 			}
@@ -578,7 +578,7 @@ func TestConcurrentConnectsSomeFailing(t *testing.T) {
 				params["no_such_setting"] = "1"
 			}
 			<-start
-			c, err := u.Connect(context.Background(), "rita", access.ReadOnly, params)
+			c, err := u.Acquire(context.Background(), "rita", access.ReadOnly, params)
 			if err == nil {
 				c.Close()
 			}
@@ -602,7 +602,7 @@ func TestSuperuserMembershipIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Exec(context.Background(), "postgres", `REVOKE postgres FROM "kate.ro"`) })
-	c, err := u.Connect(context.Background(), "kate", access.ReadOnly, nil)
+	c, err := u.Acquire(context.Background(), "kate", access.ReadOnly, nil)
 	if err == nil {
 		// keygate could not revoke it, so it must not hand the role out.
 		s := newRawSession(t, u, c)
@@ -622,7 +622,7 @@ func TestConcurrentConnectsSameRole(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conns[i], errs[i] = u.Connect(context.Background(), "leo", access.ReadWrite, nil)
+			conns[i], errs[i] = u.Acquire(context.Background(), "leo", access.ReadWrite, nil)
 		}()
 	}
 	wg.Wait()
@@ -662,7 +662,7 @@ func TestConcurrentConnectsSameRoleTwoUpstreams(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			<-start
-			c, err := ups[i%2].Connect(context.Background(), "mike", access.ReadOnly, nil)
+			c, err := ups[i%2].Acquire(context.Background(), "mike", access.ReadOnly, nil)
 			if err != nil {
 				errs <- fmt.Errorf("Connect %d to %s: %w", i, ups[i%2].cfg.Database, err)
 				return
@@ -700,7 +700,7 @@ func TestCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	if err := u.Cancel(ctx, s.conn.PID, s.conn.SecretKey); err != nil {
+	if err := u.Cancel(ctx, s.conn); err != nil {
 		t.Fatal(err)
 	}
 	s.conn.SetDeadline(time.Now().Add(10 * time.Second))
@@ -734,11 +734,11 @@ func TestCancelUnreachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	if err := u.Cancel(context.Background(), 1, []byte{1, 2, 3, 4}); !errors.Is(err, ErrUnavailable) {
+	if err := u.Cancel(context.Background(), &Conn{PID: 1, SecretKey: []byte{1, 2, 3, 4}}); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Cancel on a closed port: %v, want ErrUnavailable", err)
 	}
-	if _, err := u.Connect(context.Background(), "olga", access.ReadOnly, nil); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("Connect on a closed port: %v, want ErrUnavailable", err)
+	if _, err := u.Acquire(context.Background(), "olga", access.ReadOnly, nil); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Acquire on a closed port: %v, want ErrUnavailable", err)
 	}
 	if err := u.Check(context.Background()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("Check on a closed port: %v, want ErrUnavailable", err)
@@ -785,7 +785,7 @@ func TestMissingSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	if _, err := u.Connect(context.Background(), "pete", access.ReadOnly, nil); err == nil || !strings.Contains(err.Error(), `schema "nosuch" does not exist`) {
+	if _, err := u.Acquire(context.Background(), "pete", access.ReadOnly, nil); err == nil || !strings.Contains(err.Error(), `schema "nosuch" does not exist`) {
 		t.Errorf("Connect with a missing schema: %v", err)
 	}
 }
@@ -810,7 +810,7 @@ func TestPlantedFunctionsDoNotRunAsAdmin(t *testing.T) {
 	}
 	fresh := newUpstream(t, p, "up_plant")
 	for _, person := range []string{"owen", "pia"} {
-		c, err := fresh.Connect(context.Background(), person, access.Admin, nil)
+		c, err := fresh.Acquire(context.Background(), person, access.Admin, nil)
 		if err != nil {
 			t.Fatalf("Connect %s after the plant: %v", person, err)
 		}

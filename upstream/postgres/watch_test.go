@@ -164,7 +164,7 @@ func TestWatcherLeavesKeygateBackendsAlone(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := 0; i < 15; i++ {
-				c, err := w.Connect(context.Background(), "olga", access.ReadOnly, nil)
+				c, err := w.Acquire(context.Background(), "olga", access.ReadOnly, nil)
 				if err != nil {
 					errs <- err
 					return
@@ -184,7 +184,7 @@ func TestWatcherLeavesKeygateBackendsAlone(t *testing.T) {
 						break
 					}
 				}
-				w.Release(c)
+				w.Release(c, false)
 			}
 		}()
 	}
@@ -223,7 +223,7 @@ func TestTerminateEndsCancelSwallowingLoop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	// A cancel alone does not stop it.
-	if err := u.Cancel(ctx, s.conn.PID, s.conn.SecretKey); err != nil {
+	if err := u.Cancel(ctx, s.conn); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()
@@ -232,7 +232,7 @@ func TestTerminateEndsCancelSwallowingLoop(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("backend gone %s after Terminate was called", gone.Sub(start))
-	s.u.Release(s.conn)
+	s.u.Release(s.conn, false)
 	time.Sleep(200 * time.Millisecond)
 	later := value(t, p, "up_terminate", fmt.Sprintf("SELECT count(*) FROM ticks WHERE at > '%s'", gone.UTC().Format(time.RFC3339Nano)))
 	if later != "0" {
@@ -253,7 +253,7 @@ func TestReleaseClearsPasswordSetInSession(t *testing.T) {
 	if got := value(t, p, "postgres", "SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'sara.ro'"); got != "f" {
 		t.Fatalf("the password set in the session did not take (rolpassword IS NULL = %s)", got)
 	}
-	s.u.Release(s.conn)
+	s.u.Release(s.conn, false)
 	wantAtRest(t, p, "sara.ro")
 }
 
@@ -286,12 +286,12 @@ func TestResetWinsAgainstConcurrentPasswordChanges(t *testing.T) {
 		}
 	}()
 	for i := 0; i < 30; i++ {
-		c, err := u.Connect(context.Background(), "rick", access.ReadOnly, nil)
+		c, err := u.Acquire(context.Background(), "rick", access.ReadOnly, nil)
 		if err != nil && !strings.Contains(err.Error(), "28P01") {
 			t.Fatalf("Connect %d: %v", i, err)
 		}
 		if c != nil {
-			u.Release(c)
+			u.Release(c, false)
 		}
 	}
 	close(stop)
@@ -300,7 +300,7 @@ func TestResetWinsAgainstConcurrentPasswordChanges(t *testing.T) {
 	if canLogin != "f" {
 		t.Errorf("rick.ro is LOGIN after the race")
 	}
-	s.u.Release(s.conn)
+	s.u.Release(s.conn, false)
 	wantAtRest(t, p, "rick.ro")
 }
 
@@ -319,7 +319,7 @@ func TestPrivilegesGateConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer u.Close()
-	_, err = u.Connect(ctx, "una", access.ReadOnly, nil)
+	_, err = u.Acquire(ctx, "una", access.ReadOnly, nil)
 	want := `GRANT pg_signal_backend TO keygate_weak; GRANT pg_read_all_stats TO keygate_weak;`
 	if !errors.Is(err, ErrPrivileges) || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Connect with an admin role lacking privileges: %v, want ErrPrivileges naming %s", err, want)
@@ -330,11 +330,11 @@ func TestPrivilegesGateConnections(t *testing.T) {
 	saved := recheckPrivileges
 	recheckPrivileges = 0
 	defer func() { recheckPrivileges = saved }()
-	c, err := u.Connect(ctx, "una", access.ReadOnly, nil)
+	c, err := u.Acquire(ctx, "una", access.ReadOnly, nil)
 	if err != nil {
 		t.Fatalf("Connect once the privileges are granted: %v", err)
 	}
-	u.Release(c)
+	u.Release(c, false)
 }
 
 func TestHBAOpen(t *testing.T) {
