@@ -60,7 +60,7 @@ type Server struct {
 	http      *http.Server
 	apiLn     net.Listener
 	pgLn      net.Listener
-	pgEngine  *pgwire.Server
+	pgEngine  gateway.Engine
 	saml      *saml.Provider // nil unless sso.saml is configured
 	authz     *authz.Authz
 
@@ -172,7 +172,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 
-	pgUpstreams := map[string]pgwire.Upstream{}
+	pgUpstreams := map[string]any{}
 	s.servers = postgres.NewServers(log)
 	s.servers.OnIntrusion = s.intrusion
 	for _, d := range cfg.Databases {
@@ -195,8 +195,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 		return metrics.SprawlState{}
 	}))
-	s.pgEngine = &pgwire.Server{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams,
-		MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate}
+	s.pgEngine, err = gateway.NewEngine(pgwire.EngineName, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams,
+		MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate})
+	if err != nil {
+		return nil, err
+	}
 	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates))
 
 	signIn, err := s.buildSSO(ctx, now)
