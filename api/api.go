@@ -76,6 +76,9 @@ type Server struct {
 	// Health, when set, says why keygate cannot do its work right now;
 	// GET /healthz answers 503 with it.
 	Health func() error
+	// Reach, when set, says each database's engine, upstream address and
+	// gateway address, for db list: see ConfigReach.
+	Reach func(database string) (DatabaseReach, bool)
 	// LiveSessions, when set, counts a person's live gateway sessions.
 	LiveSessions func(user string) int
 

@@ -360,4 +360,14 @@ type DatabaseAccess struct {
 	Group         string `json:"group,omitempty"`
 	TokenTTL      string `json:"token_ttl"`
 	Reason        string `json:"reason"`
+	// Engine is the database's engine, as configured: postgres or mysql.
+	Engine string `json:"engine,omitempty"`
+	// Address is the upstream's address as configured, host:port. Scripts
+	// written for aws rds generate-db-auth-token name a database by it;
+	// only the databases the person may use are listed, so it tells them
+	// nothing about the others.
+	Address string `json:"address,omitempty"`
+	// Gateway is where keygate's gateway for the engine takes clients,
+	// host:port: empty when keygate has no listener for the engine.
+	Gateway string `json:"gateway,omitempty"`
 }

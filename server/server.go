@@ -36,7 +36,9 @@ import (
 	"github.com/keygate/keygate/sso/saml"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
-	"github.com/keygate/keygate/upstream/postgres"
+	"github.com/keygate/keygate/upstream"
+	// The PostgreSQL provisioner registers itself.
+	_ "github.com/keygate/keygate/upstream/postgres"
 )
 
 // Files in data_dir.
@@ -55,14 +57,15 @@ type Server struct {
 	ca        *pki.Authority
 	keys      *token.KeySet
 	gw        *gateway.Gateway
-	upstreams map[string]*postgres.Upstream
-	servers   *postgres.Servers
-	http      *http.Server
-	apiLn     net.Listener
-	pgLn      net.Listener
-	pgEngine  gateway.Engine
-	saml      *saml.Provider // nil unless sso.saml is configured
-	authz     *authz.Authz
+	upstreams map[string]upstream.Database
+	// provisioners holds one provisioner per engine in the config.
+	provisioners map[string]upstream.Provisioner
+	http         *http.Server
+	apiLn        net.Listener
+	pgLn         net.Listener
+	pgEngine     gateway.Engine
+	saml         *saml.Provider // nil unless sso.saml is configured
+	authz        *authz.Authz
 
 	// reloadMu serialises reloads, from SIGHUP and the API alike.
 	reloadMu sync.Mutex
@@ -97,7 +100,7 @@ type Server struct {
 // naming it, before anything is opened or bound. On error nothing is left
 // open.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
-	s := &Server{cfg: cfg, log: log, upstreams: map[string]*postgres.Upstream{}}
+	s := &Server{cfg: cfg, log: log, upstreams: map[string]upstream.Database{}, provisioners: map[string]upstream.Provisioner{}}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -172,20 +175,26 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 
-	pgUpstreams := map[string]any{}
-	s.servers = postgres.NewServers(log)
-	s.servers.OnIntrusion = s.intrusion
+	byEngine := map[string]map[string]any{}
 	for _, d := range cfg.Databases {
 		password, ok := os.LookupEnv(d.Admin.PasswordEnv)
 		if !ok {
 			log.Warn("admin password variable is not set; connecting without a password", "database", d.Name, "variable", d.Admin.PasswordEnv)
 		}
-		u, err := postgres.New(UpstreamConfig(cfg, d, password), s.servers, log)
+		p, ok := s.provisioners[d.Engine]
+		if !ok {
+			if p, err = upstream.NewProvisioner(d.Engine, upstream.Options{Log: log, OnIntrusion: s.intrusion}); err != nil {
+				return nil, fmt.Errorf("database %s: %w", d.Name, err)
+			}
+			s.provisioners[d.Engine] = p
+			byEngine[d.Engine] = map[string]any{}
+		}
+		u, err := p.Open(UpstreamConfig(cfg, d, password))
 		if err != nil {
 			return nil, err
 		}
 		s.upstreams[d.Name] = u
-		pgUpstreams[d.Name] = u
+		byEngine[d.Engine][d.Name] = u
 	}
 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
@@ -195,7 +204,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 		return metrics.SprawlState{}
 	}))
-	s.pgEngine, err = gateway.NewEngine(pgwire.EngineName, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: pgUpstreams,
+	s.pgEngine, err = gateway.NewEngine(pgwire.EngineName, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: byEngine[pgwire.EngineName],
 		MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate})
 	if err != nil {
 		return nil, err
@@ -213,7 +222,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
 		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s,
-		LiveSessions: s.liveSessions, Health: s.health}
+		LiveSessions: s.liveSessions, Health: s.health, Reach: api.ConfigReach(cfg, s.PostgresAddr)}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -241,8 +250,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 
 // UpstreamConfig is how keygate reaches and manages database d, with the
 // admin role's password.
-func UpstreamConfig(cfg *config.Config, d config.Database, password string) postgres.Config {
-	return postgres.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas, OwnerRole: d.OwnerRole,
+func UpstreamConfig(cfg *config.Config, d config.Database, password string) upstream.Config {
+	return upstream.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas, OwnerRole: d.OwnerRole,
 		AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}
 }
 
@@ -328,7 +337,9 @@ func (s *Server) Run(ctx context.Context) error {
 	s.checkUpstreams(ctx)
 	go s.maintain(ctx)
 	go s.watchGrants(ctx)
-	go s.servers.Watch(watchCtx, postgres.DefaultWatchInterval)
+	for _, p := range s.provisioners {
+		go p.Watch(watchCtx)
+	}
 	if s.saml != nil {
 		go s.saml.Run(ctx)
 	}
@@ -403,7 +414,7 @@ func (s *Server) checkUpstreams(ctx context.Context) {
 
 // intrusion audits a backend of a keygate-managed role that keygate did not
 // open, which the upstream watcher found and ended.
-func (s *Server) intrusion(in postgres.Intrusion) {
+func (s *Server) intrusion(in upstream.Intrusion) {
 	reason := fmt.Sprintf("a backend of %s that keygate did not open was ended: someone logged in to the upstream directly", in.Role)
 	detail := map[string]any{"role": in.Role, "pid": in.PID, "client_addr": in.ClientAddr, "client_port": in.ClientPort, "terminated": in.Terminated}
 	if !in.BackendStart.IsZero() {
@@ -422,10 +433,10 @@ func (s *Server) upstreamStates() []metrics.UpstreamState {
 	out := make([]metrics.UpstreamState, 0, len(s.upstreams))
 	for name, u := range s.upstreams {
 		st := metrics.UpstreamState{Database: name, Ready: u.Ready(), HBA: -1}
-		switch u.HBA() {
-		case postgres.HBARestricted:
+		switch r, _ := u.Restriction(); r {
+		case upstream.Restricted:
 			st.HBA = 1
-		case postgres.HBAOpen:
+		case upstream.Unrestricted:
 			st.HBA = 0
 		}
 		out = append(out, st)

@@ -17,7 +17,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/server"
-	"github.com/keygate/keygate/upstream/postgres"
+	"github.com/keygate/keygate/upstream"
 )
 
 func newServerCmd(g *globals) *cobra.Command {
@@ -118,11 +118,18 @@ ready.`,
 // checkUpstreams checks every database as the server does at start-up and
 // prints what it finds, one database at a time.
 func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	servers := postgres.NewServers(log)
+	provisioners := map[string]upstream.Provisioner{}
 	notReady := 0
 	for _, d := range cfg.Databases {
-		u, err := postgres.New(server.UpstreamConfig(cfg, d, os.Getenv(d.Admin.PasswordEnv)), servers, log)
+		p, ok := provisioners[d.Engine]
+		if !ok {
+			var err error
+			if p, err = upstream.NewProvisioner(d.Engine, upstream.Options{}); err != nil {
+				return fmt.Errorf("database %s: %w", d.Name, err)
+			}
+			provisioners[d.Engine] = p
+		}
+		u, err := p.Open(server.UpstreamConfig(cfg, d, os.Getenv(d.Admin.PasswordEnv)))
 		if err != nil {
 			return err
 		}
@@ -133,9 +140,9 @@ func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error 
 			notReady++
 			fmt.Fprintf(w, "database %s: not ready: %v\n", d.Name, err)
 		} else {
-			fmt.Fprintf(w, "database %s: ready: %s has CREATEROLE, pg_signal_backend and pg_read_all_stats\n", d.Name, d.Admin.User)
-			_, report := u.HBAReport()
-			fmt.Fprintf(w, "database %s: pg_hba.conf: %s\n", d.Name, report)
+			fmt.Fprintf(w, "database %s: ready: %s has every privilege keygate needs\n", d.Name, d.Admin.User)
+			_, report := u.Restriction()
+			fmt.Fprintf(w, "database %s: %s\n", d.Name, report)
 		}
 		u.Close()
 	}

@@ -1,6 +1,6 @@
 // Package testenv starts real servers for tests: a throwaway PostgreSQL with
-// the admin role and database that keygate expects, shared by every test in
-// a package.
+// the admin role and database that keygate expects, and a throwaway MariaDB
+// with its admin user, each shared by every test in a package.
 package testenv
 
 import (
@@ -65,6 +65,9 @@ func Main(m *testing.M, cleanups ...func()) {
 	}
 	if pgShared != nil {
 		pgShared.Stop()
+	}
+	if myShared != nil {
+		myShared.Stop()
 	}
 	os.Exit(code)
 }

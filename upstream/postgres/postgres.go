@@ -41,23 +41,11 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/upstream"
 )
 
 // Config describes one upstream database.
-type Config struct {
-	Name     string // keygate's name for the database
-	Address  string // host:port
-	Database string // upstream database name
-	Schemas  []string
-	// OwnerRole owns the application's tables; the admin group role is
-	// made a member of it so that admin sessions can change them. Empty
-	// for none.
-	OwnerRole     string
-	AdminUser     string
-	AdminPassword string
-	TLS           string // disable, prefer, require, verify-full
-	TLSCAFile     string
-}
+type Config = upstream.Config
 
 // ErrUnavailable wraps failures to reach the upstream server at all.
 var ErrUnavailable = errors.New("upstream database unavailable")

@@ -11,28 +11,13 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keygate/keygate/access"
+	"github.com/keygate/keygate/upstream"
 )
 
 // Intrusion is a backend of a keygate-managed role that keygate did not
 // open: someone logged in to the upstream directly, bypassing the gateway
 // and its audit.
-type Intrusion struct {
-	Role string
-	// Person is whose role it is; empty for a group role.
-	Person string
-	// Database is keygate's name of the database the backend is connected
-	// to; empty when keygate does not front that database.
-	Database     string
-	PID          uint32
-	ClientAddr   string
-	ClientPort   int
-	BackendStart time.Time
-	// Terminated says the backend was ended and confirmed gone at Ended;
-	// Err says why not otherwise.
-	Terminated bool
-	Ended      time.Time
-	Err        error
-}
+type Intrusion = upstream.Intrusion
 
 // DefaultWatchInterval is how often the watcher looks for backends keygate
 // did not open when no login window closes in between. A backend is ended

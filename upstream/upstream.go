@@ -1,0 +1,145 @@
+// Package upstream is what keygate needs of an upstream database, whatever
+// its engine. Each engine's provisioner registers here by name, as
+// database/sql drivers do, and opens the configured databases of that
+// engine: it creates and grants the per-person roles, checks the admin
+// role's privileges, and watches for logins that went around keygate.
+package upstream
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Config is how keygate reaches and manages one upstream database.
+type Config struct {
+	Name     string // keygate's name for the database
+	Address  string // host:port
+	Database string // upstream database name
+	Schemas  []string
+	// OwnerRole owns the application's tables; the admin group role is
+	// made a member of it so that admin sessions can change them. Empty
+	// for none.
+	OwnerRole     string
+	AdminUser     string
+	AdminPassword string
+	TLS           string // disable, prefer, require, verify-full
+	TLSCAFile     string
+}
+
+// Database is one configured upstream database, as the server manages it.
+// A provisioner's Database also implements what its engine's gateway needs
+// of it (leasing connections), which the engine asserts.
+type Database interface {
+	// Check logs in as the admin role and checks what keygate needs
+	// there; connections are refused until a check passes.
+	Check(ctx context.Context) error
+	// Ready reports whether the last check passed.
+	Ready() bool
+	// Restriction says whether the upstream lets keygate's roles log in
+	// only from keygate, with what keygate found and what to do, in words.
+	Restriction() (Restriction, string)
+	Close()
+}
+
+// Restriction is what keygate can tell of where the upstream lets
+// keygate's roles log in from.
+type Restriction int
+
+// Restrictions.
+const (
+	RestrictionUnknown Restriction = iota // keygate may not read the upstream's rules
+	Restricted                            // only from keygate's address
+	Unrestricted                          // a rule lets them in from elsewhere
+)
+
+// Intrusion is a backend (a connection) of one of keygate's roles that
+// keygate did not open: someone logged in to the upstream directly,
+// around the gateway and its audit.
+type Intrusion struct {
+	Role string
+	// Person is whose role it is; empty for a group role.
+	Person string
+	// Database is keygate's name of the database the backend is connected
+	// to; empty when keygate does not front that database.
+	Database     string
+	PID          uint32
+	ClientAddr   string
+	ClientPort   int
+	BackendStart time.Time
+	// Terminated says the backend was ended and confirmed gone at Ended;
+	// Err says why not otherwise.
+	Terminated bool
+	Ended      time.Time
+	Err        error
+}
+
+// Provisioner opens one engine's databases for a server.
+type Provisioner interface {
+	// Open readies database cfg; nothing connects before its first use or
+	// check.
+	Open(cfg Config) (Database, error)
+	// Watch ends the backends of keygate's roles that keygate did not
+	// open, telling Options.OnIntrusion of each, until ctx ends.
+	Watch(ctx context.Context)
+}
+
+// Options are what every provisioner is made with.
+type Options struct {
+	Log *slog.Logger
+	// OnIntrusion, when set, is told of every intrusion Watch finds.
+	OnIntrusion func(Intrusion)
+}
+
+// Factory makes a provisioner, one per server: its databases share what
+// it keeps of their upstream servers.
+type Factory func(Options) Provisioner
+
+var (
+	mu        sync.RWMutex
+	factories = map[string]Factory{}
+)
+
+// Register makes a provisioner available by engine name. Provisioners
+// register in their package's init; registering a name twice, or a nil
+// factory, panics.
+func Register(engine string, f Factory) {
+	mu.Lock()
+	defer mu.Unlock()
+	if f == nil {
+		panic("upstream: Register factory is nil")
+	}
+	if _, dup := factories[engine]; dup {
+		panic("upstream: Register called twice for engine " + engine)
+	}
+	factories[engine] = f
+}
+
+// NewProvisioner makes the provisioner registered for engine.
+func NewProvisioner(engine string, o Options) (Provisioner, error) {
+	mu.RLock()
+	f, ok := factories[engine]
+	mu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("no upstream provisioner for engine %q in this keygate (it has %v)", engine, Engines())
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	return f(o), nil
+}
+
+// Engines lists the engines with a registered provisioner, sorted.
+func Engines() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(factories))
+	for name := range factories {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
