@@ -11,7 +11,7 @@ import (
 
 	"github.com/keygate/keygate/bench/internal/proc"
 	"github.com/keygate/keygate/config"
-	"github.com/keygate/keygate/localpg"
+	"github.com/keygate/keygate/internal/throwaway"
 	"github.com/keygate/keygate/pki"
 )
 
@@ -70,11 +70,11 @@ type keygate struct {
 // front of the upstream at pgAddr, then creates the benchmark's person and
 // a sign-in session for them.
 func startKeygate(ctx context.Context, bin, dir, pgAddr, adminPassword string) (*keygate, error) {
-	apiPort, err := localpg.FreePort()
+	apiPort, err := throwaway.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}
-	pgPort, err := localpg.FreePort()
+	pgPort, err := throwaway.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/bench/internal/proc"
+	"github.com/keygate/keygate/internal/throwaway"
 	"github.com/keygate/keygate/localpg"
 )
 
@@ -85,7 +86,7 @@ func startPgbouncer(ctx context.Context, bin string, pg *localpg.Server, pkiDir,
 	if err := os.Chown(dir, uid, gid); err != nil {
 		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}
-	port, err := localpg.FreePort()
+	port, err := throwaway.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start pgbouncer: %w", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/internal/throwaway"
 	"github.com/keygate/keygate/localpg"
 	"github.com/keygate/keygate/server"
 )
@@ -138,11 +139,11 @@ func (r *run) prepareUpstream(ctx context.Context) error {
 }
 
 func (r *run) startServer(ctx context.Context, done chan<- error) error {
-	apiPort, err := localpg.FreePort()
+	apiPort, err := throwaway.FreePort()
 	if err != nil {
 		return err
 	}
-	pgPort, err := localpg.FreePort()
+	pgPort, err := throwaway.FreePort()
 	if err != nil {
 		return err
 	}

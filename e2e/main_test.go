@@ -26,7 +26,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keygate/keygate/internal/testenv"
-	"github.com/keygate/keygate/localpg"
+	"github.com/keygate/keygate/internal/throwaway"
 )
 
 // keygateBin is the binary under test, built once by TestMain.
@@ -326,7 +326,7 @@ func (s *kgServer) stop(t testing.TB) {
 
 func freePort(t testing.TB) int {
 	t.Helper()
-	port, err := localpg.FreePort()
+	port, err := throwaway.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

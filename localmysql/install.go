@@ -2,13 +2,11 @@ package localmysql
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/user"
 	"path/filepath"
-	"strconv"
-	"syscall"
+
+	"github.com/keygate/keygate/internal/throwaway"
 )
 
 // install creates the data directory with mariadb-install-db. The
@@ -22,7 +20,7 @@ func (s *Server) install(ctx context.Context) error {
 	}
 	defer os.Remove(extra)
 	if s.cred != nil {
-		if err := chownTree(s.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+		if err := throwaway.ChownTree(s.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 			return fmt.Errorf("start mariadb: %w", err)
 		}
 	}
@@ -59,30 +57,4 @@ func rootSQL(password string) string {
 		"DELETE FROM mysql.proxies_priv WHERE User = 'root' AND Host NOT IN ('localhost', '127.0.0.1', '::1');\n" +
 		"FLUSH PRIVILEGES;\n" +
 		fmt.Sprintf("ALTER USER 'root'@'localhost' IDENTIFIED BY '%[1]s', 'root'@'127.0.0.1' IDENTIFIED BY '%[1]s', 'root'@'::1' IDENTIFIED BY '%[1]s';\n", password)
-}
-
-// unprivileged finds a system user to run MariaDB as when keygate runs as
-// root. Running it as that user (rather than passing mariadbd --user=mysql)
-// keeps the parent-death signal, which the kernel clears when a process
-// changes its own user.
-func unprivileged() (*syscall.Credential, error) {
-	for _, name := range []string{"mysql", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("MariaDB will not run as root and there is no mysql or nobody user to run it as: run as a normal user, or create one with `useradd --system mysql`")
-}
-
-func chownTree(dir string, uid, gid int) error {
-	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
 }

@@ -11,8 +11,6 @@ package localmysql
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	"net"
@@ -24,6 +22,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/internal/throwaway"
 )
 
 // Server is a running throwaway MariaDB.
@@ -74,7 +74,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		Host:          "127.0.0.1",
 		Socket:        filepath.Join(dir, "mysqld.sock"),
 		SuperUser:     "root",
-		SuperPassword: randomHex(16),
+		SuperPassword: throwaway.RandomHex(16),
 		Dir:           dir,
 		Binaries:      bin,
 	}
@@ -100,7 +100,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 // data directory.
 func (s *Server) prepare(ctx context.Context, opts Options) error {
 	if os.Geteuid() == 0 {
-		cred, err := unprivileged()
+		cred, err := throwaway.Unprivileged("MariaDB", "mysql", "nobody")
 		if err != nil {
 			return err
 		}
@@ -158,7 +158,7 @@ func storageArgs() []string {
 }
 
 func (s *Server) start(ctx context.Context, opts Options) error {
-	port, err := freePort()
+	port, err := throwaway.FreePort()
 	if err != nil {
 		return fmt.Errorf("start mariadb: %w", err)
 	}
@@ -193,7 +193,9 @@ func (s *Server) start(ctx context.Context, opts Options) error {
 	var early bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &early, &early
 	// If keygate dies, the throwaway server goes with it.
-	dieWithParent(cmd.SysProcAttr)
+	// SIGKILL rather than a clean shutdown if keygate dies: nothing in a
+	// throwaway data directory is worth saving.
+	throwaway.DieWithParent(cmd.SysProcAttr, syscall.SIGKILL)
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start mariadb: %w", err)
@@ -218,7 +220,7 @@ func (s *Server) waitReady(ctx context.Context, early *bytes.Buffer) error {
 		select {
 		case <-s.done:
 			log, _ := os.ReadFile(s.LogFile())
-			return fmt.Errorf("mariadbd exited during start-up (log %s):\n%s%s", s.LogFile(), early.String(), tail(log, 2000))
+			return fmt.Errorf("mariadbd exited during start-up (log %s):\n%s%s", s.LogFile(), early.String(), throwaway.Tail(log, 2000))
 		case <-ctx.Done():
 			s.Stop()
 			return ctx.Err()
@@ -247,30 +249,4 @@ func (s *Server) Stop() error {
 		return fmt.Errorf("stop mariadb: %w", err)
 	}
 	return nil
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }

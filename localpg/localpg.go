@@ -7,16 +7,12 @@
 package localpg
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"os/user"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -25,6 +21,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/keygate/keygate/internal/throwaway"
 )
 
 // ErrNoBinaries means no PostgreSQL server binaries were found.
@@ -99,7 +97,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
-	s := &Server{Host: "127.0.0.1", SuperUser: "postgres", SuperPassword: randomHex(16), Dir: dir, BinDir: bin}
+	s := &Server{Host: "127.0.0.1", SuperUser: "postgres", SuperPassword: throwaway.RandomHex(16), Dir: dir, BinDir: bin}
 	if err := s.init(ctx); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
@@ -120,7 +118,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 
 func (s *Server) init(ctx context.Context) error {
 	if os.Geteuid() == 0 {
-		cred, err := unprivileged()
+		cred, err := throwaway.Unprivileged("PostgreSQL", "postgres", "nobody")
 		if err != nil {
 			return err
 		}
@@ -131,7 +129,7 @@ func (s *Server) init(ctx context.Context) error {
 		return fmt.Errorf("start postgres: %w", err)
 	}
 	if s.cred != nil {
-		if err := chownTree(s.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+		if err := throwaway.ChownTree(s.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 			return fmt.Errorf("start postgres: %w", err)
 		}
 	}
@@ -163,7 +161,7 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 }
 
 func (s *Server) start(ctx context.Context, opts Options) error {
-	port, err := FreePort()
+	port, err := throwaway.FreePort()
 	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -195,7 +193,8 @@ func (s *Server) start(ctx context.Context, opts Options) error {
 	cmd := s.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// If keygate dies, the throwaway server goes with it.
-	dieWithParent(cmd.SysProcAttr)
+	// SIGQUIT, an immediate shutdown, if keygate dies.
+	throwaway.DieWithParent(cmd.SysProcAttr, syscall.SIGQUIT)
 	cmd.SysProcAttr.Setpgid = true
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start postgres: %w", err)
@@ -215,7 +214,7 @@ func (s *Server) start(ctx context.Context, opts Options) error {
 		select {
 		case <-s.done:
 			log, _ := os.ReadFile(s.LogFile())
-			return fmt.Errorf("postgres exited during start-up:\n%s", tail(log, 2000))
+			return fmt.Errorf("postgres exited during start-up:\n%s", throwaway.Tail(log, 2000))
 		case <-ctx.Done():
 			s.Stop()
 			return ctx.Err()
@@ -262,54 +261,4 @@ func (s *Server) Stop() error {
 		}
 	}
 	return os.RemoveAll(s.Dir)
-}
-
-// unprivileged finds a system user to run PostgreSQL as when keygate runs
-// as root.
-func unprivileged() (*syscall.Credential, error) {
-	for _, name := range []string{"postgres", "nobody"} {
-		u, err := user.Lookup(name)
-		if err != nil {
-			continue
-		}
-		uid, _ := strconv.Atoi(u.Uid)
-		gid, _ := strconv.Atoi(u.Gid)
-		return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
-	}
-	return nil, errors.New("PostgreSQL will not run as root and there is no postgres or nobody user to run it as: run as a normal user, or create one with `useradd postgres`")
-}
-
-func chownTree(dir string, uid, gid int) error {
-	return filepath.Walk(dir, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Lchown(p, uid, gid)
-	})
-}
-
-// FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
-func tail(b []byte, n int) string {
-	if len(b) > n {
-		b = b[len(b)-n:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
-	}
-	return string(b)
 }

@@ -11,7 +11,7 @@ import (
 
 	"github.com/keygate/keygate/bench/internal/proc"
 	"github.com/keygate/keygate/config"
-	"github.com/keygate/keygate/localpg"
+	"github.com/keygate/keygate/internal/throwaway"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/scim"
 )
@@ -40,11 +40,11 @@ type keygate struct {
 // startKeygate writes a config in dir and starts the keygate binary bin on
 // free loopback ports, waiting until its API answers over TLS.
 func startKeygate(ctx context.Context, bin, dir string) (*keygate, error) {
-	apiPort, err := localpg.FreePort()
+	apiPort, err := throwaway.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}
-	pgPort, err := localpg.FreePort()
+	pgPort, err := throwaway.FreePort()
 	if err != nil {
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}
