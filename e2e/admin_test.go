@@ -122,7 +122,15 @@ func TestAdminPeopleAndGroups(t *testing.T) {
 	})
 
 	t.Run("rename user", func(t *testing.T) {
+		// A token issued to bob before the rename names "bob": it must not
+		// let in whoever holds that name afterwards.
+		bobs := s.token(t, "bob", "orders")
 		mustContain(t, "rename", s.kg(t, 0, "admin", "user", "rename", "bob", "robert"), "renamed bob to robert")
+		s.addUser(t, "bob", "engineers")
+		if r := s.psql(t, s.connString("bob", "orders"), bobs, "SELECT 1"); r.code == 0 {
+			t.Fatal("a token issued before a rename let in the new holder of the name")
+		}
+		s.kg(t, 0, "admin", "user", "delete", "bob")
 		if p := kgJSON[api.Person](t, s, "admin", "user", "show", "robert", "--json"); !slices.Equal(p.Groups, []string{"engineers"}) {
 			t.Fatalf("robert = %+v", p)
 		}
