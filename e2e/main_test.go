@@ -220,30 +220,40 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 		t.Fatal(err)
 	}
 	s := &kgServer{dir: dir, pg: pg, env: o.env, sessions: map[string]string{}}
-	apiPort, pgPort := o.apiPort, freePort(t)
-	if apiPort == 0 {
-		apiPort = freePort(t)
-	}
-	s.pgPort = pgPort
 	s.cfgPath = filepath.Join(dir, "keygate.yaml")
-	cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB)
-	if o.billingTags != "" {
-		billing := "    database: " + billingDB + "\n"
-		cfg = strings.Replace(cfg, billing, billing+"    tags: "+o.billingTags+"\n", 1)
-	}
-	if o.ordersConfig != "" {
-		orders := "    database: " + ordersDB + "\n"
-		cfg = strings.Replace(cfg, orders, orders+o.ordersConfig, 1)
-	}
-	cfg = strings.Replace(cfg, "\nassignments:\n", "\n"+o.permissionSets+"assignments:\n", 1)
-	cfg = strings.Replace(cfg, "\nshutdown_grace:", "\n"+o.assignments+"shutdown_grace:", 1)
-	cfg += o.extraConfig
-	if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	s.logPath = filepath.Join(dir, "server.log")
-	s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
-	s.launch(t)
+	// A port picked free can be taken (by another package's test server)
+	// before keygate binds it: then pick others and start again.
+	for attempt := 1; ; attempt++ {
+		apiPort, pgPort := o.apiPort, freePort(t)
+		if apiPort == 0 {
+			apiPort = freePort(t)
+		}
+		s.pgPort = pgPort
+		s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
+		cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB)
+		if o.billingTags != "" {
+			billing := "    database: " + billingDB + "\n"
+			cfg = strings.Replace(cfg, billing, billing+"    tags: "+o.billingTags+"\n", 1)
+		}
+		if o.ordersConfig != "" {
+			orders := "    database: " + ordersDB + "\n"
+			cfg = strings.Replace(cfg, orders, orders+o.ordersConfig, 1)
+		}
+		cfg = strings.Replace(cfg, "\nassignments:\n", "\n"+o.permissionSets+"assignments:\n", 1)
+		cfg = strings.Replace(cfg, "\nshutdown_grace:", "\n"+o.assignments+"shutdown_grace:", 1)
+		cfg += o.extraConfig
+		if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		err := s.tryLaunch()
+		if err == nil {
+			break
+		}
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+	}
 	if o.stopWithTest {
 		t.Cleanup(func() { s.stop(t) })
 	}
@@ -259,15 +269,23 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 // appending to its log, and waits until it serves.
 func (s *kgServer) launch(t testing.TB) {
 	t.Helper()
+	if err := s.tryLaunch(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryLaunch is launch, saying why the server did not come up.
+func (s *kgServer) tryLaunch() error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	s.cmd = exec.Command(keygateBin, "server", "--config", s.cfgPath)
 	s.cmd.Env = append(append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+s.pg.AdminPassword), s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
-		t.Fatal(err)
+		logf.Close()
+		return err
 	}
 	done := make(chan struct{})
 	s.done = done
@@ -277,17 +295,17 @@ func (s *kgServer) launch(t testing.TB) {
 		logf.Close()
 		close(done)
 	}()
-	s.waitReady(t)
+	return s.ready()
 }
 
-func (s *kgServer) waitReady(t testing.TB) {
-	t.Helper()
+// ready waits until the server answers /healthz, or says why it will not.
+func (s *kgServer) ready() error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
 			log, _ := os.ReadFile(s.logPath)
-			t.Fatalf("keygate server exited during start-up:\n%s", log)
+			return fmt.Errorf("keygate server exited during start-up:\n%s", log)
 		default:
 		}
 		if pem, err := os.ReadFile(filepath.Join(s.dir, "data", "ca.pem")); err == nil {
@@ -297,14 +315,14 @@ func (s *kgServer) waitReady(t testing.TB) {
 			if resp, err := c.Get(s.apiURL + "/healthz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == 200 {
-					return
+					return nil
 				}
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	log, _ := os.ReadFile(s.logPath)
-	t.Fatalf("keygate server not ready after 30s:\n%s", log)
+	return fmt.Errorf("keygate server not ready after 30s:\n%s", log)
 }
 
 // stop sends SIGTERM and waits for the server to drain and exit.

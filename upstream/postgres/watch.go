@@ -99,7 +99,9 @@ type activity struct {
 }
 
 // sweep finds and ends the backends of keygate-managed roles that keygate
-// did not open, and those of its own that outlived their session.
+// did not open, and those of its own that outlived their session. A
+// parallel worker runs as its leader's role under a pid of its own; it is
+// judged by its leader, which ending ends it too.
 func (s *server) sweep(ctx context.Context) error {
 	u := s.watcher()
 	if u == nil {
@@ -111,7 +113,8 @@ func (s *server) sweep(ctx context.Context) error {
 		SELECT a.pid, r.rolname, pg_catalog.shobj_description(r.oid, 'pg_authid'), coalesce(a.datname, ''),
 			coalesce(pg_catalog.host(a.client_addr), ''), coalesce(a.client_port, -1), coalesce(a.backend_start, '-infinity')
 		FROM pg_catalog.pg_stat_activity a JOIN pg_catalog.pg_roles r ON r.oid = a.usesysid
-		WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') IN ($1, $2, $3) AND a.datname = ANY($4)`,
+		WHERE pg_catalog.shobj_description(r.oid, 'pg_authid') IN ($1, $2, $3) AND a.datname = ANY($4)
+			AND a.backend_type <> 'parallel worker'`,
 		roleMarker, groupMarker, peopleMarker, s.databases())
 	if err != nil {
 		return u.adminErr("list backends", err)

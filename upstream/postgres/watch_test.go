@@ -376,3 +376,41 @@ func TestHBAOpen(t *testing.T) {
 		})
 	}
 }
+
+// A parallel query's workers run as the person's role under pids keygate
+// did not open: the watcher judges them by their leader and leaves them
+// alone, or the query fails ("terminating background worker").
+func TestWatcherLeavesParallelWorkersAlone(t *testing.T) {
+	p := testenv.StartPostgres(t)
+	p.CreateDatabase(t, "up_watch_parallel", setupSQL+"CREATE TABLE big AS SELECT g FROM generate_series(1, 2000000) g; ANALYZE big;")
+	w := newWatched(t, p, "up_watch_parallel", time.Millisecond)
+	c, err := w.Acquire(context.Background(), "pia", access.ReadOnly, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Release(c, false)
+	fe := pgproto3.NewFrontend(c, c)
+	const parallel = `SET max_parallel_workers_per_gather = 2; SET parallel_setup_cost = 0; SET parallel_tuple_cost = 0;
+		SET min_parallel_table_scan_size = 0; SELECT sum(g) FROM big`
+	for range 3 {
+		fe.Send(&pgproto3.Query{String: parallel})
+		if err := fe.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		for done := false; !done; {
+			msg, err := fe.Receive()
+			if err != nil {
+				t.Fatalf("keygate's own backend was ended: %v", err)
+			}
+			switch m := msg.(type) {
+			case *pgproto3.ErrorResponse:
+				t.Fatalf("parallel query failed: %s %s", m.Code, m.Message)
+			case *pgproto3.ReadyForQuery:
+				done = true
+			}
+		}
+	}
+	if n := w.reported("pia.ro"); n != 0 {
+		t.Errorf("%d parallel workers were reported as intrusions: %+v", n, w.intrusions)
+	}
+}
