@@ -224,7 +224,7 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 	s.logPath = filepath.Join(dir, "server.log")
 	// A port picked free can be taken (by another package's test server)
 	// before keygate binds it: then pick others and start again.
-	for attempt := 1; ; attempt++ {
+	err = throwaway.OnFreePort(func() error {
 		apiPort, pgPort := o.apiPort, freePort(t)
 		if apiPort == 0 {
 			apiPort = freePort(t)
@@ -246,13 +246,10 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 		if err := os.WriteFile(s.cfgPath, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		err := s.tryLaunch()
-		if err == nil {
-			break
-		}
-		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
-			t.Fatal(err)
-		}
+		return s.tryLaunch()
+	}, "address already in use")
+	if err != nil {
+		t.Fatal(err)
 	}
 	if o.stopWithTest {
 		t.Cleanup(func() { s.stop(t) })

@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -82,18 +81,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	// A port picked free can be taken before the server binds it; try again
-	// with another.
-	for attempt := 0; ; attempt++ {
-		err = s.start(ctx, opts)
-		if err == nil {
-			return s, nil
-		}
-		if attempt == 2 || !strings.Contains(err.Error(), "Bind on TCP/IP port") {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	if err := throwaway.OnFreePort(func() error { return s.start(ctx, opts) }, "Bind on TCP/IP port"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
+	return s, nil
 }
 
 // prepare picks the user to run as, writes the TLS files and creates the
@@ -237,13 +229,7 @@ func (s *Server) waitReady(ctx context.Context, early *bytes.Buffer) error {
 // its directory.
 func (s *Server) Stop() error {
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+		throwaway.Stop(s.cmd.Process, s.done, syscall.SIGTERM)
 	}
 	if err := os.RemoveAll(s.Dir); err != nil {
 		return fmt.Errorf("stop mariadb: %w", err)

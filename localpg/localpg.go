@@ -102,18 +102,11 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	// A port picked free can be taken before the server binds it; try again
-	// with another.
-	for attempt := 0; ; attempt++ {
-		err = s.start(ctx, opts)
-		if err == nil {
-			return s, nil
-		}
-		if attempt == 2 || !strings.Contains(err.Error(), "could not bind") {
-			os.RemoveAll(dir)
-			return nil, err
-		}
+	if err := throwaway.OnFreePort(func() error { return s.start(ctx, opts) }, "could not bind"); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
 	}
+	return s, nil
 }
 
 func (s *Server) init(ctx context.Context) error {
@@ -252,13 +245,7 @@ func (s *Server) Exec(ctx context.Context, db, sql string) error {
 // directory.
 func (s *Server) Stop() error {
 	if s.cmd != nil && s.cmd.Process != nil {
-		s.cmd.Process.Signal(syscall.SIGINT)
-		select {
-		case <-s.done:
-		case <-time.After(10 * time.Second):
-			s.cmd.Process.Kill()
-			<-s.done
-		}
+		throwaway.Stop(s.cmd.Process, s.done, syscall.SIGINT)
 	}
 	return os.RemoveAll(s.Dir)
 }

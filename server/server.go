@@ -57,15 +57,13 @@ type Server struct {
 	ca        *pki.Authority
 	keys      *token.KeySet
 	gw        *gateway.Gateway
-	upstreams map[string]upstream.Database
-	// provisioners holds one provisioner per engine in the config.
-	provisioners map[string]upstream.Provisioner
-	http         *http.Server
-	apiLn        net.Listener
-	pgLn         net.Listener
-	pgEngine     gateway.Engine
-	saml         *saml.Provider // nil unless sso.saml is configured
-	authz        *authz.Authz
+	upstreams Upstreams
+	http      *http.Server
+	apiLn     net.Listener
+	pgLn      net.Listener
+	pgEngine  gateway.Engine
+	saml      *saml.Provider // nil unless sso.saml is configured
+	authz     *authz.Authz
 
 	// reloadMu serialises reloads, from SIGHUP and the API alike.
 	reloadMu sync.Mutex
@@ -100,7 +98,7 @@ type Server struct {
 // naming it, before anything is opened or bound. On error nothing is left
 // open.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
-	s := &Server{cfg: cfg, log: log, upstreams: map[string]upstream.Database{}, provisioners: map[string]upstream.Provisioner{}}
+	s := &Server{cfg: cfg, log: log}
 	defer func() {
 		if err != nil {
 			s.close()
@@ -175,26 +173,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 
-	byEngine := map[string]map[string]any{}
-	for _, d := range cfg.Databases {
-		password, ok := os.LookupEnv(d.Admin.PasswordEnv)
-		if !ok {
-			log.Warn("admin password variable is not set; connecting without a password", "database", d.Name, "variable", d.Admin.PasswordEnv)
-		}
-		p, ok := s.provisioners[d.Engine]
-		if !ok {
-			if p, err = upstream.NewProvisioner(d.Engine, upstream.Options{Log: log, OnIntrusion: s.intrusion}); err != nil {
-				return nil, fmt.Errorf("database %s: %w", d.Name, err)
-			}
-			s.provisioners[d.Engine] = p
-			byEngine[d.Engine] = map[string]any{}
-		}
-		u, err := p.Open(UpstreamConfig(cfg, d, password))
-		if err != nil {
-			return nil, err
-		}
-		s.upstreams[d.Name] = u
-		byEngine[d.Engine][d.Name] = u
+	if s.upstreams, err = OpenUpstreams(cfg, upstream.Options{Log: log, OnIntrusion: s.intrusion}); err != nil {
+		return nil, err
 	}
 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
@@ -204,7 +184,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 		return metrics.SprawlState{}
 	}))
-	s.pgEngine, err = gateway.NewEngine(pgwire.EngineName, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: byEngine[pgwire.EngineName],
+	s.pgEngine, err = gateway.NewEngine(pgwire.EngineName, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: s.upstreams.Of(pgwire.EngineName),
 		MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate})
 	if err != nil {
 		return nil, err
@@ -337,7 +317,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.checkUpstreams(ctx)
 	go s.maintain(ctx)
 	go s.watchGrants(ctx)
-	for _, p := range s.provisioners {
+	for _, p := range s.upstreams.Provisioners {
 		go p.Watch(watchCtx)
 	}
 	if s.saml != nil {
@@ -363,13 +343,13 @@ func (s *Server) Run(ctx context.Context) error {
 		}()
 	}
 	servable := 0
-	for _, u := range s.upstreams {
+	for _, u := range s.upstreams.Databases {
 		if u.Ready() {
 			servable++
 		}
 	}
 	ready := []any{"api", "https://" + s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir),
-		"databases_ready", fmt.Sprintf("%d/%d", servable, len(s.upstreams))}
+		"databases_ready", fmt.Sprintf("%d/%d", servable, len(s.upstreams.Databases))}
 	if s.metricsLn != nil {
 		ready = append(ready, "metrics", "http://"+s.MetricsAddr()+metrics.Path)
 	}
@@ -402,7 +382,7 @@ func (s *Server) checkUpstreams(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, upstreamCheckTimeout)
 	defer cancel()
 	var wg sync.WaitGroup
-	for name, u := range s.upstreams {
+	for name, u := range s.upstreams.Databases {
 		wg.Go(func() {
 			if err := u.Check(ctx); err != nil {
 				s.log.Warn("database cannot be served; connections to it are refused until keygate's checks pass", "database", name, "err", err)
@@ -430,8 +410,8 @@ func (s *Server) intrusion(in upstream.Intrusion) {
 
 // upstreamStates is what the metrics say of each upstream database.
 func (s *Server) upstreamStates() []metrics.UpstreamState {
-	out := make([]metrics.UpstreamState, 0, len(s.upstreams))
-	for name, u := range s.upstreams {
+	out := make([]metrics.UpstreamState, 0, len(s.upstreams.Databases))
+	for name, u := range s.upstreams.Databases {
 		st := metrics.UpstreamState{Database: name, Ready: u.Ready(), HBA: -1}
 		switch r, _ := u.Restriction(); r {
 		case upstream.Restricted:
@@ -480,9 +460,7 @@ func (s *Server) closeAll() {
 			ln.Close()
 		}
 	}
-	for _, u := range s.upstreams {
-		u.Close()
-	}
+	s.upstreams.Close()
 	if s.audit != nil {
 		s.audit.Close()
 	}

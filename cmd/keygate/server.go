@@ -118,21 +118,14 @@ ready.`,
 // checkUpstreams checks every database as the server does at start-up and
 // prints what it finds, one database at a time.
 func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error {
-	provisioners := map[string]upstream.Provisioner{}
+	ups, err := server.OpenUpstreams(cfg, upstream.Options{})
+	if err != nil {
+		return err
+	}
+	defer ups.Close()
 	notReady := 0
 	for _, d := range cfg.Databases {
-		p, ok := provisioners[d.Engine]
-		if !ok {
-			var err error
-			if p, err = upstream.NewProvisioner(d.Engine, upstream.Options{}); err != nil {
-				return fmt.Errorf("database %s: %w", d.Name, err)
-			}
-			provisioners[d.Engine] = p
-		}
-		u, err := p.Open(server.UpstreamConfig(cfg, d, os.Getenv(d.Admin.PasswordEnv)))
-		if err != nil {
-			return err
-		}
+		u := ups.Databases[d.Name]
 		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		err = u.Check(cctx)
 		cancel()
@@ -144,7 +137,6 @@ func checkUpstreams(ctx context.Context, w io.Writer, cfg *config.Config) error 
 			_, report := u.Restriction()
 			fmt.Fprintf(w, "database %s: %s\n", d.Name, report)
 		}
-		u.Close()
 	}
 	if notReady > 0 {
 		return fmt.Errorf("%d of %s not ready", notReady, plural(len(cfg.Databases), "database is", "databases are"))

@@ -593,30 +593,27 @@ func (t *tracker) clientCopyEnd() {
 // the head of the queue: it ignores the Syncs the client sends before its
 // CopyDone or CopyFail.
 func (t *tracker) copyStarted() {
-	end := -1
-	for i := 1; i < len(t.queue); i++ {
-		if t.queue[i].kind == opCopyEnd {
-			end = i
-			break
-		}
-	}
-	if end < 0 {
-		t.copyIn = true
-		for i := 1; i < len(t.queue); i++ {
-			if o := t.queue[i]; o.kind == opEnd && o.sync {
-				t.queue = append(t.queue[:i], t.queue[i+1:]...)
-				i--
-			}
-		}
+	if len(t.queue) == 0 {
 		return
 	}
+	rest := t.queue[1:]
+	end := slices.IndexFunc(rest, func(o *op) bool { return o.kind == opCopyEnd })
+	// Without the client's CopyDone or CopyFail yet, its later Syncs are
+	// dropped as they come (see push).
+	t.copyIn = end < 0
+	if t.copyIn {
+		end = len(rest)
+	}
 	kept := t.queue[:1]
-	for _, o := range t.queue[1:end] {
+	for _, o := range rest[:end] {
 		if !(o.kind == opEnd && o.sync) {
 			kept = append(kept, o)
 		}
 	}
-	t.queue = append(kept, t.queue[end+1:]...)
+	if !t.copyIn {
+		end++ // the marker has done its work
+	}
+	t.queue = append(kept, rest[end:]...)
 	t.cond.Broadcast()
 }
 

@@ -14,7 +14,9 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // FreePort returns a loopback TCP port that was free a moment ago.
@@ -68,4 +70,28 @@ func ChownTree(dir string, uid, gid int) error {
 		}
 		return os.Lchown(p, uid, gid)
 	})
+}
+
+// Stop asks a server to shut down with sig and kills it if it has not
+// exited, which done reports, within 10 seconds.
+func Stop(p *os.Process, done <-chan struct{}, sig os.Signal) {
+	p.Signal(sig)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		p.Kill()
+		<-done
+	}
+}
+
+// OnFreePort runs start, which picks a free port and starts a server on
+// it, up to three times while start fails with an error containing taken:
+// a port picked free can be taken before the server binds it.
+func OnFreePort(start func() error, taken string) error {
+	for attempt := 1; ; attempt++ {
+		err := start()
+		if err == nil || attempt == 3 || !strings.Contains(err.Error(), taken) {
+			return err
+		}
+	}
 }
