@@ -51,20 +51,21 @@ type DatabaseReach struct {
 
 // ConfigReach answers Server.Reach from the config the server started
 // with: engines and addresses change only on restart, as listeners do.
-// postgresAddr is the address the PostgreSQL gateway listens on, asked
-// for each time so that a port chosen at start-up shows. Clients are sent
+// gatewayAddr is the address the gateway of an engine listens on, "" for
+// none, asked for each time so that a port chosen at start-up shows.
+// Clients are sent
 // to the first public hostname, the name keygate's certificate is issued
 // for first, since the listener's own host (0.0.0.0, or an internal
 // address) is often not one a client can dial and verify.
-func ConfigReach(cfg *config.Config, postgresAddr func() string) func(database string) (DatabaseReach, bool) {
+func ConfigReach(cfg *config.Config, gatewayAddr func(engine string) string) func(database string) (DatabaseReach, bool) {
 	return func(database string) (DatabaseReach, bool) {
 		d, ok := cfg.FindDatabase(database)
 		if !ok {
 			return DatabaseReach{}, false
 		}
 		r := DatabaseReach{Engine: d.Engine, Address: d.Address}
-		if d.Engine == config.EnginePostgres {
-			r.Gateway = publicAddr(cfg.PublicHostnames, postgresAddr())
+		if addr := gatewayAddr(d.Engine); addr != "" {
+			r.Gateway = publicAddr(cfg.PublicHostnames, addr)
 		}
 		return r, true
 	}

@@ -14,7 +14,7 @@ func TestDatabasesReach(t *testing.T) {
 	cfg := &config.Config{PublicHostnames: []string{"db.example.com", "10.0.0.5"}, Databases: []config.Database{
 		{Name: "orders", Engine: config.EnginePostgres, Address: "orders.internal:5432"},
 	}}
-	e.api.Reach = ConfigReach(cfg, func() string { return "0.0.0.0:6543" })
+	e.api.Reach = ConfigReach(cfg, func(string) string { return "0.0.0.0:6543" })
 	alice := e.session(t, "alice", "analysts")
 	var got []DatabaseAccess
 	if code, _ := e.call(t, "GET", "/v1/databases", alice, nil, &got); code != http.StatusOK || len(got) != 1 {
@@ -34,7 +34,12 @@ func TestConfigReach(t *testing.T) {
 		{Name: "orders", Engine: config.EnginePostgres, Address: "10.1.2.3:5432"},
 		{Name: "shop", Engine: "mysql", Address: "10.1.2.4:3306"},
 	}}
-	reach := ConfigReach(cfg, func() string { return "127.0.0.1:5433" })
+	reach := ConfigReach(cfg, func(engine string) string {
+		if engine == config.EnginePostgres {
+			return "127.0.0.1:5433"
+		}
+		return ""
+	})
 	if r, ok := reach("orders"); !ok || r != (DatabaseReach{Engine: "postgres", Address: "10.1.2.3:5432", Gateway: "localhost:5433"}) {
 		t.Errorf("orders: %+v %v", r, ok)
 	}

@@ -11,36 +11,54 @@ import (
 )
 
 // cpuUse is where CPU time went during one run, in seconds. On a small
-// machine pgbench, PostgreSQL and the proxy share the cores, so where the
-// time goes explains the tps; Others is time the benchmark did not use
-// (other processes, and time the hypervisor stole), which skews a run.
+// machine the client (pgbench, or this program for MySQL), the server and
+// the proxy share the cores, so where the time goes explains the tps;
+// Others is time the benchmark did not use (other processes, and time the
+// hypervisor stole), which skews a run.
 type cpuUse struct {
-	Pgbench  float64 `json:"pgbench"`
-	Postgres float64 `json:"postgres"`
-	Proxy    float64 `json:"proxy,omitempty"`
-	Machine  float64 `json:"machine"`
-	Others   float64 `json:"others"`
+	Pgbench  float64 `json:"pgbench,omitempty"`
+	Postgres float64 `json:"postgres,omitempty"`
+	// Driver is this program's CPU time: the MySQL runs' client.
+	Driver  float64 `json:"driver,omitempty"`
+	MariaDB float64 `json:"mariadb,omitempty"`
+	Proxy   float64 `json:"proxy,omitempty"`
+	Machine float64 `json:"machine"`
+	Others  float64 `json:"others"`
 	// OthersShare is Others over the run's wall time on all CPUs.
 	OthersShare float64 `json:"others_share"`
 }
 
 // cpuSnapshot is cumulative CPU time at one moment.
 type cpuSnapshot struct {
-	machine  float64
-	postgres float64
-	proxy    float64
+	machine float64
+	server  float64
+	proxy   float64
 }
 
-// takeCPU reads the machine's busy time, PostgreSQL's (the postmaster and
-// its backends, running or already gone) and, if proxyPID is not 0, the
-// proxy's.
-func takeCPU(postmasterPID, proxyPID int) (cpuSnapshot, error) {
+// serverCPU reads a database server's cumulative CPU time.
+type serverCPU func() (float64, error)
+
+// postgresCPU is PostgreSQL's CPU time: the postmaster and its backends,
+// running or already gone.
+func postgresCPU(postmasterPID int) serverCPU {
+	return func() (float64, error) { return childrenCPU(postmasterPID) }
+}
+
+// mariadbCPU is MariaDB's CPU time: one process, whose connections are
+// threads.
+func mariadbCPU(pid int) serverCPU {
+	return func() (float64, error) { return proc.ProcessCPU(pid) }
+}
+
+// takeCPU reads the machine's busy time, the server's and, if proxyPID is
+// not 0, the proxy's.
+func takeCPU(server serverCPU, proxyPID int) (cpuSnapshot, error) {
 	var s cpuSnapshot
 	var err error
 	if s.machine, err = proc.MachineBusy(); err != nil {
 		return s, err
 	}
-	if s.postgres, err = childrenCPU(postmasterPID); err != nil {
+	if s.server, err = server(); err != nil {
 		return s, err
 	}
 	if proxyPID != 0 {

@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"text/template"
 
 	"github.com/keygate/keygate/bench/internal/proc"
 	"github.com/keygate/keygate/config"
@@ -19,27 +20,49 @@ import (
 const (
 	person      = "bench"
 	personGroup = "analysts"
-	passwordEnv = "KEYGATE_BENCH_ADMIN_PASSWORD"
 )
 
-// keygateConfig is e2e's config cut down to one database: people in
-// analysts get read-only tokens that live as long as keygate allows, so
-// that long runs do not outlive them.
-const keygateConfig = `data_dir: ./data
+// The environment variables that pass the admin users' passwords to
+// keygate.
+const (
+	pgPasswordEnv = "KEYGATE_BENCH_ADMIN_PASSWORD"
+	myPasswordEnv = "KEYGATE_BENCH_MYSQL_ADMIN_PASSWORD"
+)
+
+// upstreamDB is one database keygate serves in the benchmark.
+type upstreamDB struct {
+	Name     string // keygate's name, which people connect to
+	Engine   string // config's engine: postgres or mysql
+	Address  string
+	Database string // the upstream database
+	// PasswordEnv is the environment variable that passes the admin
+	// user's password to keygate.
+	PasswordEnv string
+	password    string
+}
+
+// keygateConfig is e2e's config cut down to the benchmark's databases:
+// people in analysts get read-only tokens that live as long as keygate
+// allows, so that long runs do not outlive them. Both gateways get free
+// ports: keygate binds the PostgreSQL one even when it serves only MySQL,
+// and the default ports may be taken.
+var keygateConfig = template.Must(template.New("keygate.yaml").Parse(`data_dir: ./data
 public_hostnames: [localhost, 127.0.0.1]
 listen:
-  api: 127.0.0.1:%[1]d
-  postgres: 127.0.0.1:%[2]d
+  api: 127.0.0.1:{{.APIPort}}
+  postgres: 127.0.0.1:{{.PostgresPort}}
+  mysql: 127.0.0.1:{{.MySQLPort}}
 databases:
-  - name: %[3]s
-    engine: postgres
-    address: %[4]s
-    database: %[3]s
-    schemas: [public]
+{{- range .Databases}}
+  - name: {{.Name}}
+    engine: {{.Engine}}
+    address: {{.Address}}
+    database: {{.Database}}
     tls: disable
     admin:
-      user: %[5]s
-      password_env: %[6]s
+      user: ` + adminUser + `
+      password_env: {{.PasswordEnv}}
+{{- end}}
 permission_sets:
   - name: db-readonly
     access: ro
@@ -49,12 +72,12 @@ permission_sets:
 assignments:
   - group: analysts
     permission_set: db-readonly
-    databases: [%[3]s]
+    databases: [{{.Names}}]
   - group: engineers
     permission_set: db-readwrite
-    databases: [%[3]s]
+    databases: [{{.Names}}]
 shutdown_grace: 2s
-`
+`))
 
 // keygate is a running `keygate server` and the person who uses it.
 type keygate struct {
@@ -63,24 +86,37 @@ type keygate struct {
 	cfgPath string
 	caFile  string
 	pgPort  int
+	myPort  int
 	session string
 }
 
 // startKeygate writes a config in dir and starts the keygate binary bin in
-// front of the upstream at pgAddr, then creates the benchmark's person and
-// a sign-in session for them.
-func startKeygate(ctx context.Context, bin, dir, pgAddr, adminPassword string) (*keygate, error) {
-	apiPort, err := throwaway.FreePort()
-	if err != nil {
-		return nil, fmt.Errorf("start keygate: %w", err)
+// front of dbs, then creates the benchmark's person and a sign-in session
+// for them.
+func startKeygate(ctx context.Context, bin, dir string, dbs []upstreamDB) (*keygate, error) {
+	var ports [3]int
+	for i := range ports {
+		p, err := throwaway.FreePort()
+		if err != nil {
+			return nil, fmt.Errorf("start keygate: %w", err)
+		}
+		ports[i] = p
 	}
-	pgPort, err := throwaway.FreePort()
+	names := make([]string, len(dbs))
+	env := os.Environ()
+	for i, d := range dbs {
+		names[i] = d.Name
+		env = append(env, d.PasswordEnv+"="+d.password)
+	}
+	var text strings.Builder
+	err := keygateConfig.Execute(&text, map[string]any{
+		"APIPort": ports[0], "PostgresPort": ports[1], "MySQLPort": ports[2], "Databases": dbs, "Names": strings.Join(names, ", "),
+	})
 	if err != nil {
-		return nil, fmt.Errorf("start keygate: %w", err)
+		return nil, fmt.Errorf("start keygate: config: %w", err)
 	}
 	cfgPath := filepath.Join(dir, "keygate.yaml")
-	text := fmt.Sprintf(keygateConfig, apiPort, pgPort, benchDB, pgAddr, adminUser, passwordEnv)
-	if err := os.WriteFile(cfgPath, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(cfgPath, []byte(text.String()), 0o600); err != nil {
 		return nil, fmt.Errorf("start keygate: write config: %w", err)
 	}
 	cfg, err := config.Load(cfgPath)
@@ -88,12 +124,12 @@ func startKeygate(ctx context.Context, bin, dir, pgAddr, adminPassword string) (
 		return nil, fmt.Errorf("start keygate: %w", err)
 	}
 	cmd := exec.Command(bin, "server", "--config", cfgPath)
-	cmd.Env = append(os.Environ(), passwordEnv+"="+adminPassword)
+	cmd.Env = env
 	p, err := proc.Start("keygate", cmd, filepath.Join(dir, "keygate.log"), nil)
 	if err != nil {
 		return nil, err
 	}
-	k := &keygate{Process: p, bin: bin, cfgPath: cfgPath, caFile: cfg.DataPath(pki.CAFile), pgPort: pgPort}
+	k := &keygate{Process: p, bin: bin, cfgPath: cfgPath, caFile: cfg.DataPath(pki.CAFile), pgPort: ports[1], myPort: ports[2]}
 	if err := k.WaitHealthy(ctx, k.caFile, cfg.APIURL()+"/healthz"); err != nil {
 		k.Stop(stopGrace)
 		return nil, err
@@ -124,10 +160,15 @@ func (k *keygate) cli(ctx context.Context, env []string, args ...string) (string
 	return stdout.String(), nil
 }
 
-// token gets a fresh database token for the person, as they would with
-// `keygate db token`.
-func (k *keygate) token(ctx context.Context) (string, error) {
-	out, err := k.cli(ctx, []string{"KEYGATE_SESSION=" + k.session}, "db", "token", benchDB)
+// tokenFor returns a function that gets a fresh token for the person on
+// keygate's database db, as they would with `keygate db token DB`.
+func (k *keygate) tokenFor(db string) func(context.Context) (string, error) {
+	return func(ctx context.Context) (string, error) { return k.token(ctx, db) }
+}
+
+// token runs `keygate db token DB` as the person.
+func (k *keygate) token(ctx context.Context, db string) (string, error) {
+	out, err := k.cli(ctx, []string{"KEYGATE_SESSION=" + k.session}, "db", "token", db)
 	if err != nil {
 		return "", err
 	}

@@ -30,6 +30,7 @@ var (
 	keygateMarkers   = []string{"level=WARN", "level=ERROR"}
 	pgbouncerMarkers = []string{" WARNING ", " ERROR ", " FATAL "}
 	postgresMarkers  = []string{"WARNING:", "ERROR:", "FATAL:", "PANIC:"}
+	mariadbMarkers   = []string{"[Warning]", "[ERROR]"}
 	// localpg polls the server until it accepts connections.
 	postgresBenign = []string{"the database system is starting up"}
 )

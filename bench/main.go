@@ -1,8 +1,9 @@
 // Command bench measures keygate's PostgreSQL gateway against a direct TLS
-// connection to PostgreSQL and against pgbouncer, all in one run on one
-// throwaway PostgreSQL, and prints the ratios: pgbench's select-only
-// script over persistent connections and with a new connection per
-// transaction, plus keygate's memory.
+// connection to PostgreSQL and against pgbouncer, and its MySQL gateway
+// against a direct TLS connection to MariaDB, all in one run on throwaway
+// servers, and prints the ratios: point selects over persistent
+// connections and with a new connection per transaction, plus keygate's
+// memory.
 //
 // bench/run.sh installs what is missing, builds keygate and runs this; see
 // bench/README.md.
@@ -21,10 +22,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/keygate/keygate/bench/internal/proc"
+	"github.com/keygate/keygate/localmysql"
 	"github.com/keygate/keygate/pki"
 )
 
@@ -37,16 +40,24 @@ type options struct {
 	clients    int
 	protocol   string
 	outDir     string
+	// engines are the upstreams measured: postgres, mysql or both.
+	engines map[string]bool
 }
 
 func main() {
 	var o options
+	var engines string
 	flag.StringVar(&o.keygateBin, "keygate", "", "the keygate binary to benchmark (bench/run.sh builds it)")
-	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long each pgbench run lasts (pgbench -T)")
-	flag.IntVar(&o.clients, "clients", 8, "concurrent pgbench clients (pgbench -c)")
-	flag.StringVar(&o.protocol, "protocol", "simple", "how pgbench sends its queries: simple, extended or prepared (pgbench -M)")
+	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long each run lasts (pgbench -T)")
+	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (pgbench -c)")
+	flag.StringVar(&o.protocol, "protocol", "simple", "how the clients send their queries: simple, extended or prepared (pgbench -M; see README for MySQL)")
 	flag.StringVar(&o.outDir, "out", filepath.Join("bench", "out"), "directory for the JSON results")
+	flag.StringVar(&engines, "engines", enginePostgres+","+engineMySQL, "the engines to measure, comma-separated: postgres, mysql (MariaDB)")
 	flag.Parse()
+	o.engines = map[string]bool{}
+	for _, e := range strings.Split(engines, ",") {
+		o.engines[strings.TrimSpace(e)] = true
+	}
 	if err := o.validate(); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		flag.Usage()
@@ -82,7 +93,12 @@ func (o options) validate() error {
 		return fmt.Errorf("-protocol %q: use simple, extended or prepared", o.protocol)
 	}
 	if o.clients < 1 || o.clients > 250 {
-		return fmt.Errorf("-clients %d: between 1 and 250 (PostgreSQL runs with max_connections=300)", o.clients)
+		return fmt.Errorf("-clients %d: between 1 and 250 (PostgreSQL and MariaDB run with max_connections=300)", o.clients)
+	}
+	for e := range o.engines {
+		if e != enginePostgres && e != engineMySQL {
+			return fmt.Errorf("-engines: unknown engine %q: use postgres, mysql or postgres,mysql", e)
+		}
 	}
 	return nil
 }
@@ -91,6 +107,7 @@ func (o options) validate() error {
 // everything down again, also when ctx is cancelled.
 func run(ctx context.Context, o options, w io.Writer) (err error) {
 	bench := pgbenchRun{clients: o.clients, jobs: min(2, o.clients), duration: o.duration, protocol: o.protocol}
+	load := mysqlRun{clients: o.clients, duration: o.duration, protocol: o.protocol}
 	rep := newReport(bench)
 	dir, err := os.MkdirTemp("", "keygate-bench-")
 	if err != nil {
@@ -109,34 +126,41 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	if proc.Busy(rep.Machine.LoadBefore) {
 		fmt.Fprintf(w, "WARNING: load average is %s: other work is running, and will skew the numbers\n", rep.Machine.LoadBefore)
 	}
-	fmt.Fprintln(w, "Starting a throwaway PostgreSQL with TLS")
-	pg, err := startPostgres(ctx, pkiDir)
-	if err != nil {
-		return err
+	var dbs []upstreamDB
+	var pg *postgresSetup
+	if o.engines[enginePostgres] {
+		if pg, err = setupPostgres(ctx, w, rep, &bench, pkiDir, caFile); err != nil {
+			return err
+		}
+		defer pg.server.Stop()
+		dbs = append(dbs, upstreamDB{Name: benchDB, Engine: enginePostgres, Address: pg.server.Address(), Database: benchDB,
+			PasswordEnv: pgPasswordEnv, password: pg.adminPassword})
 	}
-	defer pg.Stop()
-	rep.Versions.PostgreSQL = pg.Version
-	postmaster, err := postmasterPID(filepath.Join(pg.Dir, "data"))
-	if err != nil {
-		return err
+	var my *mariadbSetup
+	if o.engines[engineMySQL] {
+		my, err = setupMariaDB(ctx, w, rep, filepath.Join(dir, "mariadb-ca.pem"))
+		switch {
+		case errors.Is(err, localmysql.ErrNoBinaries):
+			rep.Skipped = append(rep.Skipped, "mysql: "+err.Error())
+			fmt.Fprintf(w, "Skipping MySQL: %v\n", err)
+		case err != nil:
+			return err
+		default:
+			defer my.server.Stop()
+			dbs = append(dbs, upstreamDB{Name: myKeygateDB, Engine: engineMySQL, Address: my.server.Address(), Database: myUpstreamDB,
+				PasswordEnv: myPasswordEnv, password: my.adminPassword})
+		}
 	}
-	if bench.bin, err = pgbenchBinary(pg.BinDir); err != nil {
-		return err
+	if len(dbs) == 0 {
+		return errors.New("nothing to measure: MariaDB is not installed, and -engines leaves out postgres")
 	}
-	rep.Versions.Pgbench = commandVersion(ctx, bench.bin)
-	adminPassword := randomHex(16)
-	start := time.Now()
-	if err := prepareUpstream(ctx, pg, bench.bin, caFile, adminPassword); err != nil {
-		return err
-	}
-	fmt.Fprintf(w, "  %s on %s; pgbench -i -s %d as %s took %.1fs\n", pg.Version, pg.Address(), scale, adminUser, time.Since(start).Seconds())
 
 	kgDir := filepath.Join(dir, "keygate")
 	if err := os.Mkdir(kgDir, 0o700); err != nil {
 		return fmt.Errorf("create keygate directory: %w", err)
 	}
 	fmt.Fprintln(w, "Starting keygate")
-	kg, err := startKeygate(ctx, o.keygateBin, kgDir, pg.Address(), adminPassword)
+	kg, err := startKeygate(ctx, o.keygateBin, kgDir, dbs)
 	if err != nil {
 		return err
 	}
@@ -146,69 +170,29 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		}
 	}()
 	rep.Versions.Keygate = kg.version(ctx)
-	fmt.Fprintf(w, "  %s, gateway on 127.0.0.1:%d, person %q in %s (ro)\n", rep.Versions.Keygate, kg.pgPort, person, personGroup)
-
-	logs := []componentLog{
-		{name: "postgres", path: pg.LogFile(), markers: postgresMarkers, benign: postgresBenign},
-		{name: "keygate", path: kg.LogPath(), markers: keygateMarkers},
+	fmt.Fprintf(w, "  %s, person %q in %s (ro)", rep.Versions.Keygate, person, personGroup)
+	if pg != nil {
+		fmt.Fprintf(w, ", PostgreSQL gateway on 127.0.0.1:%d", kg.pgPort)
 	}
-	adminPW := func(context.Context) (string, error) { return adminPassword, nil }
-	endpoints := []endpoint{{name: "direct", port: pg.Port, user: adminUser, caFile: caFile, password: adminPW}}
-	if bin, ferr := findPgbouncer(); ferr != nil {
-		rep.Skipped = append(rep.Skipped, "pgbouncer: "+ferr.Error())
-		fmt.Fprintf(w, "Skipping pgbouncer: %v\n", ferr)
-	} else {
-		fmt.Fprintln(w, "Starting pgbouncer")
-		b, err := startPgbouncer(ctx, bin, pg, pkiDir, adminUser, adminPassword, o.clients)
-		if err != nil {
-			return err
-		}
-		defer func() {
-			if cerr := b.close(); cerr != nil {
-				err = errors.Join(err, cerr)
-			}
-		}()
-		rep.Versions.PgBouncer = commandVersion(ctx, bin)
-		fmt.Fprintf(w, "  %s on 127.0.0.1:%d, session pooling, as %s\n", rep.Versions.PgBouncer, b.port, adminUser)
-		endpoints = append(endpoints, endpoint{name: "pgbouncer", port: b.port, user: adminUser, caFile: caFile, password: adminPW, proc: b.Process})
-		logs = append(logs, componentLog{name: "pgbouncer", path: b.LogPath(), markers: pgbouncerMarkers})
+	if my != nil {
+		fmt.Fprintf(w, ", MySQL gateway on 127.0.0.1:%d", kg.myPort)
 	}
-	kgEndpoint := endpoint{name: "keygate", port: kg.pgPort, user: person, caFile: kg.caFile, password: kg.token, proc: kg.Process}
-	endpoints = append(endpoints, kgEndpoint)
+	fmt.Fprintln(w)
 
-	for _, e := range endpoints {
-		if err := check(ctx, e); err != nil {
+	if pg != nil {
+		if err := benchPostgres(ctx, w, rep, o, bench, pg, pkiDir, caFile, kg); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(w, "Holding %d idle connections through keygate to measure its memory per connection\n", heldConnections)
-	if rep.KeygateHeld, err = holdConnections(ctx, kgEndpoint, heldConnections); err != nil {
-		return err
-	}
-
-	fmt.Fprintf(w, "Running pgbench -S -c %d -j %d -T %d, %d runs\n", bench.clients, bench.jobs, bench.seconds(), 2*len(endpoints))
-	for _, m := range []mode{steady, perTxn} {
-		for _, e := range endpoints {
-			res, err := measure(ctx, bench, e, m, postmaster)
-			if err != nil {
-				return err
-			}
-			status := fmt.Sprintf("%.0f tps", res.TPS)
-			if res.Error != "" {
-				status = "FAILED: " + res.Error
-			}
-			fmt.Fprintf(w, "  %-9s %-15s %s\n", e.name, m, status)
-			rep.Runs = append(rep.Runs, res)
+	if my != nil {
+		if err := benchMySQL(ctx, w, rep, load, my, kg); err != nil {
+			return err
 		}
 	}
 
 	rep.Machine.LoadAfter = proc.LoadAverage()
-	for _, l := range logs {
-		p, err := l.scan()
-		if err != nil {
-			return err
-		}
-		rep.Logs[l.name] = p
+	if err := rep.scan(componentLog{name: "keygate", path: kg.LogPath(), markers: keygateMarkers}); err != nil {
+		return err
 	}
 	rep.finish()
 	rep.print(w)
@@ -220,17 +204,42 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	return nil
 }
 
-// measure runs pgbench against e, and accounts for the CPU time it,
-// PostgreSQL, the proxy and everything else used meanwhile, and for the
+// loader is a run's client: pgbench, or this program's MySQL load.
+type loader interface {
+	run(ctx context.Context, e endpoint, m mode, password string) (runResult, error)
+}
+
+// runAll runs l against every endpoint in every mode, steady first, and
+// adds the results to rep.
+func runAll(ctx context.Context, w io.Writer, rep *report, l loader, endpoints []endpoint, modes []mode, server serverCPU) error {
+	for _, m := range modes {
+		for _, e := range endpoints {
+			res, err := measure(ctx, l, e, m, server)
+			if err != nil {
+				return err
+			}
+			status := fmt.Sprintf("%.0f tps", res.TPS)
+			if res.Error != "" {
+				status = "FAILED: " + res.Error
+			}
+			fmt.Fprintf(w, "  %-9s %-17s %s\n", e.name, m, status)
+			rep.Runs = append(rep.Runs, res)
+		}
+	}
+	return nil
+}
+
+// measure runs l against e, and accounts for the CPU time the client, the
+// server, the proxy and everything else used meanwhile, and for the
 // proxy's memory.
-func measure(ctx context.Context, bench pgbenchRun, e endpoint, m mode, postmaster int) (runResult, error) {
+func measure(ctx context.Context, l loader, e endpoint, m mode, server serverCPU) (runResult, error) {
 	password, err := e.password(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return runResult{}, ctx.Err()
 		}
 		// keygate has refused a token or is gone: a failed run.
-		res := runResult{Target: e.name, Mode: m, Error: "no password: " + err.Error()}
+		res := runResult{Engine: e.engine, Target: e.name, Mode: m, Error: "no password: " + err.Error()}
 		if e.proc != nil {
 			res.Error += "\n" + e.name + "'s log ends:\n" + e.proc.LogTail()
 		}
@@ -240,7 +249,7 @@ func measure(ctx context.Context, bench pgbenchRun, e endpoint, m mode, postmast
 	if e.proc != nil {
 		proxyPID = e.proc.Pid()
 	}
-	before, err := takeCPU(postmaster, proxyPID)
+	before, err := takeCPU(server, proxyPID)
 	if err != nil {
 		return runResult{}, err
 	}
@@ -251,7 +260,7 @@ func measure(ctx context.Context, bench pgbenchRun, e endpoint, m mode, postmast
 		}
 	}
 	start := time.Now()
-	res, err := bench.run(ctx, e, m, password)
+	res, err := l.run(ctx, e, m, password)
 	wall := time.Since(start)
 	if err != nil {
 		if mem != nil {
@@ -259,13 +268,18 @@ func measure(ctx context.Context, bench pgbenchRun, e endpoint, m mode, postmast
 		}
 		return res, err
 	}
-	if after, err := takeCPU(postmaster, proxyPID); err != nil {
+	if after, err := takeCPU(server, proxyPID); err != nil {
 		res.Error = cmp.Or(res.Error, "after the run: "+err.Error())
 	} else {
+		serverTime := after.server - before.server
+		if e.engine == engineMySQL {
+			res.CPU.MariaDB = serverTime
+		} else {
+			res.CPU.Postgres = serverTime
+		}
 		res.CPU.Machine = after.machine - before.machine
-		res.CPU.Postgres = after.postgres - before.postgres
 		res.CPU.Proxy = after.proxy - before.proxy
-		res.CPU.Others = max(0, res.CPU.Machine-res.CPU.Pgbench-res.CPU.Postgres-res.CPU.Proxy)
+		res.CPU.Others = max(0, res.CPU.Machine-res.CPU.Pgbench-res.CPU.Driver-serverTime-res.CPU.Proxy)
 		res.CPU.OthersShare = res.CPU.Others / (wall.Seconds() * float64(runtime.NumCPU()))
 	}
 	if mem != nil {

@@ -18,7 +18,7 @@ import (
 	"github.com/keygate/keygate/bench/internal/proc"
 )
 
-// mode is how pgbench uses connections.
+// mode is how the clients use connections.
 type mode string
 
 const (
@@ -26,30 +26,43 @@ const (
 	steady mode = "steady"
 	// perTxn opens a new connection for every transaction (pgbench -C).
 	perTxn mode = "connect-per-txn"
+	// perQuery opens a new connection for every query (MySQL runs).
+	perQuery mode = "connect-per-query"
 )
 
-// endpoint is somewhere pgbench connects to, and as whom.
+// The engines measured, named as keygate's config names them.
+const (
+	enginePostgres = "postgres"
+	engineMySQL    = "mysql"
+)
+
+// endpoint is somewhere the clients connect to, and as whom.
 type endpoint struct {
-	name   string
-	port   int
-	user   string
-	caFile string
+	engine   string
+	name     string
+	port     int
+	user     string
+	database string
+	caFile   string
 	// password is asked for before every run: keygate's is a fresh token.
 	password func(context.Context) (string, error)
 	// proc is the proxy process whose memory is sampled, or nil.
 	proc *proc.Process
 }
 
-// runResult is one pgbench run, parsed.
+// runResult is one run: pgbench's, parsed, or the MySQL load's.
 type runResult struct {
+	Engine string  `json:"engine"`
 	Target string  `json:"target"`
 	Mode   mode    `json:"mode"`
 	TPS    float64 `json:"tps"`
-	// LatencyMs is pgbench's "latency average": with -C it includes the
+	// LatencyMs is pgbench's "latency average", or the MySQL load's mean
+	// query time: with a connection per transaction it includes the
 	// connection.
 	LatencyMs float64 `json:"latency_avg_ms"`
 	// ConnectionMs is "average connection time" (-C) or "initial
-	// connection time" (steady), as pgbench reports them.
+	// connection time" (steady), as pgbench reports them; the MySQL load
+	// measures the same.
 	ConnectionMs float64 `json:"connection_ms"`
 	Transactions int64   `json:"transactions"`
 	Failed       int64   `json:"failed_transactions"`
@@ -57,10 +70,10 @@ type runResult struct {
 	// pgbouncer runs in the same mode.
 	TPSvsDirect    *float64 `json:"tps_vs_direct,omitempty"`
 	TPSvsPgbouncer *float64 `json:"tps_vs_pgbouncer,omitempty"`
-	// Error is set when pgbench failed or did not finish; the numbers are
-	// then what it printed, if anything.
+	// Error is set when pgbench or the MySQL load failed or did not
+	// finish; the numbers are then what it measured, if anything.
 	Error  string `json:"error,omitempty"`
-	Output string `json:"pgbench_output"`
+	Output string `json:"pgbench_output,omitempty"`
 	// CPU is where the machine's CPU time went during the run.
 	CPU cpuUse `json:"cpu_seconds"`
 	// ProxyCPUMicrosPerTx is the proxy's CPU time over the transactions.
@@ -97,13 +110,13 @@ type pgbenchRun struct {
 // or hung pgbench is reported in the result, not as an error, so that the
 // other runs still happen; the error is for an interruption.
 func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string) (runResult, error) {
-	res := runResult{Target: e.name, Mode: m}
+	res := runResult{Engine: e.engine, Target: e.name, Mode: m}
 	args := []string{"-n", "-S", "-M", p.protocol, "-c", strconv.Itoa(p.clients), "-j", strconv.Itoa(p.jobs), "-T", strconv.Itoa(p.seconds()),
 		"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", e.user}
 	if m == perTxn {
 		args = append(args, "-C")
 	}
-	args = append(args, benchDB)
+	args = append(args, e.database)
 	// Generous: connecting, and the tail of the last transactions.
 	runCtx, cancel := context.WithTimeout(ctx, p.duration+time.Minute)
 	defer cancel()
@@ -200,7 +213,7 @@ func check(ctx context.Context, e endpoint) error {
 // e's CA, password authentication.
 func connect(ctx context.Context, e endpoint, password string) (*pgconn.PgConn, error) {
 	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=verify-full sslrootcert=%s connect_timeout=10",
-		e.port, e.user, benchDB, e.caFile))
+		e.port, e.user, e.database, e.caFile))
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,4 +153,92 @@ func writeOwned(path string, b []byte, mode os.FileMode, uid, gid int) error {
 // literal quotes s as an SQL string literal.
 func literal(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// postgresSetup is the throwaway PostgreSQL, ready for the runs.
+type postgresSetup struct {
+	server        *localpg.Server
+	postmaster    int
+	adminPassword string
+}
+
+// setupPostgres starts a throwaway PostgreSQL with TLS, finds pgbench for
+// bench and loads pgbench's tables.
+func setupPostgres(ctx context.Context, w io.Writer, rep *report, bench *pgbenchRun, pkiDir, caFile string) (_ *postgresSetup, err error) {
+	fmt.Fprintln(w, "Starting a throwaway PostgreSQL with TLS")
+	pg, err := startPostgres(ctx, pkiDir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			pg.Stop()
+		}
+	}()
+	rep.Versions.PostgreSQL = pg.Version
+	postmaster, err := postmasterPID(filepath.Join(pg.Dir, "data"))
+	if err != nil {
+		return nil, err
+	}
+	if bench.bin, err = pgbenchBinary(pg.BinDir); err != nil {
+		return nil, err
+	}
+	rep.Versions.Pgbench = commandVersion(ctx, bench.bin)
+	adminPassword := randomHex(16)
+	start := time.Now()
+	if err := prepareUpstream(ctx, pg, bench.bin, caFile, adminPassword); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(w, "  %s on %s; pgbench -i -s %d as %s took %.1fs\n", pg.Version, pg.Address(), scale, adminUser, time.Since(start).Seconds())
+	return &postgresSetup{server: pg, postmaster: postmaster, adminPassword: adminPassword}, nil
+}
+
+// benchPostgres runs pgbench against PostgreSQL directly, through
+// pgbouncer when it is installed, and through keygate, after measuring
+// keygate's memory with idle connections held; then it scans the
+// PostgreSQL and pgbouncer logs.
+func benchPostgres(ctx context.Context, w io.Writer, rep *report, o options, bench pgbenchRun, pg *postgresSetup, pkiDir, caFile string, kg *keygate) (err error) {
+	adminPW := func(context.Context) (string, error) { return pg.adminPassword, nil }
+	endpoints := []endpoint{{engine: enginePostgres, name: "direct", port: pg.server.Port, user: adminUser, database: benchDB, caFile: caFile, password: adminPW}}
+	logs := []componentLog{{name: "postgres", path: pg.server.LogFile(), markers: postgresMarkers, benign: postgresBenign}}
+	if bin, ferr := findPgbouncer(); ferr != nil {
+		rep.Skipped = append(rep.Skipped, "pgbouncer: "+ferr.Error())
+		fmt.Fprintf(w, "Skipping pgbouncer: %v\n", ferr)
+	} else {
+		fmt.Fprintln(w, "Starting pgbouncer")
+		b, err := startPgbouncer(ctx, bin, pg.server, pkiDir, adminUser, pg.adminPassword, o.clients)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if cerr := b.close(); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}()
+		rep.Versions.PgBouncer = commandVersion(ctx, bin)
+		fmt.Fprintf(w, "  %s on 127.0.0.1:%d, session pooling, as %s\n", rep.Versions.PgBouncer, b.port, adminUser)
+		endpoints = append(endpoints, endpoint{engine: enginePostgres, name: "pgbouncer", port: b.port, user: adminUser, database: benchDB,
+			caFile: caFile, password: adminPW, proc: b.Process})
+		logs = append(logs, componentLog{name: "pgbouncer", path: b.LogPath(), markers: pgbouncerMarkers})
+	}
+	kgEndpoint := endpoint{engine: enginePostgres, name: "keygate", port: kg.pgPort, user: person, database: benchDB, caFile: kg.caFile,
+		password: kg.tokenFor(benchDB), proc: kg.Process}
+	endpoints = append(endpoints, kgEndpoint)
+
+	for _, e := range endpoints {
+		if err := check(ctx, e); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "Holding %d idle connections through keygate to measure its memory per connection\n", heldConnections)
+	if rep.KeygateHeld, err = holdConnections(ctx, kgEndpoint, heldConnections); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "Running pgbench -S -c %d -j %d -T %d, %d runs\n", bench.clients, bench.jobs, bench.seconds(), 2*len(endpoints))
+	if err := runAll(ctx, w, rep, bench, endpoints, []mode{steady, perTxn}, postgresCPU(pg.postmaster)); err != nil {
+		return err
+	}
+	// pgbouncer's log goes with its directory: scan before it stops.
+	return rep.scan(logs...)
 }

@@ -32,18 +32,34 @@ type report struct {
 }
 
 type benchSettings struct {
+	// Script to SSLMode describe the pgbench runs.
 	Script          string `json:"script"`
 	DurationSeconds int    `json:"duration_seconds"`
 	Clients         int    `json:"clients"`
 	Jobs            int    `json:"jobs"`
 	Scale           int    `json:"scale"`
 	SSLMode         string `json:"sslmode"`
+	// MySQL describes the MySQL runs, if there were any.
+	MySQL *mysqlSettings `json:"mysql,omitempty"`
+}
+
+// mysqlSettings describe the MySQL load.
+type mysqlSettings struct {
+	Query    string `json:"query"`
+	Protocol string `json:"protocol"`
+	// InterpolateParams is go-sql-driver's: true sends the query as text.
+	InterpolateParams bool   `json:"interpolate_params"`
+	Rows              int    `json:"rows"`
+	DurationSeconds   int    `json:"duration_seconds"`
+	Clients           int    `json:"clients"`
+	TLS               string `json:"tls"`
 }
 
 type versions struct {
-	PostgreSQL string `json:"postgresql"`
-	Pgbench    string `json:"pgbench"`
+	PostgreSQL string `json:"postgresql,omitempty"`
+	Pgbench    string `json:"pgbench,omitempty"`
 	PgBouncer  string `json:"pgbouncer,omitempty"`
+	MariaDB    string `json:"mariadb,omitempty"`
 	Keygate    string `json:"keygate"`
 	Go         string `json:"go"`
 }
@@ -84,7 +100,9 @@ func (r *report) finish() {
 		run.TPSvsDirect = r.ratio(run, "direct")
 		run.TPSvsPgbouncer = r.ratio(run, "pgbouncer")
 	}
-	steadyRun, perTxnRun := r.find("keygate", steady), r.find("keygate", perTxn)
+	// keygate's memory is read from its PostgreSQL runs, which also
+	// measure it with idle connections held.
+	steadyRun, perTxnRun := r.find(enginePostgres, "keygate", steady), r.find(enginePostgres, "keygate", perTxn)
 	if steadyRun == nil || steadyRun.ProxyMemory == nil {
 		return
 	}
@@ -97,10 +115,10 @@ func (r *report) finish() {
 	r.KeygateMemory = m
 }
 
-// ratio is run's tps over the tps of target in the same mode, or nil if
-// that run is missing or failed.
+// ratio is run's tps over the tps of target in the same engine and mode,
+// or nil if that run is missing or failed.
 func (r *report) ratio(run *runResult, target string) *float64 {
-	base := r.find(target, run.Mode)
+	base := r.find(run.Engine, target, run.Mode)
 	if base == nil || base.Error != "" || base.TPS == 0 {
 		return nil
 	}
@@ -108,9 +126,9 @@ func (r *report) ratio(run *runResult, target string) *float64 {
 	return &v
 }
 
-func (r *report) find(target string, m mode) *runResult {
+func (r *report) find(engine, target string, m mode) *runResult {
 	for i := range r.Runs {
-		if r.Runs[i].Target == target && r.Runs[i].Mode == m {
+		if r.Runs[i].Engine == engine && r.Runs[i].Target == target && r.Runs[i].Mode == m {
 			return &r.Runs[i]
 		}
 	}
@@ -120,35 +138,44 @@ func (r *report) find(target string, m mode) *runResult {
 // print writes the table.
 func (r *report) print(w io.Writer) {
 	s := r.Settings
-	fmt.Fprintf(w, "\npgbench %s, %d clients, %d threads, %d s per run, scale %d, sslmode=%s\n",
-		s.Script, s.Clients, s.Jobs, s.DurationSeconds, s.Scale, s.SSLMode)
-	fmt.Fprintf(w, "%s, %d CPUs, load %s before and %s after the runs; %s", r.Time.Format("2006-01-02 15:04 MST"), r.Machine.CPUs,
-		r.Machine.LoadBefore, r.Machine.LoadAfter, r.Versions.PostgreSQL)
-	if r.Versions.PgBouncer != "" {
-		fmt.Fprintf(w, ", %s", r.Versions.PgBouncer)
+	fmt.Fprintln(w)
+	if r.Versions.PostgreSQL != "" {
+		fmt.Fprintf(w, "postgres: pgbench %s, %d clients, %d threads, %d s per run, scale %d, sslmode=%s\n",
+			s.Script, s.Clients, s.Jobs, s.DurationSeconds, s.Scale, s.SSLMode)
 	}
-	fmt.Fprintf(w, ", %s\n", r.Versions.Keygate)
+	if my := s.MySQL; my != nil {
+		fmt.Fprintf(w, "mysql: %s (%s protocol, go-sql-driver/mysql), %d clients, %d s per run, %d rows, TLS %s\n",
+			my.Query, my.Protocol, my.Clients, my.DurationSeconds, my.Rows, my.TLS)
+	}
+	fmt.Fprintf(w, "%s, %d CPUs, load %s before and %s after the runs", r.Time.Format("2006-01-02 15:04 MST"), r.Machine.CPUs,
+		r.Machine.LoadBefore, r.Machine.LoadAfter)
+	for _, v := range []string{r.Versions.PostgreSQL, r.Versions.PgBouncer, r.Versions.MariaDB, r.Versions.Keygate} {
+		if v != "" {
+			fmt.Fprintf(w, "; %s", v)
+		}
+	}
+	fmt.Fprintln(w)
 	if proc.Busy(r.Machine.LoadBefore) {
 		fmt.Fprintln(w, "WARNING: other work was running on this machine before the runs (1-minute load average ≥ 1): the numbers are skewed")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-10s %-16s %10s %11s %9s %11s %14s %13s %9s\n",
-		"target", "mode", "tps", "latency ms", "conn ms", "tps/direct", "tps/pgbouncer", "proxy µs/txn", "others %")
+	fmt.Fprintf(w, "%-9s %-10s %-17s %10s %11s %9s %11s %14s %13s %9s\n",
+		"engine", "target", "mode", "tps", "latency ms", "conn ms", "tps/direct", "tps/pgbouncer", "proxy µs/txn", "others %")
 	var failures []string
 	for _, run := range r.Runs {
 		if run.Error != "" {
-			fmt.Fprintf(w, "%-10s %-16s %10s\n", run.Target, run.Mode, "FAILED")
-			failures = append(failures, fmt.Sprintf("%s %s: %s", run.Target, run.Mode, run.Error))
+			fmt.Fprintf(w, "%-9s %-10s %-17s %10s\n", run.Engine, run.Target, run.Mode, "FAILED")
+			failures = append(failures, fmt.Sprintf("%s %s %s: %s", run.Engine, run.Target, run.Mode, run.Error))
 			continue
 		}
 		conn, cpu := "-", "-"
-		if run.Mode == perTxn {
+		if run.Mode != steady {
 			conn = fmt.Sprintf("%.3f", run.ConnectionMs)
 		}
 		if run.ProxyMemory != nil {
 			cpu = fmt.Sprintf("%.0f", run.ProxyCPUMicrosPerTx)
 		}
-		fmt.Fprintf(w, "%-10s %-16s %10.1f %11.3f %9s %11s %14s %13s %9.0f\n", run.Target, run.Mode, run.TPS, run.LatencyMs, conn,
+		fmt.Fprintf(w, "%-9s %-10s %-17s %10.1f %11.3f %9s %11s %14s %13s %9.0f\n", run.Engine, run.Target, run.Mode, run.TPS, run.LatencyMs, conn,
 			ratioText(run.TPSvsDirect), ratioText(run.TPSvsPgbouncer), cpu, 100*run.CPU.OthersShare)
 	}
 	if r.shared() {
@@ -162,7 +189,7 @@ func (r *report) print(w io.Writer) {
 	}
 	fmt.Fprintln(w)
 	if m := r.KeygateMemory; m != nil {
-		fmt.Fprintf(w, "keygate RSS: idle %s; steady run with %d connections max %s (mean %s), so %.0f KiB per connection; ",
+		fmt.Fprintf(w, "keygate RSS in the postgres runs: idle %s; steady run with %d connections max %s (mean %s), so %.0f KiB per connection; ",
 			mib(m.IdleRSSKiB), s.Clients, mib(m.SteadyMaxRSSKiB), mib(m.SteadyMeanRSSKiB), m.PerConnectionKiB)
 		if m.PerTxnMaxRSSKiB > 0 {
 			fmt.Fprintf(w, "connect-per-txn run max %s; ", mib(m.PerTxnMaxRSSKiB))
@@ -173,7 +200,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "keygate RSS with %d idle connections held, before any load: %s → %s, %.0f KiB per connection\n",
 			h.Connections, mib(h.BeforeRSSKiB), mib(h.HeldRSSKiB), h.PerConnectionKiB)
 	}
-	for _, name := range []string{"keygate", "pgbouncer", "postgres"} {
+	for _, name := range []string{"keygate", "pgbouncer", "postgres", "mariadb"} {
 		p, ok := r.Logs[name]
 		if !ok {
 			continue
@@ -183,6 +210,18 @@ func (r *report) print(w io.Writer) {
 			fmt.Fprintf(w, "    %s\n", line)
 		}
 	}
+}
+
+// scan reads each log for warnings and errors into r.Logs.
+func (r *report) scan(logs ...componentLog) error {
+	for _, l := range logs {
+		p, err := l.scan()
+		if err != nil {
+			return err
+		}
+		r.Logs[l.name] = p
+	}
+	return nil
 }
 
 // shared reports whether other work took more than a tenth of the CPUs in

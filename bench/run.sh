@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Benchmark keygate's PostgreSQL gateway against a direct connection to
-# PostgreSQL and against pgbouncer, measured in the same run.
+# PostgreSQL and against pgbouncer, and its MySQL gateway against a direct
+# connection to MariaDB, measured in the same run.
 #
 #   bench/run.sh                      # 10 s per run, 8 clients
 #   DURATION=30 CLIENTS=16 bench/run.sh
 #   PROTOCOL=prepared bench/run.sh    # pgbench -M: simple (default), extended, prepared
+#   ENGINES=postgres bench/run.sh     # postgres, mysql, or postgres,mysql (default)
 #
-# Installs what is missing (Debian 12: pgbouncer, postgresql-15), builds
-# keygate and the driver into a temporary directory, and runs the driver,
-# which prints a table and writes bench/out/results-<timestamp>.json.
+# Installs what is missing (Debian 12: pgbouncer, postgresql-15, and
+# mariadb-server unless ENGINES leaves out mysql), builds keygate and the
+# driver into a temporary directory, and runs the driver, which prints a
+# table and writes bench/out/results-<timestamp>.json.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -16,6 +19,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-8}
 PROTOCOL=${PROTOCOL:-simple}
+ENGINES=${ENGINES:-postgres,mysql}
 case $DURATION in
 *[!0-9]*) ;;      # has a unit already, e.g. 30s or 2m
 *) DURATION=${DURATION}s ;;
@@ -26,12 +30,25 @@ if [ "$(id -u)" -ne 0 ]; then
 	sudo=sudo
 fi
 
+# uses ENGINE succeeds when ENGINES names it.
+uses() {
+	case ,$ENGINES, in
+	*,"$1",*) return 0 ;;
+	esac
+	return 1
+}
+
 packages=()
-if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
-	packages+=(pgbouncer)
+if uses postgres; then
+	if ! command -v pgbouncer >/dev/null && [ ! -x /usr/sbin/pgbouncer ]; then
+		packages+=(pgbouncer)
+	fi
+	if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+		packages+=(postgresql-15)
+	fi
 fi
-if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-	packages+=(postgresql-15)
+if uses mysql && ! command -v mariadbd >/dev/null && [ ! -x /usr/sbin/mariadbd ]; then
+	packages+=(mariadb-server)
 fi
 if [ ${#packages[@]} -gt 0 ]; then
 	echo "Installing ${packages[*]}"
@@ -52,4 +69,4 @@ echo "Building keygate ($version)"
 go build -ldflags "-X main.version=$version" -o "$tmp/keygate" ./cmd/keygate
 go build -o "$tmp/bench" ./bench
 
-"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -out bench/out
+"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -engines "$ENGINES" -out bench/out

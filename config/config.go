@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/url"
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -76,6 +78,12 @@ type Config struct {
 type Listen struct {
 	API      string `yaml:"api"`
 	Postgres string `yaml:"postgres"`
+	// MySQL is the MySQL and MariaDB gateway's address (default
+	// 127.0.0.1:3307). keygate binds it only when at least one database
+	// has engine: mysql, so that an install that fronts only PostgreSQL
+	// does not take a port it never serves; it is checked against the
+	// other listeners only then.
+	MySQL string `yaml:"mysql"`
 	// Metrics is where Prometheus scrapes GET /metrics, over plain HTTP and
 	// without authentication; empty (the default) serves no metrics. It is
 	// a listener of its own so that a scraper needs neither keygate's CA
@@ -92,15 +100,22 @@ type Log struct {
 
 // Database is one upstream database that people reach through keygate.
 type Database struct {
-	Name     string   `yaml:"name"`
-	Engine   string   `yaml:"engine"`
-	Address  string   `yaml:"address"`
-	Database string   `yaml:"database"`
-	Schemas  []string `yaml:"schemas"`
+	Name string `yaml:"name"`
+	// Engine is postgres (the default) or mysql, for MySQL and MariaDB.
+	Engine  string `yaml:"engine"`
+	Address string `yaml:"address"`
+	// Database is the upstream database; default the name. For mysql it
+	// is the schema sessions start in.
+	Database string `yaml:"database"`
+	// Schemas are what the access levels are granted on: PostgreSQL
+	// schemas in Database (default public), or for mysql the upstream
+	// databases, as MySQL calls its schemas (default Database).
+	Schemas []string `yaml:"schemas"`
 	// OwnerRole is the upstream role that owns the application's tables
 	// in Schemas. The admin level is made a member of it, so that
 	// admin-level people can alter and drop those tables; ro and rw never
 	// are. Empty: admin changes only what admin-level people created.
+	// PostgreSQL only: MySQL privileges do not follow ownership.
 	OwnerRole string            `yaml:"owner_role"`
 	Tags      map[string]string `yaml:"tags"`
 	Admin     AdminCredential   `yaml:"admin"`
@@ -110,6 +125,10 @@ type Database struct {
 	// TLSCAFile is the CA bundle that verify-full checks the upstream
 	// certificate against.
 	TLSCAFile string `yaml:"tls_ca_file"`
+	// LocalInfile lets people at rw and admin run LOAD DATA LOCAL INFILE,
+	// which has the server read a file from the client's machine; off
+	// (the default), the gateway refuses it. mysql only.
+	LocalInfile bool `yaml:"local_infile"`
 }
 
 // AdminCredential is the upstream role that keygate uses to manage per-person
@@ -154,12 +173,14 @@ func ParseDuration(s string) (time.Duration, error) {
 // Engines keygate can front.
 const (
 	EnginePostgres = "postgres"
+	EngineMySQL    = "mysql"
 )
 
 // Default values.
 const (
 	DefaultAPIListen      = "127.0.0.1:8443"
 	DefaultPostgresListen = "127.0.0.1:5433"
+	DefaultMySQLListen    = "127.0.0.1:3307"
 	DefaultShutdownGrace  = 30 * time.Second
 )
 
@@ -367,6 +388,9 @@ func (c *Config) applyDefaults() {
 	if c.Listen.Postgres == "" {
 		c.Listen.Postgres = DefaultPostgresListen
 	}
+	if c.Listen.MySQL == "" {
+		c.Listen.MySQL = DefaultMySQLListen
+	}
 	if len(c.PublicHostnames) == 0 {
 		c.PublicHostnames = []string{"localhost", "127.0.0.1"}
 	}
@@ -390,6 +414,9 @@ func (c *Config) applyDefaults() {
 		}
 		if len(d.Schemas) == 0 {
 			d.Schemas = []string{"public"}
+			if d.Engine == EngineMySQL {
+				d.Schemas = []string{d.Database}
+			}
 		}
 		if d.TLS == "" {
 			d.TLS = "prefer"
@@ -424,7 +451,7 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		add(c.errorAt("data_dir", "data_dir is required: the directory where keygate keeps its state, CA and keys"))
 	}
-	listeners := map[string]string{"listen.api": c.Listen.API, "listen.postgres": c.Listen.Postgres}
+	listeners := map[string]string{"listen.api": c.Listen.API, "listen.postgres": c.Listen.Postgres, "listen.mysql": c.Listen.MySQL}
 	if c.Listen.Metrics != "" {
 		listeners["listen.metrics"] = c.Listen.Metrics
 	}
@@ -433,6 +460,10 @@ func (c *Config) validate() error {
 			add(c.errorAt(key, "%s %q is not host:port", key, addr))
 		}
 	}
+	if !c.Uses(EngineMySQL) {
+		delete(listeners, "listen.mysql")
+	}
+	errs = append(errs, c.listenerConflicts(listeners)...)
 	if err := c.validatePublicURL(); err != nil {
 		add(err)
 	}
@@ -452,19 +483,29 @@ func (c *Config) validate() error {
 			add(c.errorAt(p+".name", "database %q is defined twice", d.Name))
 		}
 		dbs[d.Name] = true
-		if d.Engine != EnginePostgres {
-			add(c.errorAt(p+".engine", "database %q: engine %q is not supported; use postgres", d.Name, d.Engine))
+		if d.Engine != EnginePostgres && d.Engine != EngineMySQL {
+			add(c.errorAt(p+".engine", "database %q: engine %q is not supported; use postgres or mysql (for MySQL and MariaDB)", d.Name, d.Engine))
 		}
 		if _, _, err := net.SplitHostPort(d.Address); err != nil {
 			add(c.errorAt(p+".address", "database %q: address %q is not host:port", d.Name, d.Address))
 		}
 		if d.Admin.User == "" {
-			add(c.errorAt(p+".admin", "database %q: admin.user is required: a role with CREATEROLE that keygate manages per-person roles with", d.Name))
+			what := "a role with CREATEROLE that keygate manages per-person roles with"
+			if d.Engine == EngineMySQL {
+				what = "a user with CREATE USER, PROCESS and CONNECTION ADMIN, SELECT on mysql.* and ALL on the schemas WITH GRANT OPTION, that keygate manages per-person users with"
+			}
+			add(c.errorAt(p+".admin", "database %q: admin.user is required: %s", d.Name, what))
 		}
 		if d.Admin.PasswordEnv == "" {
 			add(c.errorAt(p+".admin", "database %q: admin.password_env is required: the environment variable that holds the admin role's password", d.Name))
 		}
-		if d.OwnerRole != "" && (d.OwnerRole == d.Admin.User || strings.HasPrefix(d.OwnerRole, "keygate_") || strings.HasPrefix(d.OwnerRole, "pg_")) {
+		if d.Engine == EngineMySQL && d.OwnerRole != "" {
+			add(c.errorAt(p+".owner_role", "database %q: owner_role is for PostgreSQL only: MySQL privileges do not follow table ownership, and the admin level already holds every privilege on the schemas; remove it", d.Name))
+		}
+		if d.LocalInfile && d.Engine != EngineMySQL {
+			add(c.errorAt(p+".local_infile", "database %q: local_infile is for engine mysql only: PostgreSQL has no LOAD DATA LOCAL INFILE; remove it", d.Name))
+		}
+		if d.Engine == EnginePostgres && d.OwnerRole != "" && (d.OwnerRole == d.Admin.User || strings.HasPrefix(d.OwnerRole, "keygate_") || strings.HasPrefix(d.OwnerRole, "pg_")) {
 			add(c.errorAt(p+".owner_role", "database %q: owner_role %q: name the role that owns the application's tables, not keygate's admin role, a keygate role or a pg_ role", d.Name, d.OwnerRole))
 		}
 		switch d.TLS {
@@ -480,6 +521,48 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateAudit()...)
 	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)
+}
+
+// listenerConflicts reports two listeners on one port of one host, or of
+// every host (0.0.0.0, ::, or no host): the second would fail to bind at
+// start. Port 0 picks a free port and conflicts with nothing.
+func (c *Config) listenerConflicts(listeners map[string]string) []error {
+	keys := slices.Sorted(maps.Keys(listeners))
+	var errs []error
+	for i, a := range keys {
+		ha, pa, err := net.SplitHostPort(listeners[a])
+		if err != nil || pa == "0" {
+			continue
+		}
+		for _, b := range keys[i+1:] {
+			hb, pb, err := net.SplitHostPort(listeners[b])
+			if err != nil || pb != pa {
+				continue
+			}
+			if ha == hb || anyHost(ha) || anyHost(hb) {
+				// The error points at whichever of the two the file
+				// names last: a default has no line.
+				at := b
+				if c.lines[a] > c.lines[b] {
+					at = a
+				}
+				errs = append(errs, c.errorAt(at, "%s %q and %s %q take the same port: give each listener a port of its own", a, listeners[a], b, listeners[b]))
+			}
+		}
+	}
+	return errs
+}
+
+// anyHost reports whether a listener on host binds every address.
+func anyHost(host string) bool {
+	ip := net.ParseIP(host)
+	return host == "" || (ip != nil && ip.IsUnspecified())
+}
+
+// Uses reports whether at least one database has engine; the server binds
+// an engine's listener only then.
+func (c *Config) Uses(engine string) bool {
+	return slices.ContainsFunc(c.Databases, func(d Database) bool { return d.Engine == engine })
 }
 
 // Path is the file the config was read from.

@@ -99,7 +99,7 @@ func TestExampleParses(t *testing.T) {
 	if want := []string{"db.example.com", "10.0.0.5"}; !reflect.DeepEqual(c.PublicHostnames, want) {
 		t.Errorf("PublicHostnames = %q, want %q", c.PublicHostnames, want)
 	}
-	if c.Listen != (Listen{API: "0.0.0.0:8443", Postgres: "0.0.0.0:5433", Metrics: "127.0.0.1:9090"}) {
+	if c.Listen != (Listen{API: "0.0.0.0:8443", Postgres: "0.0.0.0:5433", MySQL: DefaultMySQLListen, Metrics: "127.0.0.1:9090"}) {
 		t.Errorf("Listen = %+v", c.Listen)
 	}
 	if c.Log != (Log{Level: "debug", Format: "json"}) {

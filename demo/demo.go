@@ -1,7 +1,9 @@
-// Package demo runs keygate's whole journey on a throwaway PostgreSQL and
-// narrates it: a person gets a token, connects through the gateway as their
-// own role, is held to their access level, loses access while connected, and
-// the audit log shows who did what.
+// Package demo runs keygate's whole journey on a throwaway PostgreSQL or
+// MariaDB and narrates it: a person gets a token, connects through the
+// gateway as their own role, is held to their access level, loses access
+// while connected, and the audit log shows who did what. The journey is
+// the same for both engines; what differs (the server, the client, the
+// SQL) is an upstream's.
 package demo
 
 import (
@@ -10,68 +12,126 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keygate/keygate/api"
 	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/internal/throwaway"
-	"github.com/keygate/keygate/localpg"
 	"github.com/keygate/keygate/server"
 )
 
 // Options tune the demo.
 type Options struct {
-	// Keep leaves everything running until ctx ends and prints psql lines.
+	// Keep leaves everything running until ctx ends and prints client lines.
 	Keep bool
+	// Engine is the upstream's: config.EnginePostgres (the default) or
+	// config.EngineMySQL, on MariaDB.
+	Engine string
 }
 
 // adminPasswordEnv is the variable the demo config names for the upstream
 // admin password.
 const adminPasswordEnv = "KEYGATE_DEMO_ADMIN_PASSWORD"
 
-const sampleSchema = `
-SET ROLE keygate_admin;
-CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, country text NOT NULL);
-CREATE TABLE orders (id serial PRIMARY KEY, customer_id int NOT NULL REFERENCES customers, amount numeric(10,2) NOT NULL, placed_at timestamptz NOT NULL DEFAULT now());
-INSERT INTO customers (name, country) VALUES ('Ada Lovelace', 'GB'), ('Grace Hopper', 'US'), ('Edsger Dijkstra', 'NL');
-INSERT INTO orders (customer_id, amount) VALUES (1, 120.00), (2, 75.50), (3, 310.25), (1, 42.00);
-`
-
 type run struct {
 	w       io.Writer
 	step    int
 	dir     string
-	pg      *localpg.Server
+	up      upstream
 	cfgPath string
 	srv     *server.Server
 	admin   *client.Client
-	pgAddr  string
+	// gateway is the address of the gateway for the upstream's engine.
+	gateway string
 	caFile  string
+}
+
+// upstream is the engine's half of the demo: a throwaway server, prepared
+// as a DBA would, the way a client connects, and the SQL of the journey.
+type upstream interface {
+	// start starts the server and prepares it, with adminPassword for
+	// keygate's admin role, narrating through r; stop stops it.
+	start(ctx context.Context, r *run, adminPassword string) error
+	stop()
+	// product names the server for people: "PostgreSQL", "MariaDB";
+	// protocol names its gateway's: "PostgreSQL", "MySQL".
+	product() string
+	protocol() string
+	// database is keygate's name of the demo database.
+	database() string
+	// config is the database's entry under databases:, its admin password
+	// in the variable passwordEnv, and the listen: key of its gateway.
+	config(passwordEnv string) (entry, listenKey string)
+	// gatewayAddr is where srv's gateway for the engine listens.
+	gatewayAddr(srv *server.Server) string
+	// connect opens a session through the gateway at addr as user, with
+	// the token as the password, verifying the gateway against caFile.
+	connect(ctx context.Context, addr, caFile, user, token string) (session, error)
+	// sql is what the journey runs.
+	sql() journeySQL
+	// message says what a client was told when a statement failed.
+	message(err error) string
+	// client is the command line of the engine's usual client that
+	// connects through the gateway at addr as user, verifying it against
+	// caFile, and the environment variable it takes the password from.
+	client(addr, caFile, user string) (passwordVar, command string)
+}
+
+// session is one client connection through the gateway.
+type session interface {
+	// queryRow runs sql and returns the first row's values as text.
+	queryRow(ctx context.Context, sql string) ([]string, error)
+	Close(ctx context.Context) error
+}
+
+// journeySQL is the SQL the journey runs, in the engine's dialect.
+type journeySQL struct {
+	// whoAndCount returns the upstream user and the number of orders.
+	whoAndCount string
+	// insert is alice's attempt to write.
+	insert string
+	// escalate is alice's attempt to take the admin level's privileges.
+	escalate string
+	// write are bob's statements: the last returns the new order's id and
+	// the upstream user that wrote it.
+	write []string
+	// sleep runs for 30 seconds.
+	sleep string
+	// activity says where the upstream shows who a session is.
+	activity string
+}
+
+// newUpstream is the upstream for engine.
+func newUpstream(engine string) (upstream, error) {
+	switch engine {
+	case "", config.EnginePostgres:
+		return &postgres{}, nil
+	case config.EngineMySQL:
+		return &mariaDB{}, nil
+	}
+	return nil, fmt.Errorf("--engine %q: use postgres or mysql (MariaDB)", engine)
 }
 
 // Run runs the demo, writing the narration to w. It cleans up after itself,
 // also when ctx is cancelled.
 func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
-	r := &run{w: w}
+	up, err := newUpstream(opts.Engine)
+	if err != nil {
+		return err
+	}
+	r := &run{w: w, up: up}
 	fmt.Fprintln(w, "keygate demo: company identity → 15-minute token → per-person database role → audit")
 	fmt.Fprintln(w)
 
-	r.say("Starting a throwaway PostgreSQL from this machine's binaries")
-	start := time.Now()
-	if r.pg, err = localpg.Start(ctx, localpg.Options{}); err != nil {
-		return err
-	}
-	defer r.pg.Stop()
-	r.result("%s on %s (initdb into a temporary directory, %.1fs)", r.pg.Version, r.pg.Address(), time.Since(start).Seconds())
-	if err := r.prepareUpstream(ctx); err != nil {
+	password := credential.New("")
+	os.Setenv(adminPasswordEnv, password)
+	defer up.stop()
+	if err := up.start(ctx, r, password); err != nil {
 		return err
 	}
 
@@ -99,7 +159,7 @@ func Run(ctx context.Context, w io.Writer, opts Options) (err error) {
 		r.keep(ctx)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "Cleaning up: stopping keygate and PostgreSQL, removing their directories.")
+	fmt.Fprintf(w, "Cleaning up: stopping keygate and %s, removing their directories.\n", up.product())
 	return nil
 }
 
@@ -116,54 +176,27 @@ func (r *run) detail(format string, args ...any) {
 	fmt.Fprintf(r.w, "      %s\n", fmt.Sprintf(format, args...))
 }
 
-// prepareUpstream creates what a DBA would: the role keygate manages people
-// with, and a database with some data in it.
-func (r *run) prepareUpstream(ctx context.Context) error {
-	r.say("Preparing the upstream: role keygate_admin (LOGIN CREATEROLE, pg_signal_backend, pg_read_all_stats), database orders, sample tables")
-	password := credential.New("")
-	os.Setenv(adminPasswordEnv, password)
-	for _, sql := range []string{
-		fmt.Sprintf(`CREATE ROLE keygate_admin LOGIN CREATEROLE PASSWORD '%s'`, password),
-		`GRANT pg_signal_backend, pg_read_all_stats TO keygate_admin`,
-		`CREATE DATABASE orders OWNER keygate_admin`,
-	} {
-		if err := r.pg.Exec(ctx, "postgres", sql); err != nil {
-			return err
-		}
-	}
-	if err := r.pg.Exec(ctx, "orders", sampleSchema); err != nil {
-		return err
-	}
-	r.result("tables customers (3 rows) and orders (4 rows), owned by keygate_admin")
-	return nil
-}
-
 func (r *run) startServer(ctx context.Context, done chan<- error) error {
 	apiPort, err := throwaway.FreePort()
 	if err != nil {
 		return err
 	}
-	pgPort, err := throwaway.FreePort()
+	gwPort, err := throwaway.FreePort()
 	if err != nil {
 		return err
+	}
+	entry, listenKey := r.up.config(adminPasswordEnv)
+	listen := fmt.Sprintf("  api: 127.0.0.1:%d\n  %s: 127.0.0.1:%d\n", apiPort, listenKey, gwPort)
+	if listenKey != "postgres" {
+		// The PostgreSQL gateway always listens: on any free port here,
+		// so as not to take one a keygate on this machine may use.
+		listen += "  postgres: 127.0.0.1:0\n"
 	}
 	cfgText := fmt.Sprintf(`data_dir: ./data
 public_hostnames: [localhost, 127.0.0.1]
 listen:
-  api: 127.0.0.1:%d
-  postgres: 127.0.0.1:%d
-databases:
-  - name: orders
-    engine: postgres
-    address: %s
-    database: orders
-    schemas: [public]
-    tags: {environment: demo}
-    tls: disable
-    admin:
-      user: keygate_admin
-      password_env: %s
-permission_sets:
+%[2]sdatabases:
+%[3]spermission_sets:
   - name: db-readonly
     access: ro
     token_ttl: 15m
@@ -172,12 +205,12 @@ permission_sets:
 assignments:
   - group: analysts
     permission_set: db-readonly
-    databases: [orders]
+    databases: [%[1]s]
   - group: engineers
     permission_set: db-readwrite
-    databases: [orders]
+    databases: [%[1]s]
 shutdown_grace: 2s
-`, apiPort, pgPort, r.pg.Address(), adminPasswordEnv)
+`, r.up.database(), listen, entry)
 	r.cfgPath = filepath.Join(r.dir, "keygate.yaml")
 	if err := os.WriteFile(r.cfgPath, []byte(cfgText), 0o600); err != nil {
 		return err
@@ -202,7 +235,7 @@ shutdown_grace: 2s
 		logFile.Close()
 		done <- err
 	}()
-	r.pgAddr, r.caFile = srv.PostgresAddr(), srv.CAFile()
+	r.gateway, r.caFile = r.up.gatewayAddr(srv), srv.CAFile()
 	cred, err := os.ReadFile(cfg.DataPath(server.AdminCredentialFile))
 	if err != nil {
 		return err
@@ -210,7 +243,7 @@ shutdown_grace: 2s
 	if r.admin, err = client.New(cfg.APIURL(), r.caFile, strings.TrimSpace(string(cred))); err != nil {
 		return err
 	}
-	r.result("API https://%s, PostgreSQL gateway %s (TLS only, certificate from keygate's own CA)", srv.APIAddr(), r.pgAddr)
+	r.result("API https://%s, %s gateway %s (TLS only, certificate from keygate's own CA)", srv.APIAddr(), r.up.protocol(), r.gateway)
 	r.detail("config: %s", r.cfgPath)
 	return nil
 }
@@ -222,6 +255,7 @@ type person struct {
 }
 
 func (r *run) journey(ctx context.Context) error {
+	db, q := r.up.database(), r.up.sql()
 	r.say("People: alice in analysts → db-readonly (ro); bob in engineers → db-readwrite (rw)")
 	alice, err := r.person(ctx, "alice", "analysts")
 	if err != nil {
@@ -233,59 +267,61 @@ func (r *run) journey(ctx context.Context) error {
 	}
 	r.result("created with `keygate admin user add`, each given a sign-in session")
 
-	r.say("alice asks for a token: keygate db token orders")
-	tok, err := alice.client.Token(ctx, "orders", "")
+	r.say("alice asks for a token: keygate db token %s", db)
+	tok, err := alice.client.Token(ctx, db, "")
 	if err != nil {
 		return err
 	}
 	r.result("%s token, %d characters, expires %s (in %s)", tok.Access, len(tok.Token), tok.ExpiresAt.Local().Format("15:04:05"), time.Until(tok.ExpiresAt).Round(time.Minute))
-	r.detail("PASETO v4.public, signed by keygate, bound to alice, orders and ro")
+	r.detail("PASETO v4.public, signed by keygate, bound to alice, %s and ro", db)
 
-	r.say(`alice connects: psql "host=127.0.0.1 port=%s dbname=orders user=alice sslmode=verify-full sslrootcert=ca.pem", token as password`, portOf(r.pgAddr))
-	conn, err := r.connect(ctx, "alice", tok.Token)
+	_, command := r.up.client(r.gateway, "ca.pem", "alice")
+	r.say("alice connects: %s, token as password", command)
+	conn, err := r.up.connect(ctx, r.gateway, r.caFile, "alice", tok.Token)
 	if err != nil {
 		return err
 	}
 	defer conn.Close(ctx)
-	row, err := queryRow(ctx, conn, "SELECT session_user, (SELECT count(*) FROM orders)")
+	row, err := conn.queryRow(ctx, q.whoAndCount)
 	if err != nil {
 		return err
 	}
-	r.result("upstream she is %s (pg_stat_activity shows this role); SELECT count(*) FROM orders → %s", row[0], row[1])
-	_, err = queryRow(ctx, conn, "INSERT INTO orders (customer_id, amount) VALUES (2, 9.99)")
-	r.result("INSERT INTO orders ... → %s", pgMessage(err))
-	_, err = queryRow(ctx, conn, `SET ROLE keygate_admin`)
-	r.result("SET ROLE keygate_admin → %s", pgMessage(err))
+	r.result("upstream she is %s (%s); SELECT count(*) FROM orders → %s", row[0], q.activity, row[1])
+	_, err = conn.queryRow(ctx, q.insert)
+	r.result("INSERT INTO orders ... → %s", r.up.message(err))
+	_, err = conn.queryRow(ctx, q.escalate)
+	r.result("%s → %s", q.escalate, r.up.message(err))
 
-	r.say("alice asks for read-write: keygate db token orders --access rw")
-	_, err = alice.client.Token(ctx, "orders", "rw")
+	r.say("alice asks for read-write: keygate db token %s --access rw", db)
+	_, err = alice.client.Token(ctx, db, "rw")
 	r.result("refused: %s", messageOf(err))
 
-	r.say("bob, in engineers (rw), asks for a token: keygate db token orders")
-	btok, err := bob.client.Token(ctx, "orders", "")
+	r.say("bob, in engineers (rw), asks for a token: keygate db token %s", db)
+	btok, err := bob.client.Token(ctx, db, "")
 	if err != nil {
 		return err
 	}
 	r.result("%s token: without --access, keygate gives the least privilege he may use", btok.Access)
-	r.say("bob asks for read-write to write: keygate db token orders --access rw")
-	if btok, err = bob.client.Token(ctx, "orders", "rw"); err != nil {
+	r.say("bob asks for read-write to write: keygate db token %s --access rw", db)
+	if btok, err = bob.client.Token(ctx, db, "rw"); err != nil {
 		return err
 	}
-	bconn, err := r.connect(ctx, "bob", btok.Token)
+	bconn, err := r.up.connect(ctx, r.gateway, r.caFile, "bob", btok.Token)
 	if err != nil {
 		return err
 	}
 	defer bconn.Close(ctx)
-	row, err = queryRow(ctx, bconn, "INSERT INTO orders (customer_id, amount) VALUES (3, 18.50) RETURNING id, session_user")
-	if err != nil {
-		return err
+	for _, stmt := range q.write {
+		if row, err = bconn.queryRow(ctx, stmt); err != nil {
+			return err
+		}
 	}
-	r.result("INSERT ... RETURNING id → order %s, written as %s", row[0], row[1])
+	r.result("%s → order %s, written as %s", strings.Join(q.write, "; "), row[0], row[1])
 
-	r.say("alice runs a long query (SELECT pg_sleep(30)); meanwhile she is removed from analysts")
+	r.say("alice runs a long query (%s); meanwhile she is removed from analysts", q.sleep)
 	ended := make(chan error, 1)
 	go func() {
-		_, err := queryRow(ctx, conn, "SELECT pg_sleep(30)")
+		_, err := conn.queryRow(ctx, q.sleep)
 		ended <- err
 	}()
 	time.Sleep(300 * time.Millisecond)
@@ -301,8 +337,8 @@ func (r *run) journey(ctx context.Context) error {
 	}
 	r.result("her live session ended %s after `keygate admin group remove-member analysts alice` was sent (the call took %s)",
 		time.Since(requested).Round(10*time.Microsecond), call.Round(10*time.Microsecond))
-	r.detail("she saw: %s", pgMessage(err))
-	_, err = alice.client.Token(ctx, "orders", "")
+	r.detail("she saw: %s", r.up.message(err))
+	_, err = alice.client.Token(ctx, db, "")
 	r.result("her next token request: %s", messageOf(err))
 
 	r.say("The audit log: keygate audit --since 10m")
@@ -326,52 +362,11 @@ func (r *run) person(ctx context.Context, name, group string) (*person, error) {
 
 func (r *run) srvURL() string { return "https://" + r.srv.APIAddr() }
 
-func (r *run) connect(ctx context.Context, user, tok string) (*pgconn.PgConn, error) {
-	host, port, _ := net.SplitHostPort(r.pgAddr)
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=%s port=%s dbname=orders user=%s sslmode=verify-full sslrootcert=%s", host, port, user, r.caFile))
-	if err != nil {
-		return nil, err
-	}
-	cfg.Password = tok
-	return pgconn.ConnectConfig(ctx, cfg)
-}
-
-// queryRow runs sql and returns the first row's values as text.
-func queryRow(ctx context.Context, c *pgconn.PgConn, sql string) ([]string, error) {
-	res := c.ExecParams(ctx, sql, nil, nil, nil, nil).Read()
-	if res.Err != nil {
-		return nil, res.Err
-	}
-	var out []string
-	if len(res.Rows) > 0 {
-		for _, v := range res.Rows[0] {
-			out = append(out, string(v))
-		}
-	}
-	return out, nil
-}
-
-func pgMessage(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return fmt.Sprintf("%s: %s (SQLSTATE %s)", pgErr.Severity, pgErr.Message, pgErr.Code)
-	}
-	if err == nil {
-		return "succeeded"
-	}
-	return err.Error()
-}
-
 func messageOf(err error) string {
 	if err == nil {
 		return "granted (unexpected)"
 	}
 	return err.Error()
-}
-
-func portOf(addr string) string {
-	_, port, _ := net.SplitHostPort(addr)
-	return port
 }
 
 func (r *run) showAudit(ctx context.Context) error {
@@ -389,7 +384,7 @@ func (r *run) showAudit(ctx context.Context) error {
 		case e.Detail["group"] != nil:
 			what = fmt.Sprintf("group %v", e.Detail["group"])
 		}
-		fmt.Fprintf(r.w, "      %s  %-27s %-5s %-6s %-5s %s\n", e.Time.Local().Format("15:04:05.000"), e.Type, e.User, e.Database, e.Access, clip(what, 110))
+		fmt.Fprintf(r.w, "      %s  %-27s %-5s %-*s %-5s %s\n", e.Time.Local().Format("15:04:05.000"), e.Type, e.User, len(r.up.database()), e.Database, e.Access, clip(what, 110))
 		return nil
 	})
 	fmt.Fprintln(r.w)
@@ -410,16 +405,16 @@ func (r *run) keep(ctx context.Context) {
 	if err != nil || strings.Contains(exe, "go-build") {
 		exe = "go run ./cmd/keygate"
 	}
-	host, port, _ := net.SplitHostPort(r.pgAddr)
+	passwordVar, command := r.up.client(r.gateway, r.caFile, "bob")
 	fmt.Fprintf(r.w, `Everything is still running. In another terminal:
 
   export KEYGATE_CONFIG=%s
   export KEYGATE_SESSION=$(%s admin session create bob | tail -n1)
-  PGPASSWORD=$(%s db token orders) psql "host=%s port=%s dbname=orders user=bob sslmode=verify-full sslrootcert=%s"
+  %s=$(%s db token %s) %s
   %s audit --user bob
 
 keygate's log: %s
 Press Ctrl-C to stop and clean up.
-`, r.cfgPath, exe, exe, host, port, r.caFile, exe, filepath.Join(r.dir, "keygate.log"))
+`, r.cfgPath, exe, passwordVar, exe, r.up.database(), command, exe, filepath.Join(r.dir, "keygate.log"))
 	<-ctx.Done()
 }

@@ -153,6 +153,11 @@ type kgServer struct {
 	cmd     *exec.Cmd
 	done    chan struct{}
 	pg      *testenv.Postgres
+	// my is the MariaDB behind orders_my, myDB its database there, and
+	// myPort the MySQL gateway's port; all zero unless serverOptions.mysql.
+	my     *testenv.MariaDB
+	myDB   string
+	myPort int
 	// env is added to the server process's environment.
 	env []string
 
@@ -188,7 +193,10 @@ type serverOptions struct {
 	// ordersSetup runs as the superuser in the orders database, after the
 	// sample schema; ordersConfig is added to orders' config entry.
 	ordersSetup, ordersConfig string
-	stopWithTest              bool
+	// mysql adds orders_my, a MariaDB database (see startMySQL), granted
+	// as orders is, and the MySQL gateway.
+	mysql        bool
+	stopWithTest bool
 }
 
 // startServerWith is startServer with more choices.
@@ -220,6 +228,9 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 		t.Fatal(err)
 	}
 	s := &kgServer{dir: dir, pg: pg, env: o.env, sessions: map[string]string{}}
+	if o.mysql {
+		s.my, s.myDB = startMySQL(t, dbPrefix)
+	}
 	s.cfgPath = filepath.Join(dir, "keygate.yaml")
 	s.logPath = filepath.Join(dir, "server.log")
 	// A port picked free can be taken (by another package's test server)
@@ -232,6 +243,10 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 		s.pgPort = pgPort
 		s.apiURL = fmt.Sprintf("https://127.0.0.1:%d", apiPort)
 		cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB)
+		if s.my != nil {
+			s.myPort = freePort(t)
+			cfg = withMySQL(cfg, s.myPort, s.my, s.myDB)
+		}
 		if o.billingTags != "" {
 			billing := "    database: " + billingDB + "\n"
 			cfg = strings.Replace(cfg, billing, billing+"    tags: "+o.billingTags+"\n", 1)
@@ -278,7 +293,11 @@ func (s *kgServer) tryLaunch() error {
 		return err
 	}
 	s.cmd = exec.Command(keygateBin, "server", "--config", s.cfgPath)
-	s.cmd.Env = append(append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+s.pg.AdminPassword), s.env...)
+	s.cmd.Env = append(os.Environ(), "ORDERS_ADMIN_PASSWORD="+s.pg.AdminPassword)
+	if s.my != nil {
+		s.cmd.Env = append(s.cmd.Env, mysqlPasswordEnv+"="+s.my.AdminPassword)
+	}
+	s.cmd.Env = append(s.cmd.Env, s.env...)
 	s.cmd.Stdout, s.cmd.Stderr = logf, logf
 	if err := s.cmd.Start(); err != nil {
 		logf.Close()

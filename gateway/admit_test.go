@@ -49,7 +49,7 @@ func TestAdmit(t *testing.T) {
 		{"engine's own reason", &Refusal{Kind: RefusedUnavailable, Reason: "database orders is unavailable right now"}, RefusedUnavailable, "database orders is unavailable right now"},
 		{"other failure", errors.New("dial tcp: refused"), RefusedUnavailable, "keygate could not log you in to orders upstream; the keygate log says why"},
 	} {
-		before := len(f.audit.ofType(audit.ConnectRefused))
+		before := len(f.audit.OfType(audit.ConnectRefused))
 		_, err := f.gw.Admit(ctx, hello, connectorFunc(func(_ context.Context, db string, d access.Decision, c token.Claims) (*Session, error) {
 			if db != "orders" || d.User != "alice" || c.Access != access.ReadOnly {
 				t.Errorf("%s: Connect(%q, %+v, %+v)", tc.name, db, d, c)
@@ -59,7 +59,7 @@ func TestAdmit(t *testing.T) {
 		if !errors.As(err, &r) || r.Kind != tc.kind || r.Reason != tc.reason {
 			t.Errorf("%s: %v, want %v %q", tc.name, err, tc.kind, tc.reason)
 		}
-		refused := f.audit.ofType(audit.ConnectRefused)
+		refused := f.audit.OfType(audit.ConnectRefused)
 		if len(refused) != before+1 {
 			t.Fatalf("%s: %d refusals audited, want %d", tc.name, len(refused), before+1)
 		}
@@ -93,7 +93,7 @@ func TestAdmit(t *testing.T) {
 	if !errors.As(err, &r) || r.Reason != "keygate is shutting down" || !aborted {
 		t.Fatalf("admitted while shutting down: %v, backend ended %t", err, aborted)
 	}
-	if ends := f.audit.ofType(audit.SessionEnd); len(ends) != 1 || ends[0].Reason != "keygate is shutting down" {
+	if ends := f.audit.OfType(audit.SessionEnd); len(ends) != 1 || ends[0].Reason != "keygate is shutting down" {
 		t.Fatalf("session.end = %+v", ends)
 	}
 }

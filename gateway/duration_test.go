@@ -71,7 +71,7 @@ func TestSessionDurationEndsSession(t *testing.T) {
 	if n := f.pendingTimers(); n != 1 {
 		t.Fatalf("%d timers armed, want 1 (for alice only)", n)
 	}
-	for _, e := range f.audit.ofType(audit.SessionStart) {
+	for _, e := range f.audit.OfType(audit.SessionStart) {
 		want := map[string]any{"upstream_role": "", "token_id": ""}
 		if e.User == "alice" {
 			want["permission_set"], want["session_duration_ms"] = "prod-readonly", int64(3_600_000)
@@ -93,7 +93,7 @@ func TestSessionDurationEndsSession(t *testing.T) {
 
 	// The engine unregisters the killed session with the kill reason.
 	f.gw.Unregister(s, durationReason("prod-readonly"), BackendEnd{How: BackendClosed})
-	ends := f.audit.ofType(audit.SessionEnd)
+	ends := f.audit.OfType(audit.SessionEnd)
 	if len(ends) != 1 || ends[0].Reason != durationReason("prod-readonly") || ends[0].Detail["duration_ms"] != int64(3_600_000) {
 		t.Fatalf("session.end = %+v", ends)
 	}

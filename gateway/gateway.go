@@ -260,7 +260,9 @@ func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, t
 	if !strings.EqualFold(c.User, h.User) {
 		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token was issued to %s, not %s: connect with user=%s", c.User, masked(h.User), c.User)}
 	}
-	if c.Database != h.Database {
+	// An empty database is the token's: a MySQL client may connect
+	// without naming one.
+	if h.Database != "" && c.Database != h.Database {
 		return access.Decision{}, c, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("the token is for database %s, not %s: connect with dbname=%s", c.Database, masked(h.Database), c.Database)}
 	}
 	d, err := g.authz.Authorize(ctx, authz.Request{User: c.User, Database: c.Database, Level: c.Access, SignIn: c.Session})
@@ -288,9 +290,15 @@ type Session struct {
 	// Engine names the engine serving the session; its cancel keys are
 	// its own, so that one engine's key never reaches another's session.
 	Engine string
-	// CancelID and CancelSecret are the cancel key Register gives the
-	// session, keygate's own, never the upstream's. The core does not read
-	// them: the engine hands them to its client in its protocol's form
+	// Auth is how the client gave its token, where the protocol has more
+	// than one way (MySQL: caching_sha2_password or mysql_clear_password);
+	// session.start records it as detail.auth.
+	Auth string
+	// CancelID and CancelSecret are the cancel key of the session,
+	// keygate's own, never the upstream's. Register draws them unless the
+	// engine set CancelID already, to the id it showed its client before
+	// authentication (MySQL's connection id). The core does not read them:
+	// the engine hands them to its client in its protocol's form
 	// (PostgreSQL's process id and secret key).
 	CancelID     uint32
 	CancelSecret uint32
@@ -406,16 +414,21 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 		s.Control.Kill("keygate is shutting down")
 		return &Refusal{Kind: RefusedUnavailable, Reason: "keygate is shutting down"}
 	}
-	for {
-		s.CancelID, s.CancelSecret = randomKey()
-		if _, taken := g.byKey[cancelKey{s.Engine, s.CancelID}]; !taken && s.CancelID != 0 {
-			break
+	if _, taken := g.byKey[cancelKey{s.Engine, s.CancelID}]; taken || s.CancelID == 0 {
+		for {
+			s.CancelID, s.CancelSecret = randomKey()
+			if _, taken := g.byKey[cancelKey{s.Engine, s.CancelID}]; !taken && s.CancelID != 0 {
+				break
+			}
 		}
 	}
 	g.sessions[s] = struct{}{}
 	g.byKey[cancelKey{s.Engine, s.CancelID}] = s
 	g.mu.Unlock()
 	detail := map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}
+	if s.Auth != "" {
+		detail["auth"] = s.Auth
+	}
 	if ps := s.Grant.PermissionSet; ps.SessionDuration > 0 {
 		// An auditor reading the start learns when the session must end
 		// at the latest, and under which set.
@@ -617,13 +630,30 @@ func (g *Gateway) Cancel(ctx context.Context, engine string, id, secret uint32, 
 		}
 		return
 	}
+	g.CancelSession(ctx, s, client)
+}
+
+// Lookup finds engine's live session by its cancel id, for a protocol
+// whose cancel request names a session by id alone (MySQL's KILL QUERY
+// id, sent over an authenticated connection): the engine must check that
+// the asker may act on it.
+func (g *Gateway) Lookup(engine string, id uint32) *Session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.byKey[cancelKey{engine, id}]
+}
+
+// CancelSession cancels the statement s runs upstream, at client's
+// request, and audits it; it reports whether the cancel went through.
+func (g *Gateway) CancelSession(ctx context.Context, s *Session, client string) bool {
 	ctx, cancel := context.WithTimeout(ctx, cancelTimeout)
 	defer cancel()
 	if err := s.Control.CancelUpstream(ctx); err != nil {
 		g.log.Warn("cancel failed", "session", s.ID, "err", err)
-		return
+		return false
 	}
 	g.audit.Record(audit.Event{Type: audit.QueryCancel, User: s.User, Database: s.Database, Access: string(s.Level), Client: client, SessionID: s.ID})
+	return true
 }
 
 // cancelTimeout bounds forwarding a cancel request upstream.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/audit/audittest"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/token"
@@ -57,40 +58,10 @@ func (a *stubAuthz) set(user string, ok bool) {
 	a.allowed[user] = ok
 }
 
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-	err    error
-}
-
-func (r *recorder) Err() error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.err
-}
-
-func (r *recorder) Record(e audit.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) ofType(typ string) []audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []audit.Event
-	for _, e := range r.events {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
-}
-
 type fixture struct {
 	gw     *Gateway
 	authz  *stubAuthz
-	audit  *recorder
+	audit  *audittest.Recorder
 	issuer *token.Issuer
 	now    time.Time
 
@@ -108,7 +79,7 @@ type fakeTimer struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	f := &fixture{authz: &stubAuthz{allowed: map[string]bool{"alice": true, "bob": true}, sets: map[string]access.PermissionSet{}}, audit: &recorder{}, now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
+	f := &fixture{authz: &stubAuthz{allowed: map[string]bool{"alice": true, "bob": true}, sets: map[string]access.PermissionSet{}}, audit: &audittest.Recorder{}, now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)}
 	keys := token.NewMemoryKeys()
 	clock := func() time.Time { return f.now }
 	f.issuer = &token.Issuer{Keys: keys, Now: clock}
@@ -212,7 +183,7 @@ func TestAuthenticate(t *testing.T) {
 			}
 		})
 	}
-	refused := f.audit.ofType(audit.ConnectRefused)
+	refused := f.audit.OfType(audit.ConnectRefused)
 	if len(refused) != len(tests) {
 		t.Fatalf("%d refusals audited, want %d", len(refused), len(tests))
 	}
@@ -356,7 +327,7 @@ func TestCancelMatchesKey(t *testing.T) {
 	if len(cancelled) != 1 || cancelled[0] != "alice" {
 		t.Fatalf("cancelled %v, want alice", cancelled)
 	}
-	if len(f.audit.ofType(audit.QueryCancel)) != 1 {
+	if len(f.audit.OfType(audit.QueryCancel)) != 1 {
 		t.Fatal("cancel not audited")
 	}
 	f.gw.Unregister(s, "done", BackendEnd{How: BackendClosed})
@@ -364,7 +335,7 @@ func TestCancelMatchesKey(t *testing.T) {
 	if len(cancelled) != 1 {
 		t.Fatal("a cancel reached an ended session")
 	}
-	ends := f.audit.ofType(audit.SessionEnd)
+	ends := f.audit.OfType(audit.SessionEnd)
 	if len(ends) != 1 || ends[0].Reason != "done" || ends[0].Detail["duration_ms"] == nil {
 		t.Fatalf("session.end = %+v", ends)
 	}
@@ -381,7 +352,7 @@ func TestNamesAreMasked(t *testing.T) {
 			t.Fatalf("refusal for user %.20q...: %v", user, err)
 		}
 	}
-	for _, e := range f.audit.ofType(audit.ConnectRefused) {
+	for _, e := range f.audit.OfType(audit.ConnectRefused) {
 		if strings.Contains(fmt.Sprint(e), "v4.public.") || len(e.User) > maxNameInRefusal+len("…") || len(e.Reason) > 500 {
 			t.Fatalf("audited refusal: %.200q", fmt.Sprint(e))
 		}

@@ -141,17 +141,13 @@ func TestSampler(t *testing.T) {
 func TestNoSessionWhileTheAuditFails(t *testing.T) {
 	f := newFixture(t)
 	alice := f.token(t, "alice", "orders", 15*time.Minute)
-	f.audit.mu.Lock()
-	f.audit.err = errors.New("disk full")
-	f.audit.mu.Unlock()
+	f.audit.SetErr(errors.New("disk full"))
 	_, _, err := f.gw.Authenticate(context.Background(), Hello{User: "alice", Database: "orders", Token: alice})
 	var r *Refusal
 	if !errors.As(err, &r) || r.Kind != RefusedUnavailable || !strings.Contains(r.Reason, "cannot write its audit log") || strings.Contains(r.Reason, "disk") {
 		t.Fatalf("with the audit failing: %v", err)
 	}
-	f.audit.mu.Lock()
-	f.audit.err = nil
-	f.audit.mu.Unlock()
+	f.audit.SetErr(nil)
 	if _, _, err := f.gw.Authenticate(context.Background(), Hello{User: "alice", Database: "orders", Token: alice}); err != nil {
 		t.Fatalf("once the audit works again: %v", err)
 	}
@@ -164,12 +160,12 @@ func TestProtocolRefusalsAreSampled(t *testing.T) {
 	for range 20 {
 		f.gw.Refuse(Hello{Client: "10.0.0.9:1234"}, emptyClaims, &Refusal{Kind: RefusedProtocol, Reason: "invalid start-up packet"})
 	}
-	if n := len(f.audit.ofType(audit.ConnectRefused)); n != sampleBurst {
+	if n := len(f.audit.OfType(audit.ConnectRefused)); n != sampleBurst {
 		t.Fatalf("%d refusals audited, want %d", n, sampleBurst)
 	}
 	f.now = f.now.Add(sampleWindow)
 	f.gw.Refuse(Hello{Client: "10.0.0.9:1234"}, emptyClaims, &Refusal{Kind: RefusedProtocol, Reason: "invalid start-up packet"})
-	ev := f.audit.ofType(audit.ConnectRefused)
+	ev := f.audit.OfType(audit.ConnectRefused)
 	if last := ev[len(ev)-1]; last.Detail["suppressed"] != 20-sampleBurst {
 		t.Fatalf("the refusal after the window says %v suppressed", last.Detail["suppressed"])
 	}

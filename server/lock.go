@@ -27,6 +27,7 @@ type Holder struct {
 	What     string    `json:"what"`
 	API      string    `json:"api,omitempty"`
 	Postgres string    `json:"postgres,omitempty"`
+	MySQL    string    `json:"mysql,omitempty"`
 	Metrics  string    `json:"metrics,omitempty"`
 	Since    time.Time `json:"since"`
 }
@@ -39,7 +40,7 @@ func (h Holder) String() string {
 		what = "process"
 	}
 	var parts []string
-	for _, p := range []struct{ name, addr string }{{"api", h.API}, {"postgres", h.Postgres}, {"metrics", h.Metrics}} {
+	for _, p := range []struct{ name, addr string }{{"api", h.API}, {"postgres", h.Postgres}, {"mysql", h.MySQL}, {"metrics", h.Metrics}} {
 		if p.addr != "" {
 			parts = append(parts, p.name+" "+p.addr)
 		}
@@ -119,9 +120,10 @@ func AcquireLock(dir, what string) (*Lock, error) {
 	return l, nil
 }
 
-// SetAddrs records the addresses the holder listens on, once bound.
-func (l *Lock) SetAddrs(api, postgres, metrics string) error {
-	l.holder.API, l.holder.Postgres, l.holder.Metrics = api, postgres, metrics
+// SetAddrs records the addresses the holder listens on, once bound: those
+// of addrs, whose other fields are ignored.
+func (l *Lock) SetAddrs(addrs Holder) error {
+	l.holder.API, l.holder.Postgres, l.holder.MySQL, l.holder.Metrics = addrs.API, addrs.Postgres, addrs.MySQL, addrs.Metrics
 	return l.write()
 }
 

@@ -34,7 +34,7 @@ func TestLockNamesTheHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := first.SetAddrs("127.0.0.1:8443", "127.0.0.1:5433", ""); err != nil {
+	if err := first.SetAddrs(Holder{API: "127.0.0.1:8443", Postgres: "127.0.0.1:5433"}); err != nil {
 		t.Fatal(err)
 	}
 	_, err = AcquireLock(dir, "server")

@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/gateway"
+	"github.com/keygate/keygate/gateway/mysqlwire"
 	"github.com/keygate/keygate/gateway/pgwire"
 	"github.com/keygate/keygate/internal/atomicfile"
 	"github.com/keygate/keygate/metrics"
@@ -37,7 +38,8 @@ import (
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream"
-	// The PostgreSQL provisioner registers itself.
+	// The provisioners register themselves.
+	_ "github.com/keygate/keygate/upstream/mysql"
 	_ "github.com/keygate/keygate/upstream/postgres"
 )
 
@@ -62,8 +64,12 @@ type Server struct {
 	apiLn     net.Listener
 	pgLn      net.Listener
 	pgEngine  gateway.Engine
-	saml      *saml.Provider // nil unless sso.saml is configured
-	authz     *authz.Authz
+	// myLn and myEngine serve engine: mysql databases; both are nil when
+	// the config has none, so that such an install binds no MySQL port.
+	myLn     net.Listener
+	myEngine gateway.Engine
+	saml     *saml.Provider // nil unless sso.saml is configured
+	authz    *authz.Authz
 
 	// reloadMu serialises reloads, from SIGHUP and the API alike.
 	reloadMu sync.Mutex
@@ -184,10 +190,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 		return metrics.SprawlState{}
 	}))
-	s.pgEngine, err = gateway.NewEngine(pgwire.EngineName, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: s.upstreams.Of(pgwire.EngineName),
-		MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate})
-	if err != nil {
+	newEngine := func(name string) (gateway.Engine, error) {
+		return gateway.NewEngine(name, gateway.EngineOptions{Gateway: s.gw, TLS: s.ca.ServerTLS, Upstreams: s.upstreams.Of(name),
+			MaxStatement: int(cfg.Audit.MaxStatementSize), TruncateOversized: cfg.Audit.OversizedStatements == config.OversizedTruncate})
+	}
+	if s.pgEngine, err = newEngine(pgwire.EngineName); err != nil {
 		return nil, err
+	}
+	if cfg.Uses(config.EngineMySQL) {
+		if s.myEngine, err = newEngine(mysqlwire.EngineName); err != nil {
+			return nil, err
+		}
 	}
 	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates))
 
@@ -202,7 +215,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
 		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s,
-		LiveSessions: s.liveSessions, Health: s.health, Reach: api.ConfigReach(cfg, s.PostgresAddr)}
+		LiveSessions: s.liveSessions, Health: s.health, Reach: api.ConfigReach(s.cfg, s.gatewayAddr)}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
@@ -214,6 +227,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	if s.pgLn, err = listen("listen.postgres", cfg.Listen.Postgres); err != nil {
 		return nil, err
 	}
+	if s.myEngine != nil {
+		if s.myLn, err = listen("listen.mysql", cfg.Listen.MySQL); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Listen.Metrics != "" {
 		if s.metricsLn, err = listen("listen.metrics", cfg.Listen.Metrics); err != nil {
 			return nil, err
@@ -222,7 +240,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 			ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 			ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	}
-	if err := s.lock.SetAddrs(s.APIAddr(), s.PostgresAddr(), s.MetricsAddr()); err != nil {
+	if err := s.lock.SetAddrs(Holder{API: s.APIAddr(), Postgres: s.PostgresAddr(), MySQL: s.MySQLAddr(), Metrics: s.MetricsAddr()}); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -232,7 +250,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 // admin role's password.
 func UpstreamConfig(cfg *config.Config, d config.Database, password string) upstream.Config {
 	return upstream.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas, OwnerRole: d.OwnerRole,
-		AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile)}
+		AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile), LocalInfile: d.LocalInfile}
 }
 
 func accessDatabases(dbs []config.Database) []access.Database {
@@ -282,6 +300,15 @@ func (s *Server) APIAddr() string { return s.apiLn.Addr().String() }
 // PostgresAddr is the address the PostgreSQL gateway listens on.
 func (s *Server) PostgresAddr() string { return s.pgLn.Addr().String() }
 
+// MySQLAddr is the address the MySQL gateway listens on, or "" when no
+// database has engine: mysql.
+func (s *Server) MySQLAddr() string {
+	if s.myLn == nil {
+		return ""
+	}
+	return s.myLn.Addr().String()
+}
+
 // MetricsAddr is the address metrics are served on, or "" when
 // listen.metrics is not set.
 func (s *Server) MetricsAddr() string {
@@ -324,7 +351,7 @@ func (s *Server) Run(ctx context.Context) error {
 		go s.saml.Run(ctx)
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() {
 		if err := s.http.ServeTLS(s.apiLn, "", ""); !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("api: %w", err)
@@ -335,6 +362,13 @@ func (s *Server) Run(ctx context.Context) error {
 			errc <- fmt.Errorf("postgres gateway: %w", err)
 		}
 	}()
+	if s.myLn != nil {
+		go func() {
+			if err := s.gw.Serve(ctx, s.myLn, s.myEngine); err != nil {
+				errc <- fmt.Errorf("mysql gateway: %w", err)
+			}
+		}()
+	}
 	if s.metricsHTTP != nil {
 		go func() {
 			if err := s.metricsHTTP.Serve(s.metricsLn); !errors.Is(err, http.ErrServerClosed) {
@@ -350,6 +384,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	ready := []any{"api", "https://" + s.APIAddr(), "postgres", s.PostgresAddr(), "data_dir", s.cfg.Resolve(s.cfg.DataDir),
 		"databases_ready", fmt.Sprintf("%d/%d", servable, len(s.upstreams.Databases))}
+	if s.myLn != nil {
+		ready = append(ready, "mysql", s.MySQLAddr())
+	}
 	if s.metricsLn != nil {
 		ready = append(ready, "metrics", "http://"+s.MetricsAddr()+metrics.Path)
 	}
@@ -455,7 +492,7 @@ func (s *Server) close() {
 }
 
 func (s *Server) closeAll() {
-	for _, ln := range []net.Listener{s.apiLn, s.pgLn, s.metricsLn} {
+	for _, ln := range []net.Listener{s.apiLn, s.pgLn, s.myLn, s.metricsLn} {
 		if ln != nil {
 			ln.Close()
 		}

@@ -51,8 +51,11 @@ func (s *Server) stop(grace time.Duration, stopWatchers func()) {
 // stopSteps stops the server's parts in order, each with a deadline
 // counted from start, telling at which it is.
 func (s *Server) stopSteps(start time.Time, grace time.Duration, stopWatchers func(), at func(step string)) {
-	at("gateway listener")
+	at("gateway listeners")
 	s.pgLn.Close()
+	if s.myLn != nil {
+		s.myLn.Close()
+	}
 
 	at("live sessions and API requests")
 	graceCtx, cancel := context.WithDeadline(context.Background(), start.Add(grace))

@@ -28,6 +28,9 @@ type Config struct {
 	AdminPassword string
 	TLS           string // disable, prefer, require, verify-full
 	TLSCAFile     string
+	// LocalInfile lets sessions that may write run LOAD DATA LOCAL
+	// INFILE (MySQL and MariaDB only); off, the gateway refuses it.
+	LocalInfile bool
 }
 
 // Database is one configured upstream database, as the server manages it.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,12 +26,15 @@ func newDBConnectCmd(g *globals) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "connect [NAME] [--access ro|rw|admin] [--client PATH] [-- CLIENT ARGS]",
-		Short: "Open psql on a database through keygate, signed in as you",
-		Long: `Get a token for database NAME, as keygate db token does, and run psql on it
-through keygate's gateway: with TLS that verifies the gateway's certificate
-against keygate's CA, as you, at the level you asked for. The token goes to
-psql in its environment (PGPASSWORD), never on a command line that ps shows.
-Arguments after -- go to psql. keygate exits with psql's exit code.
+		Short: "Open psql, or mariadb or mysql, on a database through keygate, signed in as you",
+		Long: `Get a token for database NAME, as keygate db token does, and run the
+database's client on it through keygate's gateway: psql for PostgreSQL,
+mariadb or mysql for MySQL and MariaDB. The client connects with TLS that
+verifies the gateway's certificate against keygate's CA, as you, at the
+level you asked for. The token goes to the client in its environment
+(PGPASSWORD for psql, MYSQL_PWD for mariadb and mysql), never on a command
+line that ps shows. Arguments after -- go to the client. keygate exits
+with the client's exit code.
 
 Examples:
   keygate db connect orders                      an interactive psql, at the least level you may use
@@ -37,14 +42,22 @@ Examples:
   keygate db connect orders -- -c 'select 1'     run one statement and exit
   keygate db connect orders -- -f migrate.sql -v ON_ERROR_STOP=1
   keygate db connect --client /usr/lib/postgresql/15/bin/psql orders
+  keygate db connect orders_my                   a MySQL or MariaDB database: mariadb, or mysql
+  keygate db connect orders_my -- -e 'select 1'  run one statement and exit
+  keygate db connect orders_my --access rw < migrate.sql
+  keygate db connect --client /usr/local/mysql/bin/mysql orders_my
+
+For MySQL and MariaDB, keygate runs mariadb when it is on PATH, else mysql;
+--client chooses another. keygate asks the client for its --version to
+give it the right TLS flags: --ssl-ca and --ssl-verify-server-cert for
+MariaDB's client (Debian's mysql is MariaDB's), --ssl-mode=VERIFY_IDENTITY
+and --ssl-ca for Oracle's. The database is keygate's name for it
+(orders_my), which the gateway maps to the upstream schema.
 
 Without NAME you get the profile's database, and without --access the
 profile's access, or else the least you may use. The gateway's address
 comes from the server; the CA is the profile's (or --ca's), or else the one
-the server publishes, saved in keygate's config directory.
-
-Only PostgreSQL databases for now: for a MySQL or MariaDB database, use
-keygate db token as the password of your mysql client.`,
+the server publishes, saved in keygate's config directory.`,
 		Args: cobra.ArbitraryArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			name, clientArgs, err := splitConnectArgs(args, cmd.ArgsLenAtDash())
@@ -63,16 +76,19 @@ keygate db token as the password of your mysql client.`,
 			if err != nil {
 				return err
 			}
+			if t.listing.Engine == config.EngineMySQL {
+				return connectMySQL(cmd, clientPath, t, ca, clientArgs)
+			}
 			bin, err := findClient(clientPath)
 			if err != nil {
 				return err
 			}
 			argv := append([]string{"--dbname", psqlConnInfo(t.listing.Gateway, t.Database, t.User, ca)}, clientArgs...)
-			return runClient(cmd, bin, argv, withPassword(os.Environ(), t.Token))
+			return runClient(cmd, bin, argv, withPassword(os.Environ(), "PGPASSWORD", t.Token))
 		},
 	}
 	addTokenFlags(cmd, &f)
-	cmd.Flags().StringVar(&clientPath, "client", "", "the psql to run: a path, or a name looked up on PATH (default psql)")
+	cmd.Flags().StringVar(&clientPath, "client", "", "the client to run: a path, or a name looked up on PATH (default psql; for MySQL and MariaDB, mariadb or else mysql)")
 	g.addEndpointFlags(cmd)
 	return cmd
 }
@@ -85,7 +101,7 @@ func splitConnectArgs(args []string, dash int) (name string, clientArgs []string
 		own, clientArgs = args[:dash], args[dash:]
 	}
 	if len(own) > 1 {
-		return "", nil, usageError{fmt.Errorf("unexpected %q: put psql's arguments after --, as in keygate db connect %s -- -c 'select 1'", own[1], own[0])}
+		return "", nil, usageError{fmt.Errorf("unexpected %q: put the client's arguments after --, as in keygate db connect %s -- -c 'select 1'", own[1], own[0])}
 	}
 	if len(own) == 1 {
 		name = own[0]
@@ -99,10 +115,10 @@ func connectable(d api.DatabaseAccess) error {
 	switch {
 	case d.Database == "":
 		return nil
-	case d.Engine == "mysql":
-		return fmt.Errorf("database %s is MySQL/MariaDB, which keygate db connect does not yet support: use keygate db token %s as the password of your mysql client", d.Database, d.Database)
-	case d.Engine != "" && d.Engine != config.EnginePostgres:
+	case d.Engine != "" && d.Engine != config.EnginePostgres && d.Engine != config.EngineMySQL:
 		return fmt.Errorf("database %s runs %s, which keygate db connect does not support: use keygate db token %s as the password of your client", d.Database, d.Engine, d.Database)
+	case d.Gateway == "" && d.Engine == config.EngineMySQL:
+		return fmt.Errorf("the keygate server does not say where its MySQL gateway for %s listens (it is older than this CLI, or runs no MySQL gateway): use keygate db token %s as the password of mariadb or mysql", d.Database, d.Database)
 	case d.Gateway == "":
 		return fmt.Errorf("the keygate server does not say where its gateway for %s listens (it is older than this CLI): use keygate db token %s as the password of psql, as keygate db token --help shows", d.Database, d.Database)
 	}
@@ -148,16 +164,101 @@ func connInfoValue(v string) string {
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 
-// withPassword is env with PGPASSWORD set to token, and no other value of
-// it.
-func withPassword(env []string, token string) []string {
+// connectMySQL runs a MySQL or MariaDB client on t's database through
+// the gateway, with the token in MYSQL_PWD, which both clients read.
+func connectMySQL(cmd *cobra.Command, clientPath string, t issuedToken, ca string, clientArgs []string) error {
+	bin, err := findMySQLClient(clientPath)
+	if err != nil {
+		return err
+	}
+	flavour, err := mysqlClientFlavour(cmd.Context(), bin)
+	if err != nil {
+		return err
+	}
+	argv := append(mysqlArgs(flavour, t.listing.Gateway, t.Database, t.User, ca), clientArgs...)
+	return runClient(cmd, bin, argv, withPassword(os.Environ(), "MYSQL_PWD", t.Token))
+}
+
+// installMySQLClient says where a MySQL or MariaDB client comes from.
+const installMySQLClient = "install MariaDB's client (Debian/Ubuntu: apt install mariadb-client; macOS: brew install mariadb) or MySQL's (macOS: brew install mysql-client), or pass --client PATH"
+
+// findMySQLClient finds the MySQL or MariaDB client to run: path, else
+// mariadb on PATH, else mysql. MariaDB's comes first: where both are
+// installed, mysql is often a link to it or an older client beside it.
+func findMySQLClient(path string) (string, error) {
+	if path != "" {
+		bin, err := exec.LookPath(path)
+		if err != nil {
+			return "", fmt.Errorf("find %s: %w: %s", path, err, installMySQLClient)
+		}
+		return bin, nil
+	}
+	for _, name := range []string{"mariadb", "mysql"} {
+		if bin, err := exec.LookPath(name); err == nil {
+			return bin, nil
+		}
+	}
+	return "", fmt.Errorf("find mariadb or mysql: neither is on PATH: %s", installMySQLClient)
+}
+
+// mysqlFlavour is the family a MySQL client comes from; their TLS flags
+// differ.
+type mysqlFlavour int
+
+const (
+	// mariaDBClient is MariaDB's client, whatever its name: Debian's
+	// mysql is MariaDB's.
+	mariaDBClient mysqlFlavour = iota
+	// oracleMySQLClient is Oracle's, or one built from it (Percona's).
+	oracleMySQLClient
+)
+
+// mysqlClientFlavour tells MariaDB's client from Oracle's by what
+// bin --version says.
+func mysqlClientFlavour(ctx context.Context, bin string) (mysqlFlavour, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("run %s --version, to tell MariaDB's client from MySQL's: %w", bin, err)
+	}
+	if strings.Contains(string(out), "MariaDB") {
+		return mariaDBClient, nil
+	}
+	return oracleMySQLClient, nil
+}
+
+// mysqlArgs is the command line on which a client of flavour reaches db
+// through the gateway at gateway (host:port) as user, verifying the
+// gateway's certificate and host name against the CA bundle in ca. It
+// asks for TCP, which both clients would otherwise swap for a Unix socket
+// when the host is localhost. It holds no secret.
+func mysqlArgs(flavour mysqlFlavour, gateway, db, user, ca string) []string {
+	host, port, err := net.SplitHostPort(gateway)
+	if err != nil {
+		host, port = gateway, ""
+	}
+	argv := []string{"--protocol=TCP", "--host=" + host}
+	if port != "" {
+		argv = append(argv, "--port="+port)
+	}
+	argv = append(argv, "--user="+user, "--database="+db)
+	if flavour == mariaDBClient {
+		return append(argv, "--ssl-ca="+ca, "--ssl-verify-server-cert")
+	}
+	return append(argv, "--ssl-mode=VERIFY_IDENTITY", "--ssl-ca="+ca)
+}
+
+// withPassword is env with the variable name set to token, and no other
+// value of it.
+func withPassword(env []string, name, token string) []string {
 	out := make([]string, 0, len(env)+1)
 	for _, e := range env {
-		if !strings.HasPrefix(e, "PGPASSWORD=") {
+		if !strings.HasPrefix(e, name+"=") {
 			out = append(out, e)
 		}
 	}
-	return append(out, "PGPASSWORD="+token)
+	return append(out, name+"="+token)
 }
 
 // exitCode is a client's non-zero exit status, for keygate to exit with.

@@ -22,7 +22,12 @@ when connecting to the keygate gateway, as with aws rds generate-db-auth-token:
   PGPASSWORD=$(keygate db token orders) psql "host=HOST port=5433 dbname=orders \
       user=$USER sslmode=verify-full sslrootcert=keygate-ca.pem"
 
-keygate db connect orders does all of that for you.
+or, for a MySQL or MariaDB database, through the gateway's MySQL port:
+
+  MYSQL_PWD=$(keygate db token orders_my) mariadb -h HOST -P 3307 -u $USER \
+      --ssl-ca=keygate-ca.pem --ssl-verify-server-cert orders_my
+
+keygate db connect orders (or orders_my) does all of that for you.
 
 The token is bound to you, the database and the access level, and lives 15
 minutes unless the permission set says otherwise. Without --access you get
@@ -38,10 +43,11 @@ for RDS carries over by changing only the command name:
       --username alice.ro --region us-east-1
 
 --hostname and --port name the database by its upstream address, as
-keygate's config gives it (keygate db list --json shows each address).
-Naming keygate's gateway instead needs the database named too. --username
-is you (alice), or your upstream role, whose suffix chooses the level:
-alice.ro, alice.rw or alice.admin. --region is accepted and ignored.
+keygate's config gives it (keygate db list --json shows each address),
+PostgreSQL or MySQL alike. Naming keygate's gateway instead needs the
+database named too, or the profile's database behind that gateway.
+--username is you (alice), or your upstream role, whose suffix chooses the
+level: alice.ro, alice.rw or alice.admin. --region is accepted and ignored.
 
 The session is the one keygate login cached for the profile, or
 KEYGATE_SESSION when set (for automation). The server comes from --server

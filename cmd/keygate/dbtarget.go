@@ -114,13 +114,14 @@ func resolveDatabase(in targetInput) (string, error) {
 	if in.arg != "" {
 		return in.arg, checkArgAddress(in, want)
 	}
-	var atAddress []string
-	atGateway := false
+	var atAddress, atGateway []string
 	for _, d := range in.dbs {
 		if addressIs(d.Address, f.hostname, f.port) && !slices.Contains(atAddress, d.Database) {
 			atAddress = append(atAddress, d.Database)
 		}
-		atGateway = atGateway || addressIs(d.Gateway, f.hostname, f.port)
+		if addressIs(d.Gateway, f.hostname, f.port) && !slices.Contains(atGateway, d.Database) {
+			atGateway = append(atGateway, d.Database)
+		}
 	}
 	switch {
 	case len(atAddress) == 1:
@@ -130,10 +131,12 @@ func resolveDatabase(in targetInput) (string, error) {
 	case len(atAddress) > 1:
 		return "", usageError{fmt.Errorf("several databases you may use are at %s (%s): name one, as in keygate db token %s %s",
 			want, strings.Join(atAddress, ", "), atAddress[0], addressFlags(f))}
-	case atGateway && in.profileDB != "":
+	case len(atGateway) > 0 && in.profileDB != "" && (slices.Contains(atGateway, in.profileDB) || !listed(in.dbs, in.profileDB)):
+		// A profile database the list lacks is the server's to refuse.
 		return in.profileDB, nil
-	case atGateway:
-		return "", usageError{fmt.Errorf("%s is keygate's gateway, which serves every database you may use: name the database, as in keygate db token DB %s (keygate db list shows them)", want, addressFlags(f))}
+	case len(atGateway) > 0:
+		return "", usageError{fmt.Errorf("%s is keygate's gateway, which serves every database of its engine you may use (%s): name the database, as in keygate db token %s %s",
+			want, strings.Join(atGateway, ", "), atGateway[0], addressFlags(f))}
 	}
 	return "", usageError{noDatabaseAt(want, in.dbs)}
 }
@@ -174,6 +177,11 @@ func checkArgAddress(in targetInput, want string) error {
 		return usageError{fmt.Errorf("database %s is at %s (through keygate: %s), not at %s: fix --hostname and --port, or drop them", in.arg, d.Address, d.Gateway, want)}
 	}
 	return nil
+}
+
+// listed says whether the db list has database.
+func listed(dbs []api.DatabaseAccess, database string) bool {
+	return slices.ContainsFunc(dbs, func(d api.DatabaseAccess) bool { return d.Database == database })
 }
 
 // noDatabaseAt says that no database the person may use is at want, and

@@ -17,6 +17,14 @@ var aliceDBs = []api.DatabaseAccess{
 	{Database: "reports", Access: "ro", Address: "pg1.internal:5432", Gateway: "keygate.example.com:5433"},
 }
 
+// mixedDBs is a db list with a PostgreSQL and a MySQL database, each
+// behind keygate's gateway for its engine.
+var mixedDBs = []api.DatabaseAccess{
+	{Database: "orders", Access: "ro", Engine: "postgres", Address: "pg1.internal:5432", Gateway: "keygate.example.com:5433"},
+	{Database: "orders_my", Access: "ro", Engine: "mysql", Address: "my1.internal:3306", Gateway: "keygate.example.com:3307"},
+	{Database: "orders_my", Access: "rw", Engine: "mysql", Address: "my1.internal:3306", Gateway: "keygate.example.com:3307"},
+}
+
 func TestResolveTarget(t *testing.T) {
 	tests := []struct {
 		name string
@@ -52,6 +60,18 @@ func TestResolveTarget(t *testing.T) {
 			want: target{database: "billing"}},
 		{name: "gateway with profile database", in: targetInput{profileDB: "orders", dbs: aliceDBs, flags: tokenFlags{hostname: "keygate.example.com", port: 5433}},
 			want: target{database: "orders"}},
+		{name: "mysql upstream", in: targetInput{user: "alice", dbs: mixedDBs, flags: tokenFlags{hostname: "my1.internal", port: 3306, username: "alice.rw"}},
+			want: target{database: "orders_my", level: "rw"}},
+		{name: "mysql gateway with argument", in: targetInput{arg: "orders_my", dbs: mixedDBs, flags: tokenFlags{hostname: "keygate.example.com", port: 3307}},
+			want: target{database: "orders_my"}},
+		{name: "mysql gateway, profile database there", in: targetInput{profileDB: "orders_my", dbs: mixedDBs, flags: tokenFlags{hostname: "keygate.example.com", port: 3307}},
+			want: target{database: "orders_my"}},
+		{name: "mysql gateway, profile database on the other engine", in: targetInput{profileDB: "orders", dbs: mixedDBs, flags: tokenFlags{hostname: "keygate.example.com", port: 3307}},
+			fails: "(orders_my): name the database, as in keygate db token orders_my"},
+		{name: "mysql gateway, profile database not listed", in: targetInput{profileDB: "gone", dbs: mixedDBs, flags: tokenFlags{hostname: "keygate.example.com", port: 3307}},
+			want: target{database: "gone"}},
+		{name: "postgres argument at the mysql gateway", in: targetInput{arg: "orders", dbs: mixedDBs, flags: tokenFlags{hostname: "keygate.example.com", port: 3307}},
+			fails: "database orders is at pg1.internal:5432 (through keygate: keygate.example.com:5433)"},
 		{name: "port without hostname", in: targetInput{arg: "orders", flags: tokenFlags{port: 5432}}, fails: "--port needs --hostname"},
 		{name: "port out of range", in: targetInput{dbs: aliceDBs, flags: tokenFlags{hostname: "pg1.internal", port: 70000}}, fails: "1 to 65535"},
 		{name: "username is the person", in: targetInput{arg: "orders", user: "alice", profileAccess: "rw", flags: tokenFlags{username: "alice"}},

@@ -40,17 +40,20 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "keygate",
 		Short: "Database access through your company identity, with no standing passwords",
-		Long: `keygate gives people access to PostgreSQL through their company identity.
+		Long: `keygate gives people access to PostgreSQL, MySQL and MariaDB through their
+company identity.
 A person asks for a 15-minute token and uses it as the database password; the
 keygate gateway checks it, logs in upstream as a per-person role, and records
 every statement. Losing access ends live sessions within a second.
 
 Start with:
   keygate demo                           the whole journey on a throwaway PostgreSQL
+  keygate demo --engine mysql            the same on a throwaway MariaDB
   keygate server --config keygate.yaml   run the server
   keygate login --server https://HOST:PORT --ca keygate-ca.pem
                                          sign in through your company identity provider
-  keygate db token orders                a token for database orders`,
+  keygate db token orders                a token for database orders
+  keygate db connect orders              psql (or mariadb) on it, as you`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

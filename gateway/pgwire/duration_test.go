@@ -41,11 +41,11 @@ func TestSessionDurationEndsSession(t *testing.T) {
 		t.Fatalf("session ended %s after it started, before its session_duration of %s", took, limit)
 	}
 
-	starts := g.audit.ofType(audit.SessionStart)
+	starts := g.audit.OfType(audit.SessionStart)
 	if len(starts) != 1 || starts[0].Detail["permission_set"] != "prod-readonly" || starts[0].Detail["session_duration_ms"] != int64(300) {
 		t.Fatalf("session.start = %+v", starts)
 	}
-	ends := g.audit.ofType(audit.SessionEnd)
+	ends := g.audit.OfType(audit.SessionEnd)
 	if len(ends) != 1 || ends[0].Reason != reason || ends[0].SessionID != starts[0].SessionID {
 		t.Fatalf("session.end = %+v, want reason %q", ends, reason)
 	}

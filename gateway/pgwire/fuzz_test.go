@@ -192,7 +192,7 @@ func FuzzHandshake(f *testing.F) {
 		client.Close()
 		wg.Wait()
 
-		if ev := g.audit.ofType(audit.SessionStart); len(ev) != 0 {
+		if ev := g.audit.OfType(audit.SessionStart); len(ev) != 0 {
 			t.Fatalf("a session started: %+v", ev)
 		}
 		if s := g.srv.Gateway.Sessions(); len(s) != 0 {

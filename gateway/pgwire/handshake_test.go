@@ -22,42 +22,13 @@ import (
 
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/audit"
+	"github.com/keygate/keygate/audit/audittest"
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/gateway"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream/postgres"
 )
-
-// recorder is an Auditor that keeps events.
-type recorder struct {
-	mu     sync.Mutex
-	events []audit.Event
-}
-
-func (r *recorder) Err() error { return nil }
-
-func (r *recorder) Record(e audit.Event) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, e)
-}
-
-func (r *recorder) all() []audit.Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return slices.Clone(r.events)
-}
-
-func (r *recorder) ofType(typ string) []audit.Event {
-	var out []audit.Event
-	for _, e := range r.all() {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
-}
 
 // authorizer is an Authorizer that answers every request the same way,
 // allowing under grant when allow is set.
@@ -127,13 +98,13 @@ func (p *pkiFixture) mint(t testing.TB, user string) string {
 type gatewayFixture struct {
 	*pkiFixture
 	srv   *Server
-	audit *recorder
+	audit *audittest.Recorder
 	logs  *lockedBuffer
 }
 
 func newGateway(t testing.TB, p *pkiFixture, az gateway.Authorizer, logs io.Writer) *gatewayFixture {
 	t.Helper()
-	rec := &recorder{}
+	rec := &audittest.Recorder{}
 	buf := &lockedBuffer{}
 	if logs == nil {
 		logs = buf
@@ -268,9 +239,9 @@ func TestPlaintextStartupIsRefused(t *testing.T) {
 		t.Errorf("message = %q", e.Message)
 	}
 	waitServe(t, done, 5*time.Second)
-	refused := g.audit.ofType(audit.ConnectRefused)
+	refused := g.audit.OfType(audit.ConnectRefused)
 	if len(refused) != 1 || refused[0].Reason != TLSRequired || refused[0].User != "alice" || refused[0].Database != "orders" {
-		t.Errorf("audit = %+v, want one connect.refused for alice on orders", g.audit.all())
+		t.Errorf("audit = %+v, want one connect.refused for alice on orders", g.audit.All())
 	}
 }
 
@@ -365,7 +336,7 @@ func TestPlaintextCancelRequest(t *testing.T) {
 		t.Errorf("reading after a cancel request: %v", err)
 	}
 	waitServe(t, done, 5*time.Second)
-	if ev := g.audit.all(); len(ev) != 0 {
+	if ev := g.audit.All(); len(ev) != 0 {
 		t.Errorf("an unmatched cancel request was audited: %+v", ev)
 	}
 }
@@ -575,7 +546,7 @@ func TestStartupOverTLS(t *testing.T) {
 // noSecret checks that secret appears in no audit event and no log line.
 func (g *gatewayFixture) noSecret(t *testing.T, secret string) {
 	t.Helper()
-	for _, e := range g.audit.all() {
+	for _, e := range g.audit.All() {
 		if strings.Contains(e.User+e.Database+e.Reason+e.Query+e.Client+e.Actor, secret) {
 			t.Errorf("audit event %+v contains the secret", e)
 		}
@@ -594,7 +565,7 @@ func (g *gatewayFixture) noSecret(t *testing.T, secret string) {
 // upstream.
 func (g *gatewayFixture) noSessions(t testing.TB) {
 	t.Helper()
-	if ev := g.audit.ofType(audit.SessionStart); len(ev) != 0 {
+	if ev := g.audit.OfType(audit.SessionStart); len(ev) != 0 {
 		t.Errorf("sessions started: %+v", ev)
 	}
 	if s := g.srv.Gateway.Sessions(); len(s) != 0 {
@@ -680,7 +651,7 @@ func TestCancelMatchesKeygatesKeyOnly(t *testing.T) {
 	if up.params["application_name"] != "psql" {
 		t.Errorf("upstream got params %v", up.params)
 	}
-	if ev := g.audit.ofType(audit.SessionStart); len(ev) != 1 {
+	if ev := g.audit.OfType(audit.SessionStart); len(ev) != 1 {
 		t.Fatalf("session.start events: %+v", ev)
 	}
 
@@ -708,7 +679,7 @@ func TestCancelMatchesKeygatesKeyOnly(t *testing.T) {
 	if got := up.cancelled(); !slices.Equal(got, []string{want}) {
 		t.Fatalf("upstream cancels = %v, want [%s]", got, want)
 	}
-	if ev := g.audit.ofType(audit.QueryCancel); len(ev) != 1 || ev[0].User != "alice" {
+	if ev := g.audit.OfType(audit.QueryCancel); len(ev) != 1 || ev[0].User != "alice" {
 		t.Errorf("query.cancel events: %+v", ev)
 	}
 }

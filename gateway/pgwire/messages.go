@@ -2,9 +2,7 @@ package pgwire
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -256,7 +254,7 @@ func (s *session) streamQuery(hdr [5]byte, n int) error {
 	if _, err := s.uw.Write(hdr[:]); err != nil {
 		return err
 	}
-	d := newDigest(s.srv.maxStatement())
+	d := gateway.NewDigest(s.srv.maxStatement())
 	if err := errors.Join(copyN(io.MultiWriter(s.uw, d), s.cr, n-1)); err != nil {
 		return err
 	}
@@ -267,7 +265,7 @@ func (s *session) streamQuery(hdr [5]byte, n int) error {
 	if last != 0 {
 		return fmt.Errorf("%w: malformed Query message", errProtocol)
 	}
-	text, detail := d.summary()
+	text, detail := d.Summary()
 	sent := s.gw.StatementSent(s.gs, text, withDetail(detail, "protocol", "simple"))
 	// The upstream runs nothing before the last byte, so no reply can
 	// have come for o yet.
@@ -282,7 +280,7 @@ func (s *session) streamQuery(hdr [5]byte, n int) error {
 // statement's length and SHA-256, and the session ends. parse says the
 // message is a Parse, whose text follows the statement name.
 func (s *session) refuseOversized(proto string, n int, parse bool) error {
-	d := newDigest(1 << 10)
+	d := gateway.NewDigest(1 << 10)
 	rest := n
 	if parse {
 		name, err := s.cr.Peek(min(n, maxName+1))
@@ -320,10 +318,10 @@ func (s *session) refuseOversized(proto string, n int, parse bool) error {
 
 // refuseDigested audits the refusal of the statement d followed, with its
 // head, length and SHA-256, and ends the session.
-func (s *session) refuseDigested(proto string, d *digest) error {
-	head, detail := d.summary()
+func (s *session) refuseDigested(proto string, d *gateway.Digest) error {
+	head, detail := d.Summary()
 	reason := fmt.Sprintf("statement of %d bytes refused: the audit keeps statements of up to %s whole (audit.max_statement_size); send it in smaller statements, or ask the operator to set audit.oversized_statements: truncate",
-		d.n, byteSize(s.srv.maxStatement()))
+		d.Len(), byteSize(s.srv.maxStatement()))
 	delete(detail, "truncated")
 	s.gw.RefuseStatement(s.gs, reason, head, withDetail(detail, "protocol", proto))
 	s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "54000", Message: "keygate: " + reason})
@@ -367,7 +365,7 @@ func (s *session) onParse(hdr [5]byte, n int) error {
 	s.recordPending()
 	name := string(rawName)
 	st := &stmt{name: name, text: string(rawText), types: bytes.Clone(types)}
-	st.audit, st.detail = auditForm(st.text, limit)
+	st.audit, st.detail = gateway.AuditForm(st.text, limit)
 	if err := s.flushIfWaiting(); err != nil {
 		return err
 	}
@@ -417,7 +415,7 @@ func (s *session) onParse(hdr [5]byte, n int) error {
 
 // refuseOversizedText refuses a statement already read whole.
 func (s *session) refuseOversizedText(proto string, text []byte) error {
-	d := newDigest(1 << 10)
+	d := gateway.NewDigest(1 << 10)
 	d.Write(text)
 	return s.refuseDigested(proto, d)
 }
@@ -698,86 +696,6 @@ func (s *session) write(hdr [5]byte, b []byte) error {
 	}
 	_, err := s.uw.Write(b)
 	return err
-}
-
-// digest follows a statement too long to keep whole: its length, SHA-256,
-// head and tail.
-type digest struct {
-	keep       int // bytes of head and of tail
-	n          int
-	sum        hashWriter
-	head, tail []byte
-}
-
-type hashWriter interface {
-	io.Writer
-	Sum([]byte) []byte
-}
-
-// newDigest keeps about limit bytes of the text in all.
-func newDigest(limit int) *digest {
-	keep := max((limit-256)/2, 64)
-	return &digest{keep: keep, sum: sha256.New()}
-}
-
-func (d *digest) Write(p []byte) (int, error) {
-	d.n += len(p)
-	d.sum.Write(p)
-	if room := d.keep - len(d.head); room > 0 {
-		d.head = append(d.head, p[:min(room, len(p))]...)
-	}
-	d.tail = append(d.tail, p...)
-	if len(d.tail) > 2*d.keep {
-		d.tail = append(d.tail[:0], d.tail[len(d.tail)-d.keep:]...)
-	}
-	return len(p), nil
-}
-
-// summary is what the audit says of the text: head, a marker and tail,
-// with the full length and SHA-256 in the detail.
-func (d *digest) summary() (string, map[string]any) {
-	detail := map[string]any{"truncated": true, "length": d.n, "sha256": hex.EncodeToString(d.sum.Sum(nil))}
-	tail := d.tail
-	if len(tail) > d.keep {
-		tail = tail[len(tail)-d.keep:]
-	}
-	if d.n <= 2*d.keep {
-		// Head and tail overlap: the whole text is here.
-		return string(d.tail[max(len(d.tail)-d.n, 0):]), detail
-	}
-	head := cutRunes(d.head, true)
-	tail = cutRunes(tail, false)
-	omitted := d.n - len(head) - len(tail)
-	return string(head) + fmt.Sprintf("…[%d bytes omitted; %d in all, sha256 %s]…", omitted, d.n, detail["sha256"]) + string(tail), detail
-}
-
-// cutRunes trims a partial UTF-8 sequence off the end of a head, or off the
-// start of a tail.
-func cutRunes(b []byte, head bool) []byte {
-	if head {
-		for i := 0; i < utf8.UTFMax && len(b) > 0; i++ {
-			if r, _ := utf8.DecodeLastRune(b); r != utf8.RuneError {
-				break
-			}
-			b = b[:len(b)-1]
-		}
-		return b
-	}
-	for len(b) > 0 && !utf8.RuneStart(b[0]) {
-		b = b[1:]
-	}
-	return b
-}
-
-// auditForm is what the audit keeps of a statement read whole: the text,
-// or its digest when it is longer than limit.
-func auditForm(text string, limit int) (string, map[string]any) {
-	if len(text) <= limit {
-		return text, nil
-	}
-	d := newDigest(limit)
-	io.WriteString(d, text)
-	return d.summary()
 }
 
 // largeObject describes a large-object function libpq calls with a

@@ -16,7 +16,7 @@ import (
 func (f *relayFixture) queryEvents(t *testing.T, q string) []audit.Event {
 	t.Helper()
 	var out []audit.Event
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Query == q {
 			out = append(out, e)
 		}
@@ -154,7 +154,7 @@ func TestUnfinishedStatementIsAuditedBeforeTheEnd(t *testing.T) {
 	f.srv.Gateway.End(f.srv.Gateway.Sessions()[0], "access revoked: a test")
 	be.fatal("57P01", "keygate: access revoked: a test")
 
-	events := f.audit.all()
+	events := f.audit.All()
 	i := slices.IndexFunc(events, func(e audit.Event) bool { return e.Query == sleep })
 	end := slices.IndexFunc(events, func(e audit.Event) bool { return e.Type == audit.SessionEnd })
 	if i < 0 || end < i {

@@ -135,7 +135,7 @@ func (f *relayFixture) upstream(t testing.TB, sql string) string {
 // executions are the texts of the audited executions, in order.
 func (f *relayFixture) executions() []string {
 	var out []string
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Detail["protocol"] == "execute" {
 			out = append(out, e.Query)
 		}
@@ -269,7 +269,7 @@ func TestEveryExecuteIsRecorded(t *testing.T) {
 	if len(got) != 3 || got[0] != "SELECT 42" || got[2] != "SELECT 42" {
 		t.Fatalf("executions recorded: %q", got)
 	}
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Detail["protocol"] == "parse" {
 			t.Errorf("the executed unnamed Parse was recorded on its own too: %+v", e)
 		}
@@ -278,7 +278,7 @@ func TestEveryExecuteIsRecorded(t *testing.T) {
 	be.send(&pgproto3.Parse{Query: "SELECT 'described only'"}, &pgproto3.Describe{ObjectType: 'S'}, &pgproto3.Sync{})
 	be.until(t, "describe")
 	var parsed []string
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Detail["protocol"] == "parse" {
 			parsed = append(parsed, e.Query)
 		}
@@ -307,7 +307,7 @@ func TestRedeclaredPortalIsNotVouchedFor(t *testing.T) {
 		t.Fatalf("second fetch: %v", r.rows)
 	}
 	var last audit.Event
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Detail["protocol"] == "execute" {
 			last = e
 		}
@@ -329,7 +329,7 @@ func TestFunctionCalls(t *testing.T) {
 	if r.types != "E" || !strings.Contains(r.errs[0].Message, "function call of OID 2924 refused") {
 		t.Fatalf("query_to_xml: %q %v", r.types, r.errs)
 	}
-	if ev := f.audit.ofType(audit.QueryRefused); len(ev) != 1 || ev[0].Detail["oid"] != uint32(2924) {
+	if ev := f.audit.OfType(audit.QueryRefused); len(ev) != 1 || ev[0].Detail["oid"] != uint32(2924) {
 		t.Fatalf("query.refused events: %+v", ev)
 	}
 	be.send(&pgproto3.FunctionCall{Function: 957, ArgFormatCodes: []uint16{1}, Arguments: [][]byte{{0, 0, 0x6, 0}}, ResultFormatCode: 1})
@@ -337,7 +337,7 @@ func TestFunctionCalls(t *testing.T) {
 		t.Fatalf("lo_creat: %q %v", r.types, r.errs)
 	}
 	var calls []string
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Detail["protocol"] == "function" {
 			calls = append(calls, e.Query)
 		}
@@ -362,11 +362,11 @@ func TestOversizedStatementIsRefused(t *testing.T) {
 		t.Fatalf("the refused statement ran: note = %q", got)
 	}
 	sum := sha256.Sum256([]byte(text))
-	ev := f.audit.ofType(audit.QueryRefused)
+	ev := f.audit.OfType(audit.QueryRefused)
 	if len(ev) != 1 || ev[0].Detail["length"] != len(text) || ev[0].Detail["sha256"] != hex.EncodeToString(sum[:]) {
 		t.Fatalf("query.refused = %+v", ev)
 	}
-	waitFor(t, func() bool { return len(f.audit.ofType(audit.SessionEnd)) == 1 })
+	waitFor(t, func() bool { return len(f.audit.OfType(audit.SessionEnd)) == 1 })
 }
 
 // An operator who runs long statements gets their head, tail, length and
@@ -379,7 +379,7 @@ func TestOversizedStatementIsTruncatedOnRequest(t *testing.T) {
 	be.send(&pgproto3.Query{String: text})
 	be.until(t, "long statement")
 	var got audit.Event
-	for _, e := range f.audit.ofType(audit.Query) {
+	for _, e := range f.audit.OfType(audit.Query) {
 		if e.Detail["truncated"] == true {
 			got = e
 		}
@@ -406,7 +406,7 @@ func TestKillEndsTheBackend(t *testing.T) {
 	}
 	f.srv.Gateway.End(sessions[0], "access revoked: a test")
 	be.fatal("57P01", "keygate: access revoked: a test")
-	ends := f.audit.ofType(audit.SessionEnd)
+	ends := f.audit.OfType(audit.SessionEnd)
 	if len(ends) != 1 || ends[0].Detail["upstream_end"] != gateway.BackendTerminated {
 		t.Fatalf("session.end = %+v", ends)
 	}
@@ -431,7 +431,7 @@ func TestClientThatVanishes(t *testing.T) {
 		{"busy", "SELECT pg_sleep(30)", gateway.BackendTerminated},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			before := len(f.audit.ofType(audit.SessionEnd))
+			before := len(f.audit.OfType(audit.SessionEnd))
 			c, done := f.serve(t)
 			tok, _, _ := f.issuer.Mint(token.Claims{User: "jane", Database: "orders", Access: access.ReadOnly, Expires: time.Now().Add(time.Hour)})
 			tc2 := f.startTLS(t, c)
@@ -448,7 +448,7 @@ func TestClientThatVanishes(t *testing.T) {
 			}
 			c.Close()
 			waitServe(t, done, 10*time.Second)
-			ends := f.audit.ofType(audit.SessionEnd)
+			ends := f.audit.OfType(audit.SessionEnd)
 			if len(ends) != before+1 || ends[before].Detail["upstream_end"] != tc.how {
 				t.Fatalf("session.end = %+v, want upstream_end %s", ends[before:], tc.how)
 			}
@@ -494,7 +494,7 @@ func TestDeallocated(t *testing.T) {
 
 func TestDigest(t *testing.T) {
 	text := strings.Repeat("é", 3000) + "MIDDLE" + strings.Repeat("🔑", 1500)
-	got, detail := auditForm(text, 1<<10)
+	got, detail := gateway.AuditForm(text, 1<<10)
 	sum := sha256.Sum256([]byte(text))
 	if len(got) > 1<<10 || detail["length"] != len(text) || detail["sha256"] != hex.EncodeToString(sum[:]) {
 		t.Fatalf("digest of %d bytes: %d bytes kept, detail %v", len(text), len(got), detail)
@@ -502,7 +502,7 @@ func TestDigest(t *testing.T) {
 	if !strings.HasPrefix(got, "éé") || !strings.HasSuffix(got, "🔑🔑") || strings.Contains(got, "MIDDLE") || !strings.Contains(got, "bytes omitted") {
 		t.Errorf("digest = %q", got)
 	}
-	if short, d := auditForm("SELECT 1", 1<<10); short != "SELECT 1" || d != nil {
+	if short, d := gateway.AuditForm("SELECT 1", 1<<10); short != "SELECT 1" || d != nil {
 		t.Errorf("a short statement was changed: %q %v", short, d)
 	}
 }

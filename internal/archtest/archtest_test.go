@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"maps"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -50,6 +52,24 @@ func TestModuleFollowsImportRules(t *testing.T) {
 	for i, e := range exemptions {
 		if !used[i] {
 			t.Errorf("%s no longer breaks rule %s through %s: remove its exemption", e.pkg, e.rule, e.via)
+		}
+	}
+}
+
+// TestEveryEngineIsListed fails on a package below gateway/ that is no
+// listed engine's, so that a new engine's imports are checked from its
+// first commit.
+func TestEveryEngineIsListed(t *testing.T) {
+	g := loadModule(t)
+	listed := slices.Collect(maps.Keys(engineUpstreams))
+	for rel := range g.pkgs {
+		if below("gateway", rel) && !under(listed...)(rel) {
+			t.Errorf("%s is below gateway/ but not in engineUpstreams: list it with the upstream package it logs in through", rel)
+		}
+	}
+	for _, engine := range listed {
+		if _, ok := g.pkgs[engine]; !ok {
+			t.Errorf("engineUpstreams lists %s, which the module does not have", engine)
 		}
 	}
 }

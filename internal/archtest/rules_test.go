@@ -194,12 +194,51 @@ var ioStd = []string{"net", "crypto/tls", "os", "io/fs", "io/ioutil", "database/
 // ones they fear: cedar-go evaluates policies in memory.
 var pureExternal = []string{"github.com/cedar-policy/cedar-go"}
 
+// engineUpstreams maps each engine below gateway/ to its own upstream
+// package. An engine added below gateway/ is added here, with the upstream
+// package it logs in through: TestEveryEngineIsListed fails until it is.
+var engineUpstreams = map[string]string{
+	"gateway/pgwire":    "upstream/postgres",
+	"gateway/mysqlwire": "upstream/mysql",
+}
+
+// engineRules keep the engines independent of each other: an engine
+// speaks one protocol to one kind of upstream, so it imports its own
+// upstream package and never another engine, nor another engine's
+// upstream, directly or through a third package. The engine-neutral
+// parents (gateway, upstream) are allowed; the gateway-engines rule keeps
+// them free of every engine.
+func engineRules() []rule {
+	const id, text = "engine-own-upstream", "an engine (gateway/<engine>) imports no other engine and no upstream package but its own"
+	forbid := func(engine, own string) func(d dep) bool {
+		return func(d dep) bool {
+			return d.ours && ((below("gateway", d.rel) && !under(engine)(d.rel)) ||
+				(below("upstream", d.rel) && (own == "" || !under(own)(d.rel))))
+		}
+	}
+	var out []rule
+	for _, engine := range slices.Sorted(maps.Keys(engineUpstreams)) {
+		out = append(out, rule{id: id, text: text, applies: under(engine), transitive: true, forbidden: forbid(engine, engineUpstreams[engine])})
+	}
+	return out
+}
+
+// codecs are the module's packet codec packages, and codecLibraries the
+// packages outside the standard library they may import: go-mysql's
+// protocol constants and packet helpers, without its client or server.
+var (
+	codecs         = []string{"mysqlproto"}
+	codecLibraries = []string{"github.com/go-mysql-org/go-mysql/mysql"}
+)
+
 func ioPackage(path string) bool {
 	return under(ioStd...)(path)
 }
 
 // rules are ARCHITECTURE.md's rules of the house on imports.
-var rules = []rule{
+var rules = append(houseRules, engineRules()...)
+
+var houseRules = []rule{
 	{
 		id:      "pure-io",
 		text:    "identity and access import no I/O packages",
@@ -234,6 +273,16 @@ var rules = []rule{
 		transitive: true,
 		forbidden: func(d dep) bool {
 			return d.ours && (below("gateway", d.rel) || below("upstream", d.rel))
+		},
+	},
+	{
+		// Packet codecs are shared by the engine and the tests; they must
+		// stay bytes in, bytes out, with no keygate layer behind them.
+		id:      "codecs-neutral",
+		text:    "a packet codec package (mysqlproto) imports only the standard library and its protocol library",
+		applies: under(codecs...),
+		forbidden: func(d dep) bool {
+			return !d.std && !under(codecLibraries...)(d.path)
 		},
 	},
 	{

@@ -43,7 +43,9 @@ func StartMariaDB(t testing.TB) *MariaDB {
 	t.Helper()
 	myOnce.Do(func() {
 		ctx := context.Background()
-		s, err := localmysql.Start(ctx, localmysql.Options{})
+		// TLS, so that keygate's upstream TLS is exercised; packets of
+		// 64 MiB, so that values over the protocol's 16 MiB frame fit.
+		s, err := localmysql.Start(ctx, localmysql.Options{TLS: true, Settings: map[string]string{"max_allowed_packet": "64M"}})
 		if err != nil {
 			myErr = err
 			return

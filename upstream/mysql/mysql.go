@@ -70,6 +70,11 @@ type Upstream struct {
 	server  *server
 	log     *slog.Logger
 
+	// greeting is what the server's last greeting said of it.
+	greeting atomic.Pointer[Server]
+	// greetFailed is when reading the greeting last failed (UnixNano).
+	greetFailed atomic.Int64
+
 	checkMu   sync.Mutex
 	checkErr  error
 	checkedAt time.Time
