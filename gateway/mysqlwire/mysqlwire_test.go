@@ -40,6 +40,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type switchable struct {
 	mu     sync.Mutex
 	denied map[string]string // user → reason
+	// limit is the session_duration of the grant it allows under.
+	limit time.Duration
 }
 
 func (a *switchable) deny(user, reason string) {
@@ -52,7 +54,11 @@ func (a *switchable) Authorize(_ context.Context, r authz.Request) (access.Decis
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	reason, denied := a.denied[r.User]
-	return access.Decision{Allowed: !denied, User: r.User, Database: r.Database, Level: r.Level, Reason: reason}, nil
+	d := access.Decision{Allowed: !denied, User: r.User, Database: r.Database, Level: r.Level, Reason: reason}
+	if !denied && a.limit > 0 {
+		d.Grant = access.Grant{PermissionSet: access.PermissionSet{Name: "short", Level: r.Level, SessionDuration: a.limit}}
+	}
+	return d, nil
 }
 
 // fixture is a MySQL engine on a real gateway core in front of the shared
@@ -370,6 +376,9 @@ func TestUseAndResetStayInTheDatabase(t *testing.T) {
 	if p := c.command(t, append([]byte{gomysql.COM_INIT_DB}, "orders_my"...)); p[0] != mysqlproto.HeaderOK {
 		t.Fatalf("COM_INIT_DB orders_my: %q", p)
 	}
+	if p := c.command(t, []byte{gomysql.COM_PING}); p[0] != mysqlproto.HeaderOK {
+		t.Fatalf("COM_PING: %q", p)
+	}
 	if p := c.command(t, []byte{gomysql.COM_RESET_CONNECTION}); p[0] != mysqlproto.HeaderOK {
 		t.Fatalf("COM_RESET_CONNECTION: %q", p)
 	}
@@ -421,5 +430,20 @@ func TestOversizedStatements(t *testing.T) {
 	e = f.audit.WaitFor(t, audit.Query, func(e audit.Event) bool { return e.Detail["truncated"] == true })
 	if e.Detail["sha256"] == nil || e.Detail["length"] != len(long) || !strings.Contains(e.Query, "bytes omitted") {
 		t.Fatalf("truncated event: %q %+v", e.Query, e.Detail)
+	}
+}
+
+func TestSessionDurationEndsSession(t *testing.T) {
+	f := newFixture(t, false, "")
+	f.authz.limit = 500 * time.Millisecond
+	db := f.open(t, f.config("jane", f.token(t, "jane", access.ReadOnly)))
+	start := time.Now()
+	_, err := db.Exec("SELECT SLEEP(10)")
+	if err == nil || time.Since(start) > 3*time.Second {
+		t.Fatalf("a statement outlived session_duration: %v after %s", err, time.Since(start))
+	}
+	end := f.audit.WaitFor(t, audit.SessionEnd, func(e audit.Event) bool { return e.User == "jane" })
+	if !strings.Contains(end.Reason, "session_duration of short (500ms) reached") || end.Detail["upstream_end"] != "terminated" {
+		t.Fatalf("session.end = %+v", end)
 	}
 }

@@ -318,20 +318,13 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 }
 
 // Release hands c back when its session is over. Connections are not
-// reused yet: reuse is ignored, and c is closed; it is forgotten by the
-// watcher once the server no longer lists it.
+// reused yet: reuse is ignored, and c is closed. The watcher forgets it
+// once the server no longer lists it.
 func (u *Upstream) Release(c *Conn, reuse bool) {
+	c.SetWriteDeadline(time.Now().Add(time.Second))
 	mysqlproto.Write(c.Conn, 0, []byte{gomysql.COM_QUIT})
 	c.Close()
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		if _, err := u.kill(ctx, uint64(c.ThreadID)); err != nil {
-			u.log.Warn("could not confirm a closed upstream connection gone; the watcher ends it", "thread", c.ThreadID, "err", err)
-			return
-		}
-		u.Closed(uint64(c.ThreadID))
-	}()
+	u.closedAsync(uint64(c.ThreadID))
 }
 
 // Schemas are the upstream schemas the database's roles are granted on;

@@ -71,12 +71,13 @@ type server struct {
 	open      map[string]bool        // users with a login window open now
 	users     map[string]string      // person users keygate set up since start → person
 	opened    map[uint64]bool        // thread ids of the connections keygate opened
+	closing   map[uint64]bool        // of those, the ones keygate closed, until the server no longer lists them
 	unreset   map[string]*Upstream   // users whose lock failed, with who to retry through
 }
 
 func newServer() *server {
 	return &server{windows: map[string]*sync.Mutex{}, open: map[string]bool{}, users: map[string]string{},
-		opened: map[uint64]bool{}, unreset: map[string]*Upstream{}}
+		opened: map[uint64]bool{}, closing: map[uint64]bool{}, unreset: map[string]*Upstream{}}
 }
 
 func (s *server) add(u *Upstream) {
@@ -146,6 +147,15 @@ func (u *Upstream) Opened(threadID uint64) {
 	u.server.mu.Lock()
 	defer u.server.mu.Unlock()
 	u.server.opened[threadID] = true
+}
+
+// closedAsync records that keygate closed connection threadID: the next
+// sweep that finds the server no longer listing it forgets it, which
+// costs no statement of its own.
+func (u *Upstream) closedAsync(threadID uint64) {
+	u.server.mu.Lock()
+	defer u.server.mu.Unlock()
+	u.server.closing[threadID] = true
 }
 
 // Closed records that keygate's connection threadID has ended. Call it

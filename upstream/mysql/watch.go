@@ -87,6 +87,7 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 	if err := rows.Err(); err != nil {
 		return u.adminErr("list connections", err)
 	}
+	s.forgetClosed(procs)
 	for _, pr := range procs {
 		s.mu.Lock()
 		person, managed := s.users[pr.user]
@@ -98,6 +99,23 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 		}
 	}
 	return nil
+}
+
+// forgetClosed forgets the connections keygate closed that the server no
+// longer lists.
+func (s *server) forgetClosed(procs []process) {
+	listed := make(map[uint64]bool, len(procs))
+	for _, pr := range procs {
+		listed[pr.id] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.closing {
+		if !listed[id] {
+			delete(s.closing, id)
+			delete(s.opened, id)
+		}
+	}
 }
 
 // intruded ends pr and reports it.

@@ -173,3 +173,19 @@ func TestWatchRetriesFailedLock(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// A connection keygate closed stays its own until the server stops
+// listing it, and is forgotten then: the watcher never takes it for an
+// intrusion, and keygate keeps no record of it for long.
+func TestForgetClosed(t *testing.T) {
+	s := newServer()
+	s.opened[7], s.opened[8] = true, true
+	s.closing[7], s.closing[8] = true, true
+	s.forgetClosed([]process{{id: 8}})
+	if s.opened[7] || s.closing[7] {
+		t.Error("a closed connection the server no longer lists is still recorded")
+	}
+	if !s.opened[8] || !s.closing[8] {
+		t.Error("a closed connection the server still lists was forgotten")
+	}
+}
