@@ -10,6 +10,7 @@ package token
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -107,36 +108,41 @@ type Verifier struct {
 	Now  func() time.Time
 	// Leeway tolerates small clock differences on not-before.
 	Leeway time.Duration
+
+	// verified remembers the claims of tokens whose signature checked:
+	// a person's tools connect many times with one token, and the
+	// signature check is most of Verify's cost.
+	verified verifiedCache
 }
 
 // Verify checks a token's shape, key, signature and validity window and
 // returns its claims. It does not decide access: callers ask access.Decide
-// with the claims.
+// with the claims. A token seen before skips the signature check, never
+// the others: its key must still verify and its window must hold now.
 func (v *Verifier) Verify(tok string) (Claims, error) {
 	if len(tok) > MaxLen || !LooksLikeToken(tok) {
 		return Claims{}, ErrMalformed
 	}
-	raw, err := paseto.NewParserWithoutExpiryCheck().UnsafeParseFooter(paseto.V4Public, tok)
-	if err != nil {
-		return Claims{}, ErrMalformed
+	sum := sha256.Sum256([]byte(tok))
+	if c, kid, ok := v.verified.get(sum); ok {
+		if _, ok := v.Keys.verificationKey(kid); ok {
+			return v.inWindow(c)
+		}
+		v.verified.drop(sum)
 	}
-	var f footer
-	if err := json.Unmarshal(raw, &f); err != nil || f.KeyID == "" {
-		return Claims{}, ErrMalformed
-	}
-	pub, ok := v.Keys.verificationKey(f.KeyID)
-	if !ok {
-		return Claims{}, ErrUnknownKey
-	}
-	parser := paseto.MakeParser(nil)
-	t, err := parser.ParseV4Public(pub, tok, implicit)
-	if err != nil {
-		return Claims{}, ErrBadSignature
-	}
-	c, err := claimsOf(t)
+	c, kid, err := v.verify(tok)
 	if err != nil {
 		return Claims{}, err
 	}
+	if c, err = v.inWindow(c); err != nil {
+		return Claims{}, err
+	}
+	v.verified.put(sum, c, kid, v.Now())
+	return c, nil
+}
+
+// inWindow checks the validity window of c now.
+func (v *Verifier) inWindow(c Claims) (Claims, error) {
 	now := v.Now()
 	if !now.Before(c.Expires) {
 		return Claims{}, ErrExpired
@@ -145,6 +151,33 @@ func (v *Verifier) Verify(tok string) (Claims, error) {
 		return Claims{}, ErrNotYetValid
 	}
 	return c, nil
+}
+
+// verify checks a token's key and signature and returns its claims and
+// the id of the key that signed it.
+func (v *Verifier) verify(tok string) (Claims, string, error) {
+	raw, err := paseto.NewParserWithoutExpiryCheck().UnsafeParseFooter(paseto.V4Public, tok)
+	if err != nil {
+		return Claims{}, "", ErrMalformed
+	}
+	var f footer
+	if err := json.Unmarshal(raw, &f); err != nil || f.KeyID == "" {
+		return Claims{}, "", ErrMalformed
+	}
+	pub, ok := v.Keys.verificationKey(f.KeyID)
+	if !ok {
+		return Claims{}, "", ErrUnknownKey
+	}
+	parser := paseto.MakeParser(nil)
+	t, err := parser.ParseV4Public(pub, tok, implicit)
+	if err != nil {
+		return Claims{}, "", ErrBadSignature
+	}
+	c, err := claimsOf(t)
+	if err != nil {
+		return Claims{}, "", err
+	}
+	return c, f.KeyID, nil
 }
 
 func claimsOf(t *paseto.Token) (Claims, error) {
