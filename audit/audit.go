@@ -93,6 +93,9 @@ type Log struct {
 	now    func() time.Time
 	ch     chan request
 	done   chan struct{}
+	// flushing wakes a writer that lingers for a batch, when a Flush or
+	// Shutdown waits for it. It holds at most one wake-up.
+	flushing chan struct{}
 
 	// mu guards closed: Record and Flush hold it shared while they send,
 	// Close exclusively, so nothing is ever sent on a closed channel.
@@ -143,7 +146,10 @@ const (
 	// groupCommitLinger is how long the writer waits for more events
 	// before committing a batch. Every commit costs the same few WAL writes,
 	// so at thousands of statements a second committing each small batch at
-	// once would spend most of keygate's CPU on the audit store.
+	// once would spend most of keygate's CPU on the audit store. The writer
+	// sleeps through it and then takes what queued up, rather than waking
+	// for each event: a wake-up per statement cost the gateway a few
+	// microseconds of every one.
 	groupCommitLinger = 10 * time.Millisecond
 )
 
@@ -153,7 +159,8 @@ func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() tim
 	if now == nil {
 		now = time.Now
 	}
-	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{}), abandon: make(chan struct{})}
+	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{}), flushing: make(chan struct{}, 1),
+		abandon: make(chan struct{})}
 	l.writeCtx, l.cancelWrite = context.WithCancel(context.Background())
 	l.drained = sync.NewCond(&l.queuedMu)
 	last, err := app.LastAudit(ctx)
@@ -235,11 +242,20 @@ func (l *Log) Flush(ctx context.Context) error {
 	if err := l.send(ctx, request{flushed: done}); err != nil {
 		return err
 	}
+	l.wake()
 	select {
 	case <-done:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// wake ends the writer's linger, so that what is queued is written now.
+func (l *Log) wake() {
+	select {
+	case l.flushing <- struct{}{}:
+	default:
 	}
 }
 
@@ -278,12 +294,20 @@ func (l *Log) run() {
 		}
 		batch, waiting = l.add(batch, waiting, r)
 		size += r.size
-		// Group commit: gather what arrives within the linger, up to a
-		// batch, unless someone waits on a Flush.
-		linger.Reset(groupCommitLinger)
+		// Group commit: let what arrives within the linger queue up,
+		// unless a batch is already waiting or someone waits on a Flush,
+		// then take it.
+		if len(waiting) == 0 && len(l.ch) < batchMax {
+			linger.Reset(groupCommitLinger)
+			select {
+			case <-linger.C:
+			case <-l.flushing:
+				linger.Stop()
+			}
+		}
 		closed := false
 	gather:
-		for len(batch) < batchMax && len(waiting) == 0 {
+		for len(batch) < batchMax {
 			select {
 			case r, ok := <-l.ch:
 				if !ok {
@@ -292,11 +316,10 @@ func (l *Log) run() {
 				}
 				batch, waiting = l.add(batch, waiting, r)
 				size += r.size
-			case <-linger.C:
+			default:
 				break gather
 			}
 		}
-		linger.Stop()
 		stop := !l.write(batch)
 		l.unreserve(size)
 		release(waiting)

@@ -50,6 +50,7 @@ func (l *Log) Shutdown(ctx context.Context, spillDir string) (string, error) {
 			close(l.ch)
 		}
 		l.mu.Unlock()
+		l.wake()
 	}()
 	select {
 	case <-l.done:

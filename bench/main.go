@@ -40,6 +40,9 @@ type options struct {
 	clients    int
 	protocol   string
 	outDir     string
+	// idleConns is how many idle connections are held through keygate
+	// to measure its memory per connection.
+	idleConns int
 	// engines are the upstreams measured: postgres, mysql or both.
 	engines map[string]bool
 }
@@ -51,6 +54,7 @@ func main() {
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "how long each run lasts (pgbench -T)")
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (pgbench -c)")
 	flag.StringVar(&o.protocol, "protocol", "simple", "how the clients send their queries: simple, extended or prepared (pgbench -M; see README for MySQL)")
+	flag.IntVar(&o.idleConns, "idle-conns", defaultIdleConns, "idle TLS connections held through keygate to measure its memory per connection (each holds a PostgreSQL backend)")
 	flag.StringVar(&o.outDir, "out", filepath.Join("bench", "out"), "directory for the JSON results")
 	flag.StringVar(&engines, "engines", enginePostgres+","+engineMySQL, "the engines to measure, comma-separated: postgres, mysql (MariaDB)")
 	flag.Parse()
@@ -95,6 +99,9 @@ func (o options) validate() error {
 	if o.clients < 1 || o.clients > 250 {
 		return fmt.Errorf("-clients %d: between 1 and 250 (PostgreSQL and MariaDB run with max_connections=300)", o.clients)
 	}
+	if o.idleConns < 1 || o.idleConns > 100000 {
+		return fmt.Errorf("-idle-conns %d: between 1 and 100000", o.idleConns)
+	}
 	for e := range o.engines {
 		if e != enginePostgres && e != engineMySQL {
 			return fmt.Errorf("-engines: unknown engine %q: use postgres, mysql or postgres,mysql", e)
@@ -129,7 +136,10 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	var dbs []upstreamDB
 	var pg *postgresSetup
 	if o.engines[enginePostgres] {
-		if pg, err = setupPostgres(ctx, w, rep, &bench, pkiDir, caFile); err != nil {
+		if err := raiseFileLimit(w, o.idleConns); err != nil {
+			return err
+		}
+		if pg, err = setupPostgres(ctx, w, rep, &bench, pkiDir, caFile, o.idleConns+o.clients+50); err != nil {
 			return err
 		}
 		defer pg.server.Stop()

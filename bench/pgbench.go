@@ -212,12 +212,18 @@ func check(ctx context.Context, e endpoint) error {
 // connect opens a connection to e as pgbench does: TLS verified against
 // e's CA, password authentication.
 func connect(ctx context.Context, e endpoint, password string) (*pgconn.PgConn, error) {
-	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=verify-full sslrootcert=%s connect_timeout=10",
+	return connectWithin(ctx, e, password, 10*time.Second)
+}
+
+// connectWithin is connect, giving up after timeout.
+func connectWithin(ctx context.Context, e endpoint, password string, timeout time.Duration) (*pgconn.PgConn, error) {
+	cfg, err := pgconn.ParseConfig(fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=verify-full sslrootcert=%s",
 		e.port, e.user, e.database, e.caFile))
 	if err != nil {
 		return nil, err
 	}
 	cfg.Password = password
+	cfg.ConnectTimeout = timeout
 	c, err := pgconn.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)

@@ -26,9 +26,9 @@ const (
 )
 
 // startPostgres starts a throwaway PostgreSQL that takes TLS connections
-// with the certificate in pkiDir.
-func startPostgres(ctx context.Context, pkiDir string) (*localpg.Server, error) {
-	pg, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"max_connections": "300"}})
+// with the certificate in pkiDir and at least maxConns connections.
+func startPostgres(ctx context.Context, pkiDir string, maxConns int) (*localpg.Server, error) {
+	pg, err := localpg.Start(ctx, localpg.Options{Settings: map[string]string{"max_connections": strconv.Itoa(max(300, maxConns))}})
 	if err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
@@ -162,11 +162,11 @@ type postgresSetup struct {
 	adminPassword string
 }
 
-// setupPostgres starts a throwaway PostgreSQL with TLS, finds pgbench for
-// bench and loads pgbench's tables.
-func setupPostgres(ctx context.Context, w io.Writer, rep *report, bench *pgbenchRun, pkiDir, caFile string) (_ *postgresSetup, err error) {
+// setupPostgres starts a throwaway PostgreSQL with TLS that takes
+// maxConns connections, finds pgbench for bench and loads pgbench's tables.
+func setupPostgres(ctx context.Context, w io.Writer, rep *report, bench *pgbenchRun, pkiDir, caFile string, maxConns int) (_ *postgresSetup, err error) {
 	fmt.Fprintln(w, "Starting a throwaway PostgreSQL with TLS")
-	pg, err := startPostgres(ctx, pkiDir)
+	pg, err := startPostgres(ctx, pkiDir, maxConns)
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +230,11 @@ func benchPostgres(ctx context.Context, w io.Writer, rep *report, o options, ben
 			return err
 		}
 	}
-	fmt.Fprintf(w, "Holding %d idle connections through keygate to measure its memory per connection\n", heldConnections)
-	if rep.KeygateHeld, err = holdConnections(ctx, kgEndpoint, heldConnections); err != nil {
+	fmt.Fprintf(w, "Holding %d idle TLS connections through keygate to measure its memory per connection\n", o.idleConns)
+	if rep.KeygateHeld, err = holdConnections(ctx, kgEndpoint, o.idleConns); err != nil {
+		return err
+	}
+	if err := waitPersonBackendsGone(ctx, w, pg.server); err != nil {
 		return err
 	}
 

@@ -197,8 +197,8 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "VmHWM %s\n", mib(m.HWMKiB))
 	}
 	if h := r.KeygateHeld; h != nil {
-		fmt.Fprintf(w, "keygate RSS with %d idle connections held, before any load: %s → %s, %.0f KiB per connection\n",
-			h.Connections, mib(h.BeforeRSSKiB), mib(h.HeldRSSKiB), h.PerConnectionKiB)
+		fmt.Fprintf(w, "keygate RSS with %d idle TLS connections held (idle_conns), before any load: %s → %s, %.1f KiB per connection (rss_per_idle_conn_kib)\n",
+			h.IdleConns, mib(h.BeforeRSSKiB), mib(h.HeldRSSKiB), h.RSSPerIdleConnKiB)
 	}
 	for _, name := range []string{"keygate", "pgbouncer", "postgres", "mariadb"} {
 		p, ok := r.Logs[name]

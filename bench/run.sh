@@ -7,6 +7,7 @@
 #   DURATION=30 CLIENTS=16 bench/run.sh
 #   PROTOCOL=prepared bench/run.sh    # pgbench -M: simple (default), extended, prepared
 #   ENGINES=postgres bench/run.sh     # postgres, mysql, or postgres,mysql (default)
+#   IDLE_CONNS=10000 bench/run.sh     # idle connections held through keygate (default 2000)
 #
 # Installs what is missing (Debian 12: pgbouncer, postgresql-15, and
 # mariadb-server unless ENGINES leaves out mysql), builds keygate and the
@@ -20,6 +21,7 @@ DURATION=${DURATION:-10}
 CLIENTS=${CLIENTS:-8}
 PROTOCOL=${PROTOCOL:-simple}
 ENGINES=${ENGINES:-postgres,mysql}
+IDLE_CONNS=${IDLE_CONNS:-2000}
 case $DURATION in
 *[!0-9]*) ;;      # has a unit already, e.g. 30s or 2m
 *) DURATION=${DURATION}s ;;
@@ -69,4 +71,4 @@ echo "Building keygate ($version)"
 go build -ldflags "-X main.version=$version" -o "$tmp/keygate" ./cmd/keygate
 go build -o "$tmp/bench" ./bench
 
-"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -engines "$ENGINES" -out bench/out
+"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -engines "$ENGINES" -idle-conns "$IDLE_CONNS" -out bench/out

@@ -820,19 +820,29 @@ func (g *Gateway) End(s *Session, reason string) {
 // Serve accepts connections on ln and hands each to engine until ctx ends
 // or ln is closed.
 func (g *Gateway) Serve(ctx context.Context, ln net.Listener, engine Engine) error {
+	var delay time.Duration
 	for {
 		conn, err := ln.Accept()
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(10 * time.Millisecond)
-				continue
+			// Out of file descriptors, or a connection aborted before it
+			// was accepted: the listener still works once that passes,
+			// and the sessions already open must not end over it. Back
+			// off as net/http does, and say so.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			if ok, suppressed := g.refusals.allow("accept"); ok {
+				g.log.Warn("accepting connections failed; retrying", "listener", ln.Addr().String(), "retry_in", delay, "err", err, "suppressed", suppressed)
 			}
-			return fmt.Errorf("accept: %w", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(delay):
+			}
+			continue
 		}
+		delay = 0
 		g.conns.Add(1)
 		go func() {
 			defer g.conns.Done()

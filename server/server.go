@@ -105,6 +105,7 @@ type Server struct {
 // open.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, err error) {
 	s := &Server{cfg: cfg, log: log}
+	raiseFileLimit(log)
 	defer func() {
 		if err != nil {
 			s.close()

@@ -25,8 +25,9 @@ const maxName = 4096
 const maxParseExtra = maxName + 2 + 4*65535 + 2
 
 // keepBuffer is the largest message buffer a session keeps between
-// messages; a larger one, read for one long statement, is let go.
-const keepBuffer = 256 << 10
+// messages; a larger one, read for one long statement, is let go, so that
+// an idle session does not hold on to its longest statement.
+const keepBuffer = 8 << 10
 
 // fromClient relays the client's messages upstream, noting each statement
 // for the audit before it is sent (its event is written with its outcome;
@@ -141,7 +142,7 @@ func (s *session) forward(hdr [5]byte, n int) error {
 	if _, err := s.uw.Write(hdr[:]); err != nil {
 		return err
 	}
-	return errors.Join(copyN(s.uw, s.cr, n))
+	return errors.Join(copyN(s.uw, s.cr.reader(), n))
 }
 
 // read reads a whole message body into the session's buffer.
@@ -255,7 +256,7 @@ func (s *session) streamQuery(hdr [5]byte, n int) error {
 		return err
 	}
 	d := gateway.NewDigest(s.srv.maxStatement())
-	if err := errors.Join(copyN(io.MultiWriter(s.uw, d), s.cr, n-1)); err != nil {
+	if err := errors.Join(copyN(io.MultiWriter(s.uw, d), s.cr.reader(), n-1)); err != nil {
 		return err
 	}
 	last, err := s.cr.ReadByte()
@@ -496,7 +497,7 @@ func (s *session) onBind(hdr [5]byte, n int) error {
 		return err
 	}
 	s.cr.Discard(used)
-	return errors.Join(copyN(s.uw, s.cr, n-used))
+	return errors.Join(copyN(s.uw, s.cr.reader(), n-used))
 }
 
 // onExecute records an execution, with the text of what it runs, before

@@ -209,7 +209,7 @@ func (h *handshake) startTLS(direct bool) error {
 		return fmt.Errorf("%w: direct TLS without ALPN postgresql", errProtocol)
 	}
 	h.conn = tc
-	h.r = bufio.NewReaderSize(tc, 512)
+	h.r = bufio.NewReaderSize(tc, idleReadBuf)
 	return nil
 }
 

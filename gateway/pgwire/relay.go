@@ -18,14 +18,8 @@ import (
 	"github.com/keygate/keygate/upstream/postgres"
 )
 
-// Buffer sizes.
-const (
-	clientReadBuf  = 64 << 10
-	upstreamBuf    = 64 << 10
-	clientWriteBuf = 64 << 10
-	// maxMessage is PostgreSQL's own limit on a message.
-	maxMessage = 1 << 30
-)
+// maxMessage is PostgreSQL's own limit on a message.
+const maxMessage = 1 << 30
 
 const (
 	// killWriteGrace is how long an ending session may still take to
@@ -46,15 +40,15 @@ type session struct {
 	up     Upstream
 	upc    *postgres.Conn
 	client net.Conn
-	cr     *bufio.Reader
-	ur     *bufio.Reader
-	uw     *bufio.Writer
+	cr     *pooledReader
+	ur     *pooledReader
+	uw     *pooledWriter
 	st     *tracker
 
 	// wmu guards cw: the relay of upstream messages and the replies
 	// keygate gives itself both write to the client.
 	wmu sync.Mutex
-	cw  *bufio.Writer
+	cw  *pooledWriter
 
 	// buf holds whole client messages that keygate reads before relaying.
 	buf []byte
@@ -92,10 +86,10 @@ func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 		up:      upstream,
 		upc:     up,
 		client:  h.conn,
-		cr:      bufio.NewReaderSize(h.r, clientReadBuf),
-		cw:      bufio.NewWriterSize(h.conn, clientWriteBuf),
-		ur:      bufio.NewReaderSize(up, upstreamBuf),
-		uw:      bufio.NewWriterSize(up, upstreamBuf),
+		cr:      newPooledReader(h.r),
+		cw:      newPooledWriter(h.conn),
+		ur:      newPooledReader(bufio.NewReaderSize(up, idleReadBuf)),
+		uw:      newPooledWriter(up),
 		st:      newTracker(),
 		stopped: make(chan struct{}),
 		ended:   make(chan struct{}),
@@ -331,7 +325,7 @@ func (s *session) toClient() (atBoundary bool) {
 		case 'C', 'E':
 			// Small enough to read in place; an ErrorResponse longer than
 			// the buffer leaves its statement's error unread.
-			if n <= upstreamBuf {
+			if n <= bufSize {
 				body, _ = s.ur.Peek(n)
 			}
 		}
@@ -354,7 +348,7 @@ func (s *session) toClient() (atBoundary bool) {
 		} else {
 			s.wmu.Lock()
 			s.cw.Write(hdr[:])
-			upErr, clientErr := copyN(s.cw, s.ur, n)
+			upErr, clientErr := copyN(s.cw, s.ur.reader(), n)
 			if clientErr == nil && s.ur.Buffered() == 0 {
 				clientErr = s.cw.Flush()
 			}

@@ -79,6 +79,9 @@ type file struct {
 	// authorizes every connection twice, and parsing the SQL again each
 	// time was most of the cost.
 	stmts sync.Map
+	// writes caches prepared write statements on w, by a key the caller
+	// chooses: the audit inserts, by rows, run for every batch of events.
+	writes sync.Map
 }
 
 func openFile(ctx context.Context, path, migrationSet string) (*file, error) {
@@ -132,23 +135,40 @@ func migrate(ctx context.Context, db *sql.DB, set, name string) error {
 }
 
 func (f *file) close() error {
-	f.stmts.Range(func(_, st any) bool {
-		st.(*sql.Stmt).Close()
-		return true
-	})
+	for _, m := range []*sync.Map{&f.stmts, &f.writes} {
+		m.Range(func(_, st any) bool {
+			st.(*sql.Stmt).Close()
+			return true
+		})
+	}
 	return errors.Join(f.r.Close(), f.w.Close())
 }
 
 // prepared returns the cached read statement for q, preparing it once.
 func (f *file) prepared(ctx context.Context, q string) (*sql.Stmt, error) {
-	if st, ok := f.stmts.Load(q); ok {
+	return prepareOnce(ctx, &f.stmts, f.r, q, q)
+}
+
+// preparedWrite returns the cached write statement that text(n) makes,
+// preparing it once; text runs only the first time. It must not be
+// called inside a transaction of f: preparing takes the writing
+// connection.
+func (f *file) preparedWrite(ctx context.Context, n int, text func(int) string) (*sql.Stmt, error) {
+	if st, ok := f.writes.Load(n); ok {
 		return st.(*sql.Stmt), nil
 	}
-	st, err := f.r.PrepareContext(ctx, q)
+	return prepareOnce(ctx, &f.writes, f.w, n, text(n))
+}
+
+func prepareOnce(ctx context.Context, cache *sync.Map, db *sql.DB, key any, q string) (*sql.Stmt, error) {
+	if st, ok := cache.Load(key); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, err
 	}
-	if prev, loaded := f.stmts.LoadOrStore(q, st); loaded {
+	if prev, loaded := cache.LoadOrStore(key, st); loaded {
 		st.Close()
 		return prev.(*sql.Stmt), nil
 	}
@@ -996,22 +1016,42 @@ func storedQuery(q string) (string, []byte, error) {
 	return "", b.Bytes(), nil
 }
 
+// auditRowsPerInsert is how many events one INSERT writes. Each
+// statement execution costs far more than a row (binding, a context
+// watch, the virtual machine's start), and the gateway records an event
+// per statement, so a batch goes in as few statements as this allows.
+const auditRowsPerInsert = 64
+
 // AppendAudit implements store.Store.
 func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) error {
-	err := s.audit.tx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (`+auditColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
-		if err != nil {
-			return err
-		}
-		defer stmt.Close()
-		for _, e := range events {
-			query, queryZ, err := storedQuery(e.Query)
-			if err != nil {
-				return fmt.Errorf("event %d: %w", e.Seq, err)
+	// The statements are prepared before the transaction: the audit
+	// file has one writing connection, which the transaction holds.
+	full, err := s.audit.preparedWrite(ctx, auditRowsPerInsert, insertAudit)
+	if err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	rest, err := s.audit.preparedWrite(ctx, len(events)%auditRowsPerInsert, insertAudit)
+	if err != nil {
+		return fmt.Errorf("append audit: %w", err)
+	}
+	args := make([]any, 0, min(len(events), auditRowsPerInsert)*auditFields)
+	err = s.audit.tx(ctx, func(tx *sql.Tx) error {
+		for chunk := range slices.Chunk(events, auditRowsPerInsert) {
+			args = args[:0]
+			for _, e := range chunk {
+				query, queryZ, err := storedQuery(e.Query)
+				if err != nil {
+					return fmt.Errorf("event %d: %w", e.Seq, err)
+				}
+				// Detail is stored byte for byte: it is covered by the hash.
+				args = append(args, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, query, queryZ, e.Reason, string(e.Detail), e.PrevHash, e.Hash)
 			}
-			// Detail is stored byte for byte: it is covered by the hash.
-			if _, err := stmt.ExecContext(ctx, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, query, queryZ, e.Reason, string(e.Detail), e.PrevHash, e.Hash); err != nil {
-				return fmt.Errorf("event %d: %w", e.Seq, err)
+			stmt := full
+			if len(chunk) < auditRowsPerInsert {
+				stmt = rest
+			}
+			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("events %d to %d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, err)
 			}
 		}
 		return nil
@@ -1020,6 +1060,16 @@ func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) erro
 		return fmt.Errorf("append audit: %w", err)
 	}
 	return nil
+}
+
+// auditFields is the number of columns in auditColumns.
+const auditFields = 15
+
+// insertAudit is the statement that inserts n events; n = 0 stands for a
+// batch that is a whole number of full inserts, which never runs it.
+func insertAudit(n int) string {
+	row := "(?" + strings.Repeat(", ?", auditFields-1) + ")"
+	return `INSERT INTO audit_events (` + auditColumns + `) VALUES ` + row + strings.Repeat(", "+row, max(n, 1)-1)
 }
 
 // LastAudit implements store.Store.

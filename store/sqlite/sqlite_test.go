@@ -2,9 +2,11 @@ package sqlite
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/store"
@@ -87,5 +89,48 @@ func TestLongStatementIsStoredDeflated(t *testing.T) {
 	}
 	if got.Query != query {
 		t.Errorf("the statement came back with %d bytes, stored %d", len(got.Query), len(query))
+	}
+}
+
+// A batch longer than one INSERT goes in whole and in order, or not at
+// all: a bad event in its last INSERT leaves none of it stored.
+func TestAuditBatchSpansInserts(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(ctx, filepath.Join(t.TempDir(), "keygate.db"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	batch := func(first, n int) []store.AuditEvent {
+		var events []store.AuditEvent
+		for i := first; i < first+n; i++ {
+			events = append(events, store.AuditEvent{Seq: int64(i), Time: time.Unix(int64(i), 0).UTC(), Type: "query", Query: fmt.Sprintf("select %d", i),
+				Detail: []byte(fmt.Sprintf(`{"n":%d}`, i)), PrevHash: []byte{byte(i - 1)}, Hash: []byte{byte(i)}})
+		}
+		return events
+	}
+	first := batch(1, 2*auditRowsPerInsert+3)
+	if err := s.AppendAudit(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	// The last event repeats a stored sequence number.
+	second := batch(len(first)+1, auditRowsPerInsert+1)
+	second[len(second)-1].Seq = 1
+	if err := s.AppendAudit(ctx, second); err == nil {
+		t.Fatal("AppendAudit accepted a duplicate sequence number")
+	}
+	got, err := s.ListAudit(ctx, store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(first) {
+		t.Fatalf("%d events stored, want the %d of the first batch", len(got), len(first))
+	}
+	for i, e := range got {
+		want := first[i]
+		if e.Seq != want.Seq || e.Query != want.Query || string(e.Detail) != string(want.Detail) || !e.Time.Equal(want.Time) ||
+			string(e.PrevHash) != string(want.PrevHash) || string(e.Hash) != string(want.Hash) {
+			t.Fatalf("event %d came back as %+v", want.Seq, e)
+		}
 	}
 }
