@@ -5,10 +5,10 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/testenv"
 	"github.com/keygate/keygate/store/sqlite"
 )
 
@@ -31,7 +31,7 @@ func BenchmarkRecordStatement(b *testing.B) {
 	sent := time.Now()
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := testenv.CPUTime(b)
 	for range b.N {
 		l.Record(Event{Time: sent, Type: Query, User: "alice@example.com", Database: "orders", Access: "read", Client: "10.0.0.7:51234",
 			SessionID: "9f2c1d7e4a5b6c3d", Query: "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;",
@@ -40,13 +40,5 @@ func BenchmarkRecordStatement(b *testing.B) {
 	if err := l.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testenv.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }

@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/gateway"
+	"github.com/keygate/keygate/internal/testenv"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 )
@@ -43,7 +43,7 @@ func BenchmarkSimpleQuery(b *testing.B) {
 	q := &pgproto3.Query{String: "SELECT note FROM items WHERE id = 1"}
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime(b)
+	cpu0 := testenv.CPUTime(b)
 	for range b.N {
 		be.send(q)
 		for {
@@ -55,13 +55,5 @@ func BenchmarkSimpleQuery(b *testing.B) {
 	if err := log.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
-}
-
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((testenv.CPUTime(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
