@@ -87,6 +87,9 @@ type Upstream struct {
 	offset    atomic.Int64 // clockOffset, in nanoseconds
 	hba       atomic.Int32 // HBA
 
+	// gone are the backends keygate is ending and the waits for them.
+	gone goneWaits
+
 	// noted holds what was last logged about the upstream per subject;
 	// hbaReport says what Check found of pg_hba.conf.
 	notedMu   sync.Mutex

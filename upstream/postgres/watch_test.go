@@ -414,3 +414,38 @@ func TestWatcherLeavesParallelWorkersAlone(t *testing.T) {
 		t.Errorf("%d parallel workers were reported as intrusions: %+v", n, w.intrusions)
 	}
 }
+
+// Many sessions ending at once are all confirmed gone: one query a tick
+// answers every wait, so the admin pool is not the queue they wait in.
+func TestTerminateManyAtOnce(t *testing.T) {
+	p, u := newDatabase(t, "up_many")
+	const n = 40
+	sessions := make([]*rawSession, n)
+	for i := range sessions {
+		sessions[i] = connect(t, u, fmt.Sprintf("many%d", i), access.ReadOnly)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	errs := make(chan error, n)
+	for _, s := range sessions {
+		go func() {
+			_, err := u.Terminate(ctx, s.conn)
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d backends ended and confirmed gone in %s", n, time.Since(start))
+	if left := value(t, p, "postgres", "SELECT count(*) FROM pg_stat_activity WHERE usename LIKE 'many%'"); left != "0" {
+		t.Fatalf("%s backends still listed", left)
+	}
+	u.gone.mu.Lock()
+	defer u.gone.mu.Unlock()
+	if len(u.gone.waiting) != 0 {
+		t.Fatalf("%d waits left behind", len(u.gone.waiting))
+	}
+}
