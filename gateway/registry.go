@@ -74,3 +74,19 @@ func Engines() []string {
 	slices.Sort(names)
 	return names
 }
+
+// UpstreamsOf asserts that every upstream in o is the engine's type T,
+// the interface the engine needs of its databases, as each engine's
+// factory must: an upstream opened by another engine's provisioner is a
+// wiring error, named by database.
+func UpstreamsOf[T any](o EngineOptions, engine string) (map[string]T, error) {
+	ups := make(map[string]T, len(o.Upstreams))
+	for name, u := range o.Upstreams {
+		t, ok := u.(T)
+		if !ok {
+			return nil, fmt.Errorf("database %s: %T is not a %s upstream", name, u, engine)
+		}
+		ups[name] = t
+	}
+	return ups, nil
+}

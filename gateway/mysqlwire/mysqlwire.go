@@ -20,7 +20,6 @@ package mysqlwire
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"slices"
 	"sync/atomic"
@@ -65,13 +64,9 @@ type Upstream interface {
 
 // newServer makes the engine from the options every engine gets.
 func newServer(o gateway.EngineOptions) (gateway.Engine, error) {
-	ups := make(map[string]Upstream, len(o.Upstreams))
-	for name, u := range o.Upstreams {
-		mu, ok := u.(Upstream)
-		if !ok {
-			return nil, fmt.Errorf("database %s: %T is not a MySQL upstream", name, u)
-		}
-		ups[name] = mu
+	ups, err := gateway.UpstreamsOf[Upstream](o, "MySQL")
+	if err != nil {
+		return nil, err
 	}
 	return New(o.Gateway, o.TLS, ups, o.MaxStatement, o.TruncateOversized), nil
 }

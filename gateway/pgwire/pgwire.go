@@ -53,13 +53,9 @@ func init() { gateway.RegisterEngine(EngineName, newServer) }
 
 // newServer makes the engine from the options every engine gets.
 func newServer(o gateway.EngineOptions) (gateway.Engine, error) {
-	ups := make(map[string]Upstream, len(o.Upstreams))
-	for name, u := range o.Upstreams {
-		pu, ok := u.(Upstream)
-		if !ok {
-			return nil, fmt.Errorf("database %s: %T is not a PostgreSQL upstream", name, u)
-		}
-		ups[name] = pu
+	ups, err := gateway.UpstreamsOf[Upstream](o, "PostgreSQL")
+	if err != nil {
+		return nil, err
 	}
 	return &Server{Gateway: o.Gateway, TLS: o.TLS, Upstreams: ups, MaxStatement: o.MaxStatement, TruncateOversized: o.TruncateOversized}, nil
 }
