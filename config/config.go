@@ -129,7 +129,45 @@ type Database struct {
 	// which has the server read a file from the client's machine; off
 	// (the default), the gateway refuses it. mysql only.
 	LocalInfile bool `yaml:"local_infile"`
+	// Pool keeps a person's upstream connections between sessions.
+	Pool Pool `yaml:"pool"`
+	// MaxConnections is the most upstream connections keygate holds to
+	// the database for everyone, live and pooled, as RDS Proxy's
+	// MaxConnectionsPercent bounds its own; a session that would exceed
+	// it waits up to QueueTimeout for one. 0: no budget of keygate's.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerPerson bounds one person's upstream connections
+	// to the database, at every level together. 0: none.
+	MaxConnectionsPerPerson int `yaml:"max_connections_per_person"`
+	// QueueTimeout is how long a new session waits for a connection
+	// budget before it is refused; default 30s.
+	QueueTimeout Duration `yaml:"queue_timeout"`
 }
+
+// Pool is how keygate reuses a person's upstream connections: one pool per
+// person, database and level, a connection reset (DISCARD ALL, or
+// COM_RESET_CONNECTION for MySQL) before it serves again, and a login
+// upstream only when the pool has no idle connection.
+type Pool struct {
+	// Enabled is true unless set to false.
+	Enabled *bool `yaml:"enabled"`
+	// IdleTimeout is how long an idle pooled connection is kept; default
+	// 60s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxIdle bounds the idle connections kept for the database, for
+	// everyone together; 0 (the default) is half the upstream's own
+	// max_connections, as RDS Proxy's MaxIdleConnectionsPercent is.
+	MaxIdle int `yaml:"max_idle"`
+}
+
+// On reports whether pooling is enabled.
+func (p Pool) On() bool { return p.Enabled == nil || *p.Enabled }
+
+// Default pool and budget settings.
+const (
+	DefaultPoolIdleTimeout = 60 * time.Second
+	DefaultQueueTimeout    = 30 * time.Second
+)
 
 // AdminCredential is the upstream role that keygate uses to manage per-person
 // roles. The password itself never appears in the file.
@@ -421,6 +459,12 @@ func (c *Config) applyDefaults() {
 		if d.TLS == "" {
 			d.TLS = "prefer"
 		}
+		if d.Pool.IdleTimeout == 0 {
+			d.Pool.IdleTimeout = Duration(DefaultPoolIdleTimeout)
+		}
+		if d.QueueTimeout == 0 {
+			d.QueueTimeout = Duration(DefaultQueueTimeout)
+		}
 	}
 	for i := range c.PermissionSets {
 		if c.PermissionSets[i].TokenTTL == 0 {
@@ -512,6 +556,15 @@ func (c *Config) validate() error {
 		case "disable", "prefer", "require", "verify-full":
 		default:
 			add(c.errorAt(p+".tls", "database %q: tls %q: use disable, prefer, require or verify-full", d.Name, d.TLS))
+		}
+		if d.MaxConnections < 0 || d.MaxConnectionsPerPerson < 0 || d.Pool.MaxIdle < 0 {
+			add(c.errorAt(p+".max_connections", "database %q: max_connections, max_connections_per_person and pool.max_idle must be 0 (none) or more", d.Name))
+		}
+		if d.MaxConnections > 0 && d.MaxConnectionsPerPerson > d.MaxConnections {
+			add(c.errorAt(p+".max_connections_per_person", "database %q: max_connections_per_person %d is more than max_connections %d: lower it, or raise max_connections", d.Name, d.MaxConnectionsPerPerson, d.MaxConnections))
+		}
+		if d.Pool.IdleTimeout < 0 || d.QueueTimeout < 0 {
+			add(c.errorAt(p+".pool", "database %q: pool.idle_timeout and queue_timeout must be positive", d.Name))
 		}
 		if d.TLS == "verify-full" && d.TLSCAFile == "" {
 			add(c.errorAt(p+".tls", "database %q: tls verify-full needs tls_ca_file", d.Name))

@@ -114,12 +114,14 @@ func TestExampleParses(t *testing.T) {
 			Schemas: []string{"public", "sales"}, Tags: map[string]string{"environment": "production", "team": "shop"},
 			Admin: AdminCredential{User: "keygate_admin", PasswordEnv: "ORDERS_ADMIN_PASSWORD"},
 			TLS:   "verify-full", TLSCAFile: "/etc/keygate/rds-ca.pem",
+			Pool: defaultPool, QueueTimeout: Duration(DefaultQueueTimeout),
 		},
 		{
 			Name: "analytics", Engine: "postgres", Address: "warehouse:5432", Database: "analytics",
 			Schemas: []string{"public"},
 			Admin:   AdminCredential{User: "keygate_admin", PasswordEnv: "ANALYTICS_ADMIN_PASSWORD"},
 			TLS:     "prefer",
+			Pool:    defaultPool, QueueTimeout: Duration(DefaultQueueTimeout),
 		},
 	}
 	if !reflect.DeepEqual(c.Databases, wantDBs) {

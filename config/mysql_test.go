@@ -35,7 +35,8 @@ func TestMySQLDatabase(t *testing.T) {
 	}
 	want := Database{Name: "shop", Engine: EngineMySQL, Address: "maria.internal:3306", Database: "shop_prod",
 		Schemas: []string{"shop_prod"}, TLS: "require",
-		Admin: AdminCredential{User: "keygate_admin", PasswordEnv: "SHOP_ADMIN_PASSWORD"}}
+		Admin: AdminCredential{User: "keygate_admin", PasswordEnv: "SHOP_ADMIN_PASSWORD"},
+		Pool:  defaultPool, QueueTimeout: Duration(DefaultQueueTimeout)}
 	if !reflect.DeepEqual(c.Databases[1], want) {
 		t.Errorf("shop =\n%+v\nwant\n%+v", c.Databases[1], want)
 	}

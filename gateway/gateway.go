@@ -99,6 +99,10 @@ type Gateway struct {
 	HandshakeTimeout        time.Duration
 	MaxHandshakes           int
 	MaxHandshakesPerAddress int
+	// Pools are the databases' pools of people's upstream connections,
+	// by database name; Watch and Recheck end the pooled connections of
+	// those who lost access. Set before Watch.
+	Pools map[string]Pool
 
 	verifier Verifier
 	authz    Authorizer
@@ -308,6 +312,10 @@ type Session struct {
 
 	// UpstreamPID is the upstream backend's process id, for the audit.
 	UpstreamPID uint32
+	// UpstreamReused says the backend served an earlier session of the
+	// same person and level from the pool, reset since; session.start
+	// records it as detail.upstream_reused, and its pid as upstream_pid.
+	UpstreamReused bool
 
 	// Control is how the core acts on the session; set by the engine
 	// before Register.
@@ -429,6 +437,10 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	if s.Auth != "" {
 		detail["auth"] = s.Auth
 	}
+	if s.UpstreamReused {
+		detail["upstream_reused"] = true
+		detail["upstream_pid"] = s.UpstreamPID
+	}
 	if ps := s.Grant.PermissionSet; ps.SessionDuration > 0 {
 		// An auditor reading the start learns when the session must end
 		// at the latest, and under which set.
@@ -462,6 +474,7 @@ const (
 	BackendTerminated  = "terminated"  // keygate ended it (pg_terminate_backend or equivalent)
 	BackendClosed      = "closed"      // it exited on its own after the client's Terminate
 	BackendUnconfirmed = "unconfirmed" // keygate could not confirm it gone; the upstream watcher ends it
+	BackendPooled      = "pooled"      // it was reset and kept for the person's next session at the same level
 )
 
 // Unregister removes a session, stops its session_duration timer and
@@ -703,35 +716,82 @@ func (g *Gateway) Watch(ctx context.Context, changes <-chan store.Change) {
 				return
 			}
 			for _, s := range g.Sessions() {
-				if affects(c, s) {
+				if affects(c, s.User) {
 					g.recheck(ctx, s)
 				}
 			}
+			g.recheckPools(ctx, func(person string) bool { return affects(c, person) })
 		case <-tick.C:
 			g.Recheck(ctx)
 		}
 	}
 }
 
-// affects reports whether a change may alter a session's entitlement. Group
+// affects reports whether a change may alter a person's entitlement. Group
 // changes and resyncs may affect anyone.
-func affects(c store.Change, s *Session) bool {
+func affects(c store.Change, person string) bool {
 	switch c.Kind {
 	case store.UserChanged, store.MembershipChanged, store.SessionChanged:
-		return strings.EqualFold(c.User, s.User)
+		return strings.EqualFold(c.User, person)
 	}
 	return true
 }
 
 // Recheck re-decides every live session, for a policy reload, and says
-// how many it ended.
+// how many it ended; the pooled connections of those who lost access end
+// too.
 func (g *Gateway) Recheck(ctx context.Context) (ended int) {
 	for _, s := range g.Sessions() {
 		if g.recheck(ctx, s) != nil {
 			ended++
 		}
 	}
+	g.recheckPools(ctx, nil)
 	return ended
+}
+
+// Pool is what the core needs of a database's pool of people's upstream
+// connections: who holds connections, and ending those of someone who
+// lost access.
+type Pool interface {
+	// Holders lists each person and level holding connections to the
+	// database, in use or pooled.
+	Holders() []Holder
+	// Drain ends the pooled connections of person at level, and keeps
+	// those in use from being pooled again. It returns how many it ended.
+	Drain(person string, level access.Level) int
+}
+
+// Holder is a person at a level who holds upstream connections.
+type Holder struct {
+	Person string
+	Level  access.Level
+}
+
+// recheckPools decides again whether each holder of pooled connections
+// may still reach the database at that level (only those for whom
+// affected says so, all when it is nil), and drains the pools of those who
+// may not. A pooled connection serves only a session the core admitted
+// afresh, so what is decided is whether the backend may stay at all; no
+// sign-in session stands behind it, so conditions on how the person signed
+// in are taken as met.
+func (g *Gateway) recheckPools(ctx context.Context, affected func(person string) bool) {
+	for db, p := range g.Pools {
+		for _, h := range p.Holders() {
+			if affected != nil && !affected(h.Person) {
+				continue
+			}
+			d, err := g.authz.Authorize(ctx, authz.Request{User: h.Person, Database: db, Level: h.Level, Live: true, AssumeMFA: true})
+			if err != nil {
+				g.log.Error("could not re-check pooled connections; trying again within "+g.RecheckInterval.String(), "user", h.Person, "database", db, "err", err)
+				continue
+			}
+			if !d.Allowed {
+				n := p.Drain(h.Person, h.Level)
+				g.log.Info("ended pooled connections of a person who lost access", "user", h.Person, "database", db, "access", h.Level, "ended", n, "reason", d.Reason)
+			}
+		}
+	}
 }
 
 // recheck ends s if it is no longer allowed, and applies the session_duration

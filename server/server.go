@@ -185,6 +185,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	}
 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
+	s.gw.Pools = s.upstreams.gatewayPools()
 	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {
 		if sp := s.sprawl.Load(); sp != nil {
 			return *sp
@@ -203,7 +204,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 			return nil, err
 		}
 	}
-	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates))
+	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates), metrics.NewPoolCollector(s.poolStates))
 
 	signIn, err := s.buildSSO(ctx, now)
 	if err != nil {
@@ -251,7 +252,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 // admin role's password.
 func UpstreamConfig(cfg *config.Config, d config.Database, password string) upstream.Config {
 	return upstream.Config{Name: d.Name, Address: d.Address, Database: d.Database, Schemas: d.Schemas, OwnerRole: d.OwnerRole,
-		AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile), LocalInfile: d.LocalInfile}
+		AdminUser: d.Admin.User, AdminPassword: password, TLS: d.TLS, TLSCAFile: cfg.Resolve(d.TLSCAFile), LocalInfile: d.LocalInfile,
+		Pool: d.Pool.On(), PoolIdleTimeout: time.Duration(d.Pool.IdleTimeout), PoolMaxIdle: d.Pool.MaxIdle,
+		MaxConnections: d.MaxConnections, MaxConnectionsPerPerson: d.MaxConnectionsPerPerson, QueueTimeout: time.Duration(d.QueueTimeout)}
 }
 
 func accessDatabases(dbs []config.Database) []access.Database {

@@ -31,6 +31,13 @@ type Config struct {
 	// LocalInfile lets sessions that may write run LOAD DATA LOCAL
 	// INFILE (MySQL and MariaDB only); off, the gateway refuses it.
 	LocalInfile bool
+	// Pool and budget: see config.Database.
+	Pool                    bool
+	PoolIdleTimeout         time.Duration
+	PoolMaxIdle             int
+	MaxConnections          int
+	MaxConnectionsPerPerson int
+	QueueTimeout            time.Duration
 }
 
 // Database is one configured upstream database, as the server manages it.

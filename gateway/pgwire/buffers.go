@@ -110,6 +110,9 @@ func (w *pooledWriter) Write(p []byte) (int, error) { return w.writer().Write(p)
 
 func (w *pooledWriter) WriteByte(c byte) error { return w.writer().WriteByte(c) }
 
+// idle reports whether nothing is buffered to write.
+func (w *pooledWriter) idle() bool { return w.bw == nil || w.bw.Buffered() == 0 }
+
 // Flush writes what is buffered and hands the buffer back.
 func (w *pooledWriter) Flush() error {
 	if w.bw == nil {

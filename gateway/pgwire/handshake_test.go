@@ -606,7 +606,9 @@ func (f *fakeUpstream) Terminate(_ context.Context, c *postgres.Conn) (time.Time
 	return time.Now(), nil
 }
 
-func (f *fakeUpstream) Release(c *postgres.Conn, _ bool) { c.Close() }
+func (f *fakeUpstream) Release(c *postgres.Conn, _ bool) bool { c.Close(); return false }
+
+func (f *fakeUpstream) Pooling() bool { return false }
 
 func (f *fakeUpstream) Cancel(_ context.Context, c *postgres.Conn) error {
 	f.mu.Lock()

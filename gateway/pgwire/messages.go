@@ -79,6 +79,14 @@ func (s *session) fromClient() error {
 			err = s.forward(hdr, n)
 		case 'F':
 			err = s.onFunctionCall(hdr, n)
+		case 'X':
+			// Not relayed: the session's end decides whether the backend
+			// ends or goes back to the person's pool (see finish).
+			if err := s.uw.Flush(); err != nil {
+				return err
+			}
+			s.gs.BytesFromClient.Add(int64(n + 5))
+			return errClientTerminated
 		case 'c', 'f': // CopyDone, CopyFail
 			s.st.mu.Lock()
 			s.st.clientCopyEnd()
@@ -92,10 +100,6 @@ func (s *session) fromClient() error {
 		}
 		s.st.writeReady()
 		s.gs.BytesFromClient.Add(int64(n + 5))
-		if typ == 'X' {
-			s.uw.Flush()
-			return errClientTerminated
-		}
 		if s.cr.Buffered() == 0 || typ == 'H' {
 			if err := s.uw.Flush(); err != nil {
 				return err

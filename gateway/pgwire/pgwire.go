@@ -25,6 +25,7 @@ import (
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/gateway"
 	"github.com/keygate/keygate/token"
+	"github.com/keygate/keygate/upstream/pool"
 	"github.com/keygate/keygate/upstream/postgres"
 )
 
@@ -41,8 +42,11 @@ type Upstream interface {
 	// Terminate ends c's backend and returns when it is gone.
 	Terminate(ctx context.Context, c *postgres.Conn) (time.Time, error)
 	// Release hands c back once its session is over; reuse says it
-	// ended at a clean boundary and could serve again.
-	Release(c *postgres.Conn, reuse bool)
+	// ended idle and could serve the person again. It reports whether c
+	// was kept for that; if not, c is closed.
+	Release(c *postgres.Conn, reuse bool) bool
+	// Pooling reports whether Release may keep a connection at all.
+	Pooling() bool
 }
 
 // EngineName is the name the PostgreSQL engine goes by: config's
@@ -283,7 +287,10 @@ func (c connector) Connect(ctx context.Context, db string, d access.Decision, cl
 	upConn, err := up.Acquire(ctx, d.User, claims.Access, c.params)
 	if err != nil {
 		var reason string
+		var budget *pool.BudgetError
 		switch {
+		case errors.As(err, &budget):
+			reason = fmt.Sprintf("database %s: %s", db, budget)
 		case errors.Is(err, postgres.ErrUnavailable):
 			reason = fmt.Sprintf("database %s is unavailable right now", db)
 		case errors.Is(err, postgres.ErrAdminLogin):

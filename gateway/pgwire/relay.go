@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,6 +78,12 @@ type session struct {
 	// upEOF is when the upstream closed the connection (Unix ns), 0 if it
 	// has not.
 	upEOF atomic.Int64
+
+	// detaching asks toClient to stop at the next message boundary
+	// without the upstream closing, so that the connection can serve the
+	// person's next session; detached says it did.
+	detaching atomic.Bool
+	detached  atomic.Bool
 }
 
 func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
@@ -95,7 +102,7 @@ func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 		ended:   make(chan struct{}),
 	}
 	s.st.txStatus = up.TxStatus
-	s.gs = &gateway.Session{Engine: EngineName, Client: h.client, UpstreamRole: up.Role, UpstreamPID: up.PID, Control: s}
+	s.gs = &gateway.Session{Engine: EngineName, Client: h.client, UpstreamRole: up.Role, UpstreamPID: up.PID, UpstreamReused: up.Reused, Control: s}
 	return s
 }
 
@@ -145,15 +152,35 @@ func (s *session) isStopped() bool {
 // the upstream connection, which ends the relay of its messages.
 func (s *session) terminate() {
 	s.termOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), terminateTimeout)
-		defer cancel()
-		at, err := s.up.Terminate(ctx, s.upc)
-		if err != nil {
-			s.end = gateway.BackendEnd{How: gateway.BackendUnconfirmed, Err: err}
+		s.endUpstream()
+		close(s.ended)
+	})
+}
+
+// endUpstream ends the backend and closes the connection, recording how.
+func (s *session) endUpstream() {
+	ctx, cancel := context.WithTimeout(context.Background(), terminateTimeout)
+	defer cancel()
+	at, err := s.up.Terminate(ctx, s.upc)
+	if err != nil {
+		s.end = gateway.BackendEnd{How: gateway.BackendUnconfirmed, Err: err}
+	} else {
+		s.end = gateway.BackendEnd{At: at, How: gateway.BackendTerminated}
+	}
+	s.upc.Close()
+}
+
+// pool hands the backend of a session that ended idle to the person's
+// pool, in place of ending it; terminate does nothing after it. A session
+// that keygate stopped meanwhile, or a connection the pool did not keep,
+// has its backend ended as usual.
+func (s *session) pool() {
+	s.termOnce.Do(func() {
+		if !s.isStopped() && s.up.Release(s.upc, true) {
+			s.end = gateway.BackendEnd{At: time.Now(), How: gateway.BackendPooled}
 		} else {
-			s.end = gateway.BackendEnd{At: at, How: gateway.BackendTerminated}
+			s.endUpstream()
 		}
-		s.upc.Close()
 		close(s.ended)
 	})
 }
@@ -243,10 +270,12 @@ func (s *session) reason(clientErr error) string {
 	return "client disconnected"
 }
 
-// finish makes sure the backend is gone once the client side is done. A
-// backend that was told Terminate (by the client, or by keygate because
-// the client vanished between statements) exits by itself, and its
-// connection closing says so; any other is ended with terminate.
+// finish makes sure the backend is gone, or pooled, once the client side
+// is done. A session that ended between statements, outside a transaction,
+// leaves its backend to the person's pool; otherwise a backend told
+// Terminate (because the client said it, or vanished between statements)
+// exits by itself, and its connection closing says so; any other is ended
+// with terminate.
 func (s *session) finish(clientErr error, upDone <-chan bool) (gateway.BackendEnd, bool) {
 	var atBoundary, upReturned bool
 	select {
@@ -255,11 +284,20 @@ func (s *session) finish(clientErr error, upDone <-chan bool) (gateway.BackendEn
 	default:
 	}
 	if !s.isStopped() {
-		graceful := errors.Is(clientErr, errClientTerminated)
-		if !graceful && !upReturned && s.st.idle() && atMessageBoundary(clientErr) {
-			graceful = s.sendTerminate() == nil
+		clean := !upReturned && (errors.Is(clientErr, errClientTerminated) || atMessageBoundary(clientErr)) && s.st.idle()
+		if clean && s.up.Pooling() && s.st.status() == 'I' {
+			atBoundary, upReturned = s.detach(upDone), true
+			if s.detached.Load() {
+				s.pool()
+				<-s.ended
+				if s.end.How == gateway.BackendPooled {
+					return s.end, atBoundary
+				}
+			}
+			clean = false
 		}
-		if graceful && !upReturned {
+		graceful := clean && s.sendTerminate() == nil
+		if graceful {
 			select {
 			case atBoundary = <-upDone:
 				upReturned = true
@@ -277,6 +315,17 @@ func (s *session) finish(clientErr error, upDone <-chan bool) (gateway.BackendEn
 		atBoundary = <-upDone
 	}
 	return s.end, atBoundary
+}
+
+// detach stops the relay of upstream messages at the next message
+// boundary, keeping the connection open: the read that toClient waits in
+// is woken with a deadline. It returns what toClient returned;
+// s.detached says whether it stopped cleanly, with nothing of the
+// upstream's read or half read.
+func (s *session) detach(upDone <-chan bool) bool {
+	s.detaching.Store(true)
+	s.upc.SetReadDeadline(time.Now())
+	return <-upDone
 }
 
 // atMessageBoundary reports whether the client's stream ended between
@@ -302,8 +351,13 @@ func (s *session) toClient() (atBoundary bool) {
 	var hdr [5]byte
 	clientGone := false
 	for {
-		if _, err := io.ReadFull(s.ur, hdr[:]); err != nil {
+		if n, err := io.ReadFull(s.ur, hdr[:]); err != nil {
 			s.flushClient()
+			if n == 0 && s.detaching.Load() && errors.Is(err, os.ErrDeadlineExceeded) && s.ur.Buffered() == 0 && s.uw.idle() {
+				s.ur.release()
+				s.detached.Store(true)
+				return true
+			}
 			s.upstreamEnded(err)
 			return true
 		}

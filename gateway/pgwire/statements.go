@@ -255,6 +255,13 @@ func (t *tracker) idle() bool {
 	return len(t.queue) == 0
 }
 
+// status is the transaction status of the last ReadyForQuery.
+func (t *tracker) status() byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.txStatus
+}
+
 // lookup finds a statement keygate holds, once its definition is certain.
 // Called with t.mu held.
 func (t *tracker) lookup(name string) (*stmt, error) {

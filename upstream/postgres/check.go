@@ -75,6 +75,7 @@ func (u *Upstream) checkAdmin(ctx context.Context) error {
 	var super, publicTemp bool
 	var version string
 	var serverNow time.Time
+	var maxConns int
 	has := make([]bool, len(privileges))
 	asked := time.Now()
 	err := u.admin.QueryRow(ctx, `SELECT rolsuper, rolcreaterole OR rolsuper,
@@ -82,8 +83,9 @@ func (u *Upstream) checkAdmin(ctx context.Context) error {
 		pg_catalog.pg_has_role(current_user, 'pg_read_all_stats', 'USAGE'),
 		pg_catalog.current_setting('server_version'),
 		pg_catalog.has_database_privilege('public', pg_catalog.current_database(), 'TEMP'),
-		pg_catalog.clock_timestamp()
-		FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&super, &has[0], &has[1], &has[2], &version, &publicTemp, &serverNow)
+		pg_catalog.clock_timestamp(),
+		pg_catalog.current_setting('max_connections')::int - pg_catalog.current_setting('superuser_reserved_connections')::int
+		FROM pg_catalog.pg_roles WHERE rolname = current_user`).Scan(&super, &has[0], &has[1], &has[2], &version, &publicTemp, &serverNow, &maxConns)
 	if err != nil {
 		return u.adminErr("connect as admin", err)
 	}
@@ -91,6 +93,7 @@ func (u *Upstream) checkAdmin(ctx context.Context) error {
 	// the round trip is the best guess of when the server read its clock.
 	read := asked.Add(time.Since(asked) / 2)
 	u.offset.Store(int64(read.Sub(serverNow)))
+	u.sizePool(maxConns)
 	if publicTemp {
 		u.infoOnce("temp", "every role may create temporary tables in this database, read-only people included; to stop that, REVOKE TEMP ON DATABASE ... FROM PUBLIC")
 	}

@@ -42,6 +42,7 @@ import (
 
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/upstream"
+	"github.com/keygate/keygate/upstream/pool"
 )
 
 // Config describes one upstream database.
@@ -89,6 +90,10 @@ type Upstream struct {
 
 	// gone are the backends keygate is ending and the waits for them.
 	gone goneWaits
+
+	// pool keeps people's connections between sessions, within the
+	// database's connection budget.
+	pool *pool.Pool[*Conn]
 
 	// noted holds what was last logged about the upstream per subject;
 	// hbaReport says what Check found of pg_hba.conf.
@@ -147,6 +152,7 @@ func New(cfg Config, servers *Servers, log *slog.Logger) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
+	u.pool = pool.New(poolOptions(cfg), u.closeIdle)
 	u.server.add(u)
 	return u, nil
 }
@@ -166,6 +172,7 @@ func kv(k, v string) string {
 
 // Close releases the admin connections.
 func (u *Upstream) Close() {
+	u.pool.Shutdown()
 	u.server.remove(u)
 	u.admin.Close()
 }
@@ -197,7 +204,11 @@ type Conn struct {
 	// Params are the ParameterStatus values the server reported at start.
 	Params   map[string]string
 	TxStatus byte
+	// Reused says the connection served an earlier session of the same
+	// person, level and start-up parameters, and was reset since.
+	Reused bool
 
+	lease   *pool.Lease
 	release sync.Once
 }
 
@@ -209,18 +220,41 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 }
 
 // Release hands c back once its session is over. reuse says c ended at a
-// clean boundary and could serve again; an Upstream without a pool closes
-// it either way. When it held the last of keygate's backends of its role,
-// the role is put at rest again, so that a password the person set from
+// clean boundary, idle, and could serve again: it is then reset and kept
+// for its owner's next session, unless pooling is off or its owner lost
+// access meanwhile. Release reports whether c was kept; if not, c is
+// closed. When it held the last of keygate's backends of its role, the
+// role is put at rest again, so that a password the person set from
 // inside the session goes too. A backend that is not gone within a few
 // seconds is ended by the watcher.
-func (u *Upstream) Release(c *Conn, reuse bool) {
+func (u *Upstream) Release(c *Conn, reuse bool) (kept bool) {
 	c.release.Do(func() {
-		c.Conn.Close()
-		if role, left := u.server.release(c.PID, time.Now()); role != "" && left == 0 {
-			u.released(role)
+		if reuse && u.cfg.Pool && c.lease != nil {
+			if err := c.reset(); err != nil {
+				u.log.Warn("could not reset a connection for reuse; closing it", "role", c.Role, "pid", c.PID, "err", err)
+			} else if kept = u.pool.Put(c.lease, c.again()); kept {
+				return
+			}
 		}
+		u.close(c, false)
 	})
+	return kept
+}
+
+// close closes c, sending Terminate first when polite (an idle backend
+// then exits without a word in the server log), and frees its place.
+func (u *Upstream) close(c *Conn, polite bool) {
+	if polite {
+		c.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+		c.Conn.Write([]byte{'X', 0, 0, 0, 4})
+	}
+	c.Conn.Close()
+	if c.lease != nil {
+		u.pool.Close(c.lease)
+	}
+	if role, left := u.server.release(c.PID, time.Now()); role != "" && left == 0 {
+		u.released(role)
+	}
 }
 
 // droppedParams are startup parameters a client may not pass upstream:
@@ -228,9 +262,12 @@ func (u *Upstream) Release(c *Conn, reuse bool) {
 // session.
 var droppedParams = map[string]bool{"user": true, "database": true, "replication": true}
 
-// Acquire leases a connection to the database as person's role at level,
-// provisioning the role first if needed; Release hands it back. params are
-// the client's startup parameters (application_name, client_encoding, ...).
+// Acquire leases a connection to the database as person's role at level:
+// an idle one of the same person, level and params from the pool if there
+// is one, else a new login, within the database's connection budget
+// (waiting for a slot up to its queue_timeout). The role is provisioned
+// first if needed. Release hands the connection back. params are the
+// client's startup parameters (application_name, client_encoding, ...).
 func (u *Upstream) Acquire(ctx context.Context, person string, level access.Level, params map[string]string) (*Conn, error) {
 	if err := u.checked(ctx); err != nil {
 		return nil, err
@@ -238,6 +275,33 @@ func (u *Upstream) Acquire(ctx context.Context, person string, level access.Leve
 	if err := u.ensureGroups(ctx); err != nil {
 		return nil, err
 	}
+	key := pool.Key{Person: person, Level: string(level), Params: paramsKey(params)}
+	for {
+		c, lease, ok, err := u.pool.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s as %s: %w", u.cfg.Name, RoleName(person, level), err)
+		}
+		if !ok {
+			c, err := u.login(ctx, person, level, params)
+			if err != nil {
+				u.pool.Close(lease)
+				return nil, err
+			}
+			c.lease = lease
+			return c, nil
+		}
+		if err := c.alive(); err != nil {
+			u.log.Info("a pooled connection was closed upstream; opening another", "role", c.Role, "pid", c.PID, "err", err)
+			u.close(c, false)
+			continue
+		}
+		c.Reused = true
+		return c, nil
+	}
+}
+
+// login opens a new connection through a just-in-time login window.
+func (u *Upstream) login(ctx context.Context, person string, level access.Level, params map[string]string) (*Conn, error) {
 	role := RoleName(person, level)
 	w := u.server.window(role)
 	for attempt := 1; ; attempt++ {
