@@ -48,9 +48,18 @@ type Authority struct {
 	caCert  *x509.Certificate
 	caKey   *ecdsa.PrivateKey
 	caPEM   []byte
-	mu      sync.RWMutex // guards server
+	mu      sync.RWMutex // guards server and tickets
 	server  tls.Certificate
 	renewed bool
+	// tickets is the configuration ServerTLS clones: it carries the
+	// session ticket keys, newest first, so that a client may resume its
+	// TLS session on a later connection (one ECDHE, no certificate
+	// signature or chain to verify). The keys live in memory only and are
+	// replaced daily by Maintain, the previous one kept for a day, so a
+	// ticket outlives neither a restart nor two days.
+	tickets    *tls.Config
+	ticketKeys [][32]byte
+	ticketKey  time.Time // when ticketKeys[0] was made
 }
 
 // Open loads the CA from dir, creating it on first use, and makes sure the
@@ -62,6 +71,9 @@ func Open(dir string, hostnames []string, now time.Time) (*Authority, error) {
 	}
 	a := &Authority{dir: dir}
 	if err := a.loadOrCreateCA(now); err != nil {
+		return nil, err
+	}
+	if err := a.rotateTicketKeys(now); err != nil {
 		return nil, err
 	}
 	if err := a.loadOrIssueServer(hostnames, now); err != nil {
@@ -88,7 +100,27 @@ func (a *Authority) Renewed() bool { return a.renewed }
 
 // ServerTLS is the TLS configuration the gateway and API listen with.
 func (a *Authority) ServerTLS() *tls.Config {
-	return &tls.Config{
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.tickets.Clone()
+}
+
+// ticketKeyLifetime is how long a session ticket key issues tickets.
+const ticketKeyLifetime = 24 * time.Hour
+
+// rotateTicketKeys puts a new session ticket key first, keeping the
+// previous one to accept the tickets it issued. a.mu is held, or a is not
+// shared yet.
+func (a *Authority) rotateTicketKeys(now time.Time) error {
+	var key [32]byte
+	if _, err := rand.Read(key[:]); err != nil {
+		return fmt.Errorf("session ticket key: %w", err)
+	}
+	keys := [][32]byte{key}
+	if len(a.ticketKeys) > 0 {
+		keys = append(keys, a.ticketKeys[0])
+	}
+	cfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Looked up per handshake, so a certificate Maintain renews is
 		// used at once.
@@ -98,13 +130,22 @@ func (a *Authority) ServerTLS() *tls.Config {
 			return &a.server, nil
 		},
 	}
+	cfg.SetSessionTicketKeys(keys)
+	a.tickets, a.ticketKeys, a.ticketKey = cfg, keys, now
+	return nil
 }
 
-// Maintain renews the server certificate when it is close to expiry; the
-// server calls it daily. It reports whether it issued a new one.
+// Maintain renews the server certificate when it is close to expiry, and
+// the session ticket key when it is a day old; the server calls it daily.
+// It reports whether it issued a new certificate.
 func (a *Authority) Maintain(hostnames []string, now time.Time) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if now.Sub(a.ticketKey) >= ticketKeyLifetime {
+		if err := a.rotateTicketKeys(now); err != nil {
+			return false, err
+		}
+	}
 	if a.serverStillGood(a.server.Leaf, hostnames, now) {
 		return false, nil
 	}
