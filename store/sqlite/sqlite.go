@@ -41,6 +41,7 @@ type Store struct {
 	audit *file
 	feed  store.Feed
 	now   func() time.Time
+	cache *readCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -67,7 +68,7 @@ func Open(ctx context.Context, path string, now func() time.Time) (*Store, error
 		state.close()
 		return nil, err
 	}
-	return &Store{state: state, audit: audit, now: now}, nil
+	return &Store{state: state, audit: audit, now: now, cache: newReadCache()}, nil
 }
 
 // file is one SQLite database. Writes go through a single connection so
@@ -229,6 +230,7 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) ([]store.Change, err
 	if err != nil {
 		return err
 	}
+	s.cache.invalidate()
 	s.feed.Publish(changes...)
 	return nil
 }
@@ -317,11 +319,13 @@ func (s *Store) GetUser(ctx context.Context, id string) (identity.User, error) {
 
 // GetUserByName implements store.Store.
 func (s *Store) GetUserByName(ctx context.Context, name string) (identity.User, error) {
-	u, err := scanUser(s.state.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE user_name = ? COLLATE NOCASE`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return identity.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
-	}
-	return u, err
+	return through(s.cache, s.cache.users, nocaseKey(name), cloneUser, func() (identity.User, error) {
+		u, err := scanUser(s.state.queryRow(ctx, `SELECT `+userColumns+` FROM users WHERE user_name = ? COLLATE NOCASE`, name))
+		if errors.Is(err, sql.ErrNoRows) {
+			return identity.User{}, fmt.Errorf("user %q: %w", name, store.ErrNotFound)
+		}
+		return u, err
+	})
 }
 
 // ListUsers implements store.Store.
@@ -719,11 +723,13 @@ func (s *Store) ListMembers(ctx context.Context, groupID string) ([]identity.Mem
 
 // GroupsOf implements store.Store.
 func (s *Store) GroupsOf(ctx context.Context, userID string) ([]identity.Group, error) {
-	rows, err := s.state.query(ctx, `SELECT `+groupColumns+` FROM members mm JOIN groups g ON g.id = mm.group_id WHERE mm.user_id = ? ORDER BY g.name COLLATE NOCASE`, userID)
-	if err != nil {
-		return nil, fmt.Errorf("groups of %s: %w", userID, err)
-	}
-	return collect(rows, scanGroup)
+	return through(s.cache, s.cache.groups, userID, cloneGroups, func() ([]identity.Group, error) {
+		rows, err := s.state.query(ctx, `SELECT `+groupColumns+` FROM members mm JOIN groups g ON g.id = mm.group_id WHERE mm.user_id = ? ORDER BY g.name COLLATE NOCASE`, userID)
+		if err != nil {
+			return nil, fmt.Errorf("groups of %s: %w", userID, err)
+		}
+		return collect(rows, scanGroup)
+	})
 }
 
 // scanMembership reads group name, user name, joined, joined_by and
@@ -835,11 +841,13 @@ func (s *Store) GetSessionByHash(ctx context.Context, credentialHash []byte) (id
 
 // GetSession implements store.Store.
 func (s *Store) GetSession(ctx context.Context, id string) (identity.Session, error) {
-	ss, err := scanSession(s.state.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return identity.Session{}, fmt.Errorf("session %s: %w", id, store.ErrNotFound)
-	}
-	return ss, err
+	return through(s.cache, s.cache.sessions, id, cloneSession, func() (identity.Session, error) {
+		ss, err := scanSession(s.state.queryRow(ctx, `SELECT `+sessionColumns+` FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id = ?`, id))
+		if errors.Is(err, sql.ErrNoRows) {
+			return identity.Session{}, fmt.Errorf("session %s: %w", id, store.ErrNotFound)
+		}
+		return ss, err
+	})
 }
 
 // ListSessions implements store.Store.
