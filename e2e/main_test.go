@@ -194,8 +194,10 @@ type serverOptions struct {
 	// sample schema; ordersConfig is added to orders' config entry.
 	ordersSetup, ordersConfig string
 	// mysql adds orders_my, a MariaDB database (see startMySQL), granted
-	// as orders is, and the MySQL gateway.
+	// as orders is, and the MySQL gateway; mysqlConfig is added to its
+	// config entry.
 	mysql        bool
+	mysqlConfig  string
 	stopWithTest bool
 }
 
@@ -245,7 +247,7 @@ func startServerWith(t testing.TB, dbPrefix string, o serverOptions) *kgServer {
 		cfg := fmt.Sprintf(configTemplate, apiPort, pgPort, pg.Address(), ordersDB, billingDB)
 		if s.my != nil {
 			s.myPort = freePort(t)
-			cfg = withMySQL(cfg, s.myPort, s.my, s.myDB)
+			cfg = withMySQL(cfg, s.myPort, s.my, s.myDB, o.mysqlConfig)
 		}
 		if o.billingTags != "" {
 			billing := "    database: " + billingDB + "\n"

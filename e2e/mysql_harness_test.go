@@ -48,7 +48,7 @@ func startMySQL(t testing.TB, dbPrefix string) (*testenv.MariaDB, string) {
 // common config grants orders. It is entered after the PostgreSQL
 // databases, so that the edits serverOptions makes to orders' entry still
 // find orders first.
-func withMySQL(cfg string, port int, my *testenv.MariaDB, db string) string {
+func withMySQL(cfg string, port int, my *testenv.MariaDB, db, extra string) string {
 	entry := fmt.Sprintf(`  - name: orders_my
     engine: mysql
     address: %s
@@ -58,7 +58,7 @@ func withMySQL(cfg string, port int, my *testenv.MariaDB, db string) string {
     admin:
       user: %s
       password_env: %s
-`, my.Address(), db, my.AdminUser, mysqlPasswordEnv)
+%s`, my.Address(), db, my.AdminUser, mysqlPasswordEnv, extra)
 	return strings.NewReplacer(
 		"\n  postgres: ", fmt.Sprintf("\n  mysql: 127.0.0.1:%d\n  postgres: ", port),
 		"\npermission_sets:\n", "\n"+entry+"permission_sets:\n",

@@ -25,11 +25,11 @@ func one(t testing.TB, c *pgconn.PgConn, sql string) string {
 	return string(res[0].Rows[0][0])
 }
 
-// sessionEvent is the audit event of type typ of the session whose
-// upstream backend was pid, the latest first.
-func sessionEvent(t testing.TB, s *kgServer, user, typ, pid string) *api.AuditEvent {
+// sessionEvent is the latest audit event of type typ of user's sessions
+// on db whose upstream backend (or MySQL thread) was pid.
+func sessionEvent(t testing.TB, s *kgServer, user, db, typ, pid string) *api.AuditEvent {
 	t.Helper()
-	events := s.audit(t, "--user", user, "--type", typ)
+	events := s.audit(t, "--user", user, "--db", db, "--type", typ)
 	for i := len(events) - 1; i >= 0; i-- {
 		if toString(events[i].Detail["upstream_pid"]) == pid {
 			return &events[i]
@@ -76,8 +76,8 @@ func TestPoolReusesResetsAndRevokes(t *testing.T) {
 		one(t, c1, q)
 	}
 	c1.Close(ctx)
-	waitFor(t, 5*time.Second, func() bool { return sessionEvent(t, s, "pia", "session.end", pid) != nil })
-	if end := sessionEvent(t, s, "pia", "session.end", pid); end.Detail["upstream_end"] != "pooled" {
+	waitFor(t, 5*time.Second, func() bool { return sessionEvent(t, s, "pia", "orders", "session.end", pid) != nil })
+	if end := sessionEvent(t, s, "pia", "orders", "session.end", pid); end.Detail["upstream_end"] != "pooled" {
 		t.Fatalf("first session's end: upstream_end %v, want pooled", end.Detail["upstream_end"])
 	}
 
@@ -85,7 +85,7 @@ func TestPoolReusesResetsAndRevokes(t *testing.T) {
 	if got := one(t, c2, "SELECT pg_backend_pid()"); got != pid {
 		t.Fatalf("second session got backend %s, want the pooled %s", got, pid)
 	}
-	start := sessionEvent(t, s, "pia", "session.start", pid)
+	start := sessionEvent(t, s, "pia", "orders", "session.start", pid)
 	if start == nil || start.Detail["upstream_reused"] != true {
 		t.Fatalf("second session's start does not say its backend was reused: %+v", start)
 	}
@@ -142,7 +142,7 @@ func TestPoolReusesResetsAndRevokes(t *testing.T) {
 		t.Fatal("a backend whose session ended inside a transaction was reused")
 	}
 	c4.Close(ctx)
-	waitFor(t, 5*time.Second, func() bool { return sessionEvent(t, s, "pia", "session.end", pid4) != nil })
+	waitFor(t, 5*time.Second, func() bool { return sessionEvent(t, s, "pia", "orders", "session.end", pid4) != nil })
 
 	// Revocation ends the pooled backend too.
 	if rows := s.upstreamQuery(t, "postgres", "SELECT 1 FROM pg_stat_activity WHERE pid = "+pid4); len(rows) != 1 {

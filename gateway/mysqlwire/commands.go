@@ -234,7 +234,8 @@ func (s *session) onLongData(body []byte) {
 }
 
 // onReset relays COM_RESET_CONNECTION, then starts the session again
-// upstream: the reset drops its role and its schema.
+// upstream: the reset leaves the role and the schema as the session last
+// set them (SET ROLE NONE, USE), not as keygate started it.
 func (s *session) onReset(pk packet) error {
 	st := s.gw.StatementSent(s.gs, "COM_RESET_CONNECTION", map[string]any{"protocol": "reset_connection"})
 	seq, p, err := s.ask(st, pk)
@@ -253,6 +254,7 @@ func (s *session) onReset(pk packet) error {
 			}
 		}
 		clear(s.stmts)
+		s.status = s.uc.Status
 		st.Add(gateway.Outcome{Tag: "RESET"})
 	} else {
 		st.Add(errOutcome(p, s.caps))

@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/mysqlproto"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream/mysql"
+	"github.com/keygate/keygate/upstream/pool"
 )
 
 // TLSRequired is what a client without TLS is told.
@@ -161,8 +162,9 @@ func (h *handshake) send(p []byte) error {
 }
 
 func (h *handshake) startTLS() error {
+	// Session tickets stay on, as on the PostgreSQL gateway: a client
+	// that keeps them (Connector/J) resumes its TLS session.
 	cfg := h.srv.tls().Clone()
-	cfg.SessionTicketsDisabled = true
 	// The TLS handshake may already be in the reader's buffer.
 	tc := tls.Server(&bufferedConn{Conn: h.raw, r: h.br}, cfg)
 	if err := tc.Handshake(); err != nil {
@@ -251,7 +253,10 @@ func (c connector) Connect(ctx context.Context, db string, d access.Decision, cl
 	uc, err := up.Acquire(ctx, d.User, claims.Access, mysql.Login{Caps: caps, Charset: h.resp.Charset, Attrs: h.resp.Attrs})
 	if err != nil {
 		var reason string
+		var budget *pool.BudgetError
 		switch {
+		case errors.As(err, &budget):
+			reason = fmt.Sprintf("database %s: %s", db, budget)
 		case errors.Is(err, mysql.ErrUnavailable):
 			reason = fmt.Sprintf("database %s is unavailable right now", db)
 		case errors.Is(err, mysql.ErrAdminLogin):

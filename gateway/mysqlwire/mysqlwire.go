@@ -49,8 +49,13 @@ type Upstream interface {
 	Cancel(ctx context.Context, c *mysql.Conn) error
 	// Terminate ends c upstream and returns when it is gone.
 	Terminate(ctx context.Context, c *mysql.Conn) (time.Time, error)
-	// Release hands c back once its session is over.
-	Release(c *mysql.Conn, reuse bool)
+	// Release hands c back once its session is over; reuse says it
+	// ended between commands, outside a transaction, and could serve the
+	// person again. It reports whether c was kept for that; if not, c is
+	// closed.
+	Release(c *mysql.Conn, reuse bool) bool
+	// Pooling reports whether Release may keep a connection at all.
+	Pooling() bool
 	// SessionStart is what a session at level runs after login, and
 	// again after COM_RESET_CONNECTION.
 	SessionStart(level access.Level) []string

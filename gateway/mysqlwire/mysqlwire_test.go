@@ -80,6 +80,13 @@ type fixture struct {
 // newFixture starts the engine. setup runs in the upstream schema.
 func newFixture(t *testing.T, localInfile bool, setup string) *fixture {
 	t.Helper()
+	return newFixtureWith(t, setup, func(c *upstream.Config) { c.LocalInfile = localInfile })
+}
+
+// newFixtureWith is newFixture with the database's config as adjust
+// leaves it.
+func newFixtureWith(t *testing.T, setup string, adjust func(*upstream.Config)) *fixture {
+	t.Helper()
 	m := testenv.StartMariaDB(t)
 	schema := fmt.Sprintf("mw_%d", time.Now().UnixNano()%1e9)
 	m.CreateDatabase(t, schema, setup)
@@ -87,8 +94,10 @@ func newFixture(t *testing.T, localInfile bool, setup string) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	db, err := prov.Open(upstream.Config{Name: "orders_my", Address: m.Address(), Database: schema, AdminUser: m.AdminUser,
-		AdminPassword: m.AdminPassword, TLS: "require", LocalInfile: localInfile})
+	cfg := upstream.Config{Name: "orders_my", Address: m.Address(), Database: schema, AdminUser: m.AdminUser,
+		AdminPassword: m.AdminPassword, TLS: "require"}
+	adjust(&cfg)
+	db, err := prov.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -382,8 +391,8 @@ func TestUseAndResetStayInTheDatabase(t *testing.T) {
 	if p := c.command(t, []byte{gomysql.COM_RESET_CONNECTION}); p[0] != mysqlproto.HeaderOK {
 		t.Fatalf("COM_RESET_CONNECTION: %q", p)
 	}
-	// The reset dropped the role and the schema upstream; keygate put
-	// them back, so the session still reads its table.
+	// keygate started the session again after the reset, so it still
+	// reads its table.
 	if p := c.command(t, append([]byte{gomysql.COM_QUERY}, "SELECT id FROM items"...)); p[0] == mysqlproto.HeaderErr {
 		t.Fatalf("after COM_RESET_CONNECTION: %s", errMessage(t, p))
 	}

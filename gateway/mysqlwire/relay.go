@@ -48,6 +48,16 @@ type session struct {
 	// word in a command goes there.
 	seq byte
 
+	// status is the server status flags of the last OK or EOF that
+	// ended an answer upstream: whether a transaction is open.
+	status uint16
+
+	// handMu guards handed, which says the relay took the upstream
+	// connection back to end it or pool it: Kill no longer closes it,
+	// since it may already serve another session.
+	handMu sync.Mutex
+	handed bool
+
 	killOnce   sync.Once
 	killed     chan struct{}
 	killReason string
@@ -62,10 +72,10 @@ type packet struct {
 
 func newSession(h *handshake, up Upstream, uc *mysql.Conn, db string, level access.Level) *session {
 	s := &session{srv: h.srv, gw: h.srv.gw, up: up, uc: uc, client: h.conn, cr: h.r, cw: bufio.NewWriterSize(h.conn, 32<<10),
-		caps: uc.Caps, db: db, level: level, stmts: map[uint32]*prepared{}, packets: make(chan packet), killed: make(chan struct{}), stopped: make(chan struct{})}
+		caps: uc.Caps, db: db, level: level, status: uc.Status, stmts: map[uint32]*prepared{}, packets: make(chan packet), killed: make(chan struct{}), stopped: make(chan struct{})}
 	s.cr.Max = 0
 	s.gs = &gateway.Session{Engine: EngineName, Client: h.client, Control: s, UpstreamRole: uc.User, UpstreamPID: uc.ThreadID,
-		CancelID: h.id, Auth: h.auth}
+		UpstreamReused: uc.Reused, CancelID: h.id, Auth: h.auth}
 	return s
 }
 
@@ -73,10 +83,14 @@ func newSession(h *handshake, up Upstream, uc *mysql.Conn, db string, level acce
 // why, and ends the upstream connection.
 func (s *session) Kill(reason string) {
 	s.killOnce.Do(func() {
+		s.handMu.Lock()
 		s.killReason = reason
 		close(s.killed)
 		// Unblock the relay wherever it waits.
-		s.uc.Close()
+		if !s.handed {
+			s.uc.Close()
+		}
+		s.handMu.Unlock()
 		s.client.SetReadDeadline(time.Now())
 	})
 }
@@ -117,9 +131,8 @@ func (s *session) relay(ctx context.Context) {
 	default:
 		var se *sessionEnd
 		switch {
-		case errors.Is(err, errQuit):
-			s.up.Release(s.uc, true)
-			end = gateway.BackendEnd{At: time.Now(), How: gateway.BackendClosed}
+		case errors.Is(err, errQuit), errors.Is(err, errEOF) && !s.busy.Load():
+			end = s.finish(errors.Is(err, errQuit))
 		case errors.As(err, &se):
 			reason, last = se.reason, se.err
 			end = s.endBackend()
@@ -135,6 +148,50 @@ func (s *session) relay(ctx context.Context) {
 	s.gw.Unregister(s.gs, reason, end)
 	s.tellClient(last)
 	s.client.Close()
+}
+
+// finish ends the upstream side of a session that ended between
+// commands: the client quit, or went away. Outside a transaction, the
+// connection goes to the person's pool; one the pool does not keep, or
+// that of a session keygate ended meanwhile, is ended and confirmed gone.
+// A client's COM_QUIT otherwise quits upstream too, which rolls back.
+func (s *session) finish(quit bool) gateway.BackendEnd {
+	if !s.handOver() {
+		return s.endBackend()
+	}
+	if s.up.Pooling() && s.status&mysqlproto.StatusInTrans == 0 {
+		if s.up.Release(s.uc, true) {
+			return gateway.BackendEnd{At: time.Now(), How: gateway.BackendPooled}
+		}
+		return s.endBackend()
+	}
+	if quit {
+		s.up.Release(s.uc, false)
+		return gateway.BackendEnd{At: time.Now(), How: gateway.BackendClosed}
+	}
+	return s.endBackend()
+}
+
+// handOver takes the upstream connection back from Kill's reach; it
+// fails when keygate ended the session first.
+func (s *session) handOver() bool {
+	s.handMu.Lock()
+	defer s.handMu.Unlock()
+	select {
+	case <-s.killed:
+		return false
+	default:
+	}
+	s.handed = true
+	return true
+}
+
+// noteEnd keeps the status flags of p when it is the OK or EOF that ends
+// an answer.
+func (s *session) noteEnd(p []byte) {
+	if status, ok := mysql.EndStatus(p, s.caps); ok {
+		s.status = status
+	}
 }
 
 // why is what to record of a statement cut short by the session's end:
@@ -274,7 +331,10 @@ func (s *session) command(ctx context.Context, pk packet) error {
 		if err := s.forward(pk); err != nil {
 			return err
 		}
-		_, err := s.relayOne()
+		p, err := s.relayOne()
+		if err == nil && cmd != gomysql.COM_STATISTICS {
+			s.noteEnd(p)
+		}
 		return err
 	case gomysql.COM_STMT_FETCH:
 		if err := s.forward(pk); err != nil {

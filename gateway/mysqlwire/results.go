@@ -90,6 +90,7 @@ func (s *session) relayResults(st *gateway.SentStatement, binary bool) error {
 				return nil
 			}
 		}
+		s.status = status
 		if status&mysqlproto.StatusMoreResults == 0 {
 			st.Done()
 			return nil
@@ -174,7 +175,11 @@ func (s *session) relayRows() error {
 		if err != nil {
 			return err
 		}
-		if p[0] == mysqlproto.HeaderErr || mysqlproto.IsEOF(p, deprecateEOF) {
+		if p[0] == mysqlproto.HeaderErr {
+			return nil
+		}
+		if mysqlproto.IsEOF(p, deprecateEOF) {
+			s.status = s.endStatus(p)
 			return nil
 		}
 	}
@@ -303,6 +308,7 @@ func (s *session) drain() error {
 				}
 			}
 		}
+		s.status = status
 		if status&mysqlproto.StatusMoreResults == 0 {
 			return nil
 		}

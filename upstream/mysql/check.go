@@ -67,9 +67,11 @@ func (u *Upstream) checked(ctx context.Context) error {
 
 func (u *Upstream) check(ctx context.Context) error {
 	var version, current string
-	if err := u.admin.QueryRowContext(ctx, "SELECT VERSION(), CURRENT_USER()").Scan(&version, &current); err != nil {
+	var maxConns int
+	if err := u.admin.QueryRowContext(ctx, "SELECT VERSION(), CURRENT_USER(), @@max_connections").Scan(&version, &current, &maxConns); err != nil {
 		return u.adminErr("connect as admin", err)
 	}
+	u.pool.SizeIdle(maxConns)
 	if !strings.Contains(version, "MariaDB") {
 		return fmt.Errorf("%w: database %s is MySQL %s; keygate manages MariaDB 10.11 and later for now", ErrEngine, u.cfg.Name, version)
 	}

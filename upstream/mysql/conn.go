@@ -15,6 +15,7 @@ import (
 
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/mysqlproto"
+	"github.com/keygate/keygate/upstream/pool"
 )
 
 // Relayed are the capabilities a client and the upstream may agree on
@@ -58,7 +59,17 @@ type Conn struct {
 	User string
 	// Started is when the upstream accepted it.
 	Started time.Time
+	// Status is the server status flags of the last OK keygate read on
+	// it (whether a transaction is open).
+	Status uint16
+	// Reused says the connection served an earlier session of the same
+	// person, level and handshake, and was reset since.
+	Reused bool
 
+	// lease is the connection's slot in the database's budget; release
+	// ends it, or hands it to the pool, once.
+	lease     *pool.Lease
+	release   sync.Once
 	closeOnce sync.Once
 }
 
@@ -148,10 +159,47 @@ func readGreeting(r *mysqlproto.Reader) (*mysqlproto.Greeting, error) {
 	return g, nil
 }
 
-// Acquire logs in upstream as person's user at level, inside a login
-// window, with the client's capabilities, and starts the session (its
-// role, its schema). The connection is the caller's until Release.
+// Acquire leases a connection to the database as person's user at
+// level: an idle one of the same person, level and handshake (see
+// paramsKey) from the pool if there is one, reset when its last session
+// ended; else a new login inside a login window, with the client's
+// capabilities, whose session is then started (its role, its schema).
+// Either way it stays within the database's connection budget, waiting up
+// to its queue_timeout for a slot, and fails with a *pool.BudgetError
+// when none came. The connection is the caller's until Release or
+// Terminate.
 func (u *Upstream) Acquire(ctx context.Context, person string, level access.Level, l Login) (*Conn, error) {
+	if err := u.checked(ctx); err != nil {
+		return nil, err
+	}
+	key := pool.Key{Person: person, Level: string(level), Params: paramsKey(l)}
+	for {
+		c, lease, ok, err := u.pool.Get(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s as %s: %w", u.cfg.Name, UserName(person, level), err)
+		}
+		if !ok {
+			c, err := u.open(ctx, person, level, l)
+			if err != nil {
+				u.pool.Close(lease)
+				return nil, err
+			}
+			c.lease = lease
+			return c, nil
+		}
+		if err := c.alive(); err != nil {
+			u.log.Info("a pooled connection was closed upstream; opening another", "user", c.User, "thread", c.ThreadID, "err", err)
+			u.close(c)
+			continue
+		}
+		c.Reused = true
+		return c, nil
+	}
+}
+
+// open logs in as person's user at level through a login window and
+// starts the session.
+func (u *Upstream) open(ctx context.Context, person string, level access.Level, l Login) (*Conn, error) {
 	var c *Conn
 	err := u.WithLogin(ctx, person, level, func(user, password string) error {
 		var err error
@@ -168,7 +216,7 @@ func (u *Upstream) Acquire(ctx context.Context, person string, level access.Leve
 	c.SetDeadline(time.Now().Add(dialTimeout))
 	for _, stmt := range u.SessionStart(level) {
 		if err := c.Exec(stmt); err != nil {
-			u.Release(c, false)
+			u.close(c)
 			return nil, fmt.Errorf("start session of %s: %w", c.User, err)
 		}
 	}
@@ -251,7 +299,11 @@ func (u *Upstream) handshake(raw net.Conn, user, password string, l Login) (*Con
 		switch p[0] {
 		case mysqlproto.HeaderOK:
 			r.Reuse = true
-			return &Conn{Conn: conn, R: r, ThreadID: g.ConnID, Caps: caps, User: user, Started: time.Now()}, nil
+			c := &Conn{Conn: conn, R: r, ThreadID: g.ConnID, Caps: caps, User: user, Started: time.Now(), Status: g.Status}
+			if ok, err := mysqlproto.DecodeOK(p); err == nil {
+				c.Status = ok.Status
+			}
+			return c, nil
 		case mysqlproto.HeaderErr:
 			e, _ := mysqlproto.DecodeErr(p, caps)
 			return nil, fmt.Errorf("login as %s: %w", user, e)
@@ -284,6 +336,9 @@ func (c *Conn) Exec(stmt string) error {
 	}
 	switch {
 	case len(p) > 0 && p[0] == mysqlproto.HeaderOK:
+		if ok, err := mysqlproto.DecodeOK(p); err == nil {
+			c.Status = ok.Status
+		}
 		return nil
 	case len(p) > 0 && p[0] == mysqlproto.HeaderErr:
 		e, _ := mysqlproto.DecodeErr(p, c.Caps)
@@ -307,24 +362,56 @@ func (u *Upstream) Cancel(ctx context.Context, c *Conn) error {
 }
 
 // Terminate ends c's connection upstream and returns once the server no
-// longer lists it.
+// longer lists it, freeing its place in the budget.
 func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 	at, err := u.kill(ctx, uint64(c.ThreadID))
 	c.Close()
 	if err == nil {
 		u.Closed(uint64(c.ThreadID))
+	} else {
+		u.closedAsync(uint64(c.ThreadID))
 	}
+	c.release.Do(func() { u.endLease(c) })
 	return at, err
 }
 
-// Release hands c back when its session is over. Connections are not
-// reused yet: reuse is ignored, and c is closed. The watcher forgets it
-// once the server no longer lists it.
-func (u *Upstream) Release(c *Conn, reuse bool) {
+// Release hands c back once its session is over. reuse says the session
+// ended between commands, outside a transaction: c is then reset (see
+// restart) and kept for its owner's next session, unless pooling is off,
+// the reset did not come back clean, or its owner lost access meanwhile.
+// Release reports whether c was kept; if not, c is closed (COM_QUIT), and
+// the watcher forgets it once the server no longer lists it. A pooled
+// connection stays recorded as keygate's own, so the watcher leaves it
+// alone. After Terminate, Release does nothing.
+func (u *Upstream) Release(c *Conn, reuse bool) (kept bool) {
+	c.release.Do(func() {
+		if reuse && u.cfg.Pool && c.lease != nil {
+			if err := u.reset(c); err != nil {
+				u.log.Warn("could not reset a connection for reuse; closing it", "user", c.User, "thread", c.ThreadID, "err", err)
+			} else if kept = u.pool.Put(c.lease, c.again()); kept {
+				return
+			}
+		}
+		u.close(c)
+	})
+	return kept
+}
+
+// close quits and closes c and frees its place in the budget; the watcher
+// forgets it once the server no longer lists it.
+func (u *Upstream) close(c *Conn) {
 	c.SetWriteDeadline(time.Now().Add(time.Second))
 	mysqlproto.Write(c.Conn, 0, []byte{gomysql.COM_QUIT})
 	c.Close()
 	u.closedAsync(uint64(c.ThreadID))
+	u.endLease(c)
+}
+
+// endLease frees c's place in the budget, if it holds one.
+func (u *Upstream) endLease(c *Conn) {
+	if c.lease != nil {
+		u.pool.Close(c.lease)
+	}
 }
 
 // Schemas are the upstream schemas the database's roles are granted on;

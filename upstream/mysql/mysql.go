@@ -50,6 +50,7 @@ import (
 	driver "github.com/go-sql-driver/mysql"
 
 	"github.com/keygate/keygate/upstream"
+	"github.com/keygate/keygate/upstream/pool"
 )
 
 // ErrUnavailable wraps failures to reach the upstream server at all.
@@ -79,6 +80,10 @@ type Upstream struct {
 	checkErr  error
 	checkedAt time.Time
 	checkOK   atomic.Bool
+
+	// pool keeps people's connections between sessions, within the
+	// database's connection budget.
+	pool *pool.Pool[*Conn]
 }
 
 // newUpstream prepares an upstream. It does not connect: a database that is
@@ -105,6 +110,7 @@ func newUpstream(cfg upstream.Config, s *server, log *slog.Logger) (*Upstream, e
 	admin.SetMaxIdleConns(adminIdle)
 	admin.SetConnMaxIdleTime(time.Minute)
 	u := &Upstream{cfg: cfg, schemas: schemas, base: base, admin: admin, server: s, log: log.With("database", cfg.Name)}
+	u.pool = pool.New(pool.Configured(cfg), u.close)
 	s.add(u)
 	return u, nil
 }
@@ -160,8 +166,9 @@ func (u *Upstream) PersonConfig(user, password string) *driver.Config {
 	return c
 }
 
-// Close releases the admin connections.
+// Close ends the pooled connections and releases the admin connections.
 func (u *Upstream) Close() {
+	u.pool.Shutdown()
 	u.server.remove(u)
 	u.admin.Close()
 }

@@ -130,6 +130,9 @@ type Pool[C any] struct {
 	closed  bool
 	stop    chan struct{}
 	janitor bool
+	// configuredIdle is Options.MaxIdle as configured; 0 leaves it to
+	// SizeIdle.
+	configuredIdle int
 }
 
 // New makes a pool; closeIdle ends an idle connection it lets go.
@@ -137,7 +140,7 @@ func New[C any](o Options, closeIdle func(C)) *Pool[C] {
 	if o.QueueTimeout <= 0 {
 		o.QueueTimeout = DefaultQueueTimeout
 	}
-	return &Pool[C]{o: o, closeIdle: closeIdle, now: time.Now, idle: map[Key][]*idle[C]{}, order: list.New(),
+	return &Pool[C]{o: o, configuredIdle: o.MaxIdle, closeIdle: closeIdle, now: time.Now, idle: map[Key][]*idle[C]{}, order: list.New(),
 		perPerson: map[string]int{}, epochs: map[string]uint64{}, owners: map[Key]int{}, changed: make(chan struct{}), stop: make(chan struct{})}
 }
 

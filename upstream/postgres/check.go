@@ -93,7 +93,7 @@ func (u *Upstream) checkAdmin(ctx context.Context) error {
 	// the round trip is the best guess of when the server read its clock.
 	read := asked.Add(time.Since(asked) / 2)
 	u.offset.Store(int64(read.Sub(serverNow)))
-	u.sizePool(maxConns)
+	u.pool.SizeIdle(maxConns)
 	if publicTemp {
 		u.infoOnce("temp", "every role may create temporary tables in this database, read-only people included; to stop that, REVOKE TEMP ON DATABASE ... FROM PUBLIC")
 	}

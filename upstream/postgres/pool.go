@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"bufio"
-	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/keygate/keygate/upstream/pool"
@@ -30,20 +28,6 @@ var discardAll = func() []byte {
 	binary.BigEndian.PutUint32(b[1:], uint32(4+len(q)))
 	return append(b, q...)
 }()
-
-func poolOptions(cfg Config) pool.Options {
-	return pool.Options{Enabled: cfg.Pool, IdleTimeout: cfg.PoolIdleTimeout, MaxIdle: cfg.PoolMaxIdle,
-		Max: cfg.MaxConnections, MaxPerPerson: cfg.MaxConnectionsPerPerson, QueueTimeout: cfg.QueueTimeout}
-}
-
-// sizePool bounds the idle connections, when the config leaves it to
-// keygate, to half the connections the upstream lets ordinary roles open,
-// so that idle sessions never crowd out the server's other clients.
-func (u *Upstream) sizePool(upstreamMax int) {
-	if u.cfg.PoolMaxIdle == 0 {
-		u.pool.SetMaxIdle(max(1, upstreamMax/2))
-	}
-}
 
 // Pooling reports whether Release may keep a connection for reuse.
 func (u *Upstream) Pooling() bool { return u.cfg.Pool }
@@ -147,35 +131,4 @@ func errorText(body []byte) string {
 // alive checks, without blocking, that the backend of an idle pooled
 // connection neither closed it nor said anything (a FATAL from
 // pg_terminate_backend or idle_session_timeout) since it was pooled.
-func (c *Conn) alive() error {
-	nc := c.Conn
-	if tc, ok := nc.(*tls.Conn); ok {
-		nc = tc.NetConn()
-	}
-	sc, ok := nc.(syscall.Conn)
-	if !ok {
-		return nil
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var n int
-	var peekErr error
-	err = raw.Read(func(fd uintptr) bool {
-		var b [1]byte
-		n, _, peekErr = syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		return true
-	})
-	switch {
-	case err != nil:
-		return err
-	case errors.Is(peekErr, syscall.EAGAIN), errors.Is(peekErr, syscall.EWOULDBLOCK):
-		return nil
-	case peekErr != nil:
-		return peekErr
-	case n == 0:
-		return io.EOF
-	}
-	return errors.New("the backend sent a message while idle")
-}
+func (c *Conn) alive() error { return pool.Quiet(c.Conn) }

@@ -152,7 +152,7 @@ func New(cfg Config, servers *Servers, log *slog.Logger) (*Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Name, err)
 	}
-	u.pool = pool.New(poolOptions(cfg), u.closeIdle)
+	u.pool = pool.New(pool.Configured(cfg), u.closeIdle)
 	u.server.add(u)
 	return u, nil
 }
