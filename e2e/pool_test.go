@@ -144,18 +144,34 @@ func TestPoolReusesResetsAndRevokes(t *testing.T) {
 	c4.Close(ctx)
 	waitFor(t, 5*time.Second, func() bool { return sessionEvent(t, s, "pia", "orders", "session.end", pid4) != nil })
 
-	// Revocation ends the pooled backend too.
+	// Revocation ends the pooled backend too, with her live session,
+	// whose end records how long its backend outlived the change.
 	if rows := s.upstreamQuery(t, "postgres", "SELECT 1 FROM pg_stat_activity WHERE pid = "+pid4); len(rows) != 1 {
 		t.Fatalf("pia's pooled backend %s is not there before her revocation", pid4)
 	}
+	live := s.startSleeper(t, "pia", "orders", s.token(t, "pia", "orders", "--access", "ro"), "pool-revoked")
 	disabled := time.Now()
 	s.kg(t, 0, "admin", "user", "disable", "pia")
+	live.endedWithin(t, "keygate admin user disable returned", disabled, 3*time.Second, "access revoked")
 	if !holdsWithin(3*time.Second, func() bool {
 		return len(s.upstreamQuery(t, "postgres", "SELECT 1 FROM pg_stat_activity WHERE pid = "+pid4)) == 0
 	}) {
 		t.Fatal("pia's pooled backend outlived her revocation by 3s")
 	}
 	t.Logf("pooled backend gone %s after keygate admin user disable", time.Since(disabled).Round(time.Millisecond))
+	var revokedAfter float64 = -1
+	waitFor(t, 5*time.Second, func() bool {
+		for _, e := range s.audit(t, "--user", "pia", "--type", "session.end") {
+			if ms, ok := e.Detail["revoked_after_ms"].(float64); ok {
+				revokedAfter = ms
+				return true
+			}
+		}
+		return false
+	})
+	if revokedAfter < 0 || revokedAfter > 3000 {
+		t.Errorf("revoked_after_ms = %v, want the time from the change to the backend gone, under 3s", revokedAfter)
+	}
 }
 
 // countEnds counts the session.end events of user's sessions on backend pid.

@@ -99,6 +99,10 @@ type Gateway struct {
 	HandshakeTimeout        time.Duration
 	MaxHandshakes           int
 	MaxHandshakesPerAddress int
+	// RevocationWarning is how long a revocation may take to end a
+	// session's upstream backend before keygate warns: the seeds' target
+	// for time-to-revoke. New sets DefaultRevocationWarning.
+	RevocationWarning time.Duration
 	// Pools are the databases' pools of people's upstream connections,
 	// by database name; Watch and Recheck end the pooled connections of
 	// those who lost access. Set before Watch.
@@ -131,7 +135,7 @@ func New(v Verifier, authz Authorizer, a Auditor, log *slog.Logger, now func() t
 	if now == nil {
 		now = time.Now
 	}
-	return &Gateway{RecheckInterval: DefaultRecheckInterval, HandshakeTimeout: DefaultHandshakeTimeout,
+	return &Gateway{RecheckInterval: DefaultRecheckInterval, HandshakeTimeout: DefaultHandshakeTimeout, RevocationWarning: DefaultRevocationWarning,
 		MaxHandshakes: DefaultMaxHandshakes, MaxHandshakesPerAddress: DefaultMaxHandshakesPerAddress,
 		verifier: v, authz: authz, audit: a, log: log, now: now, afterFunc: afterFunc,
 		sessions: map[*Session]struct{}{}, byKey: map[cancelKey]*Session{},
@@ -312,6 +316,9 @@ type Session struct {
 
 	// UpstreamPID is the upstream backend's process id, for the audit.
 	UpstreamPID uint32
+	// TokenIssued is when the token the session started with was issued:
+	// session.start records its age (credential age at use).
+	TokenIssued time.Time
 	// UpstreamReused says the backend served an earlier session of the
 	// same person and level from the pool, reset since; session.start
 	// records it as detail.upstream_reused, and its pid as upstream_pid.
@@ -326,6 +333,10 @@ type Session struct {
 	Grant access.Grant
 
 	killed atomic.Bool
+	// revokedSince is when the change that revoked the session committed
+	// (Unix ns), 0 unless a revocation ended it: session.end records how
+	// long its backend outlived the change (time-to-revoke).
+	revokedSince atomic.Int64
 
 	// limitMu guards the session_duration in force, which Register,
 	// re-checks and Unregister touch from different goroutines.
@@ -390,6 +401,7 @@ func (g *Gateway) Admit(ctx context.Context, h Hello, c Connector) (*Session, er
 		return nil, r
 	}
 	s.User, s.Database, s.Level, s.SignIn, s.TokenID, s.Grant = d.User, claims.Database, claims.Access, claims.Session, claims.ID, d.Grant
+	s.TokenIssued = claims.IssuedAt
 	if err := g.Register(ctx, s); err != nil {
 		// Revoked while connecting, or shutting down: Kill has begun
 		// ending the backend.
@@ -434,6 +446,9 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	g.byKey[cancelKey{s.Engine, s.CancelID}] = s
 	g.mu.Unlock()
 	detail := map[string]any{"upstream_role": s.UpstreamRole, "token_id": s.TokenID}
+	if !s.TokenIssued.IsZero() {
+		detail["token_age_ms"] = max(0, s.Started.Sub(s.TokenIssued).Milliseconds())
+	}
 	if s.Auth != "" {
 		detail["auth"] = s.Auth
 	}
@@ -453,7 +468,7 @@ func (g *Gateway) Register(ctx context.Context, s *Session) error {
 	if err := g.limit(s, s.Grant.PermissionSet); err != nil {
 		return err
 	}
-	return g.recheck(context.WithoutCancel(ctx), s)
+	return g.recheck(context.WithoutCancel(ctx), s, time.Time{})
 }
 
 // BackendEnd says how a session's upstream backend ended. Engines confirm
@@ -500,8 +515,17 @@ func (g *Gateway) Unregister(s *Session, reason string, end BackendEnd) {
 	if end.Err != nil {
 		detail["upstream_error"] = end.Err.Error()
 	}
+	var revokedAfter time.Duration
+	if since := s.revokedSince.Load(); since != 0 && !end.At.IsZero() {
+		revokedAfter = max(0, end.At.Sub(time.Unix(0, since)))
+		detail["revoked_after_ms"] = revokedAfter.Milliseconds()
+	}
 	g.audit.Record(audit.Event{Type: audit.SessionEnd, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Reason: reason, Detail: detail})
 	g.log.Info("session ended", "session", s.ID, "user", s.User, "database", s.Database, "duration", dur.Round(time.Millisecond), "reason", reason, "upstream_end", end.How)
+	if revokedAfter > g.RevocationWarning {
+		g.log.Warn("a revoked session's upstream backend outlived the change that revoked it by more than the target", "session", s.ID, "user", s.User,
+			"database", s.Database, "revoked_after", revokedAfter.Round(time.Millisecond), "target", g.RevocationWarning)
+	}
 	if end.How == BackendUnconfirmed {
 		g.log.Error("the session's upstream backend could not be confirmed gone; the upstream watcher ends it within seconds", "session", s.ID, "upstream_pid", s.UpstreamPID, "err", end.Err)
 	}
@@ -698,6 +722,9 @@ func (g *Gateway) SessionCount() int {
 	return len(g.sessions)
 }
 
+// DefaultRevocationWarning is Gateway.RevocationWarning's default.
+const DefaultRevocationWarning = 15 * time.Minute
+
 // DefaultRecheckInterval is how often every live session is decided again
 // even without a change: it catches a re-check that failed (the store was
 // unreachable when a change arrived) and anything changed outside the feed.
@@ -717,12 +744,15 @@ func (g *Gateway) Watch(ctx context.Context, changes <-chan store.Change) {
 			}
 			for _, s := range g.Sessions() {
 				if affects(c, s.User) {
-					g.recheck(ctx, s)
+					g.recheck(ctx, s, c.At)
 				}
 			}
 			g.recheckPools(ctx, func(person string) bool { return affects(c, person) })
 		case <-tick.C:
-			g.Recheck(ctx)
+			for _, s := range g.Sessions() {
+				g.recheck(ctx, s, time.Time{})
+			}
+			g.recheckPools(ctx, nil)
 		}
 	}
 }
@@ -741,8 +771,9 @@ func affects(c store.Change, person string) bool {
 // how many it ended; the pooled connections of those who lost access end
 // too.
 func (g *Gateway) Recheck(ctx context.Context) (ended int) {
+	since := g.now()
 	for _, s := range g.Sessions() {
-		if g.recheck(ctx, s) != nil {
+		if g.recheck(ctx, s, since) != nil {
 			ended++
 		}
 	}
@@ -796,8 +827,10 @@ func (g *Gateway) recheckPools(ctx context.Context, affected func(person string)
 
 // recheck ends s if it is no longer allowed, and applies the session_duration
 // of the grant that now allows it (see limit). An error from the authorizer
-// leaves the session alone: keygate's own trouble is not a revocation.
-func (g *Gateway) recheck(ctx context.Context, s *Session) error {
+// leaves the session alone: keygate's own trouble is not a revocation. since
+// is when the change being applied committed, zero when unknown (a periodic
+// re-check, or a change that committed while the session was starting).
+func (g *Gateway) recheck(ctx context.Context, s *Session, since time.Time) error {
 	d, err := g.authz.Authorize(ctx, authz.Request{User: s.User, Database: s.Database, Level: s.Level, SignIn: s.SignIn, Live: true})
 	if err != nil {
 		g.log.Error("could not re-check a live session; trying again within "+g.RecheckInterval.String(), "session", s.ID, "user", s.User, "err", err)
@@ -805,6 +838,9 @@ func (g *Gateway) recheck(ctx context.Context, s *Session) error {
 	}
 	if d.Allowed {
 		return g.limit(s, d.Grant.PermissionSet)
+	}
+	if !since.IsZero() {
+		s.revokedSince.CompareAndSwap(0, since.UnixNano())
 	}
 	g.End(s, "access revoked: "+d.Reason)
 	return &Refusal{Kind: RefusedAccess, Reason: "access revoked: " + d.Reason}

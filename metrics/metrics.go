@@ -66,6 +66,10 @@ type AuditCounter struct {
 	next    Recorder
 	events  *prometheus.CounterVec
 	failing *prometheus.Desc
+	// tokenAge and revoked are the seeds' measures, read from the events
+	// that carry them: the token's age when a session starts, and how long
+	// a revoked session's backend outlived the change that revoked it.
+	tokenAge, revoked prometheus.Histogram
 }
 
 var _ prometheus.Collector = (*AuditCounter)(nil)
@@ -84,7 +88,13 @@ func NewAuditCounter(next Recorder) *AuditCounter {
 		Name: "keygate_audit_events_total",
 		Help: "Audit events recorded, by type.",
 	}, []string{"type"}),
-		failing: prometheus.NewDesc("keygate_audit_write_failing", "1 while the audit store refuses writes; no session starts then.", nil, nil)}
+		failing: prometheus.NewDesc("keygate_audit_write_failing", "1 while the audit store refuses writes; no session starts then.", nil, nil),
+		tokenAge: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keygate_token_age_seconds",
+			Help:    "Age of the token a database session started with (credential age at use; the seeds' target is under an hour).",
+			Buckets: []float64{1, 10, 60, 300, 900, 1800, 3600, 4 * 3600}}),
+		revoked: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "keygate_revocation_seconds",
+			Help:    "From the change that revoked a session's access to its upstream backend gone (time-to-revoke; the seeds' target is under 15 minutes).",
+			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 60, 300, 900}})}
 	for _, t := range knownEventTypes {
 		a.events.WithLabelValues(t)
 	}
@@ -95,6 +105,16 @@ func NewAuditCounter(next Recorder) *AuditCounter {
 func (a *AuditCounter) Record(e audit.Event) {
 	a.next.Record(e)
 	a.events.WithLabelValues(e.Type).Inc()
+	switch e.Type {
+	case audit.SessionStart:
+		if ms, ok := e.Detail["token_age_ms"].(int64); ok {
+			a.tokenAge.Observe(float64(ms) / 1000)
+		}
+	case audit.SessionEnd:
+		if ms, ok := e.Detail["revoked_after_ms"].(int64); ok {
+			a.revoked.Observe(float64(ms) / 1000)
+		}
+	}
 }
 
 // Flush waits until the audit log has stored every event recorded before.
@@ -106,12 +126,16 @@ func (a *AuditCounter) Err() error { return a.next.Err() }
 // Describe implements prometheus.Collector.
 func (a *AuditCounter) Describe(ch chan<- *prometheus.Desc) {
 	a.events.Describe(ch)
+	a.tokenAge.Describe(ch)
+	a.revoked.Describe(ch)
 	ch <- a.failing
 }
 
 // Collect implements prometheus.Collector.
 func (a *AuditCounter) Collect(ch chan<- prometheus.Metric) {
 	a.events.Collect(ch)
+	a.tokenAge.Collect(ch)
+	a.revoked.Collect(ch)
 	v := 0.0
 	if a.next.Err() != nil {
 		v = 1

@@ -97,3 +97,29 @@ func TestRegistryAndHandler(t *testing.T) {
 		}
 	}
 }
+
+// The seeds' measures are read from the events that carry them: the
+// token's age at session start and a revoked session's time-to-revoke.
+func TestMeasuresFromAuditEvents(t *testing.T) {
+	a := NewAuditCounter(&fakeLog{})
+	reg := NewRegistry()
+	reg.MustRegister(a)
+	a.Record(audit.Event{Type: audit.SessionStart, Detail: map[string]any{"token_age_ms": int64(90_000)}})
+	a.Record(audit.Event{Type: audit.SessionStart, Detail: map[string]any{"token_age_ms": int64(30_000)}})
+	a.Record(audit.Event{Type: audit.SessionEnd, Detail: map[string]any{"revoked_after_ms": int64(400)}})
+	a.Record(audit.Event{Type: audit.SessionEnd, Detail: map[string]any{"upstream_end": "closed"}})
+	m := scrape(t, Handler(reg, slog.New(slog.DiscardHandler)))
+	for series, want := range map[string]float64{
+		`keygate_token_age_seconds_count`:              2,
+		`keygate_token_age_seconds_sum`:                120,
+		`keygate_token_age_seconds_bucket{le="60"}`:    1,
+		`keygate_revocation_seconds_count`:             1,
+		`keygate_revocation_seconds_sum`:               0.4,
+		`keygate_revocation_seconds_bucket{le="0.25"}`: 0,
+		`keygate_revocation_seconds_bucket{le="0.5"}`:  1,
+	} {
+		if v, ok := m[series]; !ok || v != want {
+			t.Errorf("%s = %v (present %v), want %v", series, v, ok, want)
+		}
+	}
+}

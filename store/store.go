@@ -176,6 +176,10 @@ type Change struct {
 	Kind  ChangeKind
 	User  string
 	Group string
+	// At is when the change committed, from which keygate measures how
+	// long a revocation took to end the person's sessions; zero for a
+	// Resync.
+	At time.Time
 }
 
 // AuditEvent is one entry of the append-only audit log. Hash chains each

@@ -231,6 +231,10 @@ func (s *Store) tx(ctx context.Context, fn func(tx *sql.Tx) ([]store.Change, err
 		return err
 	}
 	s.cache.invalidate()
+	at := s.now()
+	for i := range changes {
+		changes[i].At = at
+	}
 	s.feed.Publish(changes...)
 	return nil
 }

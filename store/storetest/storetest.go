@@ -530,6 +530,10 @@ func testChangeFeed(t *testing.T, s store.Store, _ *Clock) {
 	for i, w := range want {
 		select {
 		case got := <-feed:
+			if got.At.IsZero() {
+				t.Errorf("change %d (%+v) does not say when it committed", i, got)
+			}
+			got.At = time.Time{}
 			if got != w {
 				t.Fatalf("change %d = %+v, want %+v", i, got, w)
 			}
