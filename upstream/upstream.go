@@ -52,7 +52,24 @@ type Database interface {
 	// Restriction says whether the upstream lets keygate's roles log in
 	// only from keygate, with what keygate found and what to do, in words.
 	Restriction() (Restriction, string)
+	// Standing lists the upstream's standing credentials: logins that
+	// reach the database without keygate, which the seeds want at zero.
+	Standing(ctx context.Context) ([]Standing, error)
 	Close()
+}
+
+// Standing is one login on an upstream that holds access without keygate:
+// a role or user that can log in with a password or is a superuser, other
+// than keygate's own admin role, or one of keygate's person roles found
+// able to log in while no login window is open.
+type Standing struct {
+	// Name is the role (PostgreSQL) or 'user'@'host' (MySQL).
+	Name string
+	// Why says what makes it a standing credential, in words.
+	Why string
+	// Managed says it is one of keygate's person roles, which should be
+	// at rest.
+	Managed bool
 }
 
 // Restriction is what keygate can tell of where the upstream lets

@@ -386,10 +386,16 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 func (u *Upstream) Release(c *Conn, reuse bool) (kept bool) {
 	c.release.Do(func() {
 		if reuse && u.cfg.Pool && c.lease != nil {
-			if err := u.reset(c); err != nil {
-				u.log.Warn("could not reset a connection for reuse; closing it", "user", c.User, "thread", c.ThreadID, "err", err)
-			} else if kept = u.pool.Put(c.lease, c.again()); kept {
-				return
+			// Past the resets that may run at once, the connection is
+			// closed rather than reset (see pool.Resetting).
+			if done, ok := u.pool.Resetting(); ok {
+				err := u.reset(c)
+				done()
+				if err != nil {
+					u.log.Warn("could not reset a connection for reuse; closing it", "user", c.User, "thread", c.ThreadID, "err", err)
+				} else if kept = u.pool.Put(c.lease, c.again()); kept {
+					return
+				}
 			}
 		}
 		u.close(c)

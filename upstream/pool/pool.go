@@ -133,6 +133,8 @@ type Pool[C any] struct {
 	// configuredIdle is Options.MaxIdle as configured; 0 leaves it to
 	// SizeIdle.
 	configuredIdle int
+	// resets holds a token per reset under way (see Resetting).
+	resets chan struct{}
 }
 
 // New makes a pool; closeIdle ends an idle connection it lets go.
@@ -140,7 +142,7 @@ func New[C any](o Options, closeIdle func(C)) *Pool[C] {
 	if o.QueueTimeout <= 0 {
 		o.QueueTimeout = DefaultQueueTimeout
 	}
-	return &Pool[C]{o: o, configuredIdle: o.MaxIdle, closeIdle: closeIdle, now: time.Now, idle: map[Key][]*idle[C]{}, order: list.New(),
+	return &Pool[C]{o: o, configuredIdle: o.MaxIdle, resets: make(chan struct{}, maxResets), closeIdle: closeIdle, now: time.Now, idle: map[Key][]*idle[C]{}, order: list.New(),
 		perPerson: map[string]int{}, epochs: map[string]uint64{}, owners: map[Key]int{}, changed: make(chan struct{}), stop: make(chan struct{})}
 }
 
@@ -323,6 +325,24 @@ func (p *Pool[C]) removeIdle(e *idle[C]) {
 		p.idle[e.lease.key] = conns
 	}
 	p.order.Remove(e.elem)
+}
+
+// maxResets bounds the resets under way on one database. When thousands
+// of sessions end at once, thousands of resets at once would crowd the
+// upstream until they time out; past the bound a connection is closed
+// instead, which costs the upstream less than its reset.
+const maxResets = 16
+
+// Resetting reserves one of the resets that may run at once, for a
+// connection about to be reset and Put; ok is false when none is free and
+// the connection should be closed instead. done gives it back.
+func (p *Pool[C]) Resetting() (done func(), ok bool) {
+	select {
+	case p.resets <- struct{}{}:
+		return func() { <-p.resets }, true
+	default:
+		return nil, false
+	}
 }
 
 // Close ends a lease whose connection is gone or being closed by its

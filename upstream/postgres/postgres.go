@@ -139,7 +139,9 @@ func New(cfg Config, servers *Servers, log *slog.Logger) (*Upstream, error) {
 	pc.ConnConfig.RuntimeParams = map[string]string{"application_name": "keygate", "search_path": "pg_catalog, pg_temp"}
 	pc.ConnConfig.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
 		level := slog.LevelDebug
-		if n.Severity == "WARNING" {
+		// pg_terminate_backend warns of a backend that exited between
+		// keygate listing it and signalling it: the end it asked for.
+		if n.Severity == "WARNING" && !strings.Contains(n.Message, "is not a PostgreSQL backend process") {
 			level = slog.LevelWarn
 		}
 		u.log.Log(context.Background(), level, "upstream notice", "severity", n.Severity, "message", n.Message, "hint", hintFor(n.Message, cfg.AdminUser))
@@ -230,10 +232,16 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 func (u *Upstream) Release(c *Conn, reuse bool) (kept bool) {
 	c.release.Do(func() {
 		if reuse && u.cfg.Pool && c.lease != nil {
-			if err := c.reset(); err != nil {
-				u.log.Warn("could not reset a connection for reuse; closing it", "role", c.Role, "pid", c.PID, "err", err)
-			} else if kept = u.pool.Put(c.lease, c.again()); kept {
-				return
+			// Past the resets that may run at once, the connection is
+			// closed rather than reset (see pool.Resetting).
+			if done, ok := u.pool.Resetting(); ok {
+				err := c.reset()
+				done()
+				if err != nil {
+					u.log.Warn("could not reset a connection for reuse; closing it", "role", c.Role, "pid", c.PID, "err", err)
+				} else if kept = u.pool.Put(c.lease, c.again()); kept {
+					return
+				}
 			}
 		}
 		u.close(c, false)
