@@ -173,28 +173,20 @@ func (u *Upstream) Acquire(ctx context.Context, person string, level access.Leve
 		return nil, err
 	}
 	key := pool.Key{Person: person, Level: string(level), Params: paramsKey(l)}
-	for {
-		c, lease, ok, err := u.pool.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("connect %s as %s: %w", u.cfg.Name, UserName(person, level), err)
-		}
-		if !ok {
-			c, err := u.open(ctx, person, level, l)
-			if err != nil {
-				u.pool.Close(lease)
-				return nil, err
-			}
-			c.lease = lease
-			return c, nil
-		}
-		if err := c.alive(); err != nil {
+	c, lease, reused, err := u.pool.Take(ctx, key, func(ctx context.Context) (*Conn, error) { return u.open(ctx, person, level, l) },
+		(*Conn).alive, func(c *Conn, err error) {
 			u.log.Info("a pooled connection was closed upstream; opening another", "user", c.User, "thread", c.ThreadID, "err", err)
 			u.close(c)
-			continue
-		}
-		c.Reused = true
-		return c, nil
+		})
+	var budget *pool.BudgetError
+	if errors.As(err, &budget) {
+		return nil, fmt.Errorf("connect %s as %s: %w", u.cfg.Name, UserName(person, level), err)
 	}
+	if err != nil {
+		return nil, err
+	}
+	c.lease, c.Reused = lease, reused
+	return c, nil
 }
 
 // open logs in as person's user at level through a login window and

@@ -1,6 +1,7 @@
 package pool
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -15,6 +16,34 @@ import (
 func Configured(cfg upstream.Config) Options {
 	return Options{Enabled: cfg.Pool, IdleTimeout: cfg.PoolIdleTimeout, MaxIdle: cfg.PoolMaxIdle,
 		Max: cfg.MaxConnections, MaxPerPerson: cfg.MaxConnectionsPerPerson, QueueTimeout: cfg.QueueTimeout}
+}
+
+// Take returns a connection for key: the most recently idle one of key's
+// that is still quiet (reused true), or else one that open logs in, within
+// the budget (see Get). An idle connection that is no longer quiet is
+// handed to drop, which closes it and its lease, and the next is tried. The
+// lease is the connection's until Put or Close; when open fails, its slot
+// is freed.
+func (p *Pool[C]) Take(ctx context.Context, key Key, open func(context.Context) (C, error), quiet func(C) error, drop func(C, error)) (c C, l *Lease, reused bool, err error) {
+	for {
+		c, l, ok, err := p.Get(ctx, key)
+		if err != nil {
+			return c, nil, false, err
+		}
+		if !ok {
+			c, err := open(ctx)
+			if err != nil {
+				p.Close(l)
+				return c, nil, false, err
+			}
+			return c, l, false, nil
+		}
+		if err := quiet(c); err != nil {
+			drop(c, err)
+			continue
+		}
+		return c, l, true, nil
+	}
 }
 
 // SizeIdle bounds the idle connections, when the config left MaxIdle to

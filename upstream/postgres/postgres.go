@@ -284,28 +284,20 @@ func (u *Upstream) Acquire(ctx context.Context, person string, level access.Leve
 		return nil, err
 	}
 	key := pool.Key{Person: person, Level: string(level), Params: paramsKey(params)}
-	for {
-		c, lease, ok, err := u.pool.Get(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("connect %s as %s: %w", u.cfg.Name, RoleName(person, level), err)
-		}
-		if !ok {
-			c, err := u.login(ctx, person, level, params)
-			if err != nil {
-				u.pool.Close(lease)
-				return nil, err
-			}
-			c.lease = lease
-			return c, nil
-		}
-		if err := c.alive(); err != nil {
+	c, lease, reused, err := u.pool.Take(ctx, key, func(ctx context.Context) (*Conn, error) { return u.login(ctx, person, level, params) },
+		(*Conn).alive, func(c *Conn, err error) {
 			u.log.Info("a pooled connection was closed upstream; opening another", "role", c.Role, "pid", c.PID, "err", err)
 			u.close(c, false)
-			continue
-		}
-		c.Reused = true
-		return c, nil
+		})
+	var budget *pool.BudgetError
+	if errors.As(err, &budget) {
+		return nil, fmt.Errorf("connect %s as %s: %w", u.cfg.Name, RoleName(person, level), err)
 	}
+	if err != nil {
+		return nil, err
+	}
+	c.lease, c.Reused = lease, reused
+	return c, nil
 }
 
 // login opens a new connection through a just-in-time login window.
