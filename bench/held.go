@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"sync"
 	"syscall"
 	"time"
 
@@ -38,6 +37,8 @@ type heldMemory struct {
 	BeforeRSSKiB      int64   `json:"before_rss_kib"`
 	HeldRSSKiB        int64   `json:"held_rss_kib"`
 	RSSPerIdleConnKiB float64 `json:"rss_per_idle_conn_kib"`
+	// OpenSeconds is how long opening all of them took.
+	OpenSeconds float64 `json:"open_seconds"`
 }
 
 // holdConnections opens n TLS connections to e, runs one query on each,
@@ -64,9 +65,11 @@ func holdConnections(ctx context.Context, e endpoint, n int) (_ *heldMemory, err
 			}
 		}
 	}()
+	start := time.Now()
 	if err := openAll(ctx, e, password, conns); err != nil {
 		return nil, fmt.Errorf("hold %d connections to %s: %w", n, e.name, err)
 	}
+	opened := time.Since(start)
 	// Let the proxy finish what the last connection started.
 	select {
 	case <-ctx.Done():
@@ -77,48 +80,27 @@ func holdConnections(ctx context.Context, e endpoint, n int) (_ *heldMemory, err
 	if err != nil {
 		return nil, fmt.Errorf("hold connections to %s: %w", e.name, err)
 	}
-	return &heldMemory{IdleConns: n, BeforeRSSKiB: before, HeldRSSKiB: held, RSSPerIdleConnKiB: float64(held-before) / float64(n)}, nil
+	return &heldMemory{IdleConns: n, BeforeRSSKiB: before, HeldRSSKiB: held, RSSPerIdleConnKiB: float64(held-before) / float64(n),
+		OpenSeconds: opened.Seconds()}, nil
 }
 
 // openAll fills conns with connections to e, holdParallel at a time, each
 // having run one query.
-func openAll(parent context.Context, e endpoint, password string, conns []*pgconn.PgConn) error {
-	ctx, cancel := context.WithCancel(parent)
-	defer cancel()
-	next := make(chan int)
-	errs := make(chan error, holdParallel)
-	var wg sync.WaitGroup
-	for range holdParallel {
-		wg.Go(func() {
-			for i := range next {
-				c, err := connectWithin(ctx, e, password, holdConnectTimeout)
-				if err == nil {
-					conns[i] = c
-					_, err = c.Exec(ctx, "SELECT 1").ReadAll()
-				}
-				if err != nil {
-					errs <- fmt.Errorf("connection %d: %w", i+1, err)
-					cancel()
-					return
-				}
-			}
-		})
-	}
-feed:
-	for i := range conns {
-		select {
-		case next <- i:
-		case <-ctx.Done():
-			break feed
+func openAll(ctx context.Context, e endpoint, password string, conns []*pgconn.PgConn) error {
+	if err := parallel(ctx, len(conns), holdParallel, func(ctx context.Context, i int) error {
+		c, err := connectWithin(ctx, e, password, holdConnectTimeout)
+		if err == nil {
+			conns[i] = c
+			_, err = c.Exec(ctx, "SELECT 1").ReadAll()
 		}
-	}
-	close(next)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+		if err != nil {
+			return fmt.Errorf("connection %d: %w", i+1, err)
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
-	return parent.Err()
+	return ctx.Err()
 }
 
 // raiseFileLimit raises this process's open-file limit so that it can hold

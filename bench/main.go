@@ -1,9 +1,11 @@
 // Command bench measures keygate's PostgreSQL gateway against a direct TLS
 // connection to PostgreSQL and against pgbouncer, and its MySQL gateway
-// against a direct TLS connection to MariaDB, all in one run on throwaway
-// servers, and prints the ratios: point selects over persistent
-// connections and with a new connection per transaction, plus keygate's
-// memory.
+// against a direct TLS connection to MariaDB, with and without keygate's
+// per-person upstream pools, all in one run on throwaway servers, and
+// prints the medians of repeated runs and their ratios: point selects over
+// persistent connections, with a new connection per transaction, and with
+// a new connection per transaction for each of many people in turn; the
+// latency percentiles; and keygate's memory.
 //
 // bench/run.sh installs what is missing, builds keygate and runs this; see
 // bench/README.md.
@@ -22,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -45,6 +48,12 @@ type options struct {
 	idleConns int
 	// engines are the upstreams measured: postgres, mysql or both.
 	engines map[string]bool
+	// runs is how many times each measurement is repeated; the table
+	// shows the medians.
+	runs int
+	// people is how many distinct people connect in the
+	// connect-per-txn-people runs.
+	people int
 }
 
 func main() {
@@ -55,6 +64,8 @@ func main() {
 	flag.IntVar(&o.clients, "clients", 8, "concurrent clients (pgbench -c)")
 	flag.StringVar(&o.protocol, "protocol", "simple", "how the clients send their queries: simple, extended or prepared (pgbench -M; see README for MySQL)")
 	flag.IntVar(&o.idleConns, "idle-conns", defaultIdleConns, "idle TLS connections held through keygate to measure its memory per connection (each holds a PostgreSQL backend)")
+	flag.IntVar(&o.runs, "runs", 3, "how many times each measurement is repeated, the targets taking turns; the table shows the medians")
+	flag.IntVar(&o.people, "people", 200, "distinct people connecting, round-robin, in the connect-per-txn-people runs")
 	flag.StringVar(&o.outDir, "out", filepath.Join("bench", "out"), "directory for the JSON results")
 	flag.StringVar(&engines, "engines", enginePostgres+","+engineMySQL, "the engines to measure, comma-separated: postgres, mysql (MariaDB)")
 	flag.Parse()
@@ -102,6 +113,12 @@ func (o options) validate() error {
 	if o.idleConns < 1 || o.idleConns > 100000 {
 		return fmt.Errorf("-idle-conns %d: between 1 and 100000", o.idleConns)
 	}
+	if o.runs < 1 || o.runs > 100 {
+		return fmt.Errorf("-runs %d: between 1 and 100", o.runs)
+	}
+	if o.people < 1 || o.people > 10000 {
+		return fmt.Errorf("-people %d: between 1 and 10000", o.people)
+	}
 	for e := range o.engines {
 		if e != enginePostgres && e != engineMySQL {
 			return fmt.Errorf("-engines: unknown engine %q: use postgres, mysql or postgres,mysql", e)
@@ -115,7 +132,7 @@ func (o options) validate() error {
 func run(ctx context.Context, o options, w io.Writer) (err error) {
 	bench := pgbenchRun{clients: o.clients, jobs: min(2, o.clients), duration: o.duration, protocol: o.protocol}
 	load := mysqlRun{clients: o.clients, duration: o.duration, protocol: o.protocol}
-	rep := newReport(bench)
+	rep := newReport(bench, o.runs, o.people)
 	dir, err := os.MkdirTemp("", "keygate-bench-")
 	if err != nil {
 		return fmt.Errorf("create work directory: %w", err)
@@ -165,44 +182,50 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 		return errors.New("nothing to measure: MariaDB is not installed, and -engines leaves out postgres")
 	}
 
-	kgDir := filepath.Join(dir, "keygate")
-	if err := os.Mkdir(kgDir, 0o700); err != nil {
-		return fmt.Errorf("create keygate directory: %w", err)
-	}
-	fmt.Fprintln(w, "Starting keygate")
-	kg, err := startKeygate(ctx, o.keygateBin, kgDir, dbs)
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if serr := kg.Stop(stopGrace); serr != nil {
-			err = errors.Join(err, serr)
+	// Two keygates in front of the same upstreams, one with the default
+	// per-person pools and one without, so that each one's CPU time and
+	// memory are its own.
+	var kgs [2]*keygate
+	for i, pooled := range []bool{true, false} {
+		name := keygateName(pooled)
+		fmt.Fprintf(w, "Starting %s\n", name)
+		kg, kerr := startKeygate(ctx, o.keygateBin, filepath.Join(dir, name), name, pooled, upstreamsFor(dbs, pooled))
+		if kerr != nil {
+			return kerr
 		}
-	}()
-	rep.Versions.Keygate = kg.version(ctx)
-	fmt.Fprintf(w, "  %s, person %q in %s (ro)", rep.Versions.Keygate, person, personGroup)
-	if pg != nil {
-		fmt.Fprintf(w, ", PostgreSQL gateway on 127.0.0.1:%d", kg.pgPort)
+		defer func() {
+			if serr := kg.Stop(stopGrace); serr != nil {
+				err = errors.Join(err, serr)
+			}
+		}()
+		kgs[i] = kg
+		rep.Versions.Keygate = kg.version(ctx)
+		fmt.Fprintf(w, "  %s, person %q in %s (ro)", rep.Versions.Keygate, kg.person, personGroup)
+		if pg != nil {
+			fmt.Fprintf(w, ", PostgreSQL gateway on 127.0.0.1:%d", kg.pgPort)
+		}
+		if my != nil {
+			fmt.Fprintf(w, ", MySQL gateway on 127.0.0.1:%d", kg.myPort)
+		}
+		fmt.Fprintln(w)
 	}
-	if my != nil {
-		fmt.Fprintf(w, ", MySQL gateway on 127.0.0.1:%d", kg.myPort)
-	}
-	fmt.Fprintln(w)
 
 	if pg != nil {
-		if err := benchPostgres(ctx, w, rep, o, bench, pg, pkiDir, caFile, kg); err != nil {
+		if err := benchPostgres(ctx, w, rep, o, bench, pg, pkiDir, caFile, kgs[:]); err != nil {
 			return err
 		}
 	}
 	if my != nil {
-		if err := benchMySQL(ctx, w, rep, load, my, kg); err != nil {
+		if err := benchMySQL(ctx, w, rep, o, load, my, kgs[:]); err != nil {
 			return err
 		}
 	}
 
 	rep.Machine.LoadAfter = proc.LoadAverage()
-	if err := rep.scan(componentLog{name: "keygate", path: kg.LogPath(), markers: keygateMarkers}); err != nil {
-		return err
+	for _, kg := range kgs {
+		if err := rep.scan(componentLog{name: kg.name, path: kg.LogPath(), markers: keygateMarkers}); err != nil {
+			return err
+		}
 	}
 	rep.finish()
 	rep.print(w)
@@ -214,26 +237,54 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	return nil
 }
 
-// loader is a run's client: pgbench, or this program's MySQL load.
-type loader interface {
-	run(ctx context.Context, e endpoint, m mode, password string) (runResult, error)
+// upstreamsFor is dbs as the keygate with or without pools serves them.
+// Each keygate ends the backends of keygate-managed roles in its upstream
+// databases that it did not open, so the keygate without pools reaches a
+// copy of the PostgreSQL database; MariaDB's connections are told apart
+// by user, and the two keygates' people differ.
+func upstreamsFor(dbs []upstreamDB, pooled bool) []upstreamDB {
+	out := slices.Clone(dbs)
+	for i := range out {
+		if !pooled && out[i].Engine == enginePostgres {
+			out[i].Database = benchUnpooledDB
+		}
+	}
+	return out
 }
 
-// runAll runs l against every endpoint in every mode, steady first, and
-// adds the results to rep.
-func runAll(ctx context.Context, w io.Writer, rep *report, l loader, endpoints []endpoint, modes []mode, server serverCPU) error {
+// loader is a run's client: pgbench, or one of this program's loads.
+type loader interface {
+	run(ctx context.Context, e endpoint, m mode, c credentials) (runResult, error)
+}
+
+// credentials are what a run's clients log in with: one password, or for
+// the connect-per-txn-people runs a set of people.
+type credentials struct {
+	password string
+	people   *loginSet
+}
+
+// runAll runs l against every endpoint in every mode, steady first, runs
+// times each with the endpoints taking turns, so that a drift in the
+// machine's speed affects all of them alike, and adds the results to rep.
+func runAll(ctx context.Context, w io.Writer, rep *report, l loader, endpoints []endpoint, modes []mode, runs int, server serverCPU) error {
 	for _, m := range modes {
-		for _, e := range endpoints {
-			res, err := measure(ctx, l, e, m, server)
-			if err != nil {
-				return err
+		for run := 1; run <= runs; run++ {
+			for _, e := range endpoints {
+				res, err := measure(ctx, l, e, m, server)
+				if err != nil {
+					return err
+				}
+				res.Run = run
+				status := fmt.Sprintf("%.0f tps, p99 %.2f ms", res.TPS, res.LatencyP99Ms)
+				if res.Error != "" {
+					// The whole error is printed below the table.
+					first, _, _ := strings.Cut(res.Error, "\n")
+					status = "FAILED: " + first
+				}
+				fmt.Fprintf(w, "  %-5s %-16s %-22s run %d/%d  %s\n", e.engine, e.name, m, run, runs, status)
+				rep.Runs = append(rep.Runs, res)
 			}
-			status := fmt.Sprintf("%.0f tps", res.TPS)
-			if res.Error != "" {
-				status = "FAILED: " + res.Error
-			}
-			fmt.Fprintf(w, "  %-9s %-17s %s\n", e.name, m, status)
-			rep.Runs = append(rep.Runs, res)
 		}
 	}
 	return nil
@@ -243,13 +294,19 @@ func runAll(ctx context.Context, w io.Writer, rep *report, l loader, endpoints [
 // server, the proxy and everything else used meanwhile, and for the
 // proxy's memory.
 func measure(ctx context.Context, l loader, e endpoint, m mode, server serverCPU) (runResult, error) {
-	password, err := e.password(ctx)
+	var c credentials
+	var err error
+	if m == perTxnPeople {
+		c.people, err = e.people(ctx)
+	} else {
+		c.password, err = e.password(ctx)
+	}
 	if err != nil {
 		if ctx.Err() != nil {
 			return runResult{}, ctx.Err()
 		}
 		// keygate has refused a token or is gone: a failed run.
-		res := runResult{Engine: e.engine, Target: e.name, Mode: m, Error: "no password: " + err.Error()}
+		res := runResult{Engine: e.engine, Target: e.name, Mode: m, Error: "no credentials: " + err.Error()}
 		if e.proc != nil {
 			res.Error += "\n" + e.name + "'s log ends:\n" + e.proc.LogTail()
 		}
@@ -270,7 +327,7 @@ func measure(ctx context.Context, l loader, e endpoint, m mode, server serverCPU
 		}
 	}
 	start := time.Now()
-	res, err := l.run(ctx, e, m, password)
+	res, err := l.run(ctx, e, m, c)
 	wall := time.Since(start)
 	if err != nil {
 		if mem != nil {

@@ -123,13 +123,15 @@ func setupMariaDB(ctx context.Context, w io.Writer, rep *report, caFile string) 
 }
 
 // benchMySQL runs the MySQL load against MariaDB directly and through
-// keygate's MySQL gateway, then scans MariaDB's log.
-func benchMySQL(ctx context.Context, w io.Writer, rep *report, load mysqlRun, my *mariadbSetup, kg *keygate) error {
+// the keygates' MySQL gateways, then scans MariaDB's log.
+func benchMySQL(ctx context.Context, w io.Writer, rep *report, o options, load mysqlRun, my *mariadbSetup, kgs []*keygate) error {
 	endpoints := []endpoint{
 		{engine: engineMySQL, name: "direct", port: my.server.Port, user: adminUser, database: myUpstreamDB, caFile: my.caFile,
 			password: func(context.Context) (string, error) { return my.adminPassword, nil }},
-		{engine: engineMySQL, name: "keygate", port: kg.myPort, user: person, database: myKeygateDB, caFile: kg.caFile,
-			password: kg.tokenFor(myKeygateDB), proc: kg.Process},
+	}
+	for _, kg := range kgs {
+		endpoints = append(endpoints, endpoint{engine: engineMySQL, name: kg.name, port: kg.myPort, user: kg.person, database: myKeygateDB,
+			caFile: kg.caFile, password: kg.tokenFor(myKeygateDB), proc: kg.Process})
 	}
 	rep.Settings.MySQL = &mysqlSettings{Query: myQuery, Protocol: load.protocol, InterpolateParams: load.protocol == "simple", Rows: myRows,
 		DurationSeconds: int(load.duration.Round(time.Second) / time.Second), Clients: load.clients, TLS: "verify-full"}
@@ -138,8 +140,8 @@ func benchMySQL(ctx context.Context, w io.Writer, rep *report, load mysqlRun, my
 			return err
 		}
 	}
-	fmt.Fprintf(w, "Running the MySQL load (%s, %s protocol) with %d clients for %s, %d runs\n", myQuery, load.protocol, load.clients, load.duration, 2*len(endpoints))
-	if err := runAll(ctx, w, rep, load, endpoints, []mode{steady, perQuery}, mariadbCPU(my.pid)); err != nil {
+	fmt.Fprintf(w, "Running the MySQL load (%s, %s protocol) with %d clients for %s, %d runs\n", myQuery, load.protocol, load.clients, load.duration, 2*o.runs*len(endpoints))
+	if err := runAll(ctx, w, rep, load, endpoints, []mode{steady, perQuery}, o.runs, mariadbCPU(my.pid)); err != nil {
 		return err
 	}
 	return rep.scan(componentLog{name: "mariadb", path: my.server.LogFile(), markers: mariadbMarkers})

@@ -37,21 +37,12 @@ type mysqlRun struct {
 	protocol string
 }
 
-// clientStats is what one client did.
-type clientStats struct {
-	queries  int64
-	latency  time.Duration
-	connects int64
-	connect  time.Duration
-	err      error
-}
-
-// run runs the load against e with password. Like pgbench.run, a failed
+// run runs the load against e with c's password. Like pgbench.run, a failed
 // or hung run is reported in the result, and the error is for an
 // interruption.
-func (l mysqlRun) run(ctx context.Context, e endpoint, m mode, password string) (runResult, error) {
+func (l mysqlRun) run(ctx context.Context, e endpoint, m mode, c credentials) (runResult, error) {
 	res := runResult{Engine: e.engine, Target: e.name, Mode: m}
-	cfg, err := l.config(e, password)
+	cfg, err := l.config(e, c.password)
 	if err != nil {
 		return res, err
 	}
@@ -95,26 +86,7 @@ func (l mysqlRun) run(ctx context.Context, e endpoint, m mode, password string) 
 	elapsed := time.Since(began)
 	res.CPU.Driver = selfCPU() - cpuBefore
 
-	var latency, connect time.Duration
-	var connects int64
-	var failed []error
-	for _, s := range stats {
-		res.Transactions += s.queries
-		latency += s.latency
-		connects += s.connects
-		connect += s.connect
-		if s.err != nil {
-			failed = append(failed, s.err)
-		}
-	}
-	res.Failed = int64(len(failed))
-	if res.Transactions > 0 {
-		res.TPS = float64(res.Transactions) / elapsed.Seconds()
-		res.LatencyMs = ms(latency) / float64(res.Transactions)
-	}
-	if connects > 0 {
-		res.ConnectionMs = ms(connect) / float64(connects)
-	}
+	failed := summarize(&res, stats, elapsed)
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()
@@ -163,8 +135,7 @@ func (l mysqlRun) client(ctx context.Context, db *sql.DB, m mode, s *clientStats
 		if s.err != nil {
 			return
 		}
-		s.queries++
-		s.latency += time.Since(t0)
+		s.record(time.Since(t0))
 	}
 }
 

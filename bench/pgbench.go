@@ -28,6 +28,9 @@ const (
 	perTxn mode = "connect-per-txn"
 	// perQuery opens a new connection for every query (MySQL runs).
 	perQuery mode = "connect-per-query"
+	// perTxnPeople opens a new connection for every transaction, as the
+	// next of many people in turn (this program's load, not pgbench).
+	perTxnPeople mode = "connect-per-txn-people"
 )
 
 // The engines measured, named as keygate's config names them.
@@ -46,20 +49,39 @@ type endpoint struct {
 	caFile   string
 	// password is asked for before every run: keygate's is a fresh token.
 	password func(context.Context) (string, error)
+	// people is asked for before every connect-per-txn-people run:
+	// keygate's are fresh tokens for many people, the others' the admin
+	// user alone.
+	people func(context.Context) (*loginSet, error)
 	// proc is the proxy process whose memory is sampled, or nil.
 	proc *proc.Process
 }
 
-// runResult is one run: pgbench's, parsed, or the MySQL load's.
+// runResult is one run: pgbench's, parsed, or one of this program's
+// loads'.
 type runResult struct {
-	Engine string  `json:"engine"`
-	Target string  `json:"target"`
-	Mode   mode    `json:"mode"`
+	Engine string `json:"engine"`
+	Target string `json:"target"`
+	Mode   mode   `json:"mode"`
+	// Run counts the runs of this engine, target and mode from 1.
+	Run int `json:"run"`
+	// People is how many people took turns connecting, in
+	// connect-per-txn-people runs.
+	People int     `json:"people,omitempty"`
 	TPS    float64 `json:"tps"`
 	// LatencyMs is pgbench's "latency average", or the MySQL load's mean
 	// query time: with a connection per transaction it includes the
 	// connection.
 	LatencyMs float64 `json:"latency_avg_ms"`
+	// LatencyP50Ms and LatencyP99Ms are percentiles of every transaction's
+	// latency (from pgbench -l, or measured by the load), which includes
+	// the connection as LatencyMs does.
+	LatencyP50Ms float64 `json:"latency_p50_ms"`
+	LatencyP99Ms float64 `json:"latency_p99_ms"`
+	// AddedP99Ms is LatencyP99Ms minus that of the direct run of the same
+	// engine, mode and run number: the latency a proxy adds at the 99th
+	// percentile.
+	AddedP99Ms *float64 `json:"added_p99_ms,omitempty"`
 	// ConnectionMs is "average connection time" (-C) or "initial
 	// connection time" (steady), as pgbench reports them; the MySQL load
 	// measures the same.
@@ -67,7 +89,7 @@ type runResult struct {
 	Transactions int64   `json:"transactions"`
 	Failed       int64   `json:"failed_transactions"`
 	// TPSvsDirect and TPSvsPgbouncer are TPS over the TPS of the direct and
-	// pgbouncer runs in the same mode.
+	// pgbouncer runs in the same mode and run number.
 	TPSvsDirect    *float64 `json:"tps_vs_direct,omitempty"`
 	TPSvsPgbouncer *float64 `json:"tps_vs_pgbouncer,omitempty"`
 	// Error is set when pgbench or the MySQL load failed or did not
@@ -106,13 +128,19 @@ type pgbenchRun struct {
 	protocol string
 }
 
-// run runs pgbench's select-only script against e with password. A failed
+// run runs pgbench's select-only script against e with c's password,
+// logging every transaction to read the latency percentiles from. A failed
 // or hung pgbench is reported in the result, not as an error, so that the
 // other runs still happen; the error is for an interruption.
-func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string) (runResult, error) {
+func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, c credentials) (runResult, error) {
 	res := runResult{Engine: e.engine, Target: e.name, Mode: m}
+	logDir, err := os.MkdirTemp("", "keygate-bench-pgbench-log-")
+	if err != nil {
+		return res, fmt.Errorf("pgbench log directory: %w", err)
+	}
+	defer os.RemoveAll(logDir)
 	args := []string{"-n", "-S", "-M", p.protocol, "-c", strconv.Itoa(p.clients), "-j", strconv.Itoa(p.jobs), "-T", strconv.Itoa(p.seconds()),
-		"-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", e.user}
+		"-l", "--log-prefix", filepath.Join(logDir, "txn"), "-h", "127.0.0.1", "-p", strconv.Itoa(e.port), "-U", e.user}
 	if m == perTxn {
 		args = append(args, "-C")
 	}
@@ -121,7 +149,7 @@ func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string
 	runCtx, cancel := context.WithTimeout(ctx, p.duration+time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(runCtx, p.bin, args...)
-	cmd.Env = append(pgFreeEnv(), "PGPASSWORD="+password, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+e.caFile, "PGCONNECT_TIMEOUT=10")
+	cmd.Env = append(pgFreeEnv(), "PGPASSWORD="+c.password, "PGSSLMODE=verify-full", "PGSSLROOTCERT="+e.caFile, "PGCONNECT_TIMEOUT=10")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	runErr := cmd.Run()
@@ -130,6 +158,8 @@ func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string
 	}
 	res.Output = stdout.String() + stderr.String()
 	parse(&res, stdout.String())
+	latencies, lerr := pgbenchLatencies(logDir)
+	res.LatencyP50Ms, res.LatencyP99Ms = percentiles(latencies)
 	switch {
 	case ctx.Err() != nil:
 		return res, ctx.Err()
@@ -139,6 +169,8 @@ func (p pgbenchRun) run(ctx context.Context, e endpoint, m mode, password string
 		res.Error = fmt.Sprintf("pgbench %s: %v: %s", strings.Join(args, " "), runErr, proc.LastLines(stderr.String(), 5))
 	case res.TPS == 0:
 		res.Error = "pgbench printed no tps: " + proc.LastLines(res.Output, 5)
+	case lerr != nil:
+		res.Error = lerr.Error()
 	}
 	return res, nil
 }

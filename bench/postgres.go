@@ -22,7 +22,10 @@ import (
 const (
 	adminUser = "keygate_admin"
 	benchDB   = "bench"
-	scale     = 10 // pgbench -i -s: 1,000,000 rows in pgbench_accounts
+	// benchUnpooledDB is a copy of benchDB that the keygate without pools
+	// serves (see upstreamsFor).
+	benchUnpooledDB = "bench_unpooled"
+	scale           = 10 // pgbench -i -s: 1,000,000 rows in pgbench_accounts
 )
 
 // startPostgres starts a throwaway PostgreSQL that takes TLS connections
@@ -109,8 +112,13 @@ func prepareUpstream(ctx context.Context, pg *localpg.Server, pgbench, caFile, a
 	}
 	// Have the kernel write the loaded data out now rather than during
 	// the first run.
-	if err := pg.Exec(ctx, "postgres", "CHECKPOINT"); err != nil {
-		return fmt.Errorf("prepare upstream: %w", err)
+	for _, sql := range []string{
+		fmt.Sprintf("CREATE DATABASE %s TEMPLATE %s OWNER %s", benchUnpooledDB, benchDB, adminUser),
+		"CHECKPOINT",
+	} {
+		if err := pg.Exec(ctx, "postgres", sql); err != nil {
+			return fmt.Errorf("prepare upstream: %w", err)
+		}
 	}
 	syscall.Sync()
 	return nil
@@ -194,12 +202,15 @@ func setupPostgres(ctx context.Context, w io.Writer, rep *report, bench *pgbench
 }
 
 // benchPostgres runs pgbench against PostgreSQL directly, through
-// pgbouncer when it is installed, and through keygate, after measuring
-// keygate's memory with idle connections held; then it scans the
+// pgbouncer when it is installed, and through the keygates, after
+// measuring the pooled keygate's memory with idle connections held; then
+// this program's load with many people connecting; then it scans the
 // PostgreSQL and pgbouncer logs.
-func benchPostgres(ctx context.Context, w io.Writer, rep *report, o options, bench pgbenchRun, pg *postgresSetup, pkiDir, caFile string, kg *keygate) (err error) {
+func benchPostgres(ctx context.Context, w io.Writer, rep *report, o options, bench pgbenchRun, pg *postgresSetup, pkiDir, caFile string, kgs []*keygate) (err error) {
 	adminPW := func(context.Context) (string, error) { return pg.adminPassword, nil }
-	endpoints := []endpoint{{engine: enginePostgres, name: "direct", port: pg.server.Port, user: adminUser, database: benchDB, caFile: caFile, password: adminPW}}
+	adminPeople := fixedLogins(adminUser, pg.adminPassword)
+	endpoints := []endpoint{{engine: enginePostgres, name: "direct", port: pg.server.Port, user: adminUser, database: benchDB, caFile: caFile,
+		password: adminPW, people: adminPeople}}
 	logs := []componentLog{{name: "postgres", path: pg.server.LogFile(), markers: postgresMarkers, benign: postgresBenign}}
 	if bin, ferr := findPgbouncer(); ferr != nil {
 		rep.Skipped = append(rep.Skipped, "pgbouncer: "+ferr.Error())
@@ -218,30 +229,83 @@ func benchPostgres(ctx context.Context, w io.Writer, rep *report, o options, ben
 		rep.Versions.PgBouncer = commandVersion(ctx, bin)
 		fmt.Fprintf(w, "  %s on 127.0.0.1:%d, session pooling, as %s\n", rep.Versions.PgBouncer, b.port, adminUser)
 		endpoints = append(endpoints, endpoint{engine: enginePostgres, name: "pgbouncer", port: b.port, user: adminUser, database: benchDB,
-			caFile: caFile, password: adminPW, proc: b.Process})
+			caFile: caFile, password: adminPW, people: adminPeople, proc: b.Process})
 		logs = append(logs, componentLog{name: "pgbouncer", path: b.LogPath(), markers: pgbouncerMarkers})
 	}
-	kgEndpoint := endpoint{engine: enginePostgres, name: "keygate", port: kg.pgPort, user: person, database: benchDB, caFile: kg.caFile,
-		password: kg.tokenFor(benchDB), proc: kg.Process}
-	endpoints = append(endpoints, kgEndpoint)
+	for _, kg := range kgs {
+		endpoints = append(endpoints, endpoint{engine: enginePostgres, name: kg.name, port: kg.pgPort, user: kg.person, database: benchDB,
+			caFile: kg.caFile, password: kg.tokenFor(benchDB), people: kg.peopleFor(benchDB), proc: kg.Process})
+	}
 
 	for _, e := range endpoints {
 		if err := check(ctx, e); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(w, "Holding %d idle TLS connections through keygate to measure its memory per connection\n", o.idleConns)
-	if rep.KeygateHeld, err = holdConnections(ctx, kgEndpoint, o.idleConns); err != nil {
+	// The default keygate's, the first: its memory per idle connection.
+	held := endpoints[len(endpoints)-len(kgs)]
+	fmt.Fprintf(w, "Holding %d idle TLS connections through %s to measure its memory per connection\n", o.idleConns, held.name)
+	start := time.Now()
+	if rep.KeygateHeld, err = holdConnections(ctx, held, o.idleConns); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "  opened in %.1fs\n", rep.KeygateHeld.OpenSeconds)
 	if err := waitPersonBackendsGone(ctx, w, pg.server); err != nil {
 		return err
 	}
+	fmt.Fprintf(w, "  held phase took %.1fs\n", time.Since(start).Seconds())
 
-	fmt.Fprintf(w, "Running pgbench -S -c %d -j %d -T %d, %d runs\n", bench.clients, bench.jobs, bench.seconds(), 2*len(endpoints))
-	if err := runAll(ctx, w, rep, bench, endpoints, []mode{steady, perTxn}, postgresCPU(pg.postmaster)); err != nil {
+	fmt.Fprintf(w, "Running pgbench -S -c %d -j %d -T %d, %d runs\n", bench.clients, bench.jobs, bench.seconds(), 2*o.runs*len(endpoints))
+	if err := runAll(ctx, w, rep, bench, endpoints, []mode{steady, perTxn}, o.runs, postgresCPU(pg.postmaster)); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(w, "Making %d people on each keygate\n", o.people)
+	start = time.Now()
+	for _, kg := range kgs {
+		if err := kg.provisionPeople(ctx, o.people); err != nil {
+			return err
+		}
+	}
+	for _, e := range endpoints[len(endpoints)-len(kgs):] {
+		if err := checkPeople(ctx, e); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(w, "  took %.1fs, with a first connection as each of them\n", time.Since(start).Seconds())
+	load := peopleRun{clients: o.clients, duration: o.duration, protocol: o.protocol}
+	fmt.Fprintf(w, "Running a new connection per transaction as %d people in turn (keygate; the admin user elsewhere), %d clients, %s, %d runs\n",
+		o.people, o.clients, o.duration, o.runs*len(endpoints))
+	if err := runAll(ctx, w, rep, load, endpoints, []mode{perTxnPeople}, o.runs, postgresCPU(pg.postmaster)); err != nil {
 		return err
 	}
 	// pgbouncer's log goes with its directory: scan before it stops.
 	return rep.scan(logs...)
+}
+
+// checkPeople connects to e once as each of its people, as check does for
+// the one person: keygate creates each person's role on their first
+// connection, which is set-up, not what the runs measure.
+func checkPeople(ctx context.Context, e endpoint) error {
+	people, err := e.people(ctx)
+	if err != nil {
+		return fmt.Errorf("check %s: %w", e.name, err)
+	}
+	return parallel(ctx, len(people.logins), provisionParallel, func(ctx context.Context, i int) error {
+		who := people.logins[i]
+		e.user = who.user
+		c, err := connect(ctx, e, who.password)
+		if err != nil {
+			return fmt.Errorf("check %s as %s: %w", e.name, who.user, err)
+		}
+		_, qerr := c.Exec(ctx, "SELECT 1").ReadAll()
+		cerr := c.Close(ctx)
+		if qerr != nil {
+			return fmt.Errorf("check %s as %s: %w", e.name, who.user, qerr)
+		}
+		if cerr != nil {
+			return fmt.Errorf("check %s as %s: close: %w", e.name, who.user, cerr)
+		}
+		return nil
+	})
 }

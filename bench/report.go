@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,12 +18,16 @@ import (
 
 // report is everything one benchmark run found; it is also the JSON file.
 type report struct {
-	Time          time.Time      `json:"time"`
-	Settings      benchSettings  `json:"settings"`
-	Machine       proc.Machine   `json:"machine"`
-	Versions      versions       `json:"versions"`
-	Skipped       []string       `json:"skipped,omitempty"`
-	Runs          []runResult    `json:"runs"`
+	Time     time.Time     `json:"time"`
+	Settings benchSettings `json:"settings"`
+	Machine  proc.Machine  `json:"machine"`
+	Versions versions      `json:"versions"`
+	Skipped  []string      `json:"skipped,omitempty"`
+	// Runs are every run, Settings.Runs of each engine, target and mode.
+	Runs []runResult `json:"runs"`
+	// Medians are each engine, target and mode's medians over its runs:
+	// what the table shows.
+	Medians       []summary      `json:"medians"`
 	KeygateMemory *keygateMemory `json:"keygate_memory,omitempty"`
 	// KeygateHeld is keygate's RSS with idle connections held open,
 	// measured before the runs.
@@ -39,6 +44,11 @@ type benchSettings struct {
 	Jobs            int    `json:"jobs"`
 	Scale           int    `json:"scale"`
 	SSLMode         string `json:"sslmode"`
+	// Runs is how many times each engine, target and mode was measured.
+	Runs int `json:"runs_per_measurement"`
+	// People is how many people took turns in the connect-per-txn-people
+	// runs.
+	People int `json:"people"`
 	// MySQL describes the MySQL runs, if there were any.
 	MySQL *mysqlSettings `json:"mysql,omitempty"`
 }
@@ -79,18 +89,47 @@ type keygateMemory struct {
 	HWMKiB int64 `json:"vm_hwm_kib"`
 }
 
-func newReport(bench pgbenchRun) *report {
+// summary is one engine, target and mode's medians over its runs that did
+// not fail.
+type summary struct {
+	Engine string `json:"engine"`
+	Target string `json:"target"`
+	Mode   mode   `json:"mode"`
+	People int    `json:"people,omitempty"`
+	// Runs is how many runs the medians are of; FailedRuns are left out.
+	Runs       int     `json:"runs"`
+	FailedRuns int     `json:"failed_runs,omitempty"`
+	TPS        float64 `json:"median_tps"`
+	LatencyMs  float64 `json:"median_latency_avg_ms"`
+	// ConnectionMs is meaningful in the connect-per modes only.
+	ConnectionMs float64 `json:"median_connection_ms"`
+	LatencyP50Ms float64 `json:"median_latency_p50_ms"`
+	LatencyP99Ms float64 `json:"median_latency_p99_ms"`
+	// AddedP99Ms is the median over the runs of each run's added_p99_ms.
+	AddedP99Ms *float64 `json:"median_added_p99_ms,omitempty"`
+	// ProxyCPUMicrosPerTx is set for the targets that are proxies.
+	ProxyCPUMicrosPerTx *float64 `json:"median_proxy_cpu_us_per_txn,omitempty"`
+	OthersShare         float64  `json:"median_others_share"`
+	// TPSvsDirect and TPSvsPgbouncer are the median tps over the median
+	// tps of the direct and pgbouncer targets in the same engine and
+	// mode.
+	TPSvsDirect    *float64 `json:"median_tps_vs_direct,omitempty"`
+	TPSvsPgbouncer *float64 `json:"median_tps_vs_pgbouncer,omitempty"`
+}
+
+func newReport(bench pgbenchRun, runs, people int) *report {
 	return &report{
 		Time: time.Now(),
 		Settings: benchSettings{Script: "select-only (pgbench -S -n -M " + bench.protocol + ")", DurationSeconds: bench.seconds(), Clients: bench.clients,
-			Jobs: bench.jobs, Scale: scale, SSLMode: "verify-full"},
+			Jobs: bench.jobs, Scale: scale, SSLMode: "verify-full", Runs: runs, People: people},
 		Machine:  proc.DescribeMachine(),
 		Versions: versions{Go: runtime.Version()},
 		Logs:     map[string]logProblems{},
 	}
 }
 
-// finish works out the ratios and keygate's memory from the runs.
+// finish works out each run's ratios and added latency against the runs
+// of the same number, the medians, and keygate's memory.
 func (r *report) finish() {
 	for i := range r.Runs {
 		run := &r.Runs[i]
@@ -99,10 +138,15 @@ func (r *report) finish() {
 		}
 		run.TPSvsDirect = r.ratio(run, "direct")
 		run.TPSvsPgbouncer = r.ratio(run, "pgbouncer")
+		if direct := r.find(run.Engine, "direct", run.Mode, run.Run); run.Target != "direct" && direct != nil && direct.Error == "" {
+			v := run.LatencyP99Ms - direct.LatencyP99Ms
+			run.AddedP99Ms = &v
+		}
 	}
-	// keygate's memory is read from its PostgreSQL runs, which also
-	// measure it with idle connections held.
-	steadyRun, perTxnRun := r.find(enginePostgres, "keygate", steady), r.find(enginePostgres, "keygate", perTxn)
+	r.summarize()
+	// keygate's memory is read from its first PostgreSQL runs, the
+	// steady one right after the idle connections were measured.
+	steadyRun, perTxnRun := r.find(enginePostgres, "keygate", steady, 1), r.find(enginePostgres, "keygate", perTxn, 1)
 	if steadyRun == nil || steadyRun.ProxyMemory == nil {
 		return
 	}
@@ -115,10 +159,112 @@ func (r *report) finish() {
 	r.KeygateMemory = m
 }
 
-// ratio is run's tps over the tps of target in the same engine and mode,
-// or nil if that run is missing or failed.
+// summarize fills r.Medians, in the order the runs were first made.
+func (r *report) summarize() {
+	type key struct {
+		engine, target string
+		mode           mode
+	}
+	var order []key
+	groups := map[key][]*runResult{}
+	for i := range r.Runs {
+		run := &r.Runs[i]
+		k := key{run.Engine, run.Target, run.Mode}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], run)
+	}
+	r.Medians = nil
+	for _, k := range order {
+		s := summary{Engine: k.engine, Target: k.target, Mode: k.mode}
+		var ok []*runResult
+		for _, run := range groups[k] {
+			s.People = max(s.People, run.People)
+			if run.Error != "" {
+				s.FailedRuns++
+				continue
+			}
+			ok = append(ok, run)
+		}
+		s.Runs = len(ok)
+		if len(ok) > 0 {
+			med := func(f func(*runResult) float64) float64 {
+				v := make([]float64, len(ok))
+				for i, run := range ok {
+					v[i] = f(run)
+				}
+				return median(v)
+			}
+			s.TPS = med(func(run *runResult) float64 { return run.TPS })
+			s.LatencyMs = med(func(run *runResult) float64 { return run.LatencyMs })
+			s.ConnectionMs = med(func(run *runResult) float64 { return run.ConnectionMs })
+			s.LatencyP50Ms = med(func(run *runResult) float64 { return run.LatencyP50Ms })
+			s.LatencyP99Ms = med(func(run *runResult) float64 { return run.LatencyP99Ms })
+			s.OthersShare = med(func(run *runResult) float64 { return run.CPU.OthersShare })
+			s.AddedP99Ms = medianOf(ok, func(run *runResult) *float64 { return run.AddedP99Ms })
+			s.ProxyCPUMicrosPerTx = medianOf(ok, func(run *runResult) *float64 {
+				if run.ProxyMemory == nil {
+					return nil
+				}
+				return &run.ProxyCPUMicrosPerTx
+			})
+		}
+		r.Medians = append(r.Medians, s)
+	}
+	for i := range r.Medians {
+		s := &r.Medians[i]
+		if s.Runs == 0 {
+			continue
+		}
+		s.TPSvsDirect = r.medianRatio(s, "direct")
+		s.TPSvsPgbouncer = r.medianRatio(s, "pgbouncer")
+	}
+}
+
+// medianRatio is s's median tps over target's in the same engine and
+// mode, or nil if target has no successful run.
+func (r *report) medianRatio(s *summary, target string) *float64 {
+	for _, base := range r.Medians {
+		if base.Engine == s.Engine && base.Target == target && base.Mode == s.Mode && base.Runs > 0 && base.TPS > 0 {
+			v := s.TPS / base.TPS
+			return &v
+		}
+	}
+	return nil
+}
+
+// medianOf is the median of f over runs, leaving out the runs where f is
+// nil; nil if it is nil for all of them.
+func medianOf(runs []*runResult, f func(*runResult) *float64) *float64 {
+	var v []float64
+	for _, run := range runs {
+		if p := f(run); p != nil {
+			v = append(v, *p)
+		}
+	}
+	if len(v) == 0 {
+		return nil
+	}
+	m := median(v)
+	return &m
+}
+
+// median is the middle of v, or the mean of the two middle values; v is
+// sorted.
+func median(v []float64) float64 {
+	slices.Sort(v)
+	n := len(v)
+	if n%2 == 1 {
+		return v[n/2]
+	}
+	return (v[n/2-1] + v[n/2]) / 2
+}
+
+// ratio is run's tps over the tps of target's run of the same number in
+// the same engine and mode, or nil if that run is missing or failed.
 func (r *report) ratio(run *runResult, target string) *float64 {
-	base := r.find(run.Engine, target, run.Mode)
+	base := r.find(run.Engine, target, run.Mode, run.Run)
 	if base == nil || base.Error != "" || base.TPS == 0 {
 		return nil
 	}
@@ -126,10 +272,11 @@ func (r *report) ratio(run *runResult, target string) *float64 {
 	return &v
 }
 
-func (r *report) find(engine, target string, m mode) *runResult {
+// find is the run numbered n of engine, target and mode, or nil.
+func (r *report) find(engine, target string, m mode, n int) *runResult {
 	for i := range r.Runs {
-		if r.Runs[i].Engine == engine && r.Runs[i].Target == target && r.Runs[i].Mode == m {
-			return &r.Runs[i]
+		if run := &r.Runs[i]; run.Engine == engine && run.Target == target && run.Mode == m && run.Run == n {
+			return run
 		}
 	}
 	return nil
@@ -159,24 +306,38 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintln(w, "WARNING: other work was running on this machine before the runs (1-minute load average ≥ 1): the numbers are skewed")
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%-9s %-10s %-17s %10s %11s %9s %11s %14s %13s %9s\n",
-		"engine", "target", "mode", "tps", "latency ms", "conn ms", "tps/direct", "tps/pgbouncer", "proxy µs/txn", "others %")
+	fmt.Fprintf(w, "Medians of %d runs per row; added p99 = p99 latency − direct's p99 in the same run.\n", s.Runs)
+	fmt.Fprintf(w, "%-6s %-16s %-26s %9s %8s %8s %8s %8s %9s %7s %7s %8s %7s\n",
+		"engine", "target", "mode", "tps", "avg ms", "conn ms", "p50 ms", "p99 ms", "added p99", "/direct", "/pgbncr", "proxy µs", "others%")
+	for _, m := range r.Medians {
+		label := string(m.Mode)
+		if m.Mode == perTxnPeople {
+			label = fmt.Sprintf("connect-per-txn, %d people", r.Settings.People)
+		}
+		if m.Runs == 0 {
+			fmt.Fprintf(w, "%-6s %-16s %-26s %9s\n", m.Engine, m.Target, label, "FAILED")
+			continue
+		}
+		conn := "-"
+		if m.Mode != steady {
+			conn = fmt.Sprintf("%.3f", m.ConnectionMs)
+		}
+		added := "-"
+		if m.AddedP99Ms != nil {
+			added = fmt.Sprintf("%+.3f", *m.AddedP99Ms)
+		}
+		cpu := "-"
+		if m.ProxyCPUMicrosPerTx != nil {
+			cpu = fmt.Sprintf("%.0f", *m.ProxyCPUMicrosPerTx)
+		}
+		fmt.Fprintf(w, "%-6s %-16s %-26s %9.1f %8.3f %8s %8.3f %8.3f %9s %7s %7s %8s %7.0f\n", m.Engine, m.Target, label, m.TPS, m.LatencyMs, conn,
+			m.LatencyP50Ms, m.LatencyP99Ms, added, ratioText(m.TPSvsDirect), ratioText(m.TPSvsPgbouncer), cpu, 100*m.OthersShare)
+	}
 	var failures []string
 	for _, run := range r.Runs {
 		if run.Error != "" {
-			fmt.Fprintf(w, "%-9s %-10s %-17s %10s\n", run.Engine, run.Target, run.Mode, "FAILED")
-			failures = append(failures, fmt.Sprintf("%s %s %s: %s", run.Engine, run.Target, run.Mode, run.Error))
-			continue
+			failures = append(failures, fmt.Sprintf("%s %s %s run %d: %s", run.Engine, run.Target, run.Mode, run.Run, run.Error))
 		}
-		conn, cpu := "-", "-"
-		if run.Mode != steady {
-			conn = fmt.Sprintf("%.3f", run.ConnectionMs)
-		}
-		if run.ProxyMemory != nil {
-			cpu = fmt.Sprintf("%.0f", run.ProxyCPUMicrosPerTx)
-		}
-		fmt.Fprintf(w, "%-9s %-10s %-17s %10.1f %11.3f %9s %11s %14s %13s %9.0f\n", run.Engine, run.Target, run.Mode, run.TPS, run.LatencyMs, conn,
-			ratioText(run.TPSvsDirect), ratioText(run.TPSvsPgbouncer), cpu, 100*run.CPU.OthersShare)
 	}
 	if r.shared() {
 		fmt.Fprintln(w, "WARNING: in some runs, other processes (or the hypervisor) took more than 10% of the CPUs (others %): compare only runs where it is low")
@@ -200,7 +361,7 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "keygate RSS with %d idle TLS connections held (idle_conns), before any load: %s → %s, %.1f KiB per connection (rss_per_idle_conn_kib)\n",
 			h.IdleConns, mib(h.BeforeRSSKiB), mib(h.HeldRSSKiB), h.RSSPerIdleConnKiB)
 	}
-	for _, name := range []string{"keygate", "pgbouncer", "postgres", "mariadb"} {
+	for _, name := range []string{keygateName(true), keygateName(false), "pgbouncer", "postgres", "mariadb"} {
 		p, ok := r.Logs[name]
 		if !ok {
 			continue

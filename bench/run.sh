@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Benchmark keygate's PostgreSQL gateway against a direct connection to
 # PostgreSQL and against pgbouncer, and its MySQL gateway against a direct
-# connection to MariaDB, measured in the same run.
+# connection to MariaDB, with and without keygate's per-person upstream
+# pools, measured in the same run.
 #
-#   bench/run.sh                      # 10 s per run, 8 clients
+#   bench/run.sh                      # 10 s per run, 8 clients, 3 runs of each
 #   DURATION=30 CLIENTS=16 bench/run.sh
+#   RUNS=5 bench/run.sh               # runs of each measurement; the table shows medians
+#   PEOPLE=500 bench/run.sh           # people taking turns in connect-per-txn-people (default 200)
 #   PROTOCOL=prepared bench/run.sh    # pgbench -M: simple (default), extended, prepared
 #   ENGINES=postgres bench/run.sh     # postgres, mysql, or postgres,mysql (default)
 #   IDLE_CONNS=10000 bench/run.sh     # idle connections held through keygate (default 2000)
@@ -22,6 +25,8 @@ CLIENTS=${CLIENTS:-8}
 PROTOCOL=${PROTOCOL:-simple}
 ENGINES=${ENGINES:-postgres,mysql}
 IDLE_CONNS=${IDLE_CONNS:-2000}
+RUNS=${RUNS:-3}
+PEOPLE=${PEOPLE:-200}
 case $DURATION in
 *[!0-9]*) ;;      # has a unit already, e.g. 30s or 2m
 *) DURATION=${DURATION}s ;;
@@ -71,4 +76,5 @@ echo "Building keygate ($version)"
 go build -ldflags "-X main.version=$version" -o "$tmp/keygate" ./cmd/keygate
 go build -o "$tmp/bench" ./bench
 
-"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -engines "$ENGINES" -idle-conns "$IDLE_CONNS" -out bench/out
+"$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -engines "$ENGINES" -idle-conns "$IDLE_CONNS" \
+	-runs "$RUNS" -people "$PEOPLE" -out bench/out
