@@ -4,13 +4,15 @@
 //
 // Two kinds of bearer credential reach it: the admin credential the server
 // writes into data_dir on first start, and sign-in session credentials. Only
-// SHA-256 hashes of either are kept; comparisons are constant-time.
+// SHA-256 hashes of either are kept; comparisons are constant-time. The
+// admin operations are for administrators: people in the groups config
+// administrators.groups names, with their own sessions, and whoever holds
+// the data_dir credential, for bootstrap and break-glass (see admins.go).
 package api
 
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -60,8 +62,13 @@ type Server struct {
 	Audit  Auditor
 	Log    *slog.Logger
 	Now    func() time.Time
-	// AdminHash is the SHA-256 of the admin credential.
+	// AdminHash is the SHA-256 of the admin credential in data_dir: the
+	// bootstrap and break-glass way in, audited as BreakGlassActor.
 	AdminHash [sha256.Size]byte
+	// Administrators, when set, says whose sessions carry administrator
+	// rights; it is called on every admin request, so a reload applies
+	// to the next one. Unset, only the admin credential administers.
+	Administrators func() config.Administrators
 	// CAPEM is served at /v1/ca.pem.
 	CAPEM []byte
 	// SCIM serves /scim/v2/ when set.
@@ -128,7 +135,34 @@ const maxBody = 1 << 20
 
 // Handler returns the API's HTTP handler.
 func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
+	mux, _ := s.routes()
+	return s.guardAdmin(mux)
+}
+
+// routeTable is a ServeMux that remembers the patterns registered on it,
+// so that a test can walk every admin route, a new one included.
+type routeTable struct {
+	mux      *http.ServeMux
+	patterns []string
+}
+
+// HandleFunc registers h for pattern, as http.ServeMux.HandleFunc does.
+func (t *routeTable) HandleFunc(pattern string, h http.HandlerFunc) {
+	t.patterns = append(t.patterns, pattern)
+	t.mux.HandleFunc(pattern, h)
+}
+
+// Handle registers h for pattern, as http.ServeMux.Handle does.
+func (t *routeTable) Handle(pattern string, h http.Handler) {
+	t.patterns = append(t.patterns, pattern)
+	t.mux.Handle(pattern, h)
+}
+
+// routes registers every route on a new mux, and returns it with the
+// patterns registered through the table; SignIn registers its own
+// routes on the mux itself.
+func (s *Server) routes() (*http.ServeMux, []string) {
+	mux := &routeTable{mux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /v1/ca.pem", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-pem-file")
@@ -171,9 +205,9 @@ func (s *Server) Handler() http.Handler {
 		mux.Handle(scim.Prefix+"/", s.SCIM)
 	}
 	if s.SignIn != nil {
-		s.SignIn.Register(mux)
+		s.SignIn.Register(mux.mux)
 	}
-	return mux
+	return mux.mux, mux.patterns
 }
 
 // httpError is an error with a status and a message for the caller.
@@ -238,17 +272,6 @@ func bearer(r *http.Request) string {
 func unauthorized(w http.ResponseWriter, msg string) error {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="keygate"`)
 	return errorf(http.StatusUnauthorized, "%s", msg)
-}
-
-// admin guards an admin endpoint.
-func (s *Server) admin(h handler) http.HandlerFunc {
-	return s.serve(func(w http.ResponseWriter, r *http.Request) error {
-		got := credential.Hash(bearer(r))
-		if subtle.ConstantTimeCompare(got[:], s.AdminHash[:]) != 1 {
-			return unauthorized(w, "admin credential required: run admin commands with --config pointing at the server's config, which locates data_dir/admin.credential")
-		}
-		return h(w, r)
-	})
 }
 
 type sessionKey struct{}
@@ -349,9 +372,17 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, http.StatusOK, TokenResponse{Token: tok, User: d.User, Database: d.Database, Access: string(level), ExpiresAt: claims.Expires})
 }
 
-// adminEvent records an admin action.
+// adminEvent records an admin action under the administrator who made it
+// (or BreakGlassActor), with the sign-in session they made it from.
 func (s *Server) adminEvent(r *http.Request, typ, user string, detail map[string]any) {
-	s.Audit.Record(audit.Event{Type: typ, Actor: "admin", User: user, Client: r.RemoteAddr, Detail: detail})
+	a := actorOf(r)
+	if a.Session != "" {
+		if detail == nil {
+			detail = map[string]any{}
+		}
+		detail["actor_session"] = a.Session
+	}
+	s.Audit.Record(audit.Event{Type: typ, Actor: a.Name, User: user, Client: r.RemoteAddr, Detail: detail})
 }
 
 func (s *Server) createGroup(w http.ResponseWriter, r *http.Request) error {
@@ -403,7 +434,7 @@ func (s *Server) addMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	added, err := s.Store.AddMember(r.Context(), g.ID, u.ID, "admin")
+	added, err := s.Store.AddMember(r.Context(), g.ID, u.ID, actorOf(r).Name)
 	if err != nil {
 		return err
 	}
@@ -422,7 +453,7 @@ func (s *Server) removeMember(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	err = s.Store.RemoveMember(r.Context(), g.ID, u.ID, "admin")
+	err = s.Store.RemoveMember(r.Context(), g.ID, u.ID, actorOf(r).Name)
 	if errors.Is(err, store.ErrNotFound) {
 		return errorf(http.StatusNotFound, "%s is not a member of %s", u.UserName, g.Name)
 	}
@@ -479,7 +510,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		if _, err := s.Store.AddMember(ctx, g.ID, u.ID, "admin"); err != nil {
+		if _, err := s.Store.AddMember(ctx, g.ID, u.ID, actorOf(r).Name); err != nil {
 			return err
 		}
 		s.adminEvent(r, audit.AdminGroupAddMember, u.UserName, map[string]any{"group": g.Name})
@@ -511,6 +542,15 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if !u.Active {
 		return errorf(http.StatusConflict, "%s is disabled: enable them first with `keygate admin user enable %s`", u.UserName, u.UserName)
 	}
+	// A session for an administrator is how one administrator brings in
+	// another (the documented bootstrap): it carries their rights, so its
+	// event says so. It carries no groups of its own, so it cannot make
+	// anyone an administrator who is not one by their provisioned groups.
+	p, err := s.Authz.Principal(r.Context(), identity.Session{User: u.UserName})
+	if err != nil {
+		return fmt.Errorf("read the groups of %s: %w", u.UserName, err)
+	}
+	administrator := s.administrators().Includes(p.Groups)
 	cred := credential.New(credential.SessionPrefix)
 	hash := credential.Hash(cred)
 	now := s.Now()
@@ -518,7 +558,11 @@ func (s *Server) createSession(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.adminEvent(r, audit.AdminSessionCreate, u.UserName, map[string]any{"session_id": sess.ID, "expires_at": sess.Expires})
+	detail := map[string]any{"session_id": sess.ID, "expires_at": sess.Expires}
+	if administrator {
+		detail["administrator"] = true
+	}
+	s.adminEvent(r, audit.AdminSessionCreate, u.UserName, detail)
 	return writeJSON(w, http.StatusCreated, SessionResponse{ID: sess.ID, User: sess.User, Credential: cred, ExpiresAt: sess.Expires})
 }
 

@@ -120,10 +120,11 @@ func TestAdminEndpointsNeedTheAdminCredential(t *testing.T) {
 			t.Errorf("bearer %q: %d %v %q", bearer, code, h.Get("WWW-Authenticate"), body.Error)
 		}
 	}
-	// A session credential is not an admin credential.
+	// A session of a person who is not an administrator is refused as
+	// such: the credential is good, the rights are missing.
 	cred := e.session(t, "alice", "analysts")
-	if code, _ := e.call(t, "GET", "/v1/admin/audit", cred, nil, nil); code != http.StatusUnauthorized {
-		t.Errorf("session credential on an admin endpoint: %d", code)
+	if code, _ := e.call(t, "GET", "/v1/admin/audit", cred, nil, nil); code != http.StatusForbidden {
+		t.Errorf("a non-administrator's session on an admin endpoint: %d", code)
 	}
 }
 
@@ -273,7 +274,7 @@ func TestAdminFlowAndAudit(t *testing.T) {
 	}
 	var types []string
 	for _, ev := range page.Events {
-		if ev.Actor != "admin" {
+		if ev.Actor != BreakGlassActor {
 			t.Errorf("admin event %s has actor %q", ev.Type, ev.Actor)
 		}
 		types = append(types, ev.Type)
@@ -282,9 +283,19 @@ func TestAdminFlowAndAudit(t *testing.T) {
 	if strings.Join(types, " ") != want {
 		t.Fatalf("admin events:\n%s\nwant\n%s", strings.Join(types, " "), want)
 	}
+	// Every request made with the data_dir credential is on record too.
+	var uses AuditPage
+	if code, _ := e.call(t, "GET", "/v1/admin/audit?type=break-glass", e.admin, nil, &uses); code != http.StatusOK || len(uses.Events) == 0 {
+		t.Fatalf("break-glass uses: %d, %d events", code, len(uses.Events))
+	}
+	for _, ev := range uses.Events {
+		if ev.Actor != BreakGlassActor || ev.Detail["path"] == nil || strings.HasPrefix(ev.Detail["path"].(string), "/v1/admin/audit") {
+			t.Errorf("break-glass use %+v: want the actor and the path, and no read of the audit log", ev)
+		}
+	}
 	var v AuditVerification
-	if code, _ := e.call(t, "GET", "/v1/admin/audit/verify", e.admin, nil, &v); code != http.StatusOK || !v.Intact || v.Events != int64(len(page.Events)) {
-		t.Fatalf("verify: %d %+v", code, v)
+	if code, _ := e.call(t, "GET", "/v1/admin/audit/verify", e.admin, nil, &v); code != http.StatusOK || !v.Intact || v.Events != int64(len(page.Events)+len(uses.Events)) {
+		t.Fatalf("verify: %d %+v; want %d events", code, v, len(page.Events)+len(uses.Events))
 	}
 }
 

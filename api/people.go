@@ -314,7 +314,7 @@ func (s *Server) deleteGroup(w http.ResponseWriter, r *http.Request) error {
 			g.Name, strings.Join(members, ", "), g.Name)
 	}
 	if len(members) > 0 {
-		_, err := s.Store.UpdateGroup(ctx, g.ID, "admin", func(cur identity.Group) (identity.Group, store.MemberChange, error) {
+		_, err := s.Store.UpdateGroup(ctx, g.ID, actorOf(r).Name, func(cur identity.Group) (identity.Group, store.MemberChange, error) {
 			return cur, store.MemberChange{Replace: true}, nil
 		})
 		if err != nil {
@@ -352,7 +352,7 @@ func (s *Server) renameGroup(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	old := g.Name
-	g, err = s.Store.UpdateGroup(ctx, g.ID, "admin", func(cur identity.Group) (identity.Group, store.MemberChange, error) {
+	g, err = s.Store.UpdateGroup(ctx, g.ID, actorOf(r).Name, func(cur identity.Group) (identity.Group, store.MemberChange, error) {
 		old = cur.Name
 		cur.Name = req.Name
 		return cur, store.MemberChange{}, nil

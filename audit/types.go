@@ -5,8 +5,10 @@ import (
 	"strings"
 )
 
-// Admin actions, recorded by the API (the actor is "admin") and, for people created at first sign-in, by the
-// sign-in flow.
+// Admin actions, recorded by the API (the actor is the administrator's
+// user name, or "admin (data_dir credential)" for the break-glass
+// credential) and, for people created at first sign-in, by the sign-in
+// flow.
 const (
 	AdminGroupCreate       = AdminPrefix + ".group.create"
 	AdminGroupAddMember    = AdminPrefix + ".group.add-member"
@@ -23,6 +25,12 @@ const (
 	AdminSCIMTokenCreate   = AdminPrefix + ".scim-token.create"
 	AdminSCIMTokenRevoke   = AdminPrefix + ".scim-token.revoke"
 )
+
+// BreakGlassUse records every request made with the admin credential in
+// data_dir, reads included (but not reads of the audit log itself): the
+// bootstrap and break-glass way in, which administrators who sign in as
+// themselves make the exception.
+const BreakGlassUse = "break-glass.use"
 
 // Changes pushed by an identity provider over SCIM (the actor is the
 // provisioning token), and SCIM requests refused before authentication.
@@ -52,7 +60,7 @@ var types = []string{
 	AdminGroupCreate, AdminGroupAddMember, AdminGroupRemoveMember, AdminGroupRename, AdminGroupDelete,
 	AdminUserCreate, AdminUserDisable, AdminUserEnable, AdminUserRename, AdminUserDelete,
 	AdminSessionCreate, AdminSessionRevoke,
-	AdminSCIMTokenCreate, AdminSCIMTokenRevoke,
+	AdminSCIMTokenCreate, AdminSCIMTokenRevoke, BreakGlassUse,
 	SCIMUserCreate, SCIMUserUpdate, SCIMUserDelete,
 	SCIMGroupCreate, SCIMGroupUpdate, SCIMGroupDelete,
 	SCIMAuthRefused,

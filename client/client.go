@@ -57,6 +57,9 @@ func New(server, caFile, bearer string) (*Client, error) {
 	}, nil
 }
 
+// Server is the API URL the client calls, for messages that name it.
+func (c *Client) Server() string { return strings.TrimSuffix(c.base.String(), "/") }
+
 // Error is an API error response.
 type Error struct {
 	Status  int

@@ -61,6 +61,8 @@ type Config struct {
 	PublicURL string `yaml:"public_url"`
 	// Audit says what the audit keeps of statements.
 	Audit Audit `yaml:"audit"`
+	// Administrators names the groups whose members administer keygate.
+	Administrators Administrators `yaml:"administrators"`
 
 	// path is the file the config was read from; relative paths in the file
 	// are resolved against its directory.
@@ -572,6 +574,7 @@ func (c *Config) validate() error {
 	}
 	errs = append(errs, c.validateAccess(dbs)...)
 	errs = append(errs, c.validateAudit()...)
+	errs = append(errs, c.validateAdministrators()...)
 	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)
 }

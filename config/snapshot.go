@@ -10,8 +10,8 @@ import (
 )
 
 // Rules is the part of a config that decides access: permission sets,
-// assignments, deny rules, the policy file's Cedar and the databases'
-// tags. It is what the config history keeps of each version, so that
+// assignments, deny rules, the policy file's Cedar, the databases' tags
+// and who the administrators are. It is what the config history keeps of each version, so that
 // "who could reach orders last March" is answered with last March's rules.
 type Rules struct {
 	PermissionSets []PermissionSet   `json:"permission_sets"`
@@ -23,6 +23,10 @@ type Rules struct {
 	Cedar      string `json:"cedar,omitempty"`
 	// GroupPattern is the group naming rule's pattern; empty for none.
 	GroupPattern string `json:"group_pattern,omitempty"`
+	// Administrators are who administered keygate under these rules; nil
+	// when no group did, which keeps the digest of such rules as it was
+	// before administrators existed.
+	Administrators *Administrators `json:"administrators,omitempty"`
 }
 
 // Rules returns the config's access rules.
@@ -30,6 +34,10 @@ func (c *Config) Rules() (Rules, error) {
 	r := Rules{PermissionSets: c.PermissionSets, Assignments: c.Assignments, Deny: c.Deny, Databases: []access.Database{}, GroupPattern: c.GroupNaming.Pattern}
 	for _, d := range c.Databases {
 		r.Databases = append(r.Databases, d.AccessDatabase())
+	}
+	if c.Administrators.Configured() {
+		admins := c.Administrators
+		r.Administrators = &admins
 	}
 	if c.PolicyFile != "" {
 		if c.policyText == nil {

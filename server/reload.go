@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -14,8 +15,8 @@ import (
 )
 
 // Reload reads the config file again and applies its access rules while
-// the server runs: permission sets, assignments and database tags, and
-// the removal of a database. Every live session is then decided again, so
+// the server runs: permission sets, assignments and database tags, the
+// removal of a database, and who the administrators are. Every live session is then decided again, so
 // one whose access is gone ends at once. What needs a restart to change
 // (listeners, data_dir, public_url, sign-in, a database's address or a
 // new database) is named in the result and left as it runs. A config
@@ -23,8 +24,14 @@ import (
 func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
+	// A reload asked for through the API names who asked; SIGHUP names
+	// no one.
+	by := map[string]any{}
+	if a, ok := api.ActorOf(ctx); ok {
+		by["requested_by"] = a.Name
+	}
 	refuse := func(err error) (api.ReloadResult, error) {
-		s.events.Record(audit.Event{Type: audit.ConfigRefused, Actor: "config", Reason: err.Error()})
+		s.events.Record(audit.Event{Type: audit.ConfigRefused, Actor: "config", Reason: err.Error(), Detail: by})
 		s.log.Error("config reload refused; the running access rules stay", "path", s.cfg.Path(), "err", err)
 		return api.ReloadResult{}, err
 	}
@@ -41,12 +48,16 @@ func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
 	if err := s.recordRules(ctx, next, time.Now()); err != nil {
 		s.log.Error("record the reloaded access rules in the config history", "err", err)
 	}
+	admins := s.reloadAdministrators(next.Administrators)
 	ended := s.gw.Recheck(ctx)
 	res := api.ReloadResult{Path: next.Path(), PermissionSets: len(next.PermissionSets), Assignments: len(next.Assignments),
 		NamedAssignments: built.assigned, Databases: len(dbs), SessionsEnded: ended, RestartNeeded: restart}
-	s.events.Record(audit.Event{Type: audit.ConfigReload, Actor: "config", Detail: map[string]any{
+	detail := map[string]any{
 		"permission_sets": res.PermissionSets, "assignments": res.Assignments, "named_assignments": res.NamedAssignments,
-		"databases": res.Databases, "sessions_ended": res.SessionsEnded, "restart_needed": restart}})
+		"databases": res.Databases, "sessions_ended": res.SessionsEnded, "restart_needed": restart}
+	maps.Copy(detail, admins)
+	maps.Copy(detail, by)
+	s.events.Record(audit.Event{Type: audit.ConfigReload, Actor: "config", Detail: detail})
 	s.log.Info("config reloaded", "path", res.Path, "permission_sets", res.PermissionSets, "assignments", res.Assignments,
 		"named_assignments", res.NamedAssignments, "sessions_ended", res.SessionsEnded, "restart_needed", restart)
 	return res, nil

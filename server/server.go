@@ -83,6 +83,9 @@ type Server struct {
 	// groups are the group names the policy in force was built from; nil
 	// without a group naming rule.
 	groups []string
+	// admins are the administrators in force: the API reads them on every
+	// admin request, and a reload replaces them.
+	admins atomic.Pointer[config.Administrators]
 
 	// events is the audit log as every part records to it: counted by
 	// type for the metrics.
@@ -159,6 +162,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	if err != nil {
 		return nil, err
 	}
+	s.setAdministrators(cfg.Administrators)
 	start := time.Now()
 	groups, err := s.groupNames(ctx, cfg)
 	if err != nil {
@@ -216,7 +220,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	provisioning := scim.New(s.store, s.events, log, now)
 	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
-		AdminHash: adminHash, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s,
+		AdminHash: adminHash, Administrators: s.administrators, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s,
 		LiveSessions: s.liveSessions, Health: s.health, Reach: api.ConfigReach(s.cfg, s.gatewayAddr)}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,

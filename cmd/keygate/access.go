@@ -21,6 +21,7 @@ func newAccessCmd(g *globals) *cobra.Command {
 		Use:   "access",
 		Short: "Ask why someone has access, from the running server's rules and state",
 	}
+	g.addAdminEndpointFlags(cmd)
 	var user, db, level string
 	var mfa, asJSON bool
 	explain := &cobra.Command{

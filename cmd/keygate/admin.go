@@ -18,9 +18,18 @@ func newAdminCmd(g *globals) *cobra.Command {
 		Use:   "admin",
 		Short: "Manage people, groups and sessions on a running server",
 		Long: `Manage people, groups and sessions on a running server, through its API.
-Admin commands need --config FILE (or KEYGATE_CONFIG): the server's config,
-which locates the API, the CA and the admin credential in data_dir.`,
+
+Administrators run admin commands as themselves: the members of the groups
+the server's config names in administrators.groups, signed in with keygate
+login (or with KEYGATE_SESSION and --server/--ca). Their actions are audited
+under their own names; anyone else is refused (403).
+
+With --config FILE (or KEYGATE_CONFIG), the server's config, the commands use
+the server's admin credential in data_dir instead: the way in before any
+administrator is signed in, and the break-glass one after. Its actions are
+audited as "admin (data_dir credential)".`,
 	}
+	g.addAdminEndpointFlags(cmd)
 	group := &cobra.Command{Use: "group", Short: "Manage groups"}
 	group.AddCommand(
 		&cobra.Command{
@@ -81,7 +90,8 @@ which locates the API, the CA and the admin credential in data_dir.`,
 		Use:   "history GROUP [--at TIME]",
 		Short: "Who joined and left a group, and when; or who was in it at a moment",
 		Long: `Show every membership of a group, past and present, with when it began,
-when it ended and who made the change (admin, or scim:<token name>). With
+when it ended and who made the change (the administrator's name, "admin
+(data_dir credential)", or scim:<token name>). With
 --at, show who was a member at that moment.
 
 TIME is RFC 3339 (2026-11-23T10:00:00Z), a local date and time
@@ -210,7 +220,13 @@ keygate keeps only its hash. Changes made with it are audited under its name.`,
 			if t.ExpiresAt != nil {
 				expires = "expires " + t.ExpiresAt.Local().Format(time.DateTime)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "SCIM token %s, %s. Tenant URL: %s/scim/v2\n%s\n", t.Name, expires, g.serverURL(), t.Token)
+			// The config's public_url is what an identity provider
+			// reaches; an administrator signed in reaches the same.
+			tenant := c.Server()
+			if g.configPath != "" {
+				tenant = g.serverURL()
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "SCIM token %s, %s. Tenant URL: %s/scim/v2\n%s\n", t.Name, expires, tenant, t.Token)
 			return nil
 		},
 	}
@@ -349,7 +365,7 @@ admin user disable NAME, or deactivate them in the identity provider).`,
 
 func newReloadCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "reload --config FILE",
+		Use:   "reload",
 		Short: "Make the server read its config again and apply its access rules now",
 		Long: `Make the running server read its config file again, as SIGHUP does, and
 apply permission sets, assignments, database tags and removed databases at

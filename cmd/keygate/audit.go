@@ -147,6 +147,7 @@ directly, read-only.`,
 	cmd.Flags().StringVar(&until, "until", "", "up to this moment (excluded), in the forms of --since")
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "print events as they are recorded, until Ctrl-C")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object a line")
+	g.addAdminEndpointFlags(cmd)
 	return cmd
 }
 
@@ -264,6 +265,11 @@ func what(e api.AuditEvent) string {
 	}
 	if g, ok := e.Detail["group"].(string); ok && strings.HasPrefix(e.Type, "admin.") {
 		parts = append(parts, "group "+g)
+	}
+	// Who made an admin change: an administrator's name, or the data_dir
+	// credential's actor.
+	if e.Actor != "" && strings.HasPrefix(e.Type, "admin.") {
+		parts = append(parts, "by "+e.Actor)
 	}
 	if ms, ok := e.Detail["duration_ms"].(float64); ok {
 		verb := "after" // a session's length

@@ -70,6 +70,9 @@ func runAudit(args ...string) error {
 
 func TestAuditFlagErrorsAreUsageErrors(t *testing.T) {
 	t.Setenv("KEYGATE_CONFIG", "")
+	t.Setenv("KEYGATE_SESSION", "")
+	t.Setenv("KEYGATE_PROFILE", "")
+	t.Setenv("KEYGATE_CONFIG_DIR", t.TempDir())
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -90,14 +93,15 @@ func TestAuditFlagErrorsAreUsageErrors(t *testing.T) {
 			t.Errorf("keygate audit %s: %v; want a usage error saying %q", strings.Join(tc.args, " "), err, tc.want)
 		}
 	}
-	// Accepted, so the command goes on to look for the config.
+	// Accepted, so the command goes on to look for a credential: without
+	// --config, the person's own session.
 	for _, args := range [][]string{
 		{"--type", "session"}, {"--type", "admin"}, {"--type", "query"}, {"--type", "admin.group.create"},
 		{"--since", "2026-01-01", "--until", "2026-12-04T10:00:00Z"}, {"-f", "--since", "1h"},
 	} {
 		err := runAudit(args...)
-		if err == nil || !strings.Contains(err.Error(), "no config") {
-			t.Errorf("keygate audit %s: %v; want it to get as far as needing --config", strings.Join(args, " "), err)
+		if err == nil || !strings.Contains(err.Error(), "not signed in (profile default): run keygate login, or pass --config FILE") {
+			t.Errorf("keygate audit %s: %v; want it to get as far as needing a session or --config", strings.Join(args, " "), err)
 		}
 	}
 }

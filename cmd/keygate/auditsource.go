@@ -39,6 +39,15 @@ type auditSource struct {
 }
 
 func openAuditSource(g *globals, notice io.Writer) (*auditSource, error) {
+	if g.configPath == "" {
+		// An administrator signed in reads through the API alone: the
+		// data_dir fallback is for whoever runs on the server's host.
+		c, err := g.adminClient()
+		if err != nil {
+			return nil, err
+		}
+		return &auditSource{c: c, serverURL: c.Server(), notice: notice}, nil
+	}
 	cfg, err := g.readConfig(config.LoadLocation)
 	if err != nil {
 		return nil, err
@@ -137,6 +146,9 @@ func (s *auditSource) verify(ctx context.Context) (api.AuditVerification, error)
 // readDataDir opens the store in data_dir read-only, after the server
 // failed to answer with cause, and says so once.
 func (s *auditSource) readDataDir(ctx context.Context, cause error) error {
+	if s.storePath == "" {
+		return fmt.Errorf("keygate server is not answering at %s: %w (on the server's host, --config FILE reads data_dir directly)", s.serverURL, cause)
+	}
 	dir := filepath.Dir(s.storePath)
 	ro, err := sqlite.OpenReadOnly(ctx, s.storePath)
 	if err != nil {

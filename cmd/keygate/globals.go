@@ -133,6 +133,10 @@ func (g *globals) sessionClient(cached client.CachedSession) (*client.Client, er
 	return client.New(serverURL, caFile, cached.Credential)
 }
 
+// errNotSignedIn is the cause of the error when a profile holds no
+// session, for callers with advice of their own.
+var errNotSignedIn = errors.New("not signed in")
+
 // cachedSession is the profile's session from keygate login, if it is
 // still good.
 func (g *globals) cachedSession() (client.CachedSession, error) {
@@ -146,7 +150,7 @@ func (g *globals) cachedSession() (client.CachedSession, error) {
 	}
 	s, err := client.LoadSession(dir, name)
 	if errors.Is(err, client.ErrNoSession) {
-		return s, usageError{fmt.Errorf("not signed in (profile %s): run keygate login%s (automation may set KEYGATE_SESSION instead)", name, profileFlag(name))}
+		return s, usageError{fmt.Errorf("%w (profile %s): run keygate login%s (automation may set KEYGATE_SESSION instead)", errNotSignedIn, name, profileFlag(name))}
 	}
 	if err != nil {
 		return s, err
@@ -197,10 +201,28 @@ func (g *globals) serverURL() string {
 	return g.server
 }
 
-// adminClient is a client with the admin credential from data_dir. It
-// reads only the config's location keys, so that admin commands work
-// while the rest of the file is mid-edit.
+// addAdminEndpointFlags adds --server and --ca to cmd and the commands
+// under it, for an administrator who runs them as themselves.
+func (g *globals) addAdminEndpointFlags(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&g.server, "server", os.Getenv("KEYGATE_SERVER"), "keygate API URL, https://HOST:PORT, with KEYGATE_SESSION (default $KEYGATE_SERVER, or from the profile)")
+	cmd.PersistentFlags().StringVar(&g.ca, "ca", os.Getenv("KEYGATE_CA"), "keygate's CA bundle (default $KEYGATE_CA, or from the profile)")
+}
+
+// adminClient is a client for the admin API. With --config (or
+// KEYGATE_CONFIG) it carries the server's admin credential from data_dir,
+// for bootstrap and break-glass; it reads only the config's location keys,
+// so that admin commands work while the rest of the file is mid-edit.
+// Otherwise it carries the person's own session, as keygate db token does,
+// and the server decides whether they are an administrator.
 func (g *globals) adminClient() (*client.Client, error) {
+	if g.configPath == "" {
+		c, err := g.personClient()
+		var ue usageError
+		if errors.As(err, &ue) && errors.Is(ue.error, errNotSignedIn) {
+			return nil, usageError{fmt.Errorf("not signed in (profile %s): run keygate login%s, or pass --config FILE (the server's config) to use the server's admin credential", g.profileName(), profileFlag(g.profileName()))}
+		}
+		return c, err
+	}
 	cfg, err := g.readConfig(config.LoadLocation)
 	if err != nil {
 		return nil, err
