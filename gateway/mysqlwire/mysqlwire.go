@@ -49,10 +49,11 @@ type Upstream interface {
 	Cancel(ctx context.Context, c *mysql.Conn) error
 	// Terminate ends c upstream and returns when it is gone.
 	Terminate(ctx context.Context, c *mysql.Conn) (time.Time, error)
-	// Release hands c back once its session is over; reuse says it
-	// ended between commands, outside a transaction, and could serve the
-	// person again. It reports whether c was kept for that; if not, c is
-	// closed.
+	// Release hands c back once its session is over. With reuse (the
+	// session ended between commands, outside a transaction), it keeps c
+	// for the person's next session if it can, reporting true; if not, c
+	// stays the caller's to end and release. Without reuse, it quits and
+	// closes c.
 	Release(c *mysql.Conn, reuse bool) bool
 	// Pooling reports whether Release may keep a connection at all.
 	Pooling() bool

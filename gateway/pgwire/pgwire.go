@@ -41,9 +41,10 @@ type Upstream interface {
 	Cancel(ctx context.Context, c *postgres.Conn) error
 	// Terminate ends c's backend and returns when it is gone.
 	Terminate(ctx context.Context, c *postgres.Conn) (time.Time, error)
-	// Release hands c back once its session is over; reuse says it
-	// ended idle and could serve the person again. It reports whether c
-	// was kept for that; if not, c is closed.
+	// Release hands c back once its session is over. With reuse (the
+	// session ended idle), it keeps c for the person's next session if it
+	// can, reporting true; if not, c stays the caller's to end and
+	// release. Without reuse, it closes c.
 	Release(c *postgres.Conn, reuse bool) bool
 	// Pooling reports whether Release may keep a connection at all.
 	Pooling() bool

@@ -367,30 +367,50 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 	return at, err
 }
 
-// Release hands c back once its session is over. reuse says the session
-// ended between commands, outside a transaction: c is then reset (see
-// restart) and kept for its owner's next session, unless pooling is off,
-// the reset did not come back clean, or its owner lost access meanwhile.
-// Release reports whether c was kept; if not, c is closed (COM_QUIT), and
-// the watcher forgets it once the server no longer lists it. A pooled
-// connection stays recorded as keygate's own, so the watcher leaves it
-// alone. After Terminate, Release does nothing.
-func (u *Upstream) Release(c *Conn, reuse bool) (kept bool) {
+// Release hands c back once its session is over.
+//
+// With reuse, the session ended between commands outside a transaction
+// and c could serve again: Release resets it (COM_RESET_CONNECTION, then
+// the session start again) and keeps it for its owner's next session,
+// reporting true. It reports false, and leaves c to the caller, when it
+// cannot: pooling is off, too many resets are under way (see
+// pool.Resetting), the reset failed, or its owner lost access meanwhile.
+// The caller then ends the connection and calls Release(c, false).
+//
+// Without reuse, Release sends COM_QUIT and closes c; the watcher forgets
+// it once the server no longer lists it. A pooled connection stays
+// recorded as keygate's own, so the watcher leaves it alone. After
+// Terminate, Release does nothing.
+func (u *Upstream) Release(c *Conn, reuse bool) bool {
+	if reuse {
+		return u.keep(c)
+	}
+	c.release.Do(func() { u.close(c) })
+	return false
+}
+
+// keep resets c and pools it; see Release.
+func (u *Upstream) keep(c *Conn) bool {
+	if !u.cfg.Pool || c.lease == nil {
+		return false
+	}
+	done, ok := u.pool.Resetting()
+	if !ok {
+		return false
+	}
+	err := u.reset(c)
+	done()
+	if err != nil {
+		u.log.Warn("could not reset a connection for reuse; ending it", "user", c.User, "thread", c.ThreadID, "err", err)
+		return false
+	}
+	kept := false
 	c.release.Do(func() {
-		if reuse && u.cfg.Pool && c.lease != nil {
-			// Past the resets that may run at once, the connection is
-			// closed rather than reset (see pool.Resetting).
-			if done, ok := u.pool.Resetting(); ok {
-				err := u.reset(c)
-				done()
-				if err != nil {
-					u.log.Warn("could not reset a connection for reuse; closing it", "user", c.User, "thread", c.ThreadID, "err", err)
-				} else if kept = u.pool.Put(c.lease, c.again()); kept {
-					return
-				}
-			}
+		// Once pooled, c is another lease's: this one's Release does
+		// nothing more.
+		if kept = u.pool.Put(c.lease, c.again()); !kept {
+			u.close(c)
 		}
-		u.close(c)
 	})
 	return kept
 }

@@ -221,30 +221,50 @@ func (u *Upstream) Terminate(ctx context.Context, c *Conn) (time.Time, error) {
 	return u.terminate(ctx, c.PID)
 }
 
-// Release hands c back once its session is over. reuse says c ended at a
-// clean boundary, idle, and could serve again: it is then reset and kept
-// for its owner's next session, unless pooling is off or its owner lost
-// access meanwhile. Release reports whether c was kept; if not, c is
-// closed. When it held the last of keygate's backends of its role, the
-// role is put at rest again, so that a password the person set from
-// inside the session goes too. A backend that is not gone within a few
-// seconds is ended by the watcher.
-func (u *Upstream) Release(c *Conn, reuse bool) (kept bool) {
+// Release hands c back once its session is over.
+//
+// With reuse, the session ended idle and c could serve again: Release
+// resets it and keeps it for its owner's next session, reporting true. It
+// reports false, and leaves c to the caller, when it cannot: pooling is
+// off, too many resets are under way (see pool.Resetting), the reset
+// failed, or its owner lost access meanwhile. The caller then ends the
+// backend and calls Release(c, false).
+//
+// Without reuse, Release closes c. When it held the last of keygate's
+// backends of its role, the role is put at rest again, so that a password
+// the person set from inside the session goes too. A backend that is not
+// gone within a few seconds is ended by the watcher.
+func (u *Upstream) Release(c *Conn, reuse bool) bool {
+	if reuse {
+		return u.keep(c)
+	}
+	c.release.Do(func() { u.close(c, false) })
+	return false
+}
+
+// keep resets c and pools it; see Release.
+func (u *Upstream) keep(c *Conn) bool {
+	if !u.cfg.Pool || c.lease == nil {
+		return false
+	}
+	done, ok := u.pool.Resetting()
+	if !ok {
+		return false
+	}
+	err := c.reset()
+	done()
+	if err != nil {
+		u.log.Warn("could not reset a connection for reuse; ending it", "role", c.Role, "pid", c.PID, "err", err)
+		return false
+	}
+	kept := false
 	c.release.Do(func() {
-		if reuse && u.cfg.Pool && c.lease != nil {
-			// Past the resets that may run at once, the connection is
-			// closed rather than reset (see pool.Resetting).
-			if done, ok := u.pool.Resetting(); ok {
-				err := c.reset()
-				done()
-				if err != nil {
-					u.log.Warn("could not reset a connection for reuse; closing it", "role", c.Role, "pid", c.PID, "err", err)
-				} else if kept = u.pool.Put(c.lease, c.again()); kept {
-					return
-				}
-			}
+		// Once pooled, c is another lease's: this one's Release does
+		// nothing more. One the pool refused is reset and idle, and
+		// ends at a Terminate.
+		if kept = u.pool.Put(c.lease, c.again()); !kept {
+			u.close(c, true)
 		}
-		u.close(c, false)
 	})
 	return kept
 }
