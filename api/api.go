@@ -80,6 +80,8 @@ type Server struct {
 	Reloader Reloader
 	// Findings answers GET /v1/admin/access/findings.
 	Findings FindingsLister
+	// Report answers GET /v1/admin/report.
+	Report Reporter
 	// Health, when set, says why keygate cannot do its work right now;
 	// GET /healthz answers 503 with it.
 	Health func() error
@@ -196,6 +198,7 @@ func (s *Server) routes() (*http.ServeMux, []string) {
 	mux.HandleFunc("GET /v1/admin/access/who", s.admin(s.whoCan))
 	mux.HandleFunc("GET /v1/admin/access/review", s.admin(s.review))
 	mux.HandleFunc("GET /v1/admin/access/findings", s.admin(s.findings))
+	mux.HandleFunc("GET /v1/admin/report", s.admin(s.report))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))
 	mux.HandleFunc("POST /v1/admin/scim-tokens", s.admin(s.createProvisioningToken))

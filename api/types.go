@@ -371,3 +371,81 @@ type DatabaseAccess struct {
 	// host:port: empty when keygate has no listener for the engine.
 	Gateway string `json:"gateway,omitempty"`
 }
+
+// Report is the seeds' measures over a window: what `keygate report` and
+// the posture page show, each with its target.
+type Report struct {
+	// Generated is when the report was made; Since is the start of the
+	// window the audit figures cover (the window ends at Generated).
+	Generated time.Time `json:"generated"`
+	Since     time.Time `json:"since"`
+	// Standing is what each database's scan found now, not over the
+	// window.
+	Standing StandingReport `json:"standing_credentials"`
+	// CredentialAge is the age of the token each database session
+	// started with (session.start's token_age_ms); its target is the
+	// longest token_ttl, 1h.
+	CredentialAge Durations `json:"credential_age"`
+	// TimeToRevoke is, for each session a revocation ended, the time
+	// from the change that removed access to its upstream backend gone
+	// (session.end's revoked_after_ms); its target is
+	// report.revocation_target.
+	TimeToRevoke Durations `json:"time_to_revoke"`
+	Sprawl       Sprawl    `json:"sprawl"`
+	// Findings are the groups the group naming rule cannot use.
+	Findings AccessFindings `json:"naming_findings"`
+}
+
+// StandingReport lists the logins that reach the databases without
+// keygate. Its target is zero.
+type StandingReport struct {
+	Target      int                  `json:"target"`
+	Credentials []StandingCredential `json:"credentials"`
+	// ScanErrors names the databases that could not be scanned, and why:
+	// their standing credentials are unknown, not zero.
+	ScanErrors []ScanError `json:"scan_errors"`
+}
+
+// StandingCredential is one standing credential on one database.
+type StandingCredential struct {
+	Database string `json:"database"`
+	// Name is the role (PostgreSQL) or 'user'@'host' (MySQL).
+	Name string `json:"name"`
+	Why  string `json:"why"`
+	// Managed says it is one of keygate's person roles, found able to
+	// log in while no login window is open.
+	Managed bool `json:"managed"`
+}
+
+// ScanError is a database whose standing credentials could not be read.
+type ScanError struct {
+	Database string `json:"database"`
+	Error    string `json:"error"`
+}
+
+// Durations summarises measured durations over the report's window
+// against a target: percentiles are nearest-rank over every measurement
+// in the window.
+type Durations struct {
+	// Count is how many measurements the window holds.
+	Count      int     `json:"count"`
+	P50Seconds float64 `json:"p50_seconds"`
+	P99Seconds float64 `json:"p99_seconds"`
+	MaxSeconds float64 `json:"max_seconds"`
+	// TargetSeconds is the most a measurement should be; OverTarget
+	// counts those that were more.
+	TargetSeconds float64 `json:"target_seconds"`
+	OverTarget    int     `json:"over_target"`
+}
+
+// Sprawl is the size of the access rules in force.
+type Sprawl struct {
+	PermissionSets int `json:"permission_sets"`
+	Assignments    int `json:"assignments"`
+	// Grants counts distinct (person, database, level) grants, as last
+	// counted (every 10 minutes); a grant at rw counts ro and rw.
+	Grants int `json:"grants"`
+	// Warning is set when permission sets grew faster than active people
+	// over the last 30 days.
+	Warning bool `json:"warning"`
+}

@@ -291,3 +291,15 @@ func (c *Client) AccessFindings(ctx context.Context) (api.AccessFindings, error)
 	err := c.do(ctx, http.MethodGet, "/v1/admin/access/findings", nil, nil, &out)
 	return out, err
 }
+
+// Report fetches the seeds' measures; since is a duration ago (24h, 7d)
+// or an RFC 3339 time, and empty means the server's default, a day.
+func (c *Client) Report(ctx context.Context, since string) (api.Report, error) {
+	var q url.Values
+	if since != "" {
+		q = url.Values{"since": {since}}
+	}
+	var out api.Report
+	err := c.do(ctx, http.MethodGet, "/v1/admin/report", q, nil, &out)
+	return out, err
+}

@@ -63,6 +63,8 @@ type Config struct {
 	Audit Audit `yaml:"audit"`
 	// Administrators names the groups whose members administer keygate.
 	Administrators Administrators `yaml:"administrators"`
+	// Report holds the targets keygate report measures against.
+	Report Report `yaml:"report"`
 
 	// path is the file the config was read from; relative paths in the file
 	// are resolved against its directory.
@@ -441,6 +443,7 @@ func (c *Config) applyDefaults() {
 		c.Log.Level = "info"
 	}
 	c.Audit.applyDefaults()
+	c.Report.applyDefaults()
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
@@ -575,6 +578,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateAccess(dbs)...)
 	errs = append(errs, c.validateAudit()...)
 	errs = append(errs, c.validateAdministrators()...)
+	errs = append(errs, c.validateReport()...)
 	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)
 }

@@ -19,7 +19,7 @@ import (
 // removal of a database, and who the administrators are. Every live session is then decided again, so
 // one whose access is gone ends at once. What needs a restart to change
 // (listeners, data_dir, public_url, sign-in, a database's address or a
-// new database) is named in the result and left as it runs. A config
+// new database, report.revocation_target) is named in the result and left as it runs. A config
 // that does not load changes nothing.
 func (s *Server) Reload(ctx context.Context) (api.ReloadResult, error) {
 	s.reloadMu.Lock()
@@ -122,6 +122,9 @@ func needsRestart(running, next *config.Config) []string {
 		"sso":              reflect.DeepEqual(running.SSO, next.SSO),
 		"shutdown_grace":   running.ShutdownGrace == next.ShutdownGrace,
 		"audit":            running.Audit == next.Audit,
+		// The gateway reads its revocation target without a lock, and
+		// the report measures against the same one.
+		"report": running.Report == next.Report,
 	} {
 		if !same {
 			out = append(out, key)

@@ -75,6 +75,9 @@ type Server struct {
 	reloadMu sync.Mutex
 	// sprawl is the size of the access rules, for the metrics.
 	sprawl atomic.Pointer[metrics.SprawlState]
+	// standing is what the last scans for standing credentials found,
+	// for the metrics.
+	standing standingState
 	// policyMu serialises building and installing the access policy, so
 	// that one built from an older list of groups or an older config never
 	// replaces a newer one. It guards rules and groups.
@@ -190,6 +193,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
 	s.gw.Pools = s.upstreams.gatewayPools()
+	s.gw.RevocationWarning = time.Duration(cfg.Report.RevocationTarget)
 	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {
 		if sp := s.sprawl.Load(); sp != nil {
 			return *sp
@@ -208,7 +212,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 			return nil, err
 		}
 	}
-	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates), metrics.NewPoolCollector(s.poolStates))
+	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates), metrics.NewPoolCollector(s.poolStates), metrics.NewStandingCollector(s.standingCounts))
 
 	signIn, err := s.buildSSO(ctx, now)
 	if err != nil {
@@ -220,7 +224,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	provisioning := scim.New(s.store, s.events, log, now)
 	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
-		AdminHash: adminHash, Administrators: s.administrators, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s,
+		AdminHash: adminHash, Administrators: s.administrators, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s, Report: s,
 		LiveSessions: s.liveSessions, Health: s.health, Reach: api.ConfigReach(s.cfg, s.gatewayAddr)}
 	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
@@ -352,6 +356,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.checkUpstreams(ctx)
 	go s.maintain(ctx)
 	go s.watchGrants(ctx)
+	go s.watchStanding(ctx)
 	for _, p := range s.upstreams.Provisioners {
 		go p.Watch(watchCtx)
 	}

@@ -72,6 +72,7 @@ Start with:
 		newAccessCmd(g),
 		newDBCmd(g),
 		newAuditCmd(g),
+		newReportCmd(g),
 		newStateCmd(g),
 		newDemoCmd(),
 		newVersionCmd(),
