@@ -11,6 +11,7 @@ import (
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/credential"
+	"github.com/keygate/keygate/identity"
 	"github.com/keygate/keygate/store"
 )
 
@@ -153,17 +154,29 @@ func (s *Server) authenticateAdmin(w http.ResponseWriter, r *http.Request) (Acto
 	if !p.Active {
 		return Actor{}, unauthorized(w, fmt.Sprintf("%s was disabled: signing in again will not help until an administrator enables you", p.UserName))
 	}
-	refuse := func(msg string) (Actor, error) {
-		s.Log.Warn("admin request refused", "user", p.UserName, "session_id", sess.ID, "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr, "reason", msg)
-		return Actor{}, errorf(http.StatusForbidden, "%s", msg)
-	}
-	switch {
-	case !admins.Configured():
-		return refuse(fmt.Sprintf("%s is not a keygate administrator: this server names no administrators (config administrators.groups), so only its admin credential in data_dir administers it (keygate admin --config FILE)", p.UserName))
-	case !admins.Includes(p.Groups):
-		return refuse(fmt.Sprintf("%s is not a keygate administrator: administrators are the members of %s (config administrators.groups)", p.UserName, admins.Describe()))
-	case admins.RequireMFA && !sess.MFA:
-		return refuse(fmt.Sprintf("%s is an administrator, but this session was signed in without MFA, which config administrators.require_mfa requires: sign in again with a second factor (keygate login)", p.UserName))
+	if ok, why := s.isAdministrator(p, sess); !ok {
+		s.Log.Warn("admin request refused", "user", p.UserName, "session_id", sess.ID, "method", r.Method, "path", r.URL.Path, "client", r.RemoteAddr, "reason", why)
+		return Actor{}, errorf(http.StatusForbidden, "%s", why)
 	}
 	return Actor{Name: p.UserName, Session: sess.ID}, nil
+}
+
+// isAdministrator decides whether p, signed in with sess, holds
+// administrator rights now, and when not, says why and what would change
+// it. It is the one place that decides: the admin guard refuses with its
+// reason, and whoami shows its answer, so that the portal offers the
+// admin pages to exactly those the API lets in.
+func (s *Server) isAdministrator(p identity.Principal, sess identity.Session) (ok bool, why string) {
+	admins := s.administrators()
+	switch {
+	case !p.Active:
+		return false, fmt.Sprintf("%s was disabled: signing in again will not help until an administrator enables you", p.UserName)
+	case !admins.Configured():
+		return false, fmt.Sprintf("%s is not a keygate administrator: this server names no administrators (config administrators.groups), so only its admin credential in data_dir administers it (keygate admin --config FILE)", p.UserName)
+	case !admins.Includes(p.Groups):
+		return false, fmt.Sprintf("%s is not a keygate administrator: administrators are the members of %s (config administrators.groups)", p.UserName, admins.Describe())
+	case admins.RequireMFA && !sess.MFA:
+		return false, fmt.Sprintf("%s is an administrator, but this session was signed in without MFA, which config administrators.require_mfa requires: sign in again with a second factor (keygate login)", p.UserName)
+	}
+	return true, ""
 }

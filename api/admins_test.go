@@ -105,7 +105,8 @@ func TestEveryAdminRouteRefusesNonAdministrators(t *testing.T) {
 			routes = append(routes, p)
 		}
 	}
-	for _, want := range []string{"POST /v1/admin/users/{user}/disable", "DELETE /v1/admin/sessions/{id}", "GET /v1/admin/audit", "POST /v1/admin/reload"} {
+	for _, want := range []string{"POST /v1/admin/users/{user}/disable", "DELETE /v1/admin/sessions/{id}", "GET /v1/admin/audit", "POST /v1/admin/reload",
+		"GET /v1/admin/live", "DELETE /v1/admin/live/{id}", "GET /v1/admin/access/rules"} {
 		if !slices.Contains(routes, want) {
 			t.Fatalf("the walk misses %s: %v", want, routes)
 		}

@@ -88,8 +88,12 @@ type Server struct {
 	// Reach, when set, says each database's engine, upstream address and
 	// gateway address, for db list: see ConfigReach.
 	Reach func(database string) (DatabaseReach, bool)
-	// LiveSessions, when set, counts a person's live gateway sessions.
-	LiveSessions func(user string) int
+	// Live, when set, lists and ends the gateway's live sessions: a
+	// person's own from /v1/sessions and /v1/live/, anyone's from
+	// /v1/admin/live, and the count in `keygate admin user show`.
+	Live LiveSessions
+	// Rules answers GET /v1/admin/access/rules.
+	Rules RulesLister
 
 	// waits ends long polls of the audit log at shutdown.
 	waits waitStop
@@ -173,6 +177,9 @@ func (s *Server) routes() (*http.ServeMux, []string) {
 	mux.HandleFunc("POST /v1/tokens", s.withSession(s.createToken))
 	mux.HandleFunc("GET /v1/whoami", s.withSession(s.whoami))
 	mux.HandleFunc("POST /v1/logout", s.withSession(s.logout))
+	mux.HandleFunc("GET /v1/sessions", s.withSession(s.mySessions))
+	mux.HandleFunc("DELETE /v1/sessions/{id}", s.withSession(s.endMySession))
+	mux.HandleFunc("DELETE /v1/live/{id}", s.withSession(s.endMyLive))
 
 	mux.HandleFunc("POST /v1/admin/groups", s.admin(s.createGroup))
 	mux.HandleFunc("PUT /v1/admin/groups/{group}/members/{user}", s.admin(s.addMember))
@@ -192,12 +199,15 @@ func (s *Server) routes() (*http.ServeMux, []string) {
 	mux.HandleFunc("POST /v1/admin/sessions", s.admin(s.createSession))
 	mux.HandleFunc("GET /v1/admin/sessions", s.admin(s.listSessions))
 	mux.HandleFunc("DELETE /v1/admin/sessions/{id}", s.admin(s.revokeSession))
+	mux.HandleFunc("GET /v1/admin/live", s.admin(s.listLive))
+	mux.HandleFunc("DELETE /v1/admin/live/{id}", s.admin(s.endLive))
 	mux.HandleFunc("GET /v1/admin/audit", s.admin(s.listAudit))
 	mux.HandleFunc("POST /v1/admin/reload", s.admin(s.reload))
 	mux.HandleFunc("GET /v1/admin/access/explain", s.admin(s.explainAccess))
 	mux.HandleFunc("GET /v1/admin/access/who", s.admin(s.whoCan))
 	mux.HandleFunc("GET /v1/admin/access/review", s.admin(s.review))
 	mux.HandleFunc("GET /v1/admin/access/findings", s.admin(s.findings))
+	mux.HandleFunc("GET /v1/admin/access/rules", s.admin(s.accessRules))
 	mux.HandleFunc("GET /v1/admin/report", s.admin(s.report))
 	mux.HandleFunc("GET /v1/admin/audit/verify", s.admin(s.verifyAudit))
 	mux.HandleFunc("GET /v1/admin/groups/{group}/history", s.admin(s.groupHistory))

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/store"
@@ -35,31 +37,65 @@ func AuditEventFrom(e store.AuditEvent) (AuditEvent, error) {
 	return ae, nil
 }
 
+// auditTextMax bounds the text filter q: a search, not a way to make
+// the server compare megabytes against every event.
+const auditTextMax = 200
+
+// auditFilter is what GET /v1/admin/audit selects: the store's filters,
+// and Text, which the store cannot filter on and the API matches itself
+// (see MatchesText).
+type auditFilter struct {
+	store.AuditQuery
+	Text string
+}
+
 // auditQuery reads the filters of GET /v1/admin/audit: user, database,
-// type, since and until (RFC 3339) and after (a sequence number).
-func auditQuery(q url.Values) (store.AuditQuery, error) {
+// type, since and until (RFC 3339), after (a sequence number) and q, text
+// to find in the query, reason, actor or user.
+func auditQuery(q url.Values) (auditFilter, error) {
 	get := q.Get
 	aq := store.AuditQuery{User: get("user"), Database: get("database"), Type: get("type"), Limit: auditPageMax}
-	for _, f := range []struct {
+	f := auditFilter{AuditQuery: aq, Text: strings.TrimSpace(get("q"))}
+	if utf8.RuneCountInString(f.Text) > auditTextMax {
+		return f, errorf(http.StatusBadRequest, "q: at most %d characters", auditTextMax)
+	}
+	for _, t := range []struct {
 		name string
 		into *time.Time
-	}{{"since", &aq.Since}, {"until", &aq.Until}} {
-		if v := get(f.name); v != "" {
-			t, err := time.Parse(time.RFC3339Nano, v)
+	}{{"since", &f.Since}, {"until", &f.Until}} {
+		if v := get(t.name); v != "" {
+			tm, err := time.Parse(time.RFC3339Nano, v)
 			if err != nil {
-				return aq, errorf(http.StatusBadRequest, "%s: %v", f.name, err)
+				return f, errorf(http.StatusBadRequest, "%s: %v", t.name, err)
 			}
-			*f.into = t
+			*t.into = tm
 		}
 	}
 	if v := get("after"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 0 {
-			return aq, errorf(http.StatusBadRequest, "after: want a sequence number, got %q", v)
+			return f, errorf(http.StatusBadRequest, "after: want a sequence number, got %q", v)
 		}
-		aq.AfterSeq = n
+		f.AfterSeq = n
 	}
-	return aq, nil
+	return f, nil
+}
+
+// MatchesText reports whether text occurs in the event's query, reason,
+// actor or user, ignoring case: the audit search an administrator types
+// a fragment of a statement or a name into. Empty text matches every
+// event.
+func (e AuditEvent) MatchesText(text string) bool {
+	if text == "" {
+		return true
+	}
+	text = strings.ToLower(text)
+	for _, s := range []string{e.Query, e.Reason, e.Actor, e.User} {
+		if strings.Contains(strings.ToLower(s), text) {
+			return true
+		}
+	}
+	return false
 }
 
 // auditWait reads the wait parameter: how long to hold the request while
@@ -75,34 +111,50 @@ func auditWait(v string) (time.Duration, error) {
 	return min(d, maxAuditWait), nil
 }
 
-// auditPage reads one page of events for q, waiting up to wait for one to
-// match when none does yet.
-func (s *Server) auditPage(ctx context.Context, q store.AuditQuery, wait time.Duration) (AuditPage, error) {
-	var events []store.AuditEvent
-	var cursor int64
-	var err error
+// auditPage reads one page of events for f, waiting up to wait for one to
+// match when none does yet. The text filter applies after the store's:
+// a page may then hold fewer events than the store read, and Next still
+// says where the store stopped, so paging reads on past it.
+func (s *Server) auditPage(ctx context.Context, f auditFilter, wait time.Duration) (AuditPage, error) {
+	var waitCtx context.Context
 	if wait > 0 {
-		waitCtx, cancel := context.WithTimeout(ctx, wait)
+		var cancel context.CancelFunc
+		waitCtx, cancel = context.WithTimeout(ctx, wait)
 		defer cancel()
-		events, cursor, err = audit.Wait(waitCtx, s.Store, q, auditWaitPoll, s.waits.stopping())
-	} else {
-		events, cursor, err = audit.Page(ctx, s.Store, q)
 	}
-	if err != nil {
-		return AuditPage{}, err
-	}
-	page := AuditPage{Events: make([]AuditEvent, 0, len(events)), Last: cursor}
-	for _, e := range events {
-		ae, err := AuditEventFrom(e)
+	q := f.AuditQuery
+	for {
+		var events []store.AuditEvent
+		var cursor int64
+		var err error
+		if wait > 0 {
+			events, cursor, err = audit.Wait(waitCtx, s.Store, q, auditWaitPoll, s.waits.stopping())
+		} else {
+			events, cursor, err = audit.Page(ctx, s.Store, q)
+		}
 		if err != nil {
 			return AuditPage{}, err
 		}
-		page.Events = append(page.Events, ae)
+		page := AuditPage{Events: make([]AuditEvent, 0, len(events)), Last: cursor}
+		for _, e := range events {
+			ae, err := AuditEventFrom(e)
+			if err != nil {
+				return AuditPage{}, err
+			}
+			if ae.MatchesText(f.Text) {
+				page.Events = append(page.Events, ae)
+			}
+		}
+		if len(events) == q.Limit {
+			page.Next = cursor
+		}
+		// A wait ends with an event that matches all the filters, not
+		// one the text filter then drops.
+		if wait == 0 || len(page.Events) > 0 || len(events) == 0 || waitCtx.Err() != nil || s.waits.isStopped() {
+			return page, nil
+		}
+		q.AfterSeq = cursor
 	}
-	if len(events) == q.Limit {
-		page.Next = cursor
-	}
-	return page, nil
 }
 
 // StopWaiting answers the audit requests that wait for new events, now and
@@ -118,6 +170,15 @@ type waitStop struct {
 }
 
 func (w *waitStop) stopping() <-chan struct{} { return w.get() }
+
+func (w *waitStop) isStopped() bool {
+	select {
+	case <-w.get():
+		return true
+	default:
+		return false
+	}
+}
 
 func (w *waitStop) stop() {
 	ch := w.get()

@@ -117,8 +117,8 @@ func (s *Server) showUser(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := person(u, groups)
 	out.SignInSessions = &active
-	if s.LiveSessions != nil {
-		live := s.LiveSessions(u.UserName)
+	if s.Live != nil {
+		live := len(s.liveSessions(func(ls LiveSession) bool { return sameUser(ls.User, u.UserName) }))
 		out.LiveSessions = &live
 	}
 	return writeJSON(w, http.StatusOK, out)

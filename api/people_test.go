@@ -34,12 +34,11 @@ func TestUserListAndShow(t *testing.T) {
 	e := newEnv(t)
 	e.session(t, "bob", "engineers", "analysts")
 	e.session(t, "alice", "analysts")
-	e.api.LiveSessions = func(user string) int {
-		if user == "alice" {
-			return 3
-		}
-		return 0
+	live := &fakeLive{}
+	for _, id := range []string{"g1", "g2", "g3"} {
+		live.add(LiveSession{ID: id, User: "alice", Database: "orders"})
 	}
+	e.api.Live = live
 	var people []Person
 	if code, _ := e.call(t, "GET", "/v1/admin/users", e.admin, nil, &people); code != http.StatusOK || len(people) != 2 {
 		t.Fatalf("list: %d %+v", code, people)
@@ -62,7 +61,7 @@ func TestUserListAndShow(t *testing.T) {
 		p.LiveSessions == nil || *p.LiveSessions != 3 {
 		t.Errorf("show alice = %+v", p)
 	}
-	e.api.LiveSessions = nil
+	e.api.Live = nil
 	var bare Person
 	if e.call(t, "GET", "/v1/admin/users/alice", e.admin, nil, &bare); bare.LiveSessions != nil {
 		t.Errorf("live sessions answered by a server that cannot tell: %d", *bare.LiveSessions)

@@ -51,8 +51,9 @@ func (s *Server) whoami(w http.ResponseWriter, r *http.Request) error {
 	if tags == nil {
 		tags = map[string]string{}
 	}
+	administrator, _ := s.isAdministrator(p, sess)
 	return writeJSON(w, http.StatusOK, WhoAmI{User: p.UserName, Groups: groups, Tags: tags, SessionID: sess.ID,
-		ExpiresAt: sess.Expires, MFA: sess.MFA, Method: sess.Source})
+		ExpiresAt: sess.Expires, MFA: sess.MFA, Method: sess.Source, Administrator: administrator})
 }
 
 // logout revokes the caller's own session: the tokens it issued stop

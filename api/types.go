@@ -182,6 +182,40 @@ type Session struct {
 	LastUsed *time.Time `json:"last_used,omitempty"`
 	// Status is active, expired or revoked.
 	Status string `json:"status"`
+	// Current marks the session the request was made with, in a person's
+	// own list (GET /v1/sessions); false everywhere else.
+	Current bool `json:"current,omitempty"`
+}
+
+// LiveSession is a gateway session open now: a client connected through
+// keygate to a database.
+type LiveSession struct {
+	// ID is the gateway session's id, as session.start and session.end
+	// record it.
+	ID       string `json:"id"`
+	User     string `json:"user"`
+	Database string `json:"database"`
+	Access   string `json:"access"`
+	// Engine is postgres or mysql.
+	Engine string `json:"engine"`
+	// Client is the client's address, host:port.
+	Client string `json:"client"`
+	// SignIn is the id of the sign-in session whose token opened it.
+	SignIn string `json:"sign_in"`
+	// UpstreamRole is the database role (PostgreSQL) or user (MySQL) the
+	// session runs as upstream.
+	UpstreamRole string    `json:"upstream_role"`
+	Started      time.Time `json:"started"`
+	// Statements is how many statements it has sent upstream so far.
+	Statements int64 `json:"statements"`
+}
+
+// MySessions is where the signed-in person is signed in and connected:
+// their sign-in sessions in force (the one asked with marked Current) and
+// their live gateway sessions, oldest first.
+type MySessions struct {
+	SignIns []Session     `json:"sign_ins"`
+	Live    []LiveSession `json:"live"`
 }
 
 // WhoAmI is the signed-in person as access decisions see them through
@@ -195,6 +229,10 @@ type WhoAmI struct {
 	ExpiresAt time.Time         `json:"expires_at"`
 	MFA       bool              `json:"mfa"`
 	Method    string            `json:"method"`
+	// Administrator says the session carries administrator rights now:
+	// the admin API would let it through (config administrators.groups,
+	// and administrators.require_mfa).
+	Administrator bool `json:"administrator"`
 }
 
 // ReloadResult says what a config reload applied.
@@ -448,4 +486,65 @@ type Sprawl struct {
 	// Warning is set when permission sets grew faster than active people
 	// over the last 30 days.
 	Warning bool `json:"warning"`
+}
+
+// AccessRules are the access rules in force, as configured: the permission
+// sets, the assignments (the config's, and those the group naming rule
+// derives from the groups there are now) and the deny rules. A Cedar
+// policy file's policies add to them and are not listed here.
+type AccessRules struct {
+	PermissionSets []PermissionSetRule `json:"permission_sets"`
+	Assignments    []AssignmentRule    `json:"assignments"`
+	Deny           []DenyRule          `json:"deny"`
+	// GroupPattern is the group naming rule; empty when there is none.
+	GroupPattern string `json:"group_pattern,omitempty"`
+	// PolicyFile is the Cedar policy file in force; empty when none.
+	PolicyFile string `json:"policy_file,omitempty"`
+}
+
+// PermissionSetRule is a permission set: an access level and the terms
+// that come with it.
+type PermissionSetRule struct {
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Access is the level it grants: ro, rw or admin.
+	Access string `json:"access"`
+	// TokenTTL is how long its tokens last, the default (15m) when the
+	// config gives none.
+	TokenTTL string `json:"token_ttl"`
+	// SessionDuration is the longest a database session under it may
+	// last; empty for no limit.
+	SessionDuration string `json:"session_duration,omitempty"`
+	RequireMFA      bool   `json:"require_mfa"`
+	// Conditions must all hold for it to grant anything.
+	Conditions []string `json:"conditions"`
+}
+
+// AssignmentRule grants a group a permission set on databases: those
+// named ("*" for all), or those whose tags match DatabaseTags.
+type AssignmentRule struct {
+	Group         string `json:"group"`
+	PermissionSet string `json:"permission_set"`
+	// Access is the permission set's level.
+	Access       string            `json:"access"`
+	Databases    []string          `json:"databases,omitempty"`
+	DatabaseTags map[string]string `json:"database_tags,omitempty"`
+	// Policy names the rule as decisions do: assignments[N] for the
+	// config's, group_naming[GROUP] for one the naming rule derives.
+	Policy string `json:"policy"`
+}
+
+// DenyRule refuses access whatever grants it.
+type DenyRule struct {
+	Description string `json:"description"`
+	// Group is whose access it refuses; empty for everyone.
+	Group        string            `json:"group,omitempty"`
+	Databases    []string          `json:"databases,omitempty"`
+	DatabaseTags map[string]string `json:"database_tags,omitempty"`
+	// Access lists the levels refused, each with the levels above it;
+	// empty refuses all.
+	Access     []string `json:"access"`
+	Conditions []string `json:"conditions"`
+	// Policy names the rule as decisions do: deny[N].
+	Policy string `json:"policy"`
 }

@@ -24,7 +24,17 @@ const (
 	AdminSessionRevoke     = AdminPrefix + ".session.revoke"
 	AdminSCIMTokenCreate   = AdminPrefix + ".scim-token.create"
 	AdminSCIMTokenRevoke   = AdminPrefix + ".scim-token.revoke"
+	// AdminLiveEnd: an administrator ended someone's live gateway session
+	// (detail.session_id); the session.end that follows gives its end.
+	AdminLiveEnd = AdminPrefix + ".live.end"
 )
+
+// LiveEnd records a person ending one of their own live gateway sessions
+// (session_id; the actor is the person, detail.actor_session the sign-in
+// session they asked from); the session.end that follows gives its end.
+// It is not a session.* type, so that selecting session events still
+// selects the gateway's own.
+const LiveEnd = "live.end"
 
 // BreakGlassUse records every request made with the admin credential in
 // data_dir, reads included (but not reads of the audit log itself): the
@@ -59,7 +69,7 @@ var types = []string{
 	UpstreamIntrusion,
 	AdminGroupCreate, AdminGroupAddMember, AdminGroupRemoveMember, AdminGroupRename, AdminGroupDelete,
 	AdminUserCreate, AdminUserDisable, AdminUserEnable, AdminUserRename, AdminUserDelete,
-	AdminSessionCreate, AdminSessionRevoke,
+	AdminSessionCreate, AdminSessionRevoke, AdminLiveEnd, LiveEnd,
 	AdminSCIMTokenCreate, AdminSCIMTokenRevoke, BreakGlassUse,
 	SCIMUserCreate, SCIMUserUpdate, SCIMUserDelete,
 	SCIMGroupCreate, SCIMGroupUpdate, SCIMGroupDelete,

@@ -15,6 +15,9 @@ type AuditFilter struct {
 	User, Database, Type string
 	// Since and Until bound the event times: Since included, Until not.
 	Since, Until time.Time
+	// Text is found, ignoring case, in the event's query, reason, actor
+	// or user (the API's q).
+	Text string
 }
 
 // followWait is how long one request of FollowAudit waits on the server
@@ -89,7 +92,7 @@ func (c *Client) auditPages(ctx context.Context, f AuditFilter, fn func(api.Audi
 // waiting up to wait for one to match.
 func (c *Client) auditPage(ctx context.Context, f AuditFilter, after int64, wait time.Duration) (api.AuditPage, error) {
 	q := url.Values{}
-	for k, v := range map[string]string{"user": f.User, "database": f.Database, "type": f.Type} {
+	for k, v := range map[string]string{"user": f.User, "database": f.Database, "type": f.Type, "q": f.Text} {
 		if v != "" {
 			q.Set(k, v)
 		}

@@ -238,6 +238,63 @@ func (c *Client) RevokeSession(ctx context.Context, id string) (api.Session, err
 	return out, err
 }
 
+// MySessions lists the caller's own sign-in sessions in force (the one
+// it calls with marked Current) and their live gateway sessions.
+func (c *Client) MySessions(ctx context.Context) (api.MySessions, error) {
+	var out api.MySessions
+	err := c.do(ctx, http.MethodGet, "/v1/sessions", nil, nil, &out)
+	return out, err
+}
+
+// EndSession revokes one of the caller's own sign-in sessions: its tokens
+// stop working and its gateway sessions end. Another person's session is
+// answered 404, as one that does not exist.
+func (c *Client) EndSession(ctx context.Context, id string) (api.Session, error) {
+	var out api.Session
+	err := c.do(ctx, http.MethodDelete, "/v1/sessions/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// EndLive ends one of the caller's own live gateway sessions and its
+// upstream backend. Another person's is answered 404.
+func (c *Client) EndLive(ctx context.Context, id string) (api.LiveSession, error) {
+	var out api.LiveSession
+	err := c.do(ctx, http.MethodDelete, "/v1/live/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// ListLive lists everyone's live gateway sessions, oldest first: of user
+// and on database when not empty. For administrators.
+func (c *Client) ListLive(ctx context.Context, user, database string) ([]api.LiveSession, error) {
+	q := url.Values{}
+	if user != "" {
+		q.Set("user", user)
+	}
+	if database != "" {
+		q.Set("database", database)
+	}
+	var out []api.LiveSession
+	err := c.do(ctx, http.MethodGet, "/v1/admin/live", q, nil, &out)
+	return out, err
+}
+
+// EndLiveAdmin ends anyone's live gateway session and its upstream
+// backend, as an administrator: the person's client is told who ended it.
+func (c *Client) EndLiveAdmin(ctx context.Context, id string) (api.LiveSession, error) {
+	var out api.LiveSession
+	err := c.do(ctx, http.MethodDelete, "/v1/admin/live/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// AccessRules fetches the access rules in force: permission sets,
+// assignments (the group naming rule's included) and deny rules. For
+// administrators.
+func (c *Client) AccessRules(ctx context.Context) (api.AccessRules, error) {
+	var out api.AccessRules
+	err := c.do(ctx, http.MethodGet, "/v1/admin/access/rules", nil, nil, &out)
+	return out, err
+}
+
 // Reload makes the server read its config again and apply its access
 // rules.
 func (c *Client) Reload(ctx context.Context) (api.ReloadResult, error) {

@@ -196,6 +196,19 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 // maxDays is the most days a time.Duration holds.
 const maxDays = int(math.MaxInt64 / int64(24*time.Hour))
 
+// FormatDuration writes d as a person writes it in the config: 1h, not
+// 1h0m0s.
+func FormatDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
 // ParseDuration parses a Go duration, or a whole number of days such as "365d".
 func ParseDuration(s string) (time.Duration, error) {
 	if days, ok := strings.CutSuffix(s, "d"); ok {

@@ -648,3 +648,21 @@ func TestLoadLocation(t *testing.T) {
 		t.Errorf("broken YAML: %v", err)
 	}
 }
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		time.Minute:                      "1m",
+		10 * time.Minute:                 "10m",
+		90 * time.Second:                 "1m30s",
+		time.Hour:                        "1h",
+		90 * time.Minute:                 "1h30m",
+		24 * time.Hour:                   "24h",
+		time.Hour + 30*time.Second:       "1h0m30s",
+		200 * time.Millisecond:           "200ms",
+		time.Hour + 500*time.Millisecond: "1h0m0.5s",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}

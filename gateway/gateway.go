@@ -25,6 +25,7 @@ import (
 	"github.com/keygate/keygate/access"
 	"github.com/keygate/keygate/audit"
 	"github.com/keygate/keygate/authz"
+	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/token"
 )
@@ -313,6 +314,10 @@ type Session struct {
 
 	BytesFromClient atomic.Int64
 	BytesToClient   atomic.Int64
+	// Statements counts the statements the session sent upstream (those
+	// Statement and StatementSent note), for the live session lists; one
+	// atomic add each keeps it off the relay's cost.
+	Statements atomic.Int64
 
 	// UpstreamPID is the upstream backend's process id, for the audit.
 	UpstreamPID uint32
@@ -535,6 +540,7 @@ func (g *Gateway) Unregister(s *Session, reason string, end BackendEnd) {
 // how it was sent: for a message that runs nothing by itself (a Parse),
 // whose event has no outcome to wait for.
 func (g *Gateway) Statement(s *Session, text string, detail map[string]any) {
+	s.Statements.Add(1)
 	g.audit.Record(audit.Event{Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Query: text, Detail: detail})
 }
 
@@ -580,6 +586,7 @@ const maxOutcomes = 1000
 // StatementSent notes a statement of s that is being sent upstream now.
 // The event takes detail over: the caller must not change it afterwards.
 func (g *Gateway) StatementSent(s *Session, text string, detail map[string]any) *SentStatement {
+	s.Statements.Add(1)
 	return &SentStatement{g: g, s: s, text: text, detail: detail, sent: g.now()}
 }
 
@@ -869,7 +876,7 @@ func (g *Gateway) limit(s *Session, ps access.PermissionSet) error {
 	if d <= 0 {
 		return nil
 	}
-	reason := fmt.Sprintf("session_duration of %s (%s) reached: reconnect with a fresh token", ps.Name, shortDuration(d))
+	reason := fmt.Sprintf("session_duration of %s (%s) reached: reconnect with a fresh token", ps.Name, config.FormatDuration(d))
 	s.limitMu.Lock()
 	if s.unregistered || (s.limit != 0 && d >= s.limit) {
 		s.limitMu.Unlock()
@@ -892,17 +899,11 @@ func (g *Gateway) limit(s *Session, ps access.PermissionSet) error {
 	return &Refusal{Kind: RefusedAccess, Reason: reason}
 }
 
-// shortDuration writes d as a person would in the config: 1h, not 1h0m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
+// Ending reports that the session is being ended: End was called, and
+// the engine is taking down its backend before Unregister. Lists of live
+// sessions leave it out, so that a session someone just ended does not
+// show again with an End button.
+func (s *Session) Ending() bool { return s.killed.Load() }
 
 // End kills a session once, with a reason.
 func (g *Gateway) End(s *Session, reason string) {

@@ -34,10 +34,12 @@ import (
 	"github.com/keygate/keygate/metrics"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/scim"
+	"github.com/keygate/keygate/sso"
 	"github.com/keygate/keygate/sso/saml"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream"
+	"github.com/keygate/keygate/web"
 	// The provisioners register themselves.
 	_ "github.com/keygate/keygate/upstream/mysql"
 	_ "github.com/keygate/keygate/upstream/postgres"
@@ -70,6 +72,11 @@ type Server struct {
 	myEngine gateway.Engine
 	saml     *saml.Provider // nil unless sso.saml is configured
 	authz    *authz.Authz
+
+	// portal is where browser sign-ins end (the web portal); New must set
+	// it before buildSSO runs. Nil: no portal, and sso serves no browser
+	// sign-in.
+	portal sso.Browser
 
 	// reloadMu serialises reloads, from SIGHUP and the API alike.
 	reloadMu sync.Mutex
@@ -214,6 +221,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	}
 	s.metrics.MustRegister(metrics.NewUpstreamCollector(s.upstreamStates), metrics.NewPoolCollector(s.poolStates), metrics.NewStandingCollector(s.standingCounts))
 
+	portal, err := web.New(web.Options{Log: log, Now: now, BaseURL: cfg.APIURL(), SAML: cfg.SSO.SAML != nil, OIDC: cfg.SSO.OIDC != nil,
+		SignInPath: sso.PathBrowserStart})
+	if err != nil {
+		return nil, err
+	}
+	s.portal = portal
 	signIn, err := s.buildSSO(ctx, now)
 	if err != nil {
 		return nil, err
@@ -225,8 +238,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	provisioning.PublicURL = cfg.PublicURL
 	apiSrv := &api.Server{Store: s.store, Authz: az, Tokens: &token.Issuer{Keys: s.keys, Now: now}, Audit: s.events, Log: log, Now: now,
 		AdminHash: adminHash, Administrators: s.administrators, CAPEM: s.ca.CAPEM(), SCIM: provisioning.Handler(), SignIn: signIn, Reloader: s, Findings: s, Report: s,
-		LiveSessions: s.liveSessions, Health: s.health, Reach: api.ConfigReach(s.cfg, s.gatewayAddr)}
-	s.http = &http.Server{Handler: apiSrv.Handler(), TLSConfig: s.ca.ServerTLS(),
+		Live: liveSessions{s.gw}, Rules: s, Health: s.health, Reach: api.ConfigReach(s.cfg, s.gatewayAddr)}
+	s.http = &http.Server{Handler: portal.Handler(apiSrv.Handler()), TLSConfig: s.ca.ServerTLS(),
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelDebug)}
 	s.http.RegisterOnShutdown(apiSrv.StopWaiting)

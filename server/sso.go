@@ -20,14 +20,15 @@ import (
 const SAMLKeyFile = "saml-sp.pem"
 
 // buildSSO assembles sign-in from the sso section: the SAML and OIDC
-// connectors it configures, behind the device authorization endpoints.
+// connectors it configures, behind the device authorization endpoints,
+// and browser sign-in for the portal when s.portal is set.
 // Without an sso section those endpoints answer that sign-in is not
 // configured.
 func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Service, error) {
 	c := s.cfg.SSO
 	base := s.cfg.APIURL()
 	opts := sso.Options{Store: s.store, Audit: s.events, Log: s.log, Now: now, BaseURL: base,
-		SessionDuration: time.Duration(c.SessionDuration), MatchBy: c.MatchBy, JITUsers: c.JITUsers}
+		SessionDuration: time.Duration(c.SessionDuration), MatchBy: c.MatchBy, JITUsers: c.JITUsers, Browser: s.portal}
 	if m := c.SAML; m != nil {
 		key, cert, err := saml.LoadOrCreateKey(s.cfg.DataPath(SAMLKeyFile), m.EntityID, now())
 		if err != nil {
@@ -63,7 +64,7 @@ func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Servi
 		if err != nil {
 			return nil, fmt.Errorf("sso.oidc: %w", err)
 		}
-		opts.OIDC = p
+		opts.OIDC, opts.OIDCIssuer = p, o.Issuer
 	}
 	return sso.New(opts), nil
 }

@@ -7,3 +7,6 @@ func PendingAttempts(s *Service) int {
 	defer s.mu.Unlock()
 	return len(s.attempts)
 }
+
+// MaxBrowserAttempts is how many portal sign-ins s keeps pending at once.
+const MaxBrowserAttempts = maxBrowserAttempts

@@ -47,11 +47,16 @@ var devicePageTemplate = template.Must(template.New("device").Parse(`<!doctype h
 type messageData struct {
 	Title string
 	Text  string
+	// Back, when set, is a local path to start again from (the portal),
+	// shown as a link with BackText.
+	Back     string
+	BackText string
 }
 
 var messageTemplate = template.Must(template.New("message").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{{.Title}}</title>` + pageStyle + `</head><body>
-<h1 id="title">{{.Title}}</h1><p id="text">{{.Text}}</p></body></html>`))
+<h1 id="title">{{.Title}}</h1><p id="text">{{.Text}}</p>
+{{if .Back}}<p><a id="back" href="{{.Back}}">{{.BackText}}</a></p>{{end}}</body></html>`))
 
 func renderPage(w http.ResponseWriter, status int, t *template.Template, data any) {
 	h := w.Header()

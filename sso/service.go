@@ -69,10 +69,17 @@ type Options struct {
 	MatchBy  string
 	JITUsers bool
 	// IdPInitiated accepts SAML responses that no request of keygate's
-	// asked for.
+	// asked for. With a Browser, such a response signs the person in to
+	// the portal; without one, it only says who signed in.
 	IdPInitiated bool
 	SAML         SAMLConnector // nil when SAML is not configured
 	OIDC         OIDCConnector // nil when OIDC is not configured
+	// OIDCIssuer is the OpenID provider's issuer URL, as configured: a
+	// third-party-initiated sign-in at PathBrowserStart must name it.
+	OIDCIssuer string
+	// Browser is the portal, where browser sign-ins end; nil when there is
+	// no portal, and then PathBrowserStart is not served.
+	Browser Browser
 }
 
 // Paths the service answers on.
@@ -99,9 +106,12 @@ const attemptTTL = 10 * time.Minute
 // attemptCookie binds a sign-in attempt to the browser that started it.
 const attemptCookie = "keygate_signin"
 
-// attempt is one browser's trip to an identity provider for a flow.
+// attempt is one browser's trip to an identity provider: for a device
+// flow, or, when browser is set, for the portal.
 type attempt struct {
-	userCode  string
+	userCode  string // of the device flow; empty for the portal
+	browser   bool   // a portal sign-in, started at PathBrowserStart
+	next      string // where the portal sends the browser after it
 	method    string
 	requestID string // SAML
 	nonce     string // OIDC
@@ -120,6 +130,12 @@ type Service struct {
 
 	mu       sync.Mutex
 	attempts map[string]*attempt
+	// browserAttempts counts the portal's attempts in attempts, and
+	// browserQueue holds their keys oldest first, so that they stay
+	// bounded (see putBrowserAttempt).
+	browserAttempts  int
+	browserQueue     []string
+	lastEvictWarning time.Time
 }
 
 // New makes a Service.
@@ -147,6 +163,9 @@ func (s *Service) Register(mux *http.ServeMux) {
 	}
 	if s.opts.OIDC != nil {
 		mux.HandleFunc("GET "+PathOIDCCallback, s.oidcCallback)
+	}
+	if s.opts.Browser != nil {
+		mux.HandleFunc("GET "+PathBrowserStart, s.browserStart)
 	}
 }
 
@@ -297,22 +316,8 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a := &attempt{userCode: fl.userCode, method: r.PostForm.Get("method"), expires: s.now().Add(attemptTTL)}
-	id := randomToken()
-	var target string
-	switch {
-	case a.method == "saml" && s.opts.SAML != nil:
-		u, reqID, err := s.opts.SAML.AuthnRequestURL(id)
-		if err != nil {
-			s.opts.Log.Error("build SAML request", "err", err)
-			s.message(w, http.StatusBadGateway, "Sign-in could not start", "keygate could not build a request to the identity provider; the server log has details.")
-			return
-		}
-		target, a.requestID = u, reqID
-	case a.method == "oidc" && s.opts.OIDC != nil:
-		a.nonce, a.verifier = randomToken(), randomToken()
-		target = s.opts.OIDC.AuthCodeURL(id, a.nonce, a.verifier)
-	default:
-		s.message(w, http.StatusBadRequest, "Unknown sign-in method", "Choose one of the buttons on the sign-in page.")
+	target, id, ok := s.redirectFor(w, a, "Choose one of the buttons on the sign-in page.", s.message)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
@@ -321,17 +326,47 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 	// grow the map without limit. A browser only ever holds the newest
 	// attempt's cookie anyway.
 	for k, old := range s.attempts {
-		if s.now().After(old.expires) || old.userCode == a.userCode {
-			delete(s.attempts, k)
+		if s.now().After(old.expires) || (!old.browser && old.userCode == a.userCode) {
+			s.dropAttempt(k)
 		}
 	}
 	s.attempts[attemptKey(id)] = a
 	s.mu.Unlock()
-	// SameSite=None: the SAML response comes back as a cross-site POST
-	// from the identity provider, which Lax cookies do not accompany.
+	s.setAttemptCookie(w, id)
+	http.Redirect(w, r, target, http.StatusSeeOther)
+}
+
+// redirectFor names a new attempt and builds the identity provider's URL
+// for a's method, filling in what the answer is checked against. On
+// failure it has shown the person a page through msg, with hint for an
+// unknown method.
+func (s *Service) redirectFor(w http.ResponseWriter, a *attempt, hint string, msg func(http.ResponseWriter, int, string, string)) (target, id string, ok bool) {
+	id = randomToken()
+	switch {
+	case a.method == "saml" && s.opts.SAML != nil:
+		u, reqID, err := s.opts.SAML.AuthnRequestURL(id)
+		if err != nil {
+			s.opts.Log.Error("build SAML request", "err", err)
+			msg(w, http.StatusBadGateway, "Sign-in could not start", "keygate could not build a request to the identity provider; the server log has details.")
+			return "", "", false
+		}
+		target, a.requestID = u, reqID
+	case a.method == "oidc" && s.opts.OIDC != nil:
+		a.nonce, a.verifier = randomToken(), randomToken()
+		target = s.opts.OIDC.AuthCodeURL(id, a.nonce, a.verifier)
+	default:
+		msg(w, http.StatusBadRequest, "Unknown sign-in method", hint)
+		return "", "", false
+	}
+	return target, id, true
+}
+
+// setAttemptCookie binds the attempt id to this browser. SameSite=None:
+// the SAML response comes back as a cross-site POST from the identity
+// provider, which Lax cookies do not accompany.
+func (s *Service) setAttemptCookie(w http.ResponseWriter, id string) {
 	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Value: id, Path: "/", MaxAge: int(attemptTTL / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
-	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
 // attemptKey keys attempts by a hash, so that map timing says nothing
@@ -354,23 +389,36 @@ func (s *Service) sameOrigin(r *http.Request) bool {
 func (s *Service) takeAttempt(r *http.Request, state, method string) (*attempt, *Refusal) {
 	c, err := r.Cookie(attemptCookie)
 	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
-		return nil, Refuse("browser_mismatch", nil, "this sign-in was not started in this browser: start again from the link keygate login printed")
+		return nil, Refuse("browser_mismatch", nil, "this sign-in was not started in this browser: %s", s.startAgain())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := attemptKey(state)
 	a, ok := s.attempts[key]
-	delete(s.attempts, key)
+	s.dropAttempt(key)
 	if !ok || s.now().After(a.expires) || a.method != method {
-		return nil, Refuse("unknown_request", nil, "this sign-in is unknown or took too long: start again from the link keygate login printed")
+		return nil, Refuse("unknown_request", nil, "this sign-in is unknown or took too long: %s", s.startAgain())
 	}
 	return a, nil
+}
+
+// startAgain says where to start a sign-in over, before keygate knows
+// which kind it was.
+func (s *Service) startAgain() string {
+	if s.opts.Browser != nil {
+		return "start again from keygate's sign-in page, or from the link keygate login printed"
+	}
+	return "start again from the link keygate login printed"
 }
 
 // complete ends a browser sign-in: a session for the flow, or the refusal
 // recorded for both the browser and the waiting CLI.
 func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, method string, id Identity, err error) {
 	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
+	if a != nil && a.browser {
+		s.signedIn(w, r, method, a.next, id, err, map[string]any{"client": clientPortal})
+		return
+	}
 	var fl *flow
 	if a != nil {
 		fl, _ = s.flows.claim(s.now(), a.userCode)
@@ -379,7 +427,7 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, m
 		err = Refuse("expired", nil, "the code from keygate login expired while you were signing in (or another browser finished it): run keygate login again")
 	}
 	if err == nil {
-		cred, sess, serr := s.signIn(r.Context(), id, r.RemoteAddr)
+		cred, sess, serr := s.signIn(r.Context(), id, r.RemoteAddr, map[string]any{"client": clientCLI})
 		if serr == nil {
 			s.flows.finish(fl, cred, SessionInfo{ID: sess.ID, User: sess.User, Expires: sess.Expires, MFA: sess.MFA, Method: method}, nil)
 			s.message(w, http.StatusOK, "Signed in as "+sess.User, "Return to your terminal: keygate login has finished there. You can close this window.")
@@ -387,18 +435,32 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, m
 		}
 		err = serr
 	}
+	ref := s.refused(w, r, method, id, err, nil, a == nil && s.opts.Browser != nil)
+	if fl != nil {
+		s.flows.finish(fl, "", SessionInfo{}, ref)
+	}
+}
+
+// refused logs, audits and shows a refused sign-in. back adds a link to
+// the portal, to start again there; detail adds to the audit event's.
+func (s *Service) refused(w http.ResponseWriter, r *http.Request, method string, id Identity, err error, detail map[string]any, back bool) *Refusal {
 	ref := AsRefusal(err)
 	if ref.Code == "error" {
 		s.opts.Log.Error("sign-in failed", "method", method, "err", err)
 	} else {
 		s.opts.Log.Warn("sign-in refused", "method", method, "code", ref.Code, "reason", ref.Reason, "err", ref.Err)
 	}
-	s.opts.Audit.Record(audit.Event{Type: audit.SignInRefused, User: id.UserName, Client: r.RemoteAddr, Reason: ref.Reason,
-		Detail: map[string]any{"code": ref.Code, "method": method}})
-	if fl != nil {
-		s.flows.finish(fl, "", SessionInfo{}, ref)
+	d := map[string]any{"code": ref.Code, "method": method}
+	for k, v := range detail {
+		d[k] = v
 	}
-	s.message(w, http.StatusForbidden, "Sign-in refused", ref.Reason)
+	s.opts.Audit.Record(audit.Event{Type: audit.SignInRefused, User: id.UserName, Client: r.RemoteAddr, Reason: ref.Reason, Detail: d})
+	if back {
+		s.portalMessage(w, http.StatusForbidden, "Sign-in refused", ref.Reason)
+	} else {
+		s.message(w, http.StatusForbidden, "Sign-in refused", ref.Reason)
+	}
+	return ref
 }
 
 func (s *Service) samlMetadata(w http.ResponseWriter, r *http.Request) {
@@ -423,16 +485,12 @@ func (s *Service) samlACS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp, relay := r.PostForm.Get("SAMLResponse"), r.PostForm.Get("RelayState")
-	if relay == "" && s.opts.IdPInitiated {
-		id, err := s.opts.SAML.HandleResponse(r.Context(), resp, "")
-		s.idpInitiated(w, r, id, err)
+	if unasked(relay) {
+		s.idpInitiated(w, r, resp, relay)
 		return
 	}
 	a, ref := s.takeAttempt(r, relay, "saml")
 	if ref != nil {
-		if relay == "" {
-			ref = Refuse("idp_initiated", nil, "the identity provider sent a sign-in keygate did not ask for, and IdP-initiated sign-in is off: run keygate login and sign in from the page it opens")
-		}
 		s.complete(w, r, nil, "saml", Identity{}, ref)
 		return
 	}
@@ -440,9 +498,39 @@ func (s *Service) samlACS(w http.ResponseWriter, r *http.Request) {
 	s.complete(w, r, a, "saml", id, err)
 }
 
+// unasked reports whether a response's RelayState says that no attempt of
+// keygate's asked for it: an attempt's RelayState is its random name,
+// while an identity provider that starts a sign-in itself sends none or a
+// target of its own configuration (Okta's default RelayState, Azure's
+// relay state), a path or a URL.
+func unasked(relay string) bool {
+	return relay == "" || strings.HasPrefix(relay, "/") || strings.HasPrefix(relay, "https://") || strings.HasPrefix(relay, "http://")
+}
+
 // idpInitiated handles a sign-in started from the identity provider's
-// portal: with no code from keygate login to finish, it asks for one.
-func (s *Service) idpInitiated(w http.ResponseWriter, r *http.Request, id Identity, err error) {
+// portal (Azure's My Apps and "Test this application", Okta's dashboard).
+// It stays off unless configured: a response nobody in this browser asked
+// for can be an attacker's own, posted to sign the person in as the
+// attacker (login CSRF). When on, it signs the person in to keygate's
+// portal, at the relay state's path if it names one of keygate's; with no
+// portal there is nothing to sign in to, so it only says who signed in.
+func (s *Service) idpInitiated(w http.ResponseWriter, r *http.Request, resp, relay string) {
+	if !s.opts.IdPInitiated {
+		where := "run keygate login and sign in from the page it opens"
+		if s.opts.Browser != nil {
+			where = "sign in at " + s.opts.BaseURL + "/ instead"
+		}
+		s.complete(w, r, nil, "saml", Identity{}, Refuse("idp_initiated", nil,
+			"the identity provider sent a sign-in keygate did not ask for, and IdP-initiated sign-in is off (an administrator can switch it on with sso.saml.idp_initiated: true): %s", where))
+		return
+	}
+	id, err := s.opts.SAML.HandleResponse(r.Context(), resp, "")
+	if s.opts.Browser != nil {
+		// The attempt cookie is left alone: it may belong to a sign-in
+		// this browser has under way elsewhere.
+		s.signedIn(w, r, "saml", s.ownPath(relay), id, err, map[string]any{"client": clientPortal, "initiated_by": "idp"})
+		return
+	}
 	if err != nil {
 		s.complete(w, r, nil, "saml", id, err)
 		return

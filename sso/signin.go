@@ -17,8 +17,9 @@ import (
 // signIn turns an identity into a sign-in session: it finds the
 // provisioned person (or creates them, when just-in-time creation is on),
 // and stores a session that carries what the provider asserted. It returns
-// the session's credential, shown once to the CLI.
-func (s *Service) signIn(ctx context.Context, id Identity, client string) (string, identity.Session, error) {
+// the session's credential, shown once to the CLI or handed to the portal.
+// detail adds to the audit event's: which client the session is for.
+func (s *Service) signIn(ctx context.Context, id Identity, client string, detail map[string]any) (string, identity.Session, error) {
 	u, err := s.match(ctx, id)
 	if err != nil {
 		return "", identity.Session{}, err
@@ -45,8 +46,11 @@ func (s *Service) signIn(ctx context.Context, id Identity, client string) (strin
 		tagKeys = append(tagKeys, k)
 	}
 	sort.Strings(tagKeys)
-	s.opts.Audit.Record(audit.Event{Type: audit.SignIn, User: sess.User, Client: client, SessionID: sess.ID,
-		Detail: map[string]any{"method": id.Method, "subject": id.Subject, "mfa": id.MFA, "tags": id.Tags, "groups": id.Groups, "expires_at": sess.Expires}})
+	d := map[string]any{"method": id.Method, "subject": id.Subject, "mfa": id.MFA, "tags": id.Tags, "groups": id.Groups, "expires_at": sess.Expires}
+	for k, v := range detail {
+		d[k] = v
+	}
+	s.opts.Audit.Record(audit.Event{Type: audit.SignIn, User: sess.User, Client: client, SessionID: sess.ID, Detail: d})
 	s.opts.Log.Info("signed in", "user", sess.User, "method", id.Method, "mfa", id.MFA, "session", sess.ID, "tags", strings.Join(tagKeys, ","))
 	return cred, sess, nil
 }

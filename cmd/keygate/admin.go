@@ -186,7 +186,7 @@ sessions end within a second, and new tokens are refused. Enabling them again
 	session := &cobra.Command{Use: "session", Short: "Manage sign-in sessions"}
 	session.AddCommand(newSessionCreateCmd(g), newSessionListCmd(g), newSessionRevokeCmd(g))
 
-	cmd.AddCommand(group, user, session, newSCIMTokenCmd(g), newReloadCmd(g))
+	cmd.AddCommand(group, user, session, newLiveCmd(g), newSCIMTokenCmd(g), newReloadCmd(g))
 	return cmd
 }
 

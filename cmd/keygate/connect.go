@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -83,7 +82,7 @@ the server publishes, saved in keygate's config directory.`,
 			if err != nil {
 				return err
 			}
-			argv := append([]string{"--dbname", psqlConnInfo(t.listing.Gateway, t.Database, t.User, ca)}, clientArgs...)
+			argv := append([]string{"--dbname", client.PSQLConnInfo(t.listing.Gateway, t.Database, t.User, ca)}, clientArgs...)
 			return runClient(cmd, bin, argv, withPassword(os.Environ(), "PGPASSWORD", t.Token))
 		},
 	}
@@ -137,33 +136,6 @@ func findClient(path string) (string, error) {
 	return bin, nil
 }
 
-// psqlConnInfo is the libpq connection string for db through the gateway
-// at gateway (host:port), as user, verifying the gateway's certificate
-// and host name against the CA bundle in ca. It holds no secret.
-func psqlConnInfo(gateway, db, user, ca string) string {
-	host, port, err := net.SplitHostPort(gateway)
-	if err != nil {
-		host, port = gateway, ""
-	}
-	kv := [][2]string{{"host", host}, {"port", port}, {"dbname", db}, {"user", user}, {"sslmode", "verify-full"}, {"sslrootcert", ca}}
-	parts := make([]string, 0, len(kv))
-	for _, p := range kv {
-		if p[1] != "" {
-			parts = append(parts, p[0]+"="+connInfoValue(p[1]))
-		}
-	}
-	return strings.Join(parts, " ")
-}
-
-// connInfoValue quotes v for a libpq connection string when it needs it:
-// single quotes, with backslash before a quote or a backslash.
-func connInfoValue(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\n\r'\\=") {
-		return v
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
 // connectMySQL runs a MySQL or MariaDB client on t's database through
 // the gateway, with the token in MYSQL_PWD, which both clients read.
 func connectMySQL(cmd *cobra.Command, clientPath string, t issuedToken, ca string, clientArgs []string) error {
@@ -175,7 +147,7 @@ func connectMySQL(cmd *cobra.Command, clientPath string, t issuedToken, ca strin
 	if err != nil {
 		return err
 	}
-	argv := append(mysqlArgs(flavour, t.listing.Gateway, t.Database, t.User, ca), clientArgs...)
+	argv := append(client.MySQLArgs(flavour, t.listing.Gateway, t.Database, t.User, ca), clientArgs...)
 	return runClient(cmd, bin, argv, withPassword(os.Environ(), "MYSQL_PWD", t.Token))
 }
 
@@ -201,21 +173,9 @@ func findMySQLClient(path string) (string, error) {
 	return "", fmt.Errorf("find mariadb or mysql: neither is on PATH: %s", installMySQLClient)
 }
 
-// mysqlFlavour is the family a MySQL client comes from; their TLS flags
-// differ.
-type mysqlFlavour int
-
-const (
-	// mariaDBClient is MariaDB's client, whatever its name: Debian's
-	// mysql is MariaDB's.
-	mariaDBClient mysqlFlavour = iota
-	// oracleMySQLClient is Oracle's, or one built from it (Percona's).
-	oracleMySQLClient
-)
-
 // mysqlClientFlavour tells MariaDB's client from Oracle's by what
 // bin --version says.
-func mysqlClientFlavour(ctx context.Context, bin string) (mysqlFlavour, error) {
+func mysqlClientFlavour(ctx context.Context, bin string) (client.MySQLFlavour, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "--version").Output()
@@ -223,30 +183,9 @@ func mysqlClientFlavour(ctx context.Context, bin string) (mysqlFlavour, error) {
 		return 0, fmt.Errorf("run %s --version, to tell MariaDB's client from MySQL's: %w", bin, err)
 	}
 	if strings.Contains(string(out), "MariaDB") {
-		return mariaDBClient, nil
+		return client.MariaDBClient, nil
 	}
-	return oracleMySQLClient, nil
-}
-
-// mysqlArgs is the command line on which a client of flavour reaches db
-// through the gateway at gateway (host:port) as user, verifying the
-// gateway's certificate and host name against the CA bundle in ca. It
-// asks for TCP, which both clients would otherwise swap for a Unix socket
-// when the host is localhost. It holds no secret.
-func mysqlArgs(flavour mysqlFlavour, gateway, db, user, ca string) []string {
-	host, port, err := net.SplitHostPort(gateway)
-	if err != nil {
-		host, port = gateway, ""
-	}
-	argv := []string{"--protocol=TCP", "--host=" + host}
-	if port != "" {
-		argv = append(argv, "--port="+port)
-	}
-	argv = append(argv, "--user="+user, "--database="+db)
-	if flavour == mariaDBClient {
-		return append(argv, "--ssl-ca="+ca, "--ssl-verify-server-cert")
-	}
-	return append(argv, "--ssl-mode=VERIFY_IDENTITY", "--ssl-ca="+ca)
+	return client.OracleMySQLClient, nil
 }
 
 // withPassword is env with the variable name set to token, and no other

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/api"
+	"github.com/keygate/keygate/client"
 	"github.com/keygate/keygate/pki"
 )
 
@@ -65,7 +66,7 @@ func TestPSQLConnInfo(t *testing.T) {
 	if err := os.WriteFile(ca, authority.CAPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	info := psqlConnInfo("localhost:5433", "orders", "alice", ca)
+	info := client.PSQLConnInfo("localhost:5433", "orders", "alice", ca)
 	if strings.Contains(info, "password") {
 		t.Errorf("connection string %q holds a password", info)
 	}
@@ -83,7 +84,7 @@ func TestPSQLConnInfo(t *testing.T) {
 	if !strings.Contains(info, "sslmode=verify-full") {
 		t.Errorf("%q: want sslmode=verify-full", info)
 	}
-	if got := psqlConnInfo("[::1]:5433", "orders", "alice", "/ca.pem"); !strings.HasPrefix(got, "host=::1 port=5433 ") {
+	if got := client.PSQLConnInfo("[::1]:5433", "orders", "alice", "/ca.pem"); !strings.HasPrefix(got, "host=::1 port=5433 ") {
 		t.Errorf("IPv6 gateway: %q", got)
 	}
 }
@@ -130,14 +131,14 @@ func TestWithPassword(t *testing.T) {
 func TestMySQLArgs(t *testing.T) {
 	common := []string{"--protocol=TCP", "--host=keygate.example.com", "--port=3307", "--user=alice", "--database=orders_my"}
 	tests := []struct {
-		flavour mysqlFlavour
+		flavour client.MySQLFlavour
 		want    []string
 	}{
-		{mariaDBClient, append(slices.Clone(common), "--ssl-ca=/c/ca.pem", "--ssl-verify-server-cert")},
-		{oracleMySQLClient, append(slices.Clone(common), "--ssl-mode=VERIFY_IDENTITY", "--ssl-ca=/c/ca.pem")},
+		{client.MariaDBClient, append(slices.Clone(common), "--ssl-ca=/c/ca.pem", "--ssl-verify-server-cert")},
+		{client.OracleMySQLClient, append(slices.Clone(common), "--ssl-mode=VERIFY_IDENTITY", "--ssl-ca=/c/ca.pem")},
 	}
 	for _, tt := range tests {
-		got := mysqlArgs(tt.flavour, "keygate.example.com:3307", "orders_my", "alice", "/c/ca.pem")
+		got := client.MySQLArgs(tt.flavour, "keygate.example.com:3307", "orders_my", "alice", "/c/ca.pem")
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("flavour %d: %q, want %q", tt.flavour, got, tt.want)
 		}
@@ -147,7 +148,7 @@ func TestMySQLArgs(t *testing.T) {
 			}
 		}
 	}
-	if got := mysqlArgs(mariaDBClient, "[::1]:3307", "orders_my", "alice", "/ca.pem"); !slices.Equal(got[:3], []string{"--protocol=TCP", "--host=::1", "--port=3307"}) {
+	if got := client.MySQLArgs(client.MariaDBClient, "[::1]:3307", "orders_my", "alice", "/ca.pem"); !slices.Equal(got[:3], []string{"--protocol=TCP", "--host=::1", "--port=3307"}) {
 		t.Errorf("IPv6 gateway: %q", got)
 	}
 }
@@ -161,7 +162,7 @@ func TestMySQLArgsMariaDBClient(t *testing.T) {
 		t.Fatalf("the tests need MariaDB's client (apt install mariadb-client): %v", err)
 	}
 	ca := filepath.Join(t.TempDir(), "a dir", "ca.pem")
-	argv := append([]string{"--no-defaults"}, mysqlArgs(mariaDBClient, "localhost:3307", "orders_my", "alice", ca)...)
+	argv := append([]string{"--no-defaults"}, client.MySQLArgs(client.MariaDBClient, "localhost:3307", "orders_my", "alice", ca)...)
 	out, err := exec.Command(bin, append(argv, "--help")...).Output()
 	if err != nil {
 		t.Fatalf("%s %q --help: %v", bin, argv, err)
@@ -196,12 +197,12 @@ func TestMySQLClientFlavour(t *testing.T) {
 	dir := t.TempDir()
 	tests := []struct {
 		version string
-		want    mysqlFlavour
+		want    client.MySQLFlavour
 	}{
-		{"mysql  Ver 15.1 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64) using  EditLine wrapper", mariaDBClient},
-		{"mariadb from 11.4.2-MariaDB, client 15.2 for Linux (x86_64) using  EditLine wrapper", mariaDBClient},
-		{"mysql  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)", oracleMySQLClient},
-		{"mysql  Ver 8.4.0 for macos14 on arm64 (Homebrew)", oracleMySQLClient},
+		{"mysql  Ver 15.1 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64) using  EditLine wrapper", client.MariaDBClient},
+		{"mariadb from 11.4.2-MariaDB, client 15.2 for Linux (x86_64) using  EditLine wrapper", client.MariaDBClient},
+		{"mysql  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)", client.OracleMySQLClient},
+		{"mysql  Ver 8.4.0 for macos14 on arm64 (Homebrew)", client.OracleMySQLClient},
 	}
 	for i, tt := range tests {
 		bin := fakeClient(t, dir, "client"+strconv.Itoa(i), tt.version)
@@ -210,7 +211,7 @@ func TestMySQLClientFlavour(t *testing.T) {
 		}
 	}
 	if bin, err := exec.LookPath("mariadb"); err == nil {
-		if got, err := mysqlClientFlavour(t.Context(), bin); err != nil || got != mariaDBClient {
+		if got, err := mysqlClientFlavour(t.Context(), bin); err != nil || got != client.MariaDBClient {
 			t.Errorf("%s: %d, %v; want MariaDB's", bin, got, err)
 		}
 	}

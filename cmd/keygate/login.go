@@ -250,6 +250,7 @@ session expires.`,
 			fmt.Fprintf(tw, "Groups:\t%s\n", orNone(strings.Join(groups, ", ")))
 			fmt.Fprintf(tw, "Tags:\t%s\n", orNone(strings.Join(tags, ", ")))
 			fmt.Fprintf(tw, "MFA:\t%s\n", yesNo(w.MFA))
+			fmt.Fprintf(tw, "Administrator:\t%s\n", yesNo(w.Administrator))
 			fmt.Fprintf(tw, "Session:\t%s (%s)\n", w.SessionID, printable(w.Method))
 			fmt.Fprintf(tw, "Expires:\t%s (in %s)\n", w.ExpiresAt.Local().Format("2006-01-02 15:04:05 MST"), time.Until(w.ExpiresAt).Round(time.Minute))
 			return tw.Flush()

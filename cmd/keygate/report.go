@@ -3,13 +3,13 @@ package main
 import (
 	"fmt"
 	"io"
-	"strconv"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keygate/keygate/api"
+	"github.com/keygate/keygate/client"
 )
 
 func newReportCmd(g *globals) *cobra.Command {
@@ -84,7 +84,7 @@ const reportTime = "2006-01-02 15:04"
 // figure and target.
 func printReport(out io.Writer, r api.Report) error {
 	fmt.Fprintf(out, "keygate report at %s; audit figures since %s (%s)\n\n", r.Generated.Local().Format(reportTime),
-		r.Since.Local().Format(reportTime), humanDuration(r.Generated.Sub(r.Since)))
+		r.Since.Local().Format(reportTime), client.HumanDuration(r.Generated.Sub(r.Since)))
 
 	st := r.Standing
 	managed := 0
@@ -146,49 +146,13 @@ func printReport(out io.Writer, r api.Report) error {
 // "p50 140ms, p99 3m12s, max 4m over 12 sessions since 2026-11-23 10:00
 // (target under 1h): 0 over".
 func durationsLine(d api.Durations, since time.Time, one, many string) string {
-	target := humanDuration(seconds(d.TargetSeconds))
+	target := client.HumanDuration(seconds(d.TargetSeconds))
 	if d.Count == 0 {
 		return fmt.Sprintf("no %s since %s (target under %s)", many, since.Local().Format(reportTime), target)
 	}
 	return fmt.Sprintf("p50 %s, p99 %s, max %s over %s since %s (target under %s): %d over the %s target",
-		humanDuration(seconds(d.P50Seconds)), humanDuration(seconds(d.P99Seconds)), humanDuration(seconds(d.MaxSeconds)),
+		client.HumanDuration(seconds(d.P50Seconds)), client.HumanDuration(seconds(d.P99Seconds)), client.HumanDuration(seconds(d.MaxSeconds)),
 		plural(d.Count, one, many), since.Local().Format(reportTime), target, d.OverTarget, target)
 }
 
 func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
-
-// humanDuration writes a duration as people do, to the precision that
-// matters at its size: 140ms, 1.2s, 3m12s, 24h, 3d4h.
-func humanDuration(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		d = d.Round(time.Millisecond)
-	case d < time.Minute:
-		d = d.Round(100 * time.Millisecond)
-	case d < time.Hour:
-		d = d.Round(time.Second)
-	default:
-		d = d.Round(time.Minute)
-	}
-	day := 24 * time.Hour
-	switch {
-	case d < time.Second:
-		return strconv.FormatInt(d.Milliseconds(), 10) + "ms"
-	case d < time.Minute:
-		return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
-	case d < time.Hour:
-		return units(d/time.Minute, "m", (d%time.Minute)/time.Second, "s")
-	case d < 2*day:
-		return units(d/time.Hour, "h", (d%time.Hour)/time.Minute, "m")
-	}
-	return units(d/day, "d", (d%day)/time.Hour, "h")
-}
-
-// units writes "3m12s", or "3m" when the smaller unit is zero.
-func units(big time.Duration, bigUnit string, small time.Duration, smallUnit string) string {
-	s := strconv.FormatInt(int64(big), 10) + bigUnit
-	if small > 0 {
-		s += strconv.FormatInt(int64(small), 10) + smallUnit
-	}
-	return s
-}

@@ -64,7 +64,8 @@ var clean = map[string][]string{
 	"internal/atomic":   {"os"},
 	"api":               {"api/apitype", "authz", "net/http"},
 	"client":            {"api/apitype", "internal/atomic", "net/http", "os"},
-	"server":            {"api", "gateway", "gateway/pgwire", "gateway/mysqlwire", "upstream/postgres", "upstream/mysql", "store/sqlite"},
+	"web":               {"client", "api", "identity", "sso"},
+	"server":            {"api", "web", "gateway", "gateway/pgwire", "gateway/mysqlwire", "upstream/postgres", "upstream/mysql", "store/sqlite"},
 	"cmd/keygate":       {"server", "client"},
 }
 
@@ -141,6 +142,7 @@ func TestCheck(t *testing.T) {
 			[]string{"client-wire client identity"},
 		},
 		{"audit imports api/apitype", with("audit", "api/apitype"), []string{"down audit api/apitype"}},
+		{"the portal reads the store", with("web", "store"), []string{"portal-api web store"}},
 		{
 			"an engine imports another engine",
 			with("gateway/mysqlwire", "gateway/pgwire"),

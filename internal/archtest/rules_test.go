@@ -312,6 +312,17 @@ var houseRules = []rule{
 		},
 	},
 	{
+		// The portal is a client of the API, in-process: whatever a page
+		// shows or does, the API decided and audited. Direct imports only,
+		// since client reaches the api package (see client-wire).
+		id:      "portal-api",
+		text:    "web reaches keygate's state only through the API: among keygate packages it imports client, api, identity and sso",
+		applies: under("web"),
+		forbidden: func(d dep) bool {
+			return d.ours && !under("web", "client", "api", "identity", "sso", "internal")(d.rel)
+		},
+	},
+	{
 		id:         "down",
 		text:       "dependencies point down: identity, access, token, audit and store import none of api, web, gateway, scim, sso, server, cmd",
 		applies:    under("identity", "access", "token", "audit", "store"),

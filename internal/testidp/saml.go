@@ -321,8 +321,22 @@ func (s *SAML) RegisterSPFrom(t testing.TB, client *http.Client, metadataURL str
 // Okta or Azure portal: the response it sends answers no request.
 func (s *SAML) IdPInitiatedURL(t testing.TB, spEntityID string) string {
 	t.Helper()
+	return s.shortcut(t, samlidp.Shortcut{ServiceProviderID: spEntityID})
+}
+
+// IdPInitiatedURLWithRelayState is IdPInitiatedURL for a sign-in whose
+// response carries relayState, as Okta's "Default RelayState" and Azure's
+// "Relay State" settings make it: a target the provider chose.
+func (s *SAML) IdPInitiatedURLWithRelayState(t testing.TB, spEntityID, relayState string) string {
+	t.Helper()
+	return s.shortcut(t, samlidp.Shortcut{ServiceProviderID: spEntityID, RelayState: &relayState})
+}
+
+func (s *SAML) shortcut(t testing.TB, sc samlidp.Shortcut) string {
+	t.Helper()
 	name := "sp-" + randomHex(8)
-	body, err := json.Marshal(samlidp.Shortcut{Name: name, ServiceProviderID: spEntityID})
+	sc.Name = name
+	body, err := json.Marshal(sc)
 	if err != nil {
 		t.Fatal(err)
 	}
