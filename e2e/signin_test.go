@@ -833,7 +833,9 @@ func TestHostileSignIns(t *testing.T) {
 			name := e.addPerson(t, "replay-idp", person{groups: []string{"analysts"}})
 			b := e.browser(t)
 			form := b.SAMLLogin(b.Get(e.saml.IdPInitiatedURL(t, e.spEntityID)), name)
-			if first := b.PostSAMLResponse(form, nil); first.Title() != "Signed in as "+name {
+			// With idp_initiated on, the person lands signed in on the portal.
+			first := b.PostSAMLResponse(form, nil)
+			if first.Title() != "My databases" || !strings.Contains(first.Body, `<strong id="signed-in-user">`+name+`</strong>`) {
 				t.Fatalf("IdP-initiated sign-in: %s", first)
 			}
 			again := e.browser(t).PostSAMLResponse(form, nil)
