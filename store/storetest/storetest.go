@@ -5,8 +5,11 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +26,11 @@ func (c *Clock) Now() time.Time { return c.t }
 
 // Advance moves the clock forward.
 func (c *Clock) Advance(d time.Duration) { c.t = c.t.Add(d) }
+
+// newClock starts a clock at a moment with every digit of its nanoseconds
+// set, so that a backend which rounds times anywhere fails the equality
+// checks of every test rather than only the ones that look for it.
+func newClock() *Clock { return &Clock{t: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)} }
 
 // Run runs the suite. open must return a fresh, empty store that reads time
 // from clock.
@@ -49,10 +57,15 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 		{"UserProfileAndQueries", testUserProfileAndQueries},
 		{"GroupMemberChanges", testGroupMemberChanges},
 		{"ProvisioningTokens", testProvisioningTokens},
+		{"TimesKeepNanoseconds", testTimesKeepNanoseconds},
+		{"ConcurrentUserUpdates", testConcurrentUserUpdates},
+		{"ConcurrentGroupUpdates", testConcurrentGroupUpdates},
+		{"ConcurrentAddSameMember", testConcurrentAddSameMember},
+		{"ConcurrentCreateSameName", testConcurrentCreateSameName},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &Clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+			c := newClock()
 			s := open(t, c)
 			t.Cleanup(func() { s.Close() })
 			tt.fn(t, s, c)
@@ -699,4 +712,445 @@ func testProvisioningTokens(t *testing.T, s store.Store, c *Clock) {
 	}
 	_, err = s.GetProvisioningTokenByHash(ctx, []byte("nope"))
 	wantErr(t, err, store.ErrNotFound)
+}
+
+// testTimesKeepNanoseconds: every time the store keeps comes back to the
+// nanosecond. The audit hash covers an event's UnixNano, so a rounded time
+// breaks the chain; session and membership times answer "who could reach
+// what at T", where a rounded boundary answers wrongly.
+func testTimesKeepNanoseconds(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	same := func(what string, got, want time.Time) {
+		t.Helper()
+		if got.UnixNano() != want.UnixNano() || got.IsZero() != want.IsZero() {
+			t.Errorf("%s = %s, want %s", what, got.Format(time.RFC3339Nano), want.Format(time.RFC3339Nano))
+		}
+	}
+	c.Advance(987654321 * time.Nanosecond)
+	created := c.Now()
+	u := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	c.Advance(time.Nanosecond)
+	joined := c.Now()
+	must(s.AddMember(ctx, g.ID, u.ID, "admin"))(t)
+	c.Advance(time.Nanosecond)
+	modified := c.Now()
+	must(s.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) { u.Email = "a@example.com"; return u, nil }))(t)
+	got := must(s.GetUser(ctx, u.ID))(t)
+	same("user created", got.Created, created)
+	same("user modified", got.Modified, modified)
+	same("user by name created", must(s.GetUserByName(ctx, "alice"))(t).Created, created)
+	same("group created", must(s.GetGroup(ctx, g.ID))(t).Created, created)
+	c.Advance(time.Nanosecond)
+	left := c.Now()
+	if err := s.RemoveMember(ctx, g.ID, u.ID, "admin"); err != nil {
+		t.Fatal(err)
+	}
+	h := must(s.MembershipHistory(ctx, "analysts"))(t)
+	if len(h) != 1 {
+		t.Fatalf("history = %+v", h)
+	}
+	same("joined", h[0].Joined, joined)
+	same("left", h[0].Left, left)
+	if m := must(s.MembershipsAt(ctx, left.Add(-time.Nanosecond)))(t); len(m) != 1 {
+		t.Errorf("a nanosecond before leaving: %+v", m)
+	}
+	if m := must(s.MembershipsAt(ctx, left))(t); len(m) != 0 {
+		t.Errorf("at the nanosecond of leaving: %+v", m)
+	}
+
+	sessionCreated := c.Now().Add(3 * time.Nanosecond)
+	expires := c.Now().Add(8*time.Hour + 7*time.Nanosecond)
+	revoked := c.Now().Add(time.Hour + 11*time.Nanosecond)
+	ss := must(s.CreateSession(ctx, identity.Session{User: "alice", Created: sessionCreated, Expires: expires}, []byte("hash-1")))(t)
+	if err := s.RevokeSession(ctx, ss.ID, revoked); err != nil {
+		t.Fatal(err)
+	}
+	for name, got := range map[string]identity.Session{
+		"GetSession":       must(s.GetSession(ctx, ss.ID))(t),
+		"GetSessionByHash": must(s.GetSessionByHash(ctx, []byte("hash-1")))(t),
+		"ListSessions":     must(s.ListSessions(ctx, "alice"))(t)[0],
+	} {
+		same(name+" created", got.Created, sessionCreated)
+		same(name+" expires", got.Expires, expires)
+		same(name+" revoked", got.Revoked, revoked)
+	}
+
+	tokExpires := c.Now().Add(24*time.Hour + 13*time.Nanosecond)
+	tok := must(s.CreateProvisioningToken(ctx, identity.ProvisioningToken{Name: "idp", Created: c.Now(), Expires: tokExpires}, []byte("t1")))(t)
+	used := c.Now().Add(17 * time.Nanosecond)
+	if err := s.TouchProvisioningToken(ctx, tok.ID, used); err != nil {
+		t.Fatal(err)
+	}
+	gotTok := must(s.GetProvisioningTokenByHash(ctx, []byte("t1")))(t)
+	same("token created", gotTok.Created, tok.Created)
+	same("token expires", gotTok.Expires, tokExpires)
+	same("token last used", gotTok.LastUsed, used)
+	same("token revoked", gotTok.Revoked, time.Time{})
+
+	loaded := c.Now().Add(19 * time.Nanosecond)
+	must(s.AddConfigVersion(ctx, store.ConfigVersion{Loaded: loaded, Digest: "d", Rules: []byte("{}")}))(t)
+	same("config loaded", must(s.ConfigVersionAt(ctx, loaded))(t).Loaded, loaded)
+	_, err := s.ConfigVersionAt(ctx, loaded.Add(-time.Nanosecond))
+	wantErr(t, err, store.ErrNotFound)
+
+	// Audit times, including ones far from the clock: an event's time is
+	// whatever the writer says, and the hash covers it whole.
+	times := []time.Time{
+		c.Now().Add(1),
+		c.Now().Add(2),
+		time.Date(1999, 12, 31, 23, 59, 59, 999999999, time.UTC),
+		time.Date(2200, 6, 1, 0, 0, 0, 1, time.UTC),
+	}
+	var events []store.AuditEvent
+	for i, at := range times {
+		events = append(events, store.AuditEvent{Seq: int64(i + 1), Time: at, Type: "x", PrevHash: []byte{byte(i)}, Hash: []byte{byte(i + 1)}})
+	}
+	if err := s.AppendAudit(ctx, events); err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range must(s.ListAudit(ctx, store.AuditQuery{}))(t) {
+		same(fmt.Sprintf("audit event %d time", e.Seq), e.Time, times[i])
+	}
+	same("last audit time", must(s.LastAudit(ctx))(t).Time, times[len(times)-1])
+	seqs := func(q store.AuditQuery) []int64 {
+		var out []int64
+		for _, e := range must(s.ListAudit(ctx, q))(t) {
+			out = append(out, e.Seq)
+		}
+		return out
+	}
+	if got := seqs(store.AuditQuery{Since: times[1]}); !slices.Equal(got, []int64{2, 4}) {
+		t.Errorf("since the second event's nanosecond: %v", got)
+	}
+	if got := seqs(store.AuditQuery{Since: times[0], Until: times[1]}); !slices.Equal(got, []int64{1}) {
+		t.Errorf("until the second event's nanosecond: %v", got)
+	}
+}
+
+// concurrency is how many writers the concurrency tests run at once.
+const concurrency = 16
+
+// parallel runs fn(i) for i in [0, n) at once and fails on any error.
+func parallel(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			if err := fn(i); err != nil {
+				errs <- fmt.Errorf("writer %d: %w", i, err)
+			}
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+}
+
+// testConcurrentUserUpdates: updates of one user at once are applied one
+// after the other, each to what the one before stored: none is lost and
+// the version counts every one.
+func testConcurrentUserUpdates(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	u := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true, Attributes: map[string]string{"n": "0"}}))(t)
+	increment := func(st store.Store) func(int) error {
+		return func(int) error {
+			_, err := st.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) {
+				n, err := strconv.Atoi(u.Attributes["n"])
+				if err != nil {
+					return u, err
+				}
+				u.Attributes["n"] = strconv.Itoa(n + 1)
+				return u, nil
+			})
+			return err
+		}
+	}
+	parallel(t, concurrency, increment(s))
+	got := must(s.GetUser(ctx, u.ID))(t)
+	if got.Version != 1+concurrency || got.Attributes["n"] != strconv.Itoa(concurrency) {
+		t.Fatalf("after %d concurrent updates: version %d, counter %s", concurrency, got.Version, got.Attributes["n"])
+	}
+}
+
+// testConcurrentGroupUpdates: group updates at once, each adding its own
+// member, all land: every member, one history entry each, and a version
+// that counts every update.
+func testConcurrentGroupUpdates(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "team"}))(t)
+	var ids []string
+	for i := range concurrency {
+		ids = append(ids, must(s.CreateUser(ctx, identity.User{UserName: fmt.Sprintf("u%02d", i), Active: true}))(t).ID)
+	}
+	parallel(t, concurrency, func(i int) error {
+		_, err := s.UpdateGroup(ctx, g.ID, "scim:test", func(g identity.Group) (identity.Group, store.MemberChange, error) {
+			g.ExternalID = g.ExternalID + "x"
+			return g, store.MemberChange{Add: []string{ids[i]}}, nil
+		})
+		return err
+	})
+	got := must(s.GetGroup(ctx, g.ID))(t)
+	if got.Version != 1+concurrency || len(got.ExternalID) != concurrency {
+		t.Fatalf("after %d concurrent updates: version %d, external id %q", concurrency, got.Version, got.ExternalID)
+	}
+	if m := must(s.ListMembers(ctx, g.ID))(t); len(m) != concurrency {
+		t.Fatalf("%d members, want %d", len(m), concurrency)
+	}
+	if h := must(s.MembershipHistory(ctx, "team"))(t); len(h) != concurrency {
+		t.Fatalf("%d history entries, want %d", len(h), concurrency)
+	}
+	// A replacing update and additions at once: whatever the order, the
+	// history agrees with the members.
+	parallel(t, concurrency, func(i int) error {
+		if i == 0 {
+			_, err := s.UpdateGroup(ctx, g.ID, "scim:test", func(g identity.Group) (identity.Group, store.MemberChange, error) {
+				return g, store.MemberChange{Replace: true, Set: ids[:1]}, nil
+			})
+			return err
+		}
+		_, err := s.AddMember(ctx, g.ID, ids[i], "admin")
+		return err
+	})
+	members := must(s.ListMembers(ctx, g.ID))(t)
+	var open int
+	for _, m := range must(s.MembershipHistory(ctx, "team"))(t) {
+		if m.Left.IsZero() {
+			open++
+		}
+	}
+	if open != len(members) {
+		t.Fatalf("%d open memberships in the history, %d members", open, len(members))
+	}
+}
+
+// testConcurrentAddSameMember: adding the same person at once makes one
+// membership, reported added once.
+func testConcurrentAddSameMember(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	u := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(s.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	var mu sync.Mutex
+	var added int
+	parallel(t, concurrency, func(int) error {
+		ok, err := s.AddMember(ctx, g.ID, u.ID, "admin")
+		if ok {
+			mu.Lock()
+			added++
+			mu.Unlock()
+		}
+		return err
+	})
+	if added != 1 {
+		t.Fatalf("AddMember reported added %d times", added)
+	}
+	if h := must(s.MembershipHistory(ctx, "analysts"))(t); len(h) != 1 {
+		t.Fatalf("history = %+v", h)
+	}
+}
+
+// testConcurrentCreateSameName: of users created at once under one name
+// (in any case), exactly one is created and the rest already exist.
+func testConcurrentCreateSameName(t *testing.T, s store.Store, _ *Clock) {
+	ctx := context.Background()
+	var mu sync.Mutex
+	var created int
+	parallel(t, concurrency, func(i int) error {
+		name := "alice"
+		if i%2 == 1 {
+			name = "ALICE"
+		}
+		_, err := s.CreateUser(ctx, identity.User{UserName: name, Active: true})
+		if errors.Is(err, store.ErrAlreadyExists) {
+			return nil
+		}
+		if err == nil {
+			mu.Lock()
+			created++
+			mu.Unlock()
+		}
+		return err
+	})
+	if created != 1 {
+		t.Fatalf("%d users created under one name", created)
+	}
+}
+
+// FeedBound is how long a change committed through one handle may take to
+// reach a watcher on another. It covers a backend's polling safety net,
+// not only its fast path, so that a lost wake-up still passes.
+const FeedBound = 3 * time.Second
+
+// RunShared runs the part of the suite that needs two handles on one
+// backing store, as two servers sharing a database have. open must return
+// two handles on the same fresh, empty store, both reading time from
+// clock. A backend whose change feed stays inside one process (SQLite)
+// does not run it.
+func RunShared(t *testing.T, open func(t *testing.T, clock *Clock) (a, b store.Store)) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, a, b store.Store, c *Clock)
+	}{
+		{"FeedAcrossHandles", testFeedAcrossHandles},
+		{"ReadAfterFeedAcrossHandles", testReadAfterFeed},
+		{"ConcurrentUpdatesAcrossHandles", testConcurrentAcrossHandles},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock()
+			a, b := open(t, c)
+			t.Cleanup(func() { a.Close(); b.Close() })
+			tt.fn(t, a, b, c)
+		})
+	}
+}
+
+// next returns the next change on feed other than a Resync (which a
+// backend may send after reconnecting), failing after FeedBound.
+func next(t *testing.T, feed <-chan store.Change, what string) store.Change {
+	t.Helper()
+	deadline := time.After(FeedBound)
+	for {
+		select {
+		case ch, ok := <-feed:
+			if !ok {
+				t.Fatalf("feed closed waiting for %s", what)
+			}
+			if ch.Kind == store.Resync {
+				continue
+			}
+			return ch
+		case <-deadline:
+			t.Fatalf("%s not delivered within %s", what, FeedBound)
+		}
+	}
+}
+
+// testFeedAcrossHandles: a change committed through one handle reaches a
+// watcher on the other, in commit order, and a watcher on the writing
+// handle too.
+func testFeedAcrossHandles(t *testing.T, a, b store.Store, _ *Clock) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	onA, onB := a.Watch(ctx), b.Watch(ctx)
+	began := time.Now()
+	u := must(a.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(a.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	must(a.AddMember(ctx, g.ID, u.ID, "admin"))(t)
+	want := []store.Change{
+		{Kind: store.UserChanged, User: "alice"},
+		{Kind: store.GroupChanged, Group: "analysts"},
+		{Kind: store.MembershipChanged, User: "alice", Group: "analysts"},
+	}
+	for name, feed := range map[string]<-chan store.Change{"the writer's": onA, "the other handle's": onB} {
+		for i, w := range want {
+			got := next(t, feed, fmt.Sprintf("change %d on %s feed", i, name))
+			if got.At.IsZero() {
+				t.Errorf("change %d on %s feed does not say when it committed", i, name)
+			}
+			got.At = time.Time{}
+			if got != w {
+				t.Fatalf("change %d on %s feed = %+v, want %+v", i, name, got, w)
+			}
+		}
+	}
+	t.Logf("three changes reached both handles in %s", time.Since(began))
+	// And the other way.
+	began = time.Now()
+	must(b.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) { u.Active = false; return u, nil }))(t)
+	if got := next(t, onA, "a change made through the other handle"); got.Kind != store.UserChanged || got.User != "alice" {
+		t.Fatalf("change = %+v", got)
+	}
+	t.Logf("a change through the second handle reached the first in %s", time.Since(began))
+	// A failed change publishes nothing anywhere.
+	_, _ = b.CreateUser(ctx, identity.User{UserName: "alice"})
+	for _, feed := range []<-chan store.Change{onA, onB} {
+		for {
+			var extra *store.Change
+			select {
+			case ch := <-feed:
+				extra = &ch
+			case <-time.After(100 * time.Millisecond):
+			}
+			if extra == nil {
+				break
+			}
+			// The update above is still on b's own feed.
+			if extra.Kind == store.UserChanged && extra.User == "alice" && feed == onB {
+				continue
+			}
+			if extra.Kind != store.Resync {
+				t.Fatalf("unexpected change %+v", *extra)
+			}
+		}
+	}
+}
+
+// testReadAfterFeed: a handle that has heard of a change on its feed reads
+// what the change wrote, never what it replaced, whatever it caches.
+func testReadAfterFeed(t *testing.T, a, b store.Store, c *Clock) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	u := must(a.CreateUser(ctx, identity.User{UserName: "alice", Active: true}))(t)
+	g := must(a.CreateGroup(ctx, identity.Group{Name: "analysts"}))(t)
+	ss := must(a.CreateSession(ctx, identity.Session{User: "alice", Expires: c.Now().Add(time.Hour)}, []byte("hash-1")))(t)
+	// Warm whatever b keeps.
+	if got := must(b.GetUserByName(ctx, "alice"))(t); !got.Active {
+		t.Fatalf("b reads %+v", got)
+	}
+	if gs := must(b.GroupsOf(ctx, u.ID))(t); len(gs) != 0 {
+		t.Fatalf("b reads groups %+v", gs)
+	}
+	if got := must(b.GetSession(ctx, ss.ID))(t); !got.Revoked.IsZero() {
+		t.Fatalf("b reads session %+v", got)
+	}
+	feed := b.Watch(ctx)
+	must(a.AddMember(ctx, g.ID, u.ID, "admin"))(t)
+	next(t, feed, "the membership")
+	if gs := must(b.GroupsOf(ctx, u.ID))(t); len(gs) != 1 {
+		t.Fatalf("after the membership reached b's feed, b reads groups %+v", gs)
+	}
+	must(a.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) { u.Active = false; return u, nil }))(t)
+	next(t, feed, "the disabling")
+	if got := must(b.GetUserByName(ctx, "alice"))(t); got.Active || got.Version != 2 {
+		t.Fatalf("after the disabling reached b's feed, b reads %+v", got)
+	}
+	if got := must(b.GetSession(ctx, ss.ID))(t); got.Revoked.IsZero() {
+		t.Fatalf("after the disabling reached b's feed, b reads session %+v", got)
+	}
+}
+
+// testConcurrentAcrossHandles: updates of one user through two handles at
+// once lose nothing, as with one.
+func testConcurrentAcrossHandles(t *testing.T, a, b store.Store, _ *Clock) {
+	ctx := context.Background()
+	u := must(a.CreateUser(ctx, identity.User{UserName: "alice", Active: true, Attributes: map[string]string{"n": "0"}}))(t)
+	parallel(t, concurrency, func(i int) error {
+		st := a
+		if i%2 == 1 {
+			st = b
+		}
+		_, err := st.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) {
+			n, err := strconv.Atoi(u.Attributes["n"])
+			if err != nil {
+				return u, err
+			}
+			u.Attributes["n"] = strconv.Itoa(n + 1)
+			return u, nil
+		})
+		return err
+	})
+	got := must(b.GetUser(ctx, u.ID))(t)
+	if got.Version != 1+concurrency || got.Attributes["n"] != strconv.Itoa(concurrency) {
+		t.Fatalf("after %d concurrent updates through two handles: version %d, counter %s", concurrency, got.Version, got.Attributes["n"])
+	}
 }
