@@ -29,6 +29,9 @@ const (
 func AuditEventFrom(e store.AuditEvent) (AuditEvent, error) {
 	ae := AuditEvent{Seq: e.Seq, Time: e.Time, Type: e.Type, Actor: e.Actor, User: e.User, Database: e.Database, Access: e.Access,
 		Query: e.Query, Client: e.Client, Reason: e.Reason, SessionID: e.SessionID}
+	if e.Chain != "" {
+		ae.Node, ae.NodeSeq = e.Chain, e.ChainSeq
+	}
 	if len(e.Detail) > 0 {
 		if err := json.Unmarshal(e.Detail, &ae.Detail); err != nil {
 			return ae, fmt.Errorf("audit event %d detail: %w", e.Seq, err)

@@ -71,7 +71,12 @@ type SessionResponse struct {
 
 // AuditEvent is one audit log entry as the API shows it.
 type AuditEvent struct {
-	Seq       int64          `json:"seq"`
+	Seq int64 `json:"seq"`
+	// Node and NodeSeq place the event in the chain of the server that
+	// wrote it, when several servers share the state; both are empty for
+	// a lone server's.
+	Node      string         `json:"node,omitempty"`
+	NodeSeq   int64          `json:"node_seq,omitempty"`
 	Time      time.Time      `json:"time"`
 	Type      string         `json:"type"`
 	Actor     string         `json:"actor,omitempty"`

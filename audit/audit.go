@@ -83,7 +83,7 @@ type Event struct {
 // Appender is the part of the store the log writes to.
 type Appender interface {
 	AppendAudit(ctx context.Context, events []store.AuditEvent) error
-	LastAudit(ctx context.Context) (store.AuditEvent, error)
+	ChainHead(ctx context.Context, chain string) (store.AuditEvent, error)
 }
 
 // Log records events. Create it with Open; stop it with Close.
@@ -110,10 +110,12 @@ type Log struct {
 
 	// failing holds the error of the last write while writes fail.
 	failing atomic.Pointer[error]
-	// seq and prev are owned by the writer goroutine, or by Shutdown
-	// once it took over from a writer stuck in the store.
-	seq  int64
-	prev []byte
+	// chain is the chain this log appends to. seq and prev are owned by
+	// the writer goroutine, or by Shutdown once it took over from a
+	// writer stuck in the store.
+	chain string
+	seq   int64
+	prev  []byte
 
 	// writeCtx is what writes run under. Shutdown cancels it and closes
 	// abandon when its deadline passes: the writer then stops retrying
@@ -153,32 +155,48 @@ const (
 	groupCommitLinger = 10 * time.Millisecond
 )
 
-// Open continues the chain from the newest stored event and starts the
+// Option tunes Open.
+type Option func(*Log)
+
+// WithChain makes the log append to the named chain: each server that
+// shares a store keeps its own. The default is the unnamed chain of a lone
+// server.
+func WithChain(name string) Option { return func(l *Log) { l.chain = name } }
+
+// Open continues the chain from its newest stored event and starts the
 // writer. logger must not be nil; now is the clock, nil meaning time.Now.
-func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() time.Time) (*Log, error) {
+func Open(ctx context.Context, app Appender, logger *slog.Logger, now func() time.Time, opts ...Option) (*Log, error) {
 	if now == nil {
 		now = time.Now
 	}
 	l := &Log{app: app, logger: logger, now: now, ch: make(chan request, queueLen), done: make(chan struct{}), flushing: make(chan struct{}, 1),
 		abandon: make(chan struct{})}
+	for _, o := range opts {
+		o(l)
+	}
 	l.writeCtx, l.cancelWrite = context.WithCancel(context.Background())
 	l.drained = sync.NewCond(&l.queuedMu)
-	last, err := app.LastAudit(ctx)
+	last, err := app.ChainHead(ctx, l.chain)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		l.prev = genesis()
+		l.prev = genesis(l.chain)
 	case err != nil:
 		return nil, fmt.Errorf("open audit log: %w", err)
 	default:
-		l.seq, l.prev = last.Seq, last.Hash
+		l.seq, l.prev = last.ChainSeq, last.Hash
 	}
 	go l.run()
 	return l, nil
 }
 
-// genesis is the PrevHash of the first event.
-func genesis() []byte {
-	h := sha256.Sum256([]byte("keygate audit log"))
+// genesis is the PrevHash of a chain's first event. A named chain's
+// names it, so that no event can be moved from one chain to another.
+func genesis(chain string) []byte {
+	seed := "keygate audit log"
+	if chain != "" {
+		seed += "\x00" + chain
+	}
+	h := sha256.Sum256([]byte(seed))
 	return h[:]
 }
 
@@ -335,7 +353,7 @@ func (l *Log) add(batch []store.AuditEvent, waiting []chan struct{}, r request) 
 		return batch, append(waiting, r.flushed)
 	}
 	l.seq++
-	e := toStored(l.seq, r.ev)
+	e := toStored(l.chain, l.seq, r.ev)
 	e.PrevHash = l.prev
 	e.Hash = Hash(e)
 	l.prev = e.Hash
@@ -375,7 +393,7 @@ func (l *Log) write(batch []store.AuditEvent) bool {
 		l.pendMu.Unlock()
 		if takenOver {
 			if err == nil {
-				l.logger.Error("audit events stored after shutdown gave up on the store; they are also in the spill file", "first_seq", batch[0].Seq, "last_seq", batch[len(batch)-1].Seq)
+				l.logger.Error("audit events stored after shutdown gave up on the store; they are also in the spill file", "first_seq", batch[0].ChainSeq, "last_seq", batch[len(batch)-1].ChainSeq)
 			}
 			return false
 		}
@@ -406,9 +424,10 @@ func release(waiting []chan struct{}) {
 	}
 }
 
-func toStored(seq int64, e Event) store.AuditEvent {
+func toStored(chain string, seq int64, e Event) store.AuditEvent {
 	s := store.AuditEvent{
-		Seq:       seq,
+		Chain:     chain,
+		ChainSeq:  seq,
 		Time:      e.Time.UTC(),
 		Type:      e.Type,
 		Actor:     redact(e.Actor),
@@ -457,7 +476,10 @@ func truncate(s string, n int) string {
 func isRuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // Hash computes an event's chain hash from its fields and PrevHash. Every
-// field is length-prefixed so that no two different events hash alike.
+// field is length-prefixed so that no two different events hash alike. It
+// covers the event's place in its chain, not its position in the log,
+// which the store gives after the hash is made; a named chain's name is
+// covered too (the unnamed chain's events hash as they always did).
 func Hash(e store.AuditEvent) []byte {
 	h := sha256.New()
 	var buf [8]byte
@@ -467,7 +489,7 @@ func Hash(e store.AuditEvent) []byte {
 		h.Write(b)
 	}
 	writeBytes(e.PrevHash)
-	binary.BigEndian.PutUint64(buf[:], uint64(e.Seq))
+	binary.BigEndian.PutUint64(buf[:], uint64(e.ChainSeq))
 	h.Write(buf[:])
 	binary.BigEndian.PutUint64(buf[:], uint64(e.Time.UnixNano()))
 	h.Write(buf[:])
@@ -475,6 +497,9 @@ func Hash(e store.AuditEvent) []byte {
 		writeBytes([]byte(f))
 	}
 	writeBytes(e.Detail)
+	if e.Chain != "" {
+		writeBytes([]byte(e.Chain))
+	}
 	return h.Sum(nil)
 }
 
@@ -483,30 +508,51 @@ type Lister interface {
 	ListAudit(ctx context.Context, q store.AuditQuery) ([]store.AuditEvent, error)
 }
 
-// Verify walks the whole chain and reports the first event whose hash, link
-// or sequence number is wrong. It returns the number of events checked.
+// Verify walks the whole log, every chain in it, and reports the first
+// event whose hash, link or number is wrong, or a position missing from
+// the log. It returns the number of events checked.
 func Verify(ctx context.Context, l Lister) (int64, error) {
-	prev := genesis()
-	var seq int64
+	type link struct {
+		seq  int64
+		hash []byte
+	}
+	chains := map[string]link{}
+	var pos int64
 	for {
-		events, err := l.ListAudit(ctx, store.AuditQuery{AfterSeq: seq, Limit: 5000})
+		events, err := l.ListAudit(ctx, store.AuditQuery{AfterSeq: pos, Limit: 5000})
 		if err != nil {
-			return seq, fmt.Errorf("verify audit log: %w", err)
+			return pos, fmt.Errorf("verify audit log: %w", err)
 		}
 		if len(events) == 0 {
-			return seq, nil
+			return pos, nil
 		}
 		for _, e := range events {
-			if e.Seq != seq+1 {
-				return seq, fmt.Errorf("audit log broken after event %d: next stored event is %d", seq, e.Seq)
+			if e.Seq != pos+1 {
+				return pos, fmt.Errorf("audit log broken after event %d: next stored event is %d", pos, e.Seq)
 			}
-			if string(e.PrevHash) != string(prev) {
-				return seq, fmt.Errorf("audit log broken at event %d: it does not link to event %d", e.Seq, seq)
+			last, ok := chains[e.Chain]
+			if !ok {
+				last.hash = genesis(e.Chain)
+			}
+			if e.ChainSeq != last.seq+1 {
+				return pos, fmt.Errorf("audit log broken at event %d: it is number %d of %s, whose previous event was number %d", e.Seq, e.ChainSeq, chainName(e.Chain), last.seq)
+			}
+			if string(e.PrevHash) != string(last.hash) {
+				return pos, fmt.Errorf("audit log broken at event %d: it does not link to event %d of %s", e.Seq, last.seq, chainName(e.Chain))
 			}
 			if string(Hash(e)) != string(e.Hash) {
-				return seq, fmt.Errorf("audit log broken at event %d: its content does not match its hash", e.Seq)
+				return pos, fmt.Errorf("audit log broken at event %d: its content does not match its hash", e.Seq)
 			}
-			prev, seq = e.Hash, e.Seq
+			chains[e.Chain] = link{e.ChainSeq, e.Hash}
+			pos = e.Seq
 		}
 	}
+}
+
+// chainName names a chain for a message.
+func chainName(chain string) string {
+	if chain == "" {
+		return "the chain"
+	}
+	return "node " + chain + "'s chain"
 }

@@ -60,9 +60,25 @@ func (m *memStore) AppendAudit(ctx context.Context, events []store.AuditEvent) e
 		return errors.New("disk full")
 	}
 	for _, e := range events {
-		m.events = append(m.events, cloneEvent(e))
+		e = cloneEvent(e)
+		e.Seq = int64(len(m.events) + 1)
+		m.events = append(m.events, e)
 	}
 	return nil
+}
+
+func (m *memStore) ChainHead(ctx context.Context, chain string) (store.AuditEvent, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.lastErr != nil {
+		return store.AuditEvent{}, m.lastErr
+	}
+	for _, e := range slices.Backward(m.events) {
+		if e.Chain == chain {
+			return cloneEvent(e), nil
+		}
+	}
+	return store.AuditEvent{}, fmt.Errorf("empty: %w", store.ErrNotFound)
 }
 
 func (m *memStore) LastAudit(ctx context.Context) (store.AuditEvent, error) {
@@ -328,18 +344,20 @@ func TestVerifyFindsReorderedEvents(t *testing.T) {
 		m := chain(t, 5)
 		m.events[1], m.events[2] = m.events[2], m.events[1]
 		m.events[1].Seq, m.events[2].Seq = 2, 3
+		m.events[1].ChainSeq, m.events[2].ChainSeq = 2, 3
 		verifyFails(t, m, "event 2")
 	})
 	t.Run("inserted", func(t *testing.T) {
 		m := chain(t, 5)
 		forged := m.events[1]
-		forged.Seq = 3
+		forged.Seq, forged.ChainSeq = 3, 3
 		forged.PrevHash = m.events[1].Hash
 		forged.Query = "SELECT forged"
 		forged.Hash = Hash(forged)
 		rest := slices.Clone(m.events[2:])
 		for i := range rest {
 			rest[i].Seq++
+			rest[i].ChainSeq++
 		}
 		m.events = append(append(m.events[:2:2], forged), rest...)
 		verifyFails(t, m, "event 4", "does not link to event 3")
@@ -643,7 +661,8 @@ func TestHashCoversEveryField(t *testing.T) {
 		t.Error("Hash depends on the Hash field")
 	}
 	variants := map[string]func(e *store.AuditEvent){
-		"seq":        func(e *store.AuditEvent) { e.Seq++ },
+		"seq":        func(e *store.AuditEvent) { e.ChainSeq++ },
+		"chain":      func(e *store.AuditEvent) { e.Chain = "b" },
 		"time":       func(e *store.AuditEvent) { e.Time = e.Time.Add(1) },
 		"type":       func(e *store.AuditEvent) { e.Type = "x" },
 		"actor":      func(e *store.AuditEvent) { e.Actor = "x" },
@@ -849,4 +868,71 @@ func TestQueuedTextIsBounded(t *testing.T) {
 	if n := len(m.snapshot()); n != 16 {
 		t.Fatalf("stored %d events, want 16", n)
 	}
+}
+
+// Servers sharing a store each append to a chain of their own, their
+// events interleaved in the log; Verify walks every chain, and an edit or
+// a removal in one names that chain.
+func TestVerifyWalksEveryChain(t *testing.T) {
+	twoChains := func(t *testing.T) *memStore {
+		t.Helper()
+		m := &memStore{}
+		a, err := Open(context.Background(), m, quietLogger(), func() time.Time { return epoch }, WithChain("a"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := Open(context.Background(), m, quietLogger(), func() time.Time { return epoch }, WithChain("b"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 6 {
+			a.Record(fullEvent(i))
+			flush(t, a)
+			b.Record(fullEvent(i))
+			flush(t, b)
+		}
+		a.Close()
+		b.Close()
+		if n, err := Verify(context.Background(), m); err != nil || n != 12 {
+			t.Fatalf("two untouched chains: Verify = %d, %v; want 12", n, err)
+		}
+		return m
+	}
+	m := twoChains(t)
+	for i, e := range m.events {
+		want := map[bool]string{true: "a", false: "b"}[i%2 == 0]
+		if e.Chain != want || e.ChainSeq != int64(i/2+1) || e.Seq != int64(i+1) {
+			t.Fatalf("event %d: chain %q number %d position %d", i, e.Chain, e.ChainSeq, e.Seq)
+		}
+	}
+	// A chain reopened continues where it stopped.
+	b, err := Open(context.Background(), m, quietLogger(), func() time.Time { return epoch }, WithChain("b"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Record(fullEvent(7))
+	flush(t, b)
+	b.Close()
+	if last := m.events[len(m.events)-1]; last.ChainSeq != 7 || !bytes.Equal(last.PrevHash, m.events[11].Hash) {
+		t.Errorf("reopened chain b: number %d, links to its last event: %v", last.ChainSeq, bytes.Equal(last.PrevHash, m.events[11].Hash))
+	}
+
+	t.Run("edited", func(t *testing.T) {
+		m := twoChains(t)
+		m.events[5].Query = "SELECT edited"
+		verifyFails(t, m, "event 6", "hash")
+	})
+	t.Run("removed and renumbered", func(t *testing.T) {
+		m := twoChains(t)
+		m.events = slices.Delete(m.events, 3, 4)
+		for i := range m.events[3:] {
+			m.events[3+i].Seq--
+		}
+		verifyFails(t, m, "event 5", "number 3 of node b's chain", "previous event was number 1")
+	})
+	t.Run("moved to another chain", func(t *testing.T) {
+		m := twoChains(t)
+		m.events[10].Chain = "b"
+		verifyFails(t, m, "event 11")
+	})
 }

@@ -77,7 +77,7 @@ func (l *Log) Shutdown(ctx context.Context, spillDir string) (string, error) {
 		return "", fmt.Errorf("audit events could not be stored, nor spilled: %w", err)
 	}
 	l.logger.Error("audit events could not be stored before shutdown; they are kept in a spill file, outside the audit log's chain",
-		"file", path, "events", len(events), "first_seq", events[0].Seq, "last_seq", events[len(events)-1].Seq)
+		"file", path, "events", len(events), "first_seq", events[0].ChainSeq, "last_seq", events[len(events)-1].ChainSeq)
 	return path, nil
 }
 
@@ -145,6 +145,9 @@ func (l *Log) takeOver() {
 // spilled is one line of a spill file: the stored event, byte for byte,
 // so that its hash can be checked.
 type spilled struct {
+	// Chain and Seq place the event in its chain: the position in the
+	// whole log is given when the event is stored.
+	Chain     string    `json:"chain,omitempty"`
 	Seq       int64     `json:"seq"`
 	Time      time.Time `json:"time"`
 	Type      string    `json:"type"`
@@ -163,7 +166,7 @@ type spilled struct {
 }
 
 func toSpilled(e store.AuditEvent) spilled {
-	return spilled{Seq: e.Seq, Time: e.Time.UTC(), Type: e.Type, Actor: e.Actor, User: e.User, Database: e.Database, Access: e.Access,
+	return spilled{Chain: e.Chain, Seq: e.ChainSeq, Time: e.Time.UTC(), Type: e.Type, Actor: e.Actor, User: e.User, Database: e.Database, Access: e.Access,
 		Client: e.Client, SessionID: e.SessionID, Query: e.Query, Reason: e.Reason, Detail: string(e.Detail),
 		PrevHash: hex.EncodeToString(e.PrevHash), Hash: hex.EncodeToString(e.Hash)}
 }
@@ -213,7 +216,7 @@ func ReadSpill(path string) ([]store.AuditEvent, error) {
 		if err := dec.Decode(&s); err != nil {
 			return nil, fmt.Errorf("read spill file %s: event %d: %w", path, len(out)+1, err)
 		}
-		e := store.AuditEvent{Seq: s.Seq, Time: s.Time, Type: s.Type, Actor: s.Actor, User: s.User, Database: s.Database, Access: s.Access,
+		e := store.AuditEvent{Chain: s.Chain, ChainSeq: s.Seq, Time: s.Time, Type: s.Type, Actor: s.Actor, User: s.User, Database: s.Database, Access: s.Access,
 			Client: s.Client, SessionID: s.SessionID, Query: s.Query, Reason: s.Reason}
 		if s.Detail != "" {
 			e.Detail = []byte(s.Detail)

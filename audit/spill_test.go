@@ -62,15 +62,15 @@ func checkSpill(t *testing.T, path string, stored []store.AuditEvent, n int) []s
 	if len(got) != n {
 		t.Fatalf("spill file holds %d events, want %d", len(got), n)
 	}
-	prev, seq := genesis(), int64(0)
+	prev, seq := genesis(""), int64(0)
 	if len(stored) > 0 {
-		prev, seq = stored[len(stored)-1].Hash, stored[len(stored)-1].Seq
+		prev, seq = stored[len(stored)-1].Hash, stored[len(stored)-1].ChainSeq
 	}
 	for _, e := range got {
-		if e.Seq != seq+1 || !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(Hash(e), e.Hash) {
-			t.Fatalf("spilled event %d does not continue the chain after %d, or its hash is wrong", e.Seq, seq)
+		if e.ChainSeq != seq+1 || !bytes.Equal(e.PrevHash, prev) || !bytes.Equal(Hash(e), e.Hash) {
+			t.Fatalf("spilled event %d does not continue the chain after %d, or its hash is wrong", e.ChainSeq, seq)
 		}
-		prev, seq = e.Hash, e.Seq
+		prev, seq = e.Hash, e.ChainSeq
 	}
 	return got
 }

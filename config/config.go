@@ -65,6 +65,9 @@ type Config struct {
 	Administrators Administrators `yaml:"administrators"`
 	// Report holds the targets keygate report measures against.
 	Report Report `yaml:"report"`
+	// State says where the state lives: SQLite in data_dir, or a
+	// PostgreSQL database several servers share.
+	State State `yaml:"state"`
 
 	// path is the file the config was read from; relative paths in the file
 	// are resolved against its directory.
@@ -591,6 +594,7 @@ func (c *Config) validate() error {
 	errs = append(errs, c.validateAccess(dbs)...)
 	errs = append(errs, c.validateAudit()...)
 	errs = append(errs, c.validateAdministrators()...)
+	errs = append(errs, c.validateState()...)
 	errs = append(errs, c.validateReport()...)
 	errs = append(errs, c.SSO.validate(c)...)
 	return errors.Join(errs...)

@@ -29,7 +29,7 @@ import (
 // File names inside the PKI directory.
 const (
 	CAFile         = "ca.pem"
-	caKeyFile      = "ca.key"
+	CAKeyFile      = "ca.key"
 	serverCertFile = "server.pem"
 	serverKeyFile  = "server.key"
 )
@@ -163,7 +163,7 @@ func (a *Authority) loadOrCreateCA(now time.Time) error {
 	if err != nil {
 		return fmt.Errorf("read CA: %w", err)
 	}
-	keyPEM, err := os.ReadFile(filepath.Join(a.dir, caKeyFile))
+	keyPEM, err := os.ReadFile(filepath.Join(a.dir, CAKeyFile))
 	if err != nil {
 		return fmt.Errorf("read CA key: %w", err)
 	}
@@ -207,7 +207,7 @@ func (a *Authority) createCA(now time.Time) error {
 		return fmt.Errorf("parse CA certificate: %w", err)
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := writeKey(filepath.Join(a.dir, caKeyFile), key); err != nil {
+	if err := writeKey(filepath.Join(a.dir, CAKeyFile), key); err != nil {
 		return err
 	}
 	if err := atomicfile.WriteFile(filepath.Join(a.dir, CAFile), certPEM, 0o644); err != nil {

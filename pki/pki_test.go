@@ -70,7 +70,7 @@ func TestOpenCreatesFiles(t *testing.T) {
 	}
 	for name, want := range map[string]os.FileMode{
 		CAFile:         0o644,
-		caKeyFile:      0o600,
+		CAKeyFile:      0o600,
 		serverCertFile: 0o644,
 		serverKeyFile:  0o600,
 	} {
@@ -116,7 +116,7 @@ func TestOpenCreatesFiles(t *testing.T) {
 		t.Errorf("CA key is %T, want ECDSA", ca.PublicKey)
 	}
 	// The keys are PKCS#8 PEM.
-	for _, name := range []string{caKeyFile, serverKeyFile} {
+	for _, name := range []string{CAKeyFile, serverKeyFile} {
 		raw, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
 			t.Fatal(err)
@@ -263,7 +263,7 @@ func TestReopenKeepsCAAndCertificate(t *testing.T) {
 	dir := t.TempDir()
 	hosts := []string{"localhost", "127.0.0.1"}
 	a := open(t, dir, hosts, now)
-	caKey := readFile(t, filepath.Join(dir, caKeyFile))
+	caKey := readFile(t, filepath.Join(dir, CAKeyFile))
 	serverPEM := readFile(t, filepath.Join(dir, serverCertFile))
 	serverKey := readFile(t, filepath.Join(dir, serverKeyFile))
 
@@ -283,7 +283,7 @@ func TestReopenKeepsCAAndCertificate(t *testing.T) {
 			t.Errorf("reopen with %v changed the server certificate", h)
 		}
 	}
-	if !bytes.Equal(readFile(t, filepath.Join(dir, caKeyFile)), caKey) ||
+	if !bytes.Equal(readFile(t, filepath.Join(dir, CAKeyFile)), caKey) ||
 		!bytes.Equal(readFile(t, filepath.Join(dir, serverCertFile)), serverPEM) ||
 		!bytes.Equal(readFile(t, filepath.Join(dir, serverKeyFile)), serverKey) {
 		t.Error("reopen rewrote key or certificate files")
@@ -379,7 +379,7 @@ func TestRenewalNearExpiry(t *testing.T) {
 func TestCertificateFromAnotherCAIsReplaced(t *testing.T) {
 	dir := t.TempDir()
 	a := open(t, dir, []string{"localhost"}, now)
-	for _, f := range []string{CAFile, caKeyFile} {
+	for _, f := range []string{CAFile, CAKeyFile} {
 		if err := os.Remove(filepath.Join(dir, f)); err != nil {
 			t.Fatal(err)
 		}
@@ -415,7 +415,7 @@ func TestOpenErrors(t *testing.T) {
 	t.Run("CA key missing", func(t *testing.T) {
 		dir := t.TempDir()
 		open(t, dir, []string{"localhost"}, now)
-		if err := os.Remove(filepath.Join(dir, caKeyFile)); err != nil {
+		if err := os.Remove(filepath.Join(dir, CAKeyFile)); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Open(dir, []string{"localhost"}, now); err == nil {
@@ -426,7 +426,7 @@ func TestOpenErrors(t *testing.T) {
 		dir, other := t.TempDir(), t.TempDir()
 		open(t, dir, []string{"localhost"}, now)
 		open(t, other, []string{"localhost"}, now)
-		if err := os.WriteFile(filepath.Join(dir, caKeyFile), readFile(t, filepath.Join(other, caKeyFile)), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, CAKeyFile), readFile(t, filepath.Join(other, CAKeyFile)), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := Open(dir, []string{"localhost"}, now); err == nil {

@@ -67,20 +67,23 @@ func databaseFiles() []string {
 // keygate's user: a data_dir copied with a loose umask, or written by an
 // older keygate, is tightened, and each change logged. SQLite gives its
 // -wal and -shm files the mode of the database, so the databases are
-// created 0600 before SQLite first opens them.
-func prepareDataDir(dir string, log *slog.Logger) error {
+// created 0600 before SQLite first opens them; sqliteState is false when
+// the state is in a shared database, and no SQLite file is made.
+func prepareDataDir(dir string, sqliteState bool, log *slog.Logger) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create data_dir: %w", err)
 	}
 	if err := tighten(log, dir, 0o700); err != nil {
 		return err
 	}
-	for _, name := range []string{StoreFile, filepath.Base(sqlite.AuditPath(StoreFile))} {
-		f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|os.O_CREATE, 0o600)
-		if err != nil {
-			return fmt.Errorf("create %s: %w", name, err)
+	if sqliteState {
+		for _, name := range []string{StoreFile, filepath.Base(sqlite.AuditPath(StoreFile))} {
+			f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDONLY|os.O_CREATE, 0o600)
+			if err != nil {
+				return fmt.Errorf("create %s: %w", name, err)
+			}
+			f.Close()
 		}
-		f.Close()
 	}
 	var files []dataFile
 	for _, name := range append(databaseFiles(), LockFile) {

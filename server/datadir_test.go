@@ -34,7 +34,7 @@ func TestPrepareDataDirTightens(t *testing.T) {
 		}
 	}
 	var logs bytes.Buffer
-	if err := prepareDataDir(dir, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+	if err := prepareDataDir(dir, true, slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
 		t.Fatal(err)
 	}
 	want := map[string]fs.FileMode{

@@ -43,7 +43,7 @@ func (a *faultyAppender) AppendAudit(_ context.Context, events []store.AuditEven
 	return nil
 }
 
-func (a *faultyAppender) LastAudit(context.Context) (store.AuditEvent, error) {
+func (a *faultyAppender) ChainHead(context.Context, string) (store.AuditEvent, error) {
 	return store.AuditEvent{}, store.ErrNotFound
 }
 

@@ -6,7 +6,9 @@ package server
 
 import (
 	"context"
+	"crypto/rsa"
 	"crypto/sha256"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -36,7 +38,7 @@ import (
 	"github.com/keygate/keygate/scim"
 	"github.com/keygate/keygate/sso"
 	"github.com/keygate/keygate/sso/saml"
-	"github.com/keygate/keygate/store/sqlite"
+	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream"
 	"github.com/keygate/keygate/web"
@@ -54,9 +56,17 @@ const (
 
 // Server is an assembled keygate server with its listeners bound.
 type Server struct {
-	cfg       *config.Config
-	log       *slog.Logger
-	store     *sqlite.Store
+	cfg   *config.Config
+	log   *slog.Logger
+	store store.Store
+	// node names this server's audit chain: "" for a lone server on
+	// SQLite, state.node (or the host name) on a shared state database.
+	node string
+	// secrets mirrors the shared files in data_dir to the state database;
+	// nil on SQLite.
+	secrets   *secretMirror
+	samlKey   *rsa.PrivateKey
+	samlCert  *x509.Certificate
 	audit     *audit.Log
 	ca        *pki.Authority
 	keys      *token.KeySet
@@ -137,38 +147,30 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		}
 		return nil, err
 	}
-	if err := prepareDataDir(dataDir, log); err != nil {
+	if err := prepareDataDir(dataDir, !cfg.State.Shared(), log); err != nil {
 		return nil, err
 	}
 	warnSpills(dataDir, log)
 	now := time.Now
-	if s.store, err = sqlite.Open(ctx, cfg.DataPath(StoreFile), now); err != nil {
+	if err := s.openState(ctx, cfg, dataDir); err != nil {
 		return nil, err
 	}
-	if s.audit, err = audit.Open(ctx, s.store, log, now); err != nil {
+	if s.audit, err = audit.Open(ctx, s.store, log, now, audit.WithChain(s.node)); err != nil {
 		return nil, err
 	}
 	s.events = metrics.NewAuditCounter(s.audit)
 	s.metrics = metrics.NewRegistry()
 	s.metrics.MustRegister(s.events)
-	if s.ca, err = pki.Open(dataDir, cfg.PublicHostnames, now()); err != nil {
-		return nil, err
+	var adminHash [sha256.Size]byte
+	openSecrets := func() error {
+		adminHash, err = s.openSecrets(cfg, dataDir, now())
+		return err
 	}
-	if s.ca.Renewed() {
-		log.Info("issued gateway certificate", "hostnames", cfg.PublicHostnames)
+	if s.secrets != nil {
+		err = s.secrets.sync(ctx, openSecrets)
+	} else {
+		err = openSecrets()
 	}
-	if left := time.Until(s.ca.CAExpires()); left < 365*24*time.Hour {
-		log.Warn("keygate's internal CA expires within a year; plan to replace it and hand clients the new bundle", "expires", s.ca.CAExpires())
-	}
-	if s.keys, err = token.LoadKeys(cfg.DataPath(TokenKeysFile), now()); err != nil {
-		return nil, err
-	}
-	if rotated, err := s.keys.Maintain(now()); err != nil {
-		return nil, err
-	} else if rotated {
-		log.Info("rotated token signing key", "key_ids", s.keys.KeyIDs())
-	}
-	adminHash, err := adminCredential(cfg.DataPath(AdminCredentialFile))
 	if err != nil {
 		return nil, err
 	}
@@ -488,25 +490,25 @@ func (s *Server) upstreamStates() []metrics.UpstreamState {
 }
 
 // maintain rotates the token signing key and renews the gateway
-// certificate on schedule.
+// certificate on schedule and, on a shared state database, takes in what
+// the other servers shared.
 func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(24 * time.Hour)
 	defer t.Stop()
+	var pull <-chan time.Time
+	if s.secrets != nil {
+		p := time.NewTicker(secretsPullEvery)
+		defer p.Stop()
+		pull = p.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if rotated, err := s.keys.Maintain(time.Now()); err != nil {
-				s.log.Error("token key maintenance failed", "err", err)
-			} else if rotated {
-				s.log.Info("rotated token signing key", "key_ids", s.keys.KeyIDs())
-			}
-			if renewed, err := s.ca.Maintain(s.cfg.PublicHostnames, time.Now()); err != nil {
-				s.log.Error("gateway certificate renewal failed", "err", err)
-			} else if renewed {
-				s.log.Info("renewed gateway certificate", "hostnames", s.cfg.PublicHostnames)
-			}
+			s.maintainSecrets(ctx)
+		case <-pull:
+			s.pullSecrets(ctx)
 		}
 	}
 }

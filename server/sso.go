@@ -30,17 +30,13 @@ func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Servi
 	opts := sso.Options{Store: s.store, Audit: s.events, Log: s.log, Now: now, BaseURL: base,
 		SessionDuration: time.Duration(c.SessionDuration), MatchBy: c.MatchBy, JITUsers: c.JITUsers, Browser: s.portal}
 	if m := c.SAML; m != nil {
-		key, cert, err := saml.LoadOrCreateKey(s.cfg.DataPath(SAMLKeyFile), m.EntityID, now())
-		if err != nil {
-			return nil, err
-		}
 		hc, err := providerClient(s.cfg.Resolve(m.CAFile))
 		if err != nil {
 			return nil, fmt.Errorf("sso.saml.ca_file: %w", err)
 		}
 		p, err := saml.New(ctx, saml.Config{EntityID: m.EntityID, ACSURL: base + sso.PathSAMLACS, HTTPClient: hc,
 			MetadataURL: m.IdPMetadataURL, MetadataFile: s.cfg.Resolve(m.IdPMetadataFile), Refresh: time.Duration(m.MetadataRefresh),
-			ClockSkew: time.Duration(c.ClockSkew), Mapping: mapping(m.Attributes), Key: key, Cert: cert, Now: now, Log: s.log, Warn: s.ssoWarning})
+			ClockSkew: time.Duration(c.ClockSkew), Mapping: mapping(m.Attributes), Key: s.samlKey, Cert: s.samlCert, Now: now, Log: s.log, Warn: s.ssoWarning})
 		if err != nil {
 			return nil, fmt.Errorf("sso.saml: %w", err)
 		}

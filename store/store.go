@@ -83,11 +83,14 @@ type Store interface {
 	// TouchProvisioningToken records that a token was used at.
 	TouchProvisioningToken(ctx context.Context, id string, at time.Time) error
 
-	// AppendAudit appends events in order. Events are never updated or
-	// deleted.
+	// AppendAudit appends events of one chain, in order, giving each the
+	// next position in the log (Seq). Events are never updated or deleted.
 	AppendAudit(ctx context.Context, events []AuditEvent) error
 	// LastAudit returns the newest event, or ErrNotFound on an empty log.
 	LastAudit(ctx context.Context) (AuditEvent, error)
+	// ChainHead returns the newest event of chain, or ErrNotFound when
+	// the chain has none.
+	ChainHead(ctx context.Context, chain string) (AuditEvent, error)
 	ListAudit(ctx context.Context, q AuditQuery) ([]AuditEvent, error)
 
 	// AddConfigVersion records a version of the access rules, unless the
@@ -184,8 +187,20 @@ type Change struct {
 
 // AuditEvent is one entry of the append-only audit log. Hash chains each
 // event to the one before it; the audit package computes it.
+//
+// The log is one sequence of positions (Seq) made of hash chains, one per
+// server that writes (Chain; "" for a lone server on SQLite). Each server
+// numbers its own chain (ChainSeq) and links each event to the one before
+// it in that chain, so that servers sharing a store never wait for each
+// other to hash; the store alone orders the log. On SQLite, with its one
+// chain, Seq and ChainSeq are the same.
 type AuditEvent struct {
-	Seq       int64
+	// Seq is the event's position in the whole log, given by the store
+	// when it appends: readers page and follow by it.
+	Seq int64
+	// Chain names the chain, ChainSeq numbers the event within it.
+	Chain     string
+	ChainSeq  int64
 	Time      time.Time
 	Type      string
 	Actor     string
@@ -212,7 +227,7 @@ type AuditQuery struct {
 	Type  string
 	Since time.Time
 	Until time.Time
-	// AfterSeq returns events with a larger sequence number.
+	// AfterSeq returns events at a later position.
 	AfterSeq int64
 	// Limit caps the result; 0 means no limit.
 	Limit int

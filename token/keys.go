@@ -22,16 +22,23 @@ import (
 // Rotation adds a new signing key and keeps the old one for verification
 // until its tokens have expired.
 type KeySet struct {
+	// Propagation is how long a new key only verifies before it signs:
+	// when several servers share the keys, each learns of a key another
+	// made within this time, so none refuses a token signed with it.
+	// Zero for a lone server, whose new key signs at once.
+	Propagation time.Duration
+
 	mu     sync.RWMutex
 	path   string
-	keys   []*signingKey // keys[len-1] signs
+	keys   []*signingKey // oldest first
 	byID   map[string]paseto.V4AsymmetricPublicKey
 	stored keyFile
 }
 
 type signingKey struct {
-	id     string
-	secret paseto.V4AsymmetricSecretKey
+	id      string
+	created time.Time
+	secret  paseto.V4AsymmetricSecretKey
 }
 
 type keyFile struct {
@@ -66,6 +73,43 @@ func LoadKeys(path string, now time.Time) (*KeySet, error) {
 		return nil, fmt.Errorf("read token keys %s: %w", path, err)
 	}
 	return ks, nil
+}
+
+// Reload reads the key set's file again, for a file another server's
+// rotation replaced; it reports whether the keys changed.
+func (ks *KeySet) Reload() (bool, error) {
+	raw, err := os.ReadFile(ks.path)
+	if err != nil {
+		return false, fmt.Errorf("read token keys: %w", err)
+	}
+	var next keyFile
+	if err := json.Unmarshal(raw, &next); err != nil {
+		return false, fmt.Errorf("read token keys %s: %w", ks.path, err)
+	}
+	ks.mu.Lock()
+	defer ks.mu.Unlock()
+	if keyFilesEqual(next, ks.stored) {
+		return false, nil
+	}
+	prev := ks.stored
+	ks.stored = next
+	if err := ks.indexLocked(); err != nil {
+		ks.stored = prev
+		return false, fmt.Errorf("read token keys %s: %w", ks.path, err)
+	}
+	return true, nil
+}
+
+func keyFilesEqual(a, b keyFile) bool {
+	if len(a.Keys) != len(b.Keys) {
+		return false
+	}
+	for i := range a.Keys {
+		if a.Keys[i].ID != b.Keys[i].ID || !a.Keys[i].Created.Equal(b.Keys[i].Created) {
+			return false
+		}
+	}
+	return true
 }
 
 // NewMemoryKeys makes a key set with one fresh key that lives only in memory.
@@ -184,16 +228,27 @@ func (ks *KeySet) indexLocked() error {
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k.ID, err)
 		}
-		keys = append(keys, &signingKey{id: k.ID, secret: secret})
+		keys = append(keys, &signingKey{id: k.ID, created: k.Created, secret: secret})
 		byID[k.ID] = secret.Public()
 	}
 	ks.keys, ks.byID = keys, byID
 	return nil
 }
 
-func (ks *KeySet) current() *signingKey {
+// current is the key that signs: the newest, or with Propagation the
+// newest that every server has had time to learn of.
+func (ks *KeySet) current(now time.Time) *signingKey {
 	ks.mu.RLock()
 	defer ks.mu.RUnlock()
+	if ks.Propagation > 0 {
+		ready := now.Add(-ks.Propagation)
+		for i := len(ks.keys) - 1; i > 0; i-- {
+			if !ks.keys[i].created.After(ready) {
+				return ks.keys[i]
+			}
+		}
+		return ks.keys[0]
+	}
 	return ks.keys[len(ks.keys)-1]
 }
 

@@ -71,7 +71,7 @@ type Issuer struct {
 
 // Mint signs a token for c, filling in ID and IssuedAt. c.Expires must be set.
 func (i *Issuer) Mint(c Claims) (string, Claims, error) {
-	key := i.Keys.current()
+	key := i.Keys.current(i.Now())
 	if c.ID == "" {
 		c.ID = newID()
 	}

@@ -305,7 +305,7 @@ func signRaw(ks *KeySet, implicitAssertion []byte, fn func(*paseto.Token), foote
 	tk := paseto.NewToken()
 	fn(&tk)
 	tk.SetFooter([]byte(footerJSON))
-	return tk.V4Sign(ks.current().secret, implicitAssertion)
+	return tk.V4Sign(ks.current(t0).secret, implicitAssertion)
 }
 
 func goodClaims(tk *paseto.Token) {
@@ -596,6 +596,50 @@ func TestRotate(t *testing.T) {
 	}
 }
 
+// Servers sharing the keys: a key one of them adds only verifies until
+// Propagation has passed, time for the others to read it (Reload), and
+// then signs.
+func TestPropagationAndReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	a, err := LoadKeys(path, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := LoadKeys(path, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Propagation, b.Propagation = 2*time.Minute, 2*time.Minute
+	if changed, err := b.Reload(); err != nil || changed {
+		t.Fatalf("Reload of an unchanged file = %v, %v", changed, err)
+	}
+	oldID := a.KeyIDs()[0]
+	if err := a.Rotate(t0.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	newID := a.KeyIDs()[1]
+	if tok, _ := mint(t, a, t0.Add(time.Hour+time.Minute), 15*time.Minute); kidOf(t, tok) != oldID {
+		t.Errorf("a key a minute old signs; want the old one until the propagation time has passed")
+	}
+	if changed, err := b.Reload(); err != nil || !changed || !slices.Equal(b.KeyIDs(), []string{oldID, newID}) {
+		t.Fatalf("Reload after the rotation = %v, %v, keys %q", changed, err, b.KeyIDs())
+	}
+	later := t0.Add(time.Hour + 2*time.Minute)
+	tok, _ := mint(t, a, later, 15*time.Minute)
+	if kidOf(t, tok) != newID {
+		t.Errorf("the new key does not sign once the propagation time has passed")
+	}
+	if _, err := verifier(b, later).Verify(tok); err != nil {
+		t.Errorf("the other server refuses a token of the new key: %v", err)
+	}
+	if err := os.WriteFile(path, []byte(`{"keys":[]}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Reload(); err == nil || !slices.Equal(b.KeyIDs(), []string{oldID, newID}) {
+		t.Errorf("Reload of an empty key file = %v, keys %q; want an error and the keys kept", err, b.KeyIDs())
+	}
+}
+
 func TestMaintain(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys.json")
 	ks, err := LoadKeys(path, t0)
@@ -695,7 +739,7 @@ func TestKeyIDNamesThePublicKey(t *testing.T) {
 	if a.KeyIDs()[0] == b.KeyIDs()[0] {
 		t.Fatal("two fresh keys share an id")
 	}
-	pub := a.current().secret.Public()
+	pub := a.current(t0).secret.Public()
 	if got := keyID(pub.ExportBytes()); got != a.KeyIDs()[0] {
 		t.Errorf("keyID(public key) = %q, want %q", got, a.KeyIDs()[0])
 	}

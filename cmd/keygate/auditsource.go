@@ -57,7 +57,13 @@ func openAuditSource(g *globals, notice io.Writer) (*auditSource, error) {
 		return nil, err
 	}
 	serverURL, _ := g.endpointFrom(cfg)
-	return &auditSource{c: c, serverURL: serverURL, storePath: cfg.DataPath(server.StoreFile), notice: notice}, nil
+	src := &auditSource{c: c, serverURL: serverURL, notice: notice}
+	// A shared state database is read through any server that answers:
+	// data_dir holds no audit log then.
+	if !cfg.State.Shared() {
+		src.storePath = cfg.DataPath(server.StoreFile)
+	}
+	return src, nil
 }
 
 func (s *auditSource) close() {

@@ -47,6 +47,9 @@ Restore it with keygate state restore.`,
 			if err != nil {
 				return err
 			}
+			if cfg.State.Shared() {
+				return fmt.Errorf("the state is in the PostgreSQL database that %s names, not in data_dir: back that database up with pg_dump (or your database's backups), and keep the key in %s apart from it, since it opens the secrets inside", cfg.State.PostgresURLEnv, cfg.State.SecretsKeyEnv)
+			}
 			dataDir := cfg.Resolve(cfg.DataDir)
 			m, err := server.Backup(cmd.Context(), dataDir, args[0], version)
 			if err != nil {

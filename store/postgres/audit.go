@@ -11,7 +11,7 @@ import (
 	"github.com/keygate/keygate/store"
 )
 
-const auditColumns = `seq, time, type, actor, user_name, database, access, client, session_id, query, reason, detail, prev_hash, hash`
+const auditColumns = `seq, chain, chain_seq, time, type, actor, user_name, database, access, client, session_id, query, reason, detail, prev_hash, hash`
 
 // auditCopyColumns are the columns AppendAudit writes: auditColumns and
 // the folded user name.
@@ -42,7 +42,7 @@ func scanAudit(row pgx.Row) (store.AuditEvent, error) {
 	var e store.AuditEvent
 	var t int64
 	var typ, actor, user, database, access, client, sessionID, query, reason []byte
-	if err := row.Scan(&e.Seq, &t, &typ, &actor, &user, &database, &access, &client, &sessionID, &query, &reason, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
+	if err := row.Scan(&e.Seq, &e.Chain, &e.ChainSeq, &t, &typ, &actor, &user, &database, &access, &client, &sessionID, &query, &reason, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
 		return e, err
 	}
 	e.Time = fromNanos(t)
@@ -51,25 +51,34 @@ func scanAudit(row pgx.Row) (store.AuditEvent, error) {
 	return e, nil
 }
 
-// AppendAudit implements store.Store. The batch goes in with one COPY,
-// which stores all of it or, on any error (a repeated sequence number),
-// none.
+// AppendAudit implements store.Store. The batch takes its positions from
+// audit_head and goes in with one COPY, in one transaction: all of it or,
+// on any error (a chain sequence number used twice), none.
 func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) error {
 	if len(events) == 0 {
 		return nil
 	}
-	rows := make([][]any, len(events))
-	for i, e := range events {
-		detail := e.Detail
-		if detail == nil {
-			detail = []byte{}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var head int64
+		if err := tx.QueryRow(ctx, `UPDATE audit_head SET seq = seq + $1 RETURNING seq`, len(events)).Scan(&head); err != nil {
+			return err
 		}
-		// Detail is stored byte for byte: it is covered by the hash.
-		rows[i] = []any{e.Seq, nanos(e.Time), bytesOf(e.Type), bytesOf(e.Actor), bytesOf(e.User), bytesOf(e.Database), bytesOf(e.Access),
-			bytesOf(e.Client), bytesOf(e.SessionID), bytesOf(e.Query), bytesOf(e.Reason), detail, nonNil(e.PrevHash), nonNil(e.Hash), foldASCII(e.User)}
-	}
-	if _, err := s.pool.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditCopyColumns, pgx.CopyFromRows(rows)); err != nil {
-		return fmt.Errorf("append audit events %d to %d: %w", events[0].Seq, events[len(events)-1].Seq, err)
+		first := head - int64(len(events)) + 1
+		rows := make([][]any, len(events))
+		for i, e := range events {
+			detail := e.Detail
+			if detail == nil {
+				detail = []byte{}
+			}
+			// Detail is stored byte for byte: it is covered by the hash.
+			rows[i] = []any{first + int64(i), e.Chain, e.ChainSeq, nanos(e.Time), bytesOf(e.Type), bytesOf(e.Actor), bytesOf(e.User), bytesOf(e.Database), bytesOf(e.Access),
+				bytesOf(e.Client), bytesOf(e.SessionID), bytesOf(e.Query), bytesOf(e.Reason), detail, nonNil(e.PrevHash), nonNil(e.Hash), foldASCII(e.User)}
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"audit_events"}, auditCopyColumns, pgx.CopyFromRows(rows))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("append audit events %d to %d of chain %q: %w", events[0].ChainSeq, events[len(events)-1].ChainSeq, events[0].Chain, err)
 	}
 	return nil
 }
@@ -89,6 +98,18 @@ func (s *Store) LastAudit(ctx context.Context) (store.AuditEvent, error) {
 	}
 	if err != nil {
 		return store.AuditEvent{}, fmt.Errorf("last audit event: %w", err)
+	}
+	return e, nil
+}
+
+// ChainHead implements store.Store.
+func (s *Store) ChainHead(ctx context.Context, chain string) (store.AuditEvent, error) {
+	e, err := scanAudit(s.pool.QueryRow(ctx, `SELECT `+auditColumns+` FROM audit_events WHERE chain = $1 ORDER BY chain_seq DESC LIMIT 1`, chain))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.AuditEvent{}, fmt.Errorf("audit chain %q is empty: %w", chain, store.ErrNotFound)
+	}
+	if err != nil {
+		return store.AuditEvent{}, fmt.Errorf("audit chain %q head: %w", chain, err)
 	}
 	return e, nil
 }

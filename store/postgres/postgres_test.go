@@ -92,7 +92,7 @@ func TestAuditIsAppendOnly(t *testing.T) {
 	ctx := context.Background()
 	s := open(t, newDatabase(t))
 	defer s.Close()
-	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 1, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{ChainSeq: 1, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range []string{`UPDATE audit_events SET query = 'tampered'`, `DELETE FROM audit_events`, `TRUNCATE audit_events`} {
@@ -110,7 +110,7 @@ func TestAuditKeepsAnyBytes(t *testing.T) {
 	s := open(t, newDatabase(t))
 	defer s.Close()
 	odd := "a\x00b\xff\xfe\xc3"
-	want := store.AuditEvent{Seq: 1, Time: time.Unix(1, 5).UTC(), Type: "query", Actor: odd, User: "Ann\xff", Database: odd, Access: odd,
+	want := store.AuditEvent{ChainSeq: 1, Time: time.Unix(1, 5).UTC(), Type: "query", Actor: odd, User: "Ann\xff", Database: odd, Access: odd,
 		Client: odd, SessionID: odd, Query: "select '" + odd + "'", Reason: odd, Detail: []byte(odd), PrevHash: []byte{0}, Hash: []byte{1}}
 	if err := s.AppendAudit(ctx, []store.AuditEvent{want}); err != nil {
 		t.Fatal(err)
@@ -243,5 +243,72 @@ func TestFeedWithoutNotify(t *testing.T) {
 		t.Logf("delivered by the poll after %s", time.Since(began))
 	case <-time.After(2 * time.Second):
 		t.Fatal("the poll did not deliver the change")
+	}
+}
+
+// Servers sharing the store append to chains of their own at once: each
+// chain keeps its order, the positions run without a gap in commit order,
+// and a number used twice in a chain refuses the whole batch.
+func TestAuditChains(t *testing.T) {
+	ctx := context.Background()
+	url := newDatabase(t)
+	a, b := open(t, url), open(t, url)
+	defer a.Close()
+	defer b.Close()
+	const batches, perBatch = 40, 5
+	var wg sync.WaitGroup
+	for _, w := range []struct {
+		s     *Store
+		chain string
+	}{{a, "a"}, {b, "b"}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range batches {
+				var events []store.AuditEvent
+				for j := range perBatch {
+					n := int64(i*perBatch + j + 1)
+					events = append(events, store.AuditEvent{Chain: w.chain, ChainSeq: n, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}})
+				}
+				if err := w.s.AppendAudit(ctx, events); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	got, err := b.ListAudit(ctx, store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2*batches*perBatch {
+		t.Fatalf("%d events, want %d", len(got), 2*batches*perBatch)
+	}
+	next := map[string]int64{"a": 1, "b": 1}
+	for i, e := range got {
+		if e.Seq != int64(i+1) || e.ChainSeq != next[e.Chain] {
+			t.Fatalf("event at %d: position %d, chain %q number %d (want %d)", i, e.Seq, e.Chain, e.ChainSeq, next[e.Chain])
+		}
+		next[e.Chain]++
+	}
+	for _, c := range []string{"a", "b"} {
+		if h, err := a.ChainHead(ctx, c); err != nil || h.ChainSeq != batches*perBatch {
+			t.Errorf("ChainHead(%s) = %d, %v", c, h.ChainSeq, err)
+		}
+	}
+	dup := []store.AuditEvent{{Chain: "a", ChainSeq: batches*perBatch + 1, Type: "x"}, {Chain: "a", ChainSeq: 1, Type: "x"}}
+	if err := a.AppendAudit(ctx, dup); err == nil {
+		t.Fatal("AppendAudit accepted a chain number used before")
+	}
+	if h, _ := a.ChainHead(ctx, "a"); h.ChainSeq != batches*perBatch {
+		t.Errorf("a refused batch left chain a at %d", h.ChainSeq)
+	}
+	// The refused batch took no positions: the next one continues the log.
+	if err := a.AppendAudit(ctx, dup[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if last, err := b.LastAudit(ctx); err != nil || last.Seq != 2*batches*perBatch+1 {
+		t.Errorf("LastAudit = position %d, %v", last.Seq, err)
 	}
 }

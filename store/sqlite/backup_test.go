@@ -105,7 +105,7 @@ func TestSnapshotWhileWriting(t *testing.T) {
 				return
 			}
 			prev := []byte{byte(i - 1)}
-			if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: int64(i), Type: "admin.group.create", PrevHash: prev, Hash: []byte{byte(i)}}}); err != nil {
+			if err := s.AppendAudit(ctx, []store.AuditEvent{{ChainSeq: int64(i), Type: "admin.group.create", PrevHash: prev, Hash: []byte{byte(i)}}}); err != nil {
 				t.Error(err)
 				return
 			}

@@ -104,5 +104,10 @@ func (r *ReadOnly) LastAudit(ctx context.Context) (store.AuditEvent, error) {
 	return r.s.LastAudit(ctx)
 }
 
+// ChainHead is Store.ChainHead.
+func (r *ReadOnly) ChainHead(ctx context.Context, chain string) (store.AuditEvent, error) {
+	return r.s.ChainHead(ctx, chain)
+}
+
 // Close closes both files.
 func (r *ReadOnly) Close() error { return r.s.Close() }

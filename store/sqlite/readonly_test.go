@@ -15,7 +15,7 @@ func appendAudit(t *testing.T, s *Store, from, to int64) {
 	t.Helper()
 	var events []store.AuditEvent
 	for seq := from; seq <= to; seq++ {
-		events = append(events, store.AuditEvent{Seq: seq, Time: time.Unix(seq, 0), Type: "query", User: "alice", Query: "SELECT 1", PrevHash: []byte{0}, Hash: []byte{1}})
+		events = append(events, store.AuditEvent{ChainSeq: seq, Time: time.Unix(seq, 0), Type: "query", User: "alice", Query: "SELECT 1", PrevHash: []byte{0}, Hash: []byte{1}})
 	}
 	if err := s.AppendAudit(context.Background(), events); err != nil {
 		t.Fatal(err)

@@ -998,6 +998,7 @@ func scanAudit(row scanner) (store.AuditEvent, error) {
 	if err := row.Scan(&e.Seq, &t, &e.Type, &e.Actor, &e.User, &e.Database, &e.Access, &e.Client, &e.SessionID, &e.Query, &queryZ, &e.Reason, &detail, &e.PrevHash, &e.Hash); err != nil {
 		return e, err
 	}
+	e.ChainSeq = e.Seq
 	if queryZ != nil {
 		q, err := io.ReadAll(flate.NewReader(bytes.NewReader(queryZ)))
 		if err != nil {
@@ -1034,8 +1035,18 @@ func storedQuery(q string) (string, []byte, error) {
 // per statement, so a batch goes in as few statements as this allows.
 const auditRowsPerInsert = 64
 
-// AppendAudit implements store.Store.
+// ErrOneChain is returned by AppendAudit for an event of a named chain:
+// a SQLite store serves one server, whose chain is "".
+var ErrOneChain = errors.New("the SQLite store keeps one audit chain, the unnamed one")
+
+// AppendAudit implements store.Store. The log has one chain, so an
+// event's position is its place in the chain.
 func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) error {
+	for _, e := range events {
+		if e.Chain != "" {
+			return fmt.Errorf("append audit event %d of chain %q: %w", e.ChainSeq, e.Chain, ErrOneChain)
+		}
+	}
 	// The statements are prepared before the transaction: the audit
 	// file has one writing connection, which the transaction holds.
 	full, err := s.audit.preparedWrite(ctx, auditRowsPerInsert, insertAudit)
@@ -1053,17 +1064,17 @@ func (s *Store) AppendAudit(ctx context.Context, events []store.AuditEvent) erro
 			for _, e := range chunk {
 				query, queryZ, err := storedQuery(e.Query)
 				if err != nil {
-					return fmt.Errorf("event %d: %w", e.Seq, err)
+					return fmt.Errorf("event %d: %w", e.ChainSeq, err)
 				}
 				// Detail is stored byte for byte: it is covered by the hash.
-				args = append(args, e.Seq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, query, queryZ, e.Reason, string(e.Detail), e.PrevHash, e.Hash)
+				args = append(args, e.ChainSeq, nanos(e.Time), e.Type, e.Actor, e.User, e.Database, e.Access, e.Client, e.SessionID, query, queryZ, e.Reason, string(e.Detail), e.PrevHash, e.Hash)
 			}
 			stmt := full
 			if len(chunk) < auditRowsPerInsert {
 				stmt = rest
 			}
 			if _, err := tx.StmtContext(ctx, stmt).ExecContext(ctx, args...); err != nil {
-				return fmt.Errorf("events %d to %d: %w", chunk[0].Seq, chunk[len(chunk)-1].Seq, err)
+				return fmt.Errorf("events %d to %d: %w", chunk[0].ChainSeq, chunk[len(chunk)-1].ChainSeq, err)
 			}
 		}
 		return nil
@@ -1091,6 +1102,14 @@ func (s *Store) LastAudit(ctx context.Context) (store.AuditEvent, error) {
 		return store.AuditEvent{}, fmt.Errorf("audit log is empty: %w", store.ErrNotFound)
 	}
 	return e, err
+}
+
+// ChainHead implements store.Store.
+func (s *Store) ChainHead(ctx context.Context, chain string) (store.AuditEvent, error) {
+	if chain != "" {
+		return store.AuditEvent{}, fmt.Errorf("audit chain %q: %w", chain, store.ErrNotFound)
+	}
+	return s.LastAudit(ctx)
 }
 
 // ListAudit implements store.Store.

@@ -30,7 +30,7 @@ func TestAuditIsAppendOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 1, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{ChainSeq: 1, Type: "x", PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := s.audit.w.ExecContext(ctx, `UPDATE audit_events SET query = 'tampered'`); err == nil {
@@ -73,7 +73,7 @@ func TestLongStatementIsStoredDeflated(t *testing.T) {
 	}
 	defer s.Close()
 	query := "select 1 /*" + strings.Repeat(" ", 1<<20) + "*/; update items set name = 'X' where id = 1"
-	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 1, Type: "query", Query: query, PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{ChainSeq: 1, Type: "query", Query: query, PrevHash: []byte{0}, Hash: []byte{1}}}); err != nil {
 		t.Fatal(err)
 	}
 	var plain, deflated int
@@ -104,7 +104,7 @@ func TestAuditBatchSpansInserts(t *testing.T) {
 	batch := func(first, n int) []store.AuditEvent {
 		var events []store.AuditEvent
 		for i := first; i < first+n; i++ {
-			events = append(events, store.AuditEvent{Seq: int64(i), Time: time.Unix(int64(i), 0).UTC(), Type: "query", Query: fmt.Sprintf("select %d", i),
+			events = append(events, store.AuditEvent{ChainSeq: int64(i), Time: time.Unix(int64(i), 0).UTC(), Type: "query", Query: fmt.Sprintf("select %d", i),
 				Detail: []byte(fmt.Sprintf(`{"n":%d}`, i)), PrevHash: []byte{byte(i - 1)}, Hash: []byte{byte(i)}})
 		}
 		return events
@@ -115,7 +115,7 @@ func TestAuditBatchSpansInserts(t *testing.T) {
 	}
 	// The last event repeats a stored sequence number.
 	second := batch(len(first)+1, auditRowsPerInsert+1)
-	second[len(second)-1].Seq = 1
+	second[len(second)-1].ChainSeq = 1
 	if err := s.AppendAudit(ctx, second); err == nil {
 		t.Fatal("AppendAudit accepted a duplicate sequence number")
 	}
@@ -128,9 +128,9 @@ func TestAuditBatchSpansInserts(t *testing.T) {
 	}
 	for i, e := range got {
 		want := first[i]
-		if e.Seq != want.Seq || e.Query != want.Query || string(e.Detail) != string(want.Detail) || !e.Time.Equal(want.Time) ||
+		if e.Seq != want.ChainSeq || e.Query != want.Query || string(e.Detail) != string(want.Detail) || !e.Time.Equal(want.Time) ||
 			string(e.PrevHash) != string(want.PrevHash) || string(e.Hash) != string(want.Hash) {
-			t.Fatalf("event %d came back as %+v", want.Seq, e)
+			t.Fatalf("event %d came back as %+v", want.ChainSeq, e)
 		}
 	}
 }

@@ -467,12 +467,12 @@ func testAudit(t *testing.T, s store.Store, c *Clock) {
 	wantErr(t, err, store.ErrNotFound)
 	base := c.Now()
 	events := []store.AuditEvent{
-		{Seq: 1, Time: base, Type: "session.start", User: "alice", Database: "orders", PrevHash: []byte{0}, Hash: []byte{1}},
-		{Seq: 2, Time: base.Add(time.Second), Type: "query", User: "alice", Database: "orders", Query: "SELECT 1", PrevHash: []byte{1}, Hash: []byte{2}},
-		{Seq: 3, Time: base.Add(2 * time.Second), Type: "session.end", User: "bob", Database: "billing", Detail: []byte(`{"bytes":3}`), PrevHash: []byte{2}, Hash: []byte{3}},
+		{ChainSeq: 1, Time: base, Type: "session.start", User: "alice", Database: "orders", PrevHash: []byte{0}, Hash: []byte{1}},
+		{ChainSeq: 2, Time: base.Add(time.Second), Type: "query", User: "alice", Database: "orders", Query: "SELECT 1", PrevHash: []byte{1}, Hash: []byte{2}},
+		{ChainSeq: 3, Time: base.Add(2 * time.Second), Type: "session.end", User: "bob", Database: "billing", Detail: []byte(`{"bytes":3}`), PrevHash: []byte{2}, Hash: []byte{3}},
 		// A statement of a megabyte, padded to hide what follows the
 		// padding, comes back whole.
-		{Seq: 4, Time: base.Add(3 * time.Second), Type: "query", User: "bob", Database: "billing",
+		{ChainSeq: 4, Time: base.Add(3 * time.Second), Type: "query", User: "bob", Database: "billing",
 			Query: "select 1 /*" + strings.Repeat(" ", 1<<20) + "*/; update items set name = 'é🔑' where id = 1", PrevHash: []byte{3}, Hash: []byte{4}},
 	}
 	if err := s.AppendAudit(ctx, events); err != nil {
@@ -482,13 +482,18 @@ func testAudit(t *testing.T, s store.Store, c *Clock) {
 	if last.Seq != 4 || last.Query != events[3].Query || !last.Time.Equal(base.Add(3*time.Second)) {
 		t.Fatalf("LastAudit = seq %d, query of %d bytes", last.Seq, len(last.Query))
 	}
+	if head := must(s.ChainHead(ctx, ""))(t); head.Seq != 4 || head.ChainSeq != 4 || string(head.Hash) != string(events[3].Hash) {
+		t.Fatalf("ChainHead = position %d, number %d", head.Seq, head.ChainSeq)
+	}
+	_, err = s.ChainHead(ctx, "elsewhere")
+	wantErr(t, err, store.ErrNotFound)
 	// Every field comes back byte for byte: the audit hash covers them all,
 	// so an empty Detail must stay empty.
 	for i, got := range must(s.ListAudit(ctx, store.AuditQuery{}))(t) {
 		want := events[i]
 		if string(got.Detail) != string(want.Detail) || got.Query != want.Query || got.Type != want.Type ||
 			string(got.PrevHash) != string(want.PrevHash) || string(got.Hash) != string(want.Hash) || !got.Time.Equal(want.Time) {
-			t.Fatalf("event %d came back changed (query of %d bytes, stored %d)", want.Seq, len(got.Query), len(want.Query))
+			t.Fatalf("event %d came back changed (query of %d bytes, stored %d)", want.ChainSeq, len(got.Query), len(want.Query))
 		}
 	}
 	check := func(q store.AuditQuery, want ...int64) {
@@ -511,7 +516,7 @@ func testAudit(t *testing.T, s store.Store, c *Clock) {
 	check(store.AuditQuery{Since: base.Add(time.Second)}, 2, 3, 4)
 	check(store.AuditQuery{Until: base.Add(time.Second)}, 1)
 	check(store.AuditQuery{AfterSeq: 1, Limit: 1}, 2)
-	if err := s.AppendAudit(ctx, []store.AuditEvent{{Seq: 3, Time: base, Type: "x", PrevHash: []byte{3}, Hash: []byte{4}}}); err == nil {
+	if err := s.AppendAudit(ctx, []store.AuditEvent{{ChainSeq: 3, Time: base, Type: "x", PrevHash: []byte{3}, Hash: []byte{4}}}); err == nil {
 		t.Fatal("AppendAudit accepted a duplicate sequence number")
 	}
 	check(store.AuditQuery{}, 1, 2, 3, 4)
@@ -804,7 +809,7 @@ func testTimesKeepNanoseconds(t *testing.T, s store.Store, c *Clock) {
 	}
 	var events []store.AuditEvent
 	for i, at := range times {
-		events = append(events, store.AuditEvent{Seq: int64(i + 1), Time: at, Type: "x", PrevHash: []byte{byte(i)}, Hash: []byte{byte(i + 1)}})
+		events = append(events, store.AuditEvent{ChainSeq: int64(i + 1), Time: at, Type: "x", PrevHash: []byte{byte(i)}, Hash: []byte{byte(i + 1)}})
 	}
 	if err := s.AppendAudit(ctx, events); err != nil {
 		t.Fatal(err)

@@ -104,8 +104,15 @@ CREATE INDEX config_history_loaded ON config_history (loaded);
 -- it went in, since the hash covers it. user_fold is the user name with
 -- A-Z folded, for the case-insensitive filter. PostgreSQL compresses long
 -- values itself (TOAST), so statements are not deflated here.
+--
+-- Each server appends to a chain of its own (chain, chain_seq); seq is the
+-- position in the whole log, taken from audit_head as each append's first
+-- step, so that the row lock orders positions as the commits are ordered:
+-- a reader that has seen position p has seen every one before it.
 CREATE TABLE audit_events (
     seq        bigint PRIMARY KEY,
+    chain      text NOT NULL,
+    chain_seq  bigint NOT NULL,
     time       bigint NOT NULL,
     type       bytea NOT NULL,
     actor      bytea NOT NULL,
@@ -121,6 +128,7 @@ CREATE TABLE audit_events (
     prev_hash  bytea NOT NULL,
     hash       bytea NOT NULL
 );
+CREATE UNIQUE INDEX audit_events_chain ON audit_events (chain, chain_seq);
 CREATE INDEX audit_events_time ON audit_events (time);
 CREATE INDEX audit_events_user ON audit_events (user_fold, time);
 CREATE INDEX audit_events_database ON audit_events (database, time);
@@ -135,6 +143,21 @@ $$;
 -- +goose StatementEnd
 CREATE TRIGGER audit_events_no_change BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_events
     FOR EACH STATEMENT EXECUTE FUNCTION audit_events_append_only();
+
+CREATE TABLE audit_head (
+    id  integer PRIMARY KEY CHECK (id = 1),
+    seq bigint NOT NULL
+);
+INSERT INTO audit_head (id, seq) VALUES (1, 0);
+
+-- Secrets the servers share (signing keys, the CA, the admin credential),
+-- sealed by keygate with the operator's key before they reach the
+-- database. version counts writes, for compare-and-swap.
+CREATE TABLE secrets (
+    name    text PRIMARY KEY,
+    sealed  bytea NOT NULL,
+    version bigint NOT NULL
+);
 
 -- The change feed. Every write transaction that changes something a
 -- gateway cares about takes the next revision as its last step, so the
@@ -163,6 +186,8 @@ CREATE INDEX feed_changes_stored ON feed_changes (stored);
 -- +goose Down
 DROP TABLE feed_changes;
 DROP TABLE feed_revision;
+DROP TABLE secrets;
+DROP TABLE audit_head;
 DROP TABLE audit_events;
 DROP FUNCTION audit_events_append_only();
 DROP TABLE config_history;
