@@ -13,17 +13,23 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/testenv"
+	"github.com/keygate/keygate/localpg"
+	"github.com/keygate/keygate/upstream"
 )
 
 // stateDatabases numbers the state databases the cluster tests make.
 var stateDatabases atomic.Int64
 
-// startCluster starts two keygate servers, nodes a and b, on one
-// PostgreSQL state database owned by a plain login role, in front of the
-// same upstream databases. Each has its own data_dir and ports.
-func startCluster(t *testing.T, dbPrefix string) (a, b *kgServer) {
+// startCluster starts two keygate servers, nodes a and b, on one state
+// database in state (nil: the upstream PostgreSQL), owned by a plain login
+// role, in front of the same upstream databases. Each has its own
+// data_dir and ports.
+func startCluster(t *testing.T, dbPrefix string, state *localpg.Server) (a, b *kgServer) {
 	t.Helper()
-	pg := testenv.StartPostgres(t)
+	pg := state
+	if pg == nil {
+		pg = testenv.StartPostgres(t).Server
+	}
 	n := stateDatabases.Add(1)
 	role, db := fmt.Sprintf("keygate_state_%d", n), fmt.Sprintf("%s_state", dbPrefix)
 	password := rand.Text()
@@ -43,8 +49,8 @@ func startCluster(t *testing.T, dbPrefix string) (a, b *kgServer) {
 		fmt.Sprintf("KEYGATE_STATE_URL=postgres://%s:%s@%s/%s?sslmode=disable", role, password, pg.Address(), db),
 		"KEYGATE_SECRETS_KEY=" + base64.StdEncoding.EncodeToString(key),
 	}
-	state := "state:\n  postgres_url_env: KEYGATE_STATE_URL\n  secrets_key_env: KEYGATE_SECRETS_KEY\n  node: %s\n"
-	a = startServerWith(t, dbPrefix, serverOptions{env: env, extraConfig: fmt.Sprintf(state, "a"), stopWithTest: true})
+	stateConfig := "state:\n  postgres_url_env: KEYGATE_STATE_URL\n  secrets_key_env: KEYGATE_SECRETS_KEY\n  node: %s\n"
+	a = startServerWith(t, dbPrefix, serverOptions{env: env, extraConfig: fmt.Sprintf(stateConfig, "a"), stopWithTest: true})
 	b = a.sibling(t, "")
 	b.editConfig(t, "node: a", "node: b")
 	b.launch(t)
@@ -58,7 +64,7 @@ func startCluster(t *testing.T, dbPrefix string) (a, b *kgServer) {
 // time from the SCIM response to the session's end is printed, p99 under
 // a second.
 func TestClusterRevocationAcrossNodes(t *testing.T) {
-	a, b := startCluster(t, "cluster")
+	a, b := startCluster(t, "cluster", nil)
 
 	// Both nodes hold the same CA, signing keys and admin credential, and
 	// neither made a SQLite state.
@@ -145,5 +151,130 @@ func TestClusterRevocationAcrossNodes(t *testing.T) {
 		if e.Node != "a" {
 			t.Fatalf("SCIM event sent to node a in chain %q", e.Node)
 		}
+	}
+}
+
+// The state database restarted while people work: the nodes refuse new
+// logins while it is down, with an error that says why, serve again within
+// seconds of its return, and every statement run meanwhile is in the
+// audit once it is back.
+func TestClusterStateDatabaseRestart(t *testing.T) {
+	state, err := localpg.Start(t.Context(), localpg.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { state.Stop() })
+	a, b := startCluster(t, "clusterdown", state)
+	a.addUser(t, "omar", "analysts")
+	tok := b.token(t, "omar", "orders")
+	live := b.pgx(t, "omar", "orders", tok, "application_name=load")
+
+	// Load: one statement after another on b until the test ends.
+	var ran atomic.Int64
+	var failed atomic.Pointer[error]
+	stop := make(chan struct{})
+	loadDone := make(chan struct{})
+	go func() {
+		defer close(loadDone)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := live.Exec(t.Context(), fmt.Sprintf("SELECT %d AS load", i)).ReadAll(); err != nil {
+				failed.Store(&err)
+				return
+			}
+			ran.Add(1)
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+
+	state.Halt()
+	halted := time.Now()
+	// A new login with a valid token is refused from the start (access
+	// cannot be read), and once the feed is stale, on both nodes, with
+	// the cause in the refusal.
+	for _, s := range []*kgServer{a, b} {
+		var last string
+		deadline := time.Now().Add(15 * time.Second)
+		for !strings.Contains(last, "state database is not answering") {
+			if time.Now().After(deadline) {
+				t.Fatalf("no refusal naming the state database within 15s; the last: %s", last)
+			}
+			r := s.psql(t, s.connString("omar", "orders"), tok, "SELECT 1")
+			if r.code == 0 {
+				t.Fatalf("a login %s after the state database stopped was let in", time.Since(halted))
+			}
+			last = r.stderr
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.Logf("new logins refused %s after the state database stopped", time.Since(halted).Round(time.Millisecond))
+	time.Sleep(2 * time.Second)
+	before := ran.Load()
+
+	if err := state.Resume(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	resumed := time.Now()
+	for _, s := range []*kgServer{a, b} {
+		waitFor(t, 15*time.Second, func() bool {
+			return s.psql(t, s.connString("omar", "orders"), tok, "SELECT 1").code == 0
+		})
+	}
+	t.Logf("both nodes serve new logins %s after the state database returned", time.Since(resumed).Round(time.Millisecond))
+	if took := time.Since(resumed); took > 10*time.Second {
+		t.Fatalf("nodes took %s to serve again", took)
+	}
+	close(stop)
+	<-loadDone
+	if err := failed.Load(); err != nil {
+		t.Fatalf("a statement of the live session failed while the state database was down: %v", *err)
+	}
+	if ran.Load() <= before {
+		t.Fatal("the live session ran no statement after the state database returned")
+	}
+	t.Logf("the live session ran %d statements, %d of them before the state database returned", ran.Load(), before)
+
+	// Every statement the client saw answered is in b's chain.
+	live.Close(t.Context())
+	waitFor(t, 10*time.Second, func() bool {
+		n := 0
+		for _, e := range a.audit(t, "--type", "query", "--user", "omar") {
+			if strings.HasPrefix(e.Query, "SELECT ") && strings.HasSuffix(e.Query, " AS load") && e.Node == "b" {
+				n++
+			}
+		}
+		return int64(n) == ran.Load()
+	})
+	mustContain(t, "audit verify", a.kg(t, 0, "audit", "verify"), "intact")
+}
+
+// With two servers on one state each leaves the other's upstream
+// backends alone, and a direct login around both is still ended: it is
+// no server's, so once a peer has had time to claim it, it goes.
+func TestClusterIntrusion(t *testing.T) {
+	const prefix = "clusterintr"
+	a, b := startCluster(t, prefix, nil)
+	db := prefix + "_orders"
+	bypassCreateItems(t, a, db)
+	a.addUser(t, "ines", "engineers")
+	tok := b.token(t, "ines", "orders", "--access", "rw")
+	live := b.pgx(t, "ines", "orders", tok)
+	bypassRestoreOnCleanup(t, a, "ines.rw")
+	h := bypassUse(bypassIntrude(t, a, db, "ines.rw"), time.Now(), 10*time.Second, "INSERT INTO items (note) VALUES ('intruder')")
+	t.Logf("direct backend pid %d lived %s", h.pid, h.lived.Round(time.Millisecond))
+	if h.alive {
+		t.Fatalf("a direct login around both servers still ran statements %s later", h.lived.Round(time.Millisecond))
+	}
+	if limit := upstream.PeerGrace + 3*time.Second; h.lived > limit {
+		t.Errorf("the direct backend lived %s, want under %s", h.lived, limit)
+	}
+	bypassCheckIntrusion(t, a, h.pid, "ines.rw", "ines", "orders")
+	// b's own session, open all along, still works.
+	if _, err := live.Exec(t.Context(), "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("node b's session was ended as an intrusion: %v", err)
 	}
 }

@@ -104,6 +104,11 @@ type Gateway struct {
 	// session's upstream backend before keygate warns: the seeds' target
 	// for time-to-revoke. New sets DefaultRevocationWarning.
 	RevocationWarning time.Duration
+	// Current, when set, reports whether this server's view of who may
+	// do what is up to date: on a state several servers share, a
+	// revocation made on another reaches this one through the state
+	// database, and while that is unreachable no new session starts.
+	Current func() error
 	// Pools are the databases' pools of people's upstream connections,
 	// by database name; Watch and Recheck end the pooled connections of
 	// those who lost access. Set before Watch.
@@ -247,6 +252,11 @@ func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, t
 	for k, v := range h.Params {
 		if token.Mentions(k) || token.Mentions(v) {
 			return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedCredentials, Reason: fmt.Sprintf("a token was given in the start-up parameter %s: put the token in the password only", masked(k))}
+		}
+	}
+	if g.Current != nil {
+		if err := g.Current(); err != nil {
+			return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedUnavailable, Reason: "keygate cannot confirm it has the latest access changes (its state database is not answering), so it starts no session; try again shortly", Err: err}
 		}
 	}
 	if err := g.audit.Err(); err != nil {

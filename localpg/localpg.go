@@ -79,6 +79,7 @@ type Server struct {
 	cmd  *exec.Cmd
 	cred *syscall.Credential
 	done chan struct{}
+	opts Options
 }
 
 // Options tune Start.
@@ -102,7 +103,14 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	if err := throwaway.OnFreePort(func() error { return s.start(ctx, opts) }, "could not bind"); err != nil {
+	s.opts = opts
+	if err := throwaway.OnFreePort(func() error {
+		port, err := throwaway.FreePort()
+		if err != nil {
+			return fmt.Errorf("start postgres: %w", err)
+		}
+		return s.start(ctx, opts, port)
+	}, "could not bind"); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -153,11 +161,7 @@ func (s *Server) command(ctx context.Context, name string, args ...string) *exec
 	return cmd
 }
 
-func (s *Server) start(ctx context.Context, opts Options) error {
-	port, err := throwaway.FreePort()
-	if err != nil {
-		return fmt.Errorf("start postgres: %w", err)
-	}
+func (s *Server) start(ctx context.Context, opts Options, port int) error {
 	s.Port = port
 	settings := map[string]string{
 		"listen_addresses":        s.Host,
@@ -177,7 +181,7 @@ func (s *Server) start(ctx context.Context, opts Options) error {
 	for k, v := range settings {
 		args = append(args, "-c", k+"="+v)
 	}
-	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("start postgres: %w", err)
 	}
@@ -239,6 +243,19 @@ func (s *Server) Exec(ctx context.Context, db, sql string) error {
 		return fmt.Errorf("exec on %s: %w", db, err)
 	}
 	return nil
+}
+
+// Halt shuts the server down (fast shutdown) and keeps its data, as an
+// operator's restart or an outage does; Resume starts it again.
+func (s *Server) Halt() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		throwaway.Stop(s.cmd.Process, s.done, syscall.SIGINT)
+	}
+}
+
+// Resume starts a halted server again, on the same port and data.
+func (s *Server) Resume(ctx context.Context) error {
+	return s.start(ctx, s.opts, s.Port)
 }
 
 // Stop shuts the server down (fast shutdown, then kill) and removes its

@@ -9,5 +9,8 @@ func (s *Server) health() error {
 	if err := s.audit.Err(); err != nil {
 		return fmt.Errorf("audit log cannot be written: %w; keygate starts no new session until it can", err)
 	}
+	if err := s.stateCurrent(); err != nil {
+		return fmt.Errorf("%w; keygate starts no new session until it catches up", err)
+	}
 	return nil
 }

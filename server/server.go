@@ -64,7 +64,10 @@ type Server struct {
 	node string
 	// secrets mirrors the shared files in data_dir to the state database;
 	// nil on SQLite.
-	secrets   *secretMirror
+	secrets *secretMirror
+	// peers records this server's upstream backends for the others
+	// sharing the state; nil on SQLite.
+	peers     upstream.Peers
 	samlKey   *rsa.PrivateKey
 	samlCert  *x509.Certificate
 	audit     *audit.Log
@@ -196,13 +199,16 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		return nil, err
 	}
 
-	if s.upstreams, err = OpenUpstreams(cfg, upstream.Options{Log: log, OnIntrusion: s.intrusion}); err != nil {
+	if s.upstreams, err = OpenUpstreams(cfg, upstream.Options{Log: log, OnIntrusion: s.intrusion, Peers: s.peers}); err != nil {
 		return nil, err
 	}
 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
 	s.gw.Pools = s.upstreams.gatewayPools()
 	s.gw.RevocationWarning = time.Duration(cfg.Report.RevocationTarget)
+	if s.secrets != nil {
+		s.gw.Current = s.stateCurrent
+	}
 	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {
 		if sp := s.sprawl.Load(); sp != nil {
 			return *sp
@@ -370,6 +376,9 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.checkUpstreams(ctx)
 	go s.maintain(ctx)
+	if s.secrets != nil {
+		go s.watchFeed(ctx)
+	}
 	go s.watchGrants(ctx)
 	go s.watchStanding(ctx)
 	for _, p := range s.upstreams.Provisioners {

@@ -13,6 +13,7 @@ import (
 	"github.com/keygate/keygate/store/postgres"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
+	"github.com/keygate/keygate/upstream"
 )
 
 // keyPropagation is how long a token signing key one server adds only
@@ -22,6 +23,53 @@ const (
 	keyPropagation   = 2 * time.Minute
 	secretsPullEvery = 30 * time.Second
 )
+
+// maxFeedLag is how far behind the shared state's change feed may fall
+// before this server starts no new session: past it, a revocation made
+// through another server may not have reached this one. The feed catches
+// up at least every second while the database answers.
+const maxFeedLag = 5 * time.Second
+
+// feedLagger is a store whose change feed crosses servers.
+type feedLagger interface {
+	FeedLag() time.Duration
+}
+
+// stateCurrent reports whether this server has seen every change to the
+// shared state up to maxFeedLag ago; on SQLite it always has.
+func (s *Server) stateCurrent() error {
+	fl, ok := s.store.(feedLagger)
+	if !ok {
+		return nil
+	}
+	if lag := fl.FeedLag(); lag > maxFeedLag {
+		return fmt.Errorf("the state database has not answered for %s (over %s): revocations made through other servers may not have reached this one", lag.Round(time.Second), maxFeedLag)
+	}
+	return nil
+}
+
+// watchFeed logs when the shared state's change feed falls behind and
+// when it catches up again, so that the refusals have a cause in the log.
+func (s *Server) watchFeed(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var behind bool
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		err := s.stateCurrent()
+		switch {
+		case err != nil && !behind:
+			s.log.Error("state database unreachable; refusing new sessions until it answers", "err", err)
+		case err == nil && behind:
+			s.log.Info("state database answers again; serving new sessions")
+		}
+		behind = err != nil
+	}
+}
 
 // openState opens the state: a PostgreSQL database that several servers
 // share when state.postgres_url_env is set, otherwise SQLite in data_dir.
@@ -51,6 +99,11 @@ func (s *Server) openState(ctx context.Context, cfg *config.Config, dataDir stri
 		return fmt.Errorf("state database (%s): %w", cfg.State.PostgresURLEnv, err)
 	}
 	s.store, s.node = st, node
+	// This server's backends of a previous run are gone with it.
+	if err := st.ReleaseNode(ctx, node); err != nil {
+		return err
+	}
+	s.peers = backendClaims{st: st, node: node}
 	if s.secrets, err = newSecretMirror(st, key, cfg.State.SecretsKeyEnv, dataDir, s.log); err != nil {
 		return err
 	}
@@ -151,4 +204,23 @@ func (s *Server) pullSecrets(ctx context.Context) {
 			s.log.Warn("another server replaced a shared secret; restart this one to use it", "secret", name)
 		}
 	}
+}
+
+// backendClaims tells the upstream watchers of the other servers sharing
+// the state which upstream backends this one opened.
+type backendClaims struct {
+	st   *postgres.Store
+	node string
+}
+
+func (c backendClaims) Claim(ctx context.Context, address string, pid uint32) error {
+	return c.st.ClaimBackend(ctx, c.node, address, pid, time.Now())
+}
+
+func (c backendClaims) Release(ctx context.Context, address string, pid uint32) error {
+	return c.st.ReleaseBackend(ctx, c.node, address, pid)
+}
+
+func (c backendClaims) Claimed(ctx context.Context, address string, backends map[uint32]time.Time) (map[uint32]bool, error) {
+	return c.st.ClaimedBackends(ctx, address, backends, upstream.PeerClaimWindow)
 }

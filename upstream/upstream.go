@@ -119,7 +119,34 @@ type Options struct {
 	Log *slog.Logger
 	// OnIntrusion, when set, is told of every intrusion Watch finds.
 	OnIntrusion func(Intrusion)
+	// Peers, when set, are the other keygate servers that share this
+	// one's state and its upstreams: a backend one of them opened is not
+	// an intrusion.
+	Peers Peers
 }
+
+// Peers records the upstream backends each keygate server sharing a state
+// opens, so that the others' watchers leave them alone.
+type Peers interface {
+	// Claim records that this server opened backend pid on the upstream
+	// server at address; Release forgets it when its session ends.
+	Claim(ctx context.Context, address string, pid uint32) error
+	Release(ctx context.Context, address string, pid uint32) error
+	// Claimed reports which of pids on address a server claimed within
+	// PeerClaimWindow of the backend's start.
+	Claimed(ctx context.Context, address string, backends map[uint32]time.Time) (map[uint32]bool, error)
+}
+
+// PeerClaimWindow bounds how far a peer's claim may be from the start of
+// the backend it names (the claim follows the login at once; the rest is
+// clock difference), so that a claim left by a server that died does not
+// cover a later backend that reused the process id.
+const PeerClaimWindow = 30 * time.Second
+
+// PeerGrace is how long a backend no server of this one's state knows is
+// left alone before it is ended: time for the peer that opened it to
+// claim it.
+const PeerGrace = 3 * time.Second
 
 // Factory makes a provisioner, one per server: its databases share what
 // it keeps of their upstream servers.

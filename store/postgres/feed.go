@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,6 +64,9 @@ type feed struct {
 	// delivered.
 	mu   sync.Mutex
 	last int64
+	// synced is when the feed last read the head revision and delivered
+	// everything up to it (UnixNano).
+	synced atomic.Int64
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -75,6 +79,7 @@ func startFeed(ctx context.Context, pool *pgxpool.Pool, poll, retention time.Dur
 	if err := pool.QueryRow(ctx, `SELECT rev FROM feed_revision`).Scan(&f.last); err != nil {
 		return nil, fmt.Errorf("read change feed revision: %w", err)
 	}
+	f.synced.Store(time.Now().UnixNano())
 	bg, cancel := context.WithCancel(context.Background())
 	f.cancel = cancel
 	go f.run(bg)
@@ -129,6 +134,7 @@ func (f *feed) pump(ctx context.Context) error {
 		f.local.Publish(changes...)
 		f.last = upTo
 	}
+	f.synced.Store(time.Now().UnixNano())
 	return nil
 }
 

@@ -155,6 +155,14 @@ func (s *Store) Close() error {
 // Watch implements store.Store.
 func (s *Store) Watch(ctx context.Context) <-chan store.Change { return s.feed.local.Watch(ctx) }
 
+// FeedLag is how long ago the change feed last caught up with every
+// change committed: about the poll interval at most while the database
+// answers, and growing while it does not. A server whose feed lags may
+// not have seen a revocation, so it admits no one new.
+func (s *Store) FeedLag() time.Duration {
+	return time.Since(time.Unix(0, s.feed.synced.Load()))
+}
+
 // querier is what both the pool and a transaction offer.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/keygate/keygate/upstream"
 )
@@ -19,13 +20,15 @@ func init() { upstream.Register(EngineName, newProvisioner) }
 type provisioner struct {
 	log         *slog.Logger
 	onIntrusion func(upstream.Intrusion)
+	// peers are the servers sharing this one's state, or nil.
+	peers upstream.Peers
 
 	mu      sync.Mutex
 	servers map[string]*server // by address
 }
 
 func newProvisioner(o upstream.Options) upstream.Provisioner {
-	return &provisioner{log: o.Log, onIntrusion: o.OnIntrusion, servers: map[string]*server{}}
+	return &provisioner{log: o.Log, onIntrusion: o.OnIntrusion, peers: o.Peers, servers: map[string]*server{}}
 }
 
 // Open implements upstream.Provisioner.
@@ -34,6 +37,7 @@ func (p *provisioner) Open(cfg upstream.Config) (upstream.Database, error) {
 	s, ok := p.servers[cfg.Address]
 	if !ok {
 		s = newServer()
+		s.address, s.peers, s.log = cfg.Address, p.peers, p.log
 		p.servers[cfg.Address] = s
 	}
 	p.mu.Unlock()
@@ -65,6 +69,10 @@ func (u *Upstream) Restriction() (upstream.Restriction, string) {
 
 // server is what keygate keeps of one upstream server.
 type server struct {
+	address string
+	peers   upstream.Peers // nil without servers sharing the state
+	log     *slog.Logger
+
 	mu        sync.Mutex
 	upstreams []*Upstream
 	windows   map[string]*sync.Mutex // user → held while its login window is open
@@ -73,6 +81,9 @@ type server struct {
 	opened    map[uint64]bool        // thread ids of the connections keygate opened
 	closing   map[uint64]bool        // of those, the ones keygate closed, until the server no longer lists them
 	unreset   map[string]*Upstream   // users whose lock failed, with who to retry through
+	// suspected are the connections no server of the shared state had
+	// claimed at the last sweep, with when they were first seen.
+	suspected map[uint64]time.Time
 }
 
 func newServer() *server {
@@ -147,6 +158,26 @@ func (u *Upstream) Opened(threadID uint64) {
 	u.server.mu.Lock()
 	defer u.server.mu.Unlock()
 	u.server.opened[threadID] = true
+	u.server.tellPeers("claim", threadID, true)
+}
+
+// tellPeers records a connection's claim or release for the servers that
+// share this one's state, apart from the login and the session's end.
+func (s *server) tellPeers(what string, threadID uint64, claim bool) {
+	if s.peers == nil {
+		return
+	}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fn := s.peers.Release
+		if claim {
+			fn = s.peers.Claim
+		}
+		if err := fn(ctx, s.address, uint32(threadID)); err != nil {
+			s.log.Error("could not tell the other keygate servers of a connection; theirs may end it", "action", what, "thread", threadID, "err", err)
+		}
+	}()
 }
 
 // closedAsync records that keygate closed connection threadID: the next
@@ -166,4 +197,5 @@ func (u *Upstream) Closed(threadID uint64) {
 	u.server.mu.Lock()
 	defer u.server.mu.Unlock()
 	delete(u.server.opened, threadID)
+	u.server.tellPeers("release", threadID, false)
 }

@@ -88,6 +88,11 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 		return u.adminErr("list connections", err)
 	}
 	s.forgetClosed(procs)
+	type suspect struct {
+		pr     process
+		person string
+	}
+	var suspects []suspect
 	for _, pr := range procs {
 		s.mu.Lock()
 		person, managed := s.users[pr.user]
@@ -95,8 +100,42 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 		intruder := managed && !ours && !s.open[pr.user]
 		s.mu.Unlock()
 		if intruder {
-			p.intruded(ctx, s, u, pr, person)
+			suspects = append(suspects, suspect{pr, person})
 		}
+	}
+	if len(suspects) > 0 && s.peers != nil {
+		// Another keygate server sharing the state may have opened it:
+		// leave its connections, and give one first seen now PeerGrace
+		// to be claimed (the process list gives no start time). Thread
+		// ids are not reused while the server runs, so a claim is not
+		// matched against one. While the claims cannot be read, nothing
+		// is ended.
+		ids := map[uint32]time.Time{}
+		for _, x := range suspects {
+			ids[uint32(x.pr.id)] = time.Time{}
+		}
+		claimed, err := s.peers.Claimed(ctx, s.address, ids)
+		if err != nil {
+			return fmt.Errorf("read the other keygate servers' connections: %w", err)
+		}
+		now := time.Now()
+		s.mu.Lock()
+		seen := make(map[uint64]time.Time, len(suspects))
+		for _, x := range suspects {
+			first, ok := s.suspected[x.pr.id]
+			if !ok {
+				first = now
+			}
+			seen[x.pr.id] = first
+		}
+		s.suspected = seen
+		s.mu.Unlock()
+		suspects = slices.DeleteFunc(suspects, func(x suspect) bool {
+			return claimed[uint32(x.pr.id)] || now.Sub(seen[x.pr.id]) < upstream.PeerGrace
+		})
+	}
+	for _, x := range suspects {
+		p.intruded(ctx, s, u, x.pr, x.person)
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ type provisioner struct {
 func newProvisioner(o upstream.Options) upstream.Provisioner {
 	s := NewServers(o.Log)
 	s.OnIntrusion = o.OnIntrusion
+	s.Peers = o.Peers
 	return &provisioner{servers: s, log: o.Log}
 }
 

@@ -1,9 +1,12 @@
 package postgres
 
 import (
+	"context"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/keygate/keygate/upstream"
 )
 
 // Servers is what every Upstream of a process shares about each PostgreSQL
@@ -17,6 +20,9 @@ type Servers struct {
 	// role that keygate did not open, once it has tried to end it. The
 	// server audits it; set it before the first Upstream is created.
 	OnIntrusion func(Intrusion)
+	// Peers, when set, are the servers sharing this one's state; set it
+	// before the first Upstream is created.
+	Peers upstream.Peers
 
 	mu      sync.Mutex
 	servers map[string]*server
@@ -32,6 +38,7 @@ type server struct {
 	address string
 	log     *slog.Logger
 	report  func(Intrusion)
+	peers   upstream.Peers
 	// wake asks the watcher for a sweep now rather than at its next tick:
 	// a login window just closed, which is when a person racing keygate
 	// for the role's password could have logged in.
@@ -69,7 +76,7 @@ func (ss *Servers) server(address string) *server {
 	defer ss.mu.Unlock()
 	s, ok := ss.servers[address]
 	if !ok {
-		s = &server{address: address, log: ss.log.With("upstream", address), report: ss.OnIntrusion, wake: make(chan struct{}, 1),
+		s = &server{address: address, log: ss.log.With("upstream", address), report: ss.OnIntrusion, peers: ss.Peers, wake: make(chan struct{}, 1),
 			windows: map[string]*window{}, backends: map[uint32]string{}, dials: map[*dial]struct{}{},
 			retired: map[uint32]time.Time{}, live: map[string]int{}}
 		ss.servers[address] = s
@@ -137,6 +144,20 @@ func (s *server) endDial(d *dial, pid uint32, role string) {
 	delete(s.dials, d)
 	s.mu.Unlock()
 	close(d.done)
+	if pid != 0 && s.peers != nil {
+		go s.tellPeers("claim", pid, s.peers.Claim)
+	}
+}
+
+// tellPeers records a backend's claim or release for the servers that
+// share this one's state. It runs apart from the login and the session's
+// end, which wait for no other server.
+func (s *server) tellPeers(what string, pid uint32, fn func(context.Context, string, uint32) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := fn(ctx, s.address, pid); err != nil {
+		s.log.Error("could not tell the other keygate servers of a backend; theirs may end it", "action", what, "pid", pid, "err", err)
+	}
 }
 
 // release forgets a backend whose session ended and reports how many
@@ -149,6 +170,9 @@ func (s *server) release(pid uint32, at time.Time) (role string, left int) {
 		return "", 0
 	}
 	delete(s.backends, pid)
+	if s.peers != nil {
+		go s.tellPeers("release", pid, s.peers.Release)
+	}
 	if len(s.retired) >= maxRetired {
 		// The watcher forgets retired backends that are gone; without
 		// one (an admin role that lacks privileges), keep a bound.

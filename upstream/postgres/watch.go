@@ -167,6 +167,11 @@ func (s *server) sweep(ctx context.Context) error {
 		suspects = slices.DeleteFunc(suspects, func(a activity) bool { return s.owner(a, offset) != ownerNone })
 		s.mu.Unlock()
 	}
+	if len(suspects) > 0 && s.peers != nil {
+		if suspects, err = s.notPeers(ctx, suspects, offset); err != nil {
+			return err
+		}
+	}
 	for _, a := range orphans {
 		if _, err := u.terminate(ctx, a.pid); err != nil {
 			s.log.Error("a backend keygate opened outlived its session and could not be ended", "role", a.role, "pid", a.pid, "err", err)
@@ -178,6 +183,25 @@ func (s *server) sweep(ctx context.Context) error {
 		s.intruded(ctx, u, a)
 	}
 	return nil
+}
+
+// notPeers keeps the suspects that no other keygate server sharing this
+// one's state claimed; one younger than PeerGrace is given until then, for
+// its server to claim it. While the claims cannot be read, nothing is
+// ended: a peer's session is not taken for an intrusion on a guess.
+func (s *server) notPeers(ctx context.Context, suspects []activity, offset time.Duration) ([]activity, error) {
+	starts := make(map[uint32]time.Time, len(suspects))
+	for _, a := range suspects {
+		starts[a.pid] = a.start.Add(offset)
+	}
+	claimed, err := s.peers.Claimed(ctx, s.address, starts)
+	if err != nil {
+		return nil, fmt.Errorf("read the other keygate servers' backends: %w", err)
+	}
+	now := time.Now()
+	return slices.DeleteFunc(suspects, func(a activity) bool {
+		return claimed[a.pid] || now.Sub(a.start.Add(offset)) < upstream.PeerGrace
+	}), nil
 }
 
 // Whose a backend is, as far as keygate knows.

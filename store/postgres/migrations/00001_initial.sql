@@ -159,6 +159,16 @@ CREATE TABLE secrets (
     version bigint NOT NULL
 );
 
+-- The upstream backends each server opened, so that the others' watchers
+-- do not take them for logins around the gateway.
+CREATE TABLE upstream_backends (
+    address text NOT NULL,
+    pid     bigint NOT NULL,
+    node    text NOT NULL,
+    claimed bigint NOT NULL,
+    PRIMARY KEY (address, pid)
+);
+
 -- The change feed. Every write transaction that changes something a
 -- gateway cares about takes the next revision as its last step, so the
 -- row lock on feed_revision orders revisions as the commits are ordered:
@@ -186,6 +196,7 @@ CREATE INDEX feed_changes_stored ON feed_changes (stored);
 -- +goose Down
 DROP TABLE feed_changes;
 DROP TABLE feed_revision;
+DROP TABLE upstream_backends;
 DROP TABLE secrets;
 DROP TABLE audit_head;
 DROP TABLE audit_events;
