@@ -142,8 +142,65 @@ const maxBody = 1 << 20
 // Handler returns the API's HTTP handler.
 func (s *Server) Handler() http.Handler {
 	mux, _ := s.routes()
-	return s.guardAdmin(mux)
+	return s.auditBeforeAnswer(s.guardAdmin(mux))
 }
+
+// auditFlushLimit bounds how long a change's answer waits for its audit
+// events to be stored; past it the answer goes out, and the events stay
+// queued for the writer, which retries until the store takes them.
+const auditFlushLimit = 10 * time.Second
+
+// auditBeforeAnswer makes a request that may change something (any
+// method but GET, HEAD and OPTIONS) answer only once the audit events it
+// recorded are stored: a client that saw a change made, a token issued or
+// a session ended never sees it unaudited, even if this server dies the
+// next moment.
+func (s *Server) auditBeforeAnswer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			next.ServeHTTP(w, r)
+			return
+		}
+		aw := &auditedWriter{ResponseWriter: w, flush: func() {
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), auditFlushLimit)
+			defer cancel()
+			if err := s.Audit.Flush(ctx); err != nil {
+				s.Log.Error("answering before the request's audit events are stored", "method", r.Method, "path", r.URL.Path, "err", err)
+			}
+		}}
+		next.ServeHTTP(aw, r)
+		// A handler that wrote nothing is answered after it returns.
+		aw.before()
+	})
+}
+
+// auditedWriter runs flush once, before the first byte of the answer.
+type auditedWriter struct {
+	http.ResponseWriter
+	flush   func()
+	flushed bool
+}
+
+func (w *auditedWriter) before() {
+	if !w.flushed {
+		w.flushed = true
+		w.flush()
+	}
+}
+
+func (w *auditedWriter) WriteHeader(code int) {
+	w.before()
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *auditedWriter) Write(b []byte) (int, error) {
+	w.before()
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *auditedWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // routeTable is a ServeMux that remembers the patterns registered on it,
 // so that a test can walk every admin route, a new one included.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"github.com/keygate/keygate/authz"
 	"github.com/keygate/keygate/credential"
 	"github.com/keygate/keygate/identity"
+	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
 )
@@ -339,5 +341,27 @@ func TestAccessFindingsEndpoint(t *testing.T) {
 	var got AccessFindings
 	if code, _ := e.call(t, "GET", "/v1/admin/access/findings", e.admin, nil, &got); code != http.StatusOK || !reflect.DeepEqual(got, want) {
 		t.Errorf("findings: %d %+v", code, got)
+	}
+}
+
+// A change is answered only once its audit events are stored: a client
+// that saw it made never sees it unaudited, even if the server dies the
+// moment after. The store is read directly, not through the API (whose
+// audit reads flush first).
+func TestChangesAnsweredAfterTheirAudit(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	for i := range 20 {
+		name := fmt.Sprintf("audited%d", i)
+		if code, _ := e.call(t, "POST", "/v1/admin/users", e.admin, UserRequest{Name: name}, nil); code != http.StatusCreated {
+			t.Fatalf("create user %s: %d", name, code)
+		}
+		events, err := e.store.ListAudit(ctx, store.AuditQuery{User: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(events) == 0 {
+			t.Fatalf("the answer to creating %s came before its audit event was stored", name)
+		}
 	}
 }

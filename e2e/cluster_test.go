@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/keygate/keygate/internal/testenv"
 	"github.com/keygate/keygate/localpg"
 	"github.com/keygate/keygate/upstream"
@@ -277,4 +279,72 @@ func TestClusterIntrusion(t *testing.T) {
 	if _, err := live.Exec(t.Context(), "SELECT 1").ReadAll(); err != nil {
 		t.Fatalf("node b's session was ended as an intrusion: %v", err)
 	}
+}
+
+// Node a killed (SIGKILL) under traffic: sessions on b carry on, a's
+// clients connect again through b with the tokens a issued, every change
+// a acknowledged is in the audit, both chains verify, and a started again
+// continues its chain.
+func TestClusterNodeKilled(t *testing.T) {
+	a, b := startCluster(t, "clusterkill", nil)
+	a.addUser(t, "kira", "analysts")
+	tokA, tokB := a.token(t, "kira", "orders"), b.token(t, "kira", "orders")
+	onA, onB := a.pgx(t, "kira", "orders", tokA), b.pgx(t, "kira", "orders", tokB)
+	for _, c := range []*pgconn.PgConn{onA, onB} {
+		if _, err := c.Exec(t.Context(), "SELECT 1").ReadAll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Changes through a, each acknowledged or not, until a dies.
+	var acknowledged []string
+	changes := make(chan struct{})
+	go func() {
+		defer close(changes)
+		for i := 0; ; i++ {
+			name := fmt.Sprintf("acked%d", i)
+			if r := a.run(t, nil, "admin", "user", "add", name); r.code != 0 {
+				return
+			}
+			acknowledged = append(acknowledged, name)
+		}
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	a.cmd.Process.Kill()
+	<-a.done
+	<-changes
+	if len(acknowledged) == 0 {
+		t.Fatal("no change was acknowledged before node a died")
+	}
+
+	if _, err := onA.Exec(t.Context(), "SELECT 1").ReadAll(); err == nil {
+		t.Fatal("a session through the killed node still answers")
+	}
+	for i := range 20 {
+		if _, err := onB.Exec(t.Context(), fmt.Sprintf("SELECT %d", i)).ReadAll(); err != nil {
+			t.Fatalf("node b's session broke when node a died: %v", err)
+		}
+	}
+	// a's client connects again through b with the token a issued.
+	again := b.pgx(t, "kira", "orders", tokA)
+	if _, err := again.Exec(t.Context(), "SELECT 1").ReadAll(); err != nil {
+		t.Fatalf("a's client through b: %v", err)
+	}
+
+	created := map[string]bool{}
+	for _, e := range b.audit(t, "--type", "admin.user.create") {
+		created[e.User] = e.Node == "a"
+	}
+	for _, name := range acknowledged {
+		if !created[name] {
+			t.Fatalf("node a acknowledged creating %s, and its audit event in a's chain is missing", name)
+		}
+	}
+	mustContain(t, "audit verify after the kill", b.kg(t, 0, "audit", "verify"), "intact")
+	t.Logf("node a acknowledged %d changes before it died; all are in its chain", len(acknowledged))
+
+	// a starts again and continues its chain where the store has it.
+	a.launch(t)
+	a.addUser(t, "after-restart", "analysts")
+	mustContain(t, "audit verify after a's restart", b.kg(t, 0, "audit", "verify"), "intact")
 }

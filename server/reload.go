@@ -125,6 +125,7 @@ func needsRestart(running, next *config.Config) []string {
 		// The gateway reads its revocation target without a lock, and
 		// the report measures against the same one.
 		"report": running.Report == next.Report,
+		"state":  running.State == next.State,
 	} {
 		if !same {
 			out = append(out, key)

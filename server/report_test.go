@@ -198,4 +198,8 @@ func TestRevocationTargetNeedsRestart(t *testing.T) {
 	if got := needsRestart(running, parse("report: {revocation_target: 5m}\n")); !slices.Equal(got, []string{"report"}) {
 		t.Errorf("a new target: %v", got)
 	}
+	// Where the state lives changes only with a restart.
+	if got := needsRestart(running, parse("state: {postgres_url_env: KEYGATE_STATE_URL, secrets_key_env: KEYGATE_SECRETS_KEY}\n")); !slices.Equal(got, []string{"state"}) {
+		t.Errorf("a state database named: %v", got)
+	}
 }

@@ -34,8 +34,11 @@ type auditSource struct {
 	c         *client.Client
 	serverURL string
 	storePath string
-	notice    io.Writer
-	ro        *sqlite.ReadOnly // set once reading data_dir
+	// sharedState is set when the config keeps the state in a shared
+	// database, which is read through a server only.
+	sharedState bool
+	notice      io.Writer
+	ro          *sqlite.ReadOnly // set once reading data_dir
 }
 
 func openAuditSource(g *globals, notice io.Writer) (*auditSource, error) {
@@ -60,7 +63,9 @@ func openAuditSource(g *globals, notice io.Writer) (*auditSource, error) {
 	src := &auditSource{c: c, serverURL: serverURL, notice: notice}
 	// A shared state database is read through any server that answers:
 	// data_dir holds no audit log then.
-	if !cfg.State.Shared() {
+	if cfg.State.Shared() {
+		src.sharedState = true
+	} else {
 		src.storePath = cfg.DataPath(server.StoreFile)
 	}
 	return src, nil
@@ -152,6 +157,9 @@ func (s *auditSource) verify(ctx context.Context) (api.AuditVerification, error)
 // readDataDir opens the store in data_dir read-only, after the server
 // failed to answer with cause, and says so once.
 func (s *auditSource) readDataDir(ctx context.Context, cause error) error {
+	if s.sharedState {
+		return fmt.Errorf("keygate server is not answering at %s: %w (the audit log is in the shared state database: ask another keygate server with --server URL)", s.serverURL, cause)
+	}
 	if s.storePath == "" {
 		return fmt.Errorf("keygate server is not answering at %s: %w (on the server's host, --config FILE reads data_dir directly)", s.serverURL, cause)
 	}
