@@ -264,7 +264,7 @@ func readFile(path string) (abs string, raw []byte, err error) {
 }
 
 // LoadLocation reads only where the server is and keeps its state
-// (data_dir, listen, public_hostnames, public_url) from the config at
+// (data_dir, state, listen, public_hostnames, public_url) from the config at
 // path. Commands that talk to a running server need no more, and so keep
 // working while the rest of the file is being edited: keygate admin
 // reload can then report the edit's mistakes as the server sees them.
@@ -278,6 +278,7 @@ func LoadLocation(path string) (*Config, error) {
 		PublicHostnames []string `yaml:"public_hostnames"`
 		Listen          Listen   `yaml:"listen"`
 		PublicURL       string   `yaml:"public_url"`
+		State           State    `yaml:"state"`
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
@@ -290,13 +291,16 @@ func LoadLocation(path string) (*Config, error) {
 		return nil, fmt.Errorf("%s: data_dir is required: the directory where keygate keeps its state, CA and keys", abs)
 	}
 	c := &Config{path: abs, DataDir: loc.DataDir, PublicHostnames: loc.PublicHostnames, Listen: loc.Listen, PublicURL: loc.PublicURL,
-		lines: map[string]int{}}
+		State: loc.State, lines: map[string]int{}}
 	indexLines(&doc, "", c.lines)
 	c.applyDefaults()
 	// A malformed public_url would otherwise send admin commands to a
 	// server that is not there.
 	if err := c.validatePublicURL(); err != nil {
 		return nil, err
+	}
+	if errs := c.validateState(); len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return c, nil
 }

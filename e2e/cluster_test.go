@@ -16,17 +16,18 @@ import (
 
 	"github.com/keygate/keygate/internal/testenv"
 	"github.com/keygate/keygate/localpg"
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/upstream"
 )
 
 // stateDatabases numbers the state databases the cluster tests make.
 var stateDatabases atomic.Int64
 
-// startCluster starts two keygate servers, nodes a and b, on one state
-// database in state (nil: the upstream PostgreSQL), owned by a plain login
-// role, in front of the same upstream databases. Each has its own
-// data_dir and ports.
-func startCluster(t *testing.T, dbPrefix string, state *localpg.Server) (a, b *kgServer) {
+// newStateDatabase makes an empty state database in state (nil: the
+// upstream PostgreSQL), owned by a plain login role, and returns the
+// environment that names it and a fresh secrets key.
+func newStateDatabase(t *testing.T, state *localpg.Server, dbPrefix string) []string {
 	t.Helper()
 	pg := state
 	if pg == nil {
@@ -47,11 +48,22 @@ func startCluster(t *testing.T, dbPrefix string, state *localpg.Server) (a, b *k
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
-	env := []string{
+	return []string{
 		fmt.Sprintf("KEYGATE_STATE_URL=postgres://%s:%s@%s/%s?sslmode=disable", role, password, pg.Address(), db),
 		"KEYGATE_SECRETS_KEY=" + base64.StdEncoding.EncodeToString(key),
 	}
-	stateConfig := "state:\n  postgres_url_env: KEYGATE_STATE_URL\n  secrets_key_env: KEYGATE_SECRETS_KEY\n  node: %s\n"
+}
+
+// stateConfig is the state section naming newStateDatabase's environment.
+const stateConfig = "state:\n  postgres_url_env: KEYGATE_STATE_URL\n  secrets_key_env: KEYGATE_SECRETS_KEY\n  node: %s\n"
+
+// startCluster starts two keygate servers, nodes a and b, on one state
+// database in state (nil: the upstream PostgreSQL), owned by a plain login
+// role, in front of the same upstream databases. Each has its own
+// data_dir and ports.
+func startCluster(t *testing.T, dbPrefix string, state *localpg.Server) (a, b *kgServer) {
+	t.Helper()
+	env := newStateDatabase(t, state, dbPrefix)
 	a = startServerWith(t, dbPrefix, serverOptions{env: env, extraConfig: fmt.Sprintf(stateConfig, "a"), stopWithTest: true})
 	b = a.sibling(t, "")
 	b.editConfig(t, "node: a", "node: b")
@@ -347,4 +359,113 @@ func TestClusterNodeKilled(t *testing.T) {
 	a.launch(t)
 	a.addUser(t, "after-restart", "analysts")
 	mustContain(t, "audit verify after a's restart", b.kg(t, 0, "audit", "verify"), "intact")
+}
+
+// A server on SQLite that ran a journey (SCIM people and groups, joins and
+// leaves, a sign-in session, tokens, statements) is stopped and its state
+// moved with keygate state migrate: every person, group, history row and
+// audit event is in the state database, the session still works, and the
+// audit chain verifies there.
+func TestStateMigrate(t *testing.T) {
+	s := startServerWith(t, "migrate", serverOptions{stopWithTest: true})
+	c := s.scimClient(t, "okta")
+	var ids []string
+	for _, name := range []string{"mia", "max", "mo"} {
+		u := c.must(201, "POST", "/Users", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "`+name+`", "active": true}`)
+		ids = append(ids, u["id"].(string))
+	}
+	g := c.must(201, "POST", "/Groups", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:Group"], "displayName": "analysts", "members": [{"value": "`+ids[0]+`"}, {"value": "`+ids[1]+`"}]}`)
+	gid := g["id"].(string)
+	c.must(200, "PATCH", "/Groups/"+gid, `{`+patchOp+`, "Operations": [{"op": "Remove", "path": "members[value eq \"`+ids[1]+`\"]"}]}`)
+	c.must(200, "PATCH", "/Groups/"+gid, `{`+patchOp+`, "Operations": [{"op": "Add", "path": "members", "value": [{"value": "`+ids[2]+`"}]}]}`)
+	tok := s.token(t, "mia", "orders")
+	if r := s.psql(t, s.connString("mia", "orders"), tok, "SELECT count(*) FROM customers"); r.code != 0 {
+		t.Fatalf("psql before the migration: %s", r.stderr)
+	}
+	s.stop(t)
+
+	// What data_dir holds, read directly.
+	ro, err := sqlite.OpenReadOnly(t.Context(), filepath.Join(s.dir, "data", "keygate.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := ro.ListAudit(t.Context(), store.AuditQuery{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []string
+	rows := map[string]int{}
+	for _, tb := range sqlite.StateTables {
+		err := ro.Rows(t.Context(), tb, func(values []any) error {
+			rows[tb.Name]++
+			if tb.Name == "users" {
+				users = append(users, values[1].(string))
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	ro.Close()
+	if len(users) < 3 || rows["membership_history"] != 3 || len(before) == 0 {
+		t.Fatalf("the journey left %d people, %d history rows, %d audit events", len(users), rows["membership_history"], len(before))
+	}
+
+	// Without a state section the command says what to add.
+	if r := s.run(t, nil, "state", "migrate", "--to", "postgres"); r.code == 0 || !strings.Contains(r.stderr, "state.postgres_url_env") {
+		t.Fatalf("migrate without a state section: exit %d, %s", r.code, r.stderr)
+	}
+	s.env = newStateDatabase(t, nil, "migrate")
+	raw, err := os.ReadFile(s.cfgPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(s.cfgPath, append(raw, fmt.Sprintf(stateConfig, "a")...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := s.run(t, s.env, "state", "migrate", "--to", "postgres")
+	if r.code != 0 {
+		t.Fatalf("keygate state migrate: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	t.Logf("keygate state migrate:\n%s", r.stdout)
+	mustContain(t, "state migrate", r.stdout, fmt.Sprintf("audit events         %d (chain verified)", len(before)))
+	for table, n := range rows {
+		mustContain(t, "state migrate", r.stdout, fmt.Sprintf("  %-20s %d\n", table, n))
+	}
+	// A second run finds the database no longer empty.
+	if r := s.run(t, s.env, "state", "migrate", "--to", "postgres"); r.code == 0 || !strings.Contains(r.stderr, "not empty") {
+		t.Fatalf("a second migration: exit %d, %s", r.code, r.stderr)
+	}
+
+	// The server on the state database: the same people, history, audit
+	// and session; no new SQLite state.
+	if err := os.Rename(filepath.Join(s.dir, "data", "keygate.db"), filepath.Join(s.dir, "data", "keygate.db.before-migration")); err != nil {
+		t.Fatal(err)
+	}
+	s.launch(t)
+	list := s.kg(t, 0, "admin", "user", "list")
+	for _, u := range users {
+		mustContain(t, "admin user list", list, u)
+	}
+	after := s.audit(t)
+	if len(after) < len(before) {
+		t.Fatalf("%d audit events after the migration, %d before", len(after), len(before))
+	}
+	for i, e := range before {
+		if a := after[i]; a.Seq != e.Seq || a.Type != e.Type || a.User != e.User || !a.Time.Equal(e.Time) || a.Node != "" {
+			t.Fatalf("audit event %d: %+v after the migration, %+v before", e.Seq, a, e)
+		}
+	}
+	mustContain(t, "audit verify", s.kg(t, 0, "audit", "verify"), "intact")
+	tok = s.token(t, "mia", "orders") // the session made on SQLite
+	if r := s.psql(t, s.connString("mia", "orders"), tok, "SELECT 1"); r.code != 0 {
+		t.Fatalf("psql after the migration: %s", r.stderr)
+	}
+	if r := s.tokenResult(t, "max", "orders"); r.code == 0 {
+		t.Fatal("max, removed from analysts before the migration, got a token after it")
+	}
+	if _, err := os.Stat(filepath.Join(s.dir, "data", "keygate.db")); err == nil {
+		t.Fatal("the server on the state database made a SQLite state")
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +20,61 @@ func newStateCmd(g *globals) *cobra.Command {
 		Use:   "state",
 		Short: "Back up and restore keygate's state: people, groups, sessions, keys and the audit log",
 	}
-	cmd.AddCommand(newStateBackupCmd(g), newStateRestoreCmd(g))
+	cmd.AddCommand(newStateBackupCmd(g), newStateRestoreCmd(g), newStateMigrateCmd(g))
+	return cmd
+}
+
+func newStateMigrateCmd(g *globals) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "migrate --to postgres --config FILE",
+		Short: "Copy the SQLite state in data_dir into a PostgreSQL state database, for several servers",
+		Long: `Copy the keygate state in data_dir (SQLite) into the PostgreSQL database
+that the config's state section names, so that several keygate servers
+can share it (see the README, "Running several keygate servers").
+
+Add the state section to the config first and set its variables:
+
+  state:
+    postgres_url_env: KEYGATE_STATE_URL
+    secrets_key_env: KEYGATE_SECRETS_KEY
+
+Stop the server: the copy takes data_dir's lock, as a server does. The
+database must be empty. Copied: people, groups, memberships and their
+history, sign-in sessions (they keep working), SCIM tokens, the config
+history and the audit log, its hash chain intact and checked in the
+database before the command ends; the CA, token signing keys, admin
+credential and SAML key are sealed into the database with the secrets key.
+data_dir is not changed: to go back, remove the state section.
+
+Then start the server with the same config and data_dir, and the others
+with the same state section and secrets key.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to != "postgres" {
+				return usageError{fmt.Errorf("--to %q: the one target is postgres", to)}
+			}
+			cfg, err := g.readConfig(config.LoadLocation)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			res, err := server.MigrateToPostgres(cmd.Context(), cfg, slog.New(slog.DiscardHandler), func(step string) { fmt.Fprintln(out, step) })
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "migrated %s into the state database in %s:\n", cfg.Resolve(cfg.DataDir), cfg.State.PostgresURLEnv)
+			for _, t := range res.Tables {
+				fmt.Fprintf(out, "  %-20s %d\n", t.Table, t.Rows)
+			}
+			fmt.Fprintf(out, "  %-20s %d (chain verified)\n", "audit events", res.AuditEvents)
+			fmt.Fprintf(out, "  %-20s %s\n", "secrets", strings.Join(res.Secrets, ", "))
+			fmt.Fprintln(out, "Start keygate server with this config; data_dir keeps the SQLite state, unused from now on.")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "where to move the state: postgres")
+	cmd.MarkFlagRequired("to")
 	return cmd
 }
 
