@@ -10,6 +10,7 @@ package audit
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
@@ -116,6 +117,9 @@ type Log struct {
 	chain string
 	seq   int64
 	prev  []byte
+	// checkpointed is the number of the chain's newest checkpoint this
+	// log wrote.
+	checkpointed int64
 
 	// writeCtx is what writes run under. Shutdown cancels it and closes
 	// abandon when its deadline passes: the writer then stops retrying
@@ -135,11 +139,13 @@ type Log struct {
 	takenOver bool
 }
 
-// request is an event, or a flush marker when flushed is set.
+// request is an event, a flush marker when flushed is set, or a
+// checkpoint to sign with checkpoint.
 type request struct {
-	ev      Event
-	size    int // eventSize, reserved until written
-	flushed chan struct{}
+	ev         Event
+	size       int // eventSize, reserved until written
+	flushed    chan struct{}
+	checkpoint ed25519.PrivateKey
 }
 
 const (
@@ -351,6 +357,13 @@ func (l *Log) run() {
 func (l *Log) add(batch []store.AuditEvent, waiting []chan struct{}, r request) ([]store.AuditEvent, []chan struct{}) {
 	if r.flushed != nil {
 		return batch, append(waiting, r.flushed)
+	}
+	if r.checkpoint != nil {
+		ev, ok := l.checkpointEvent(r.checkpoint)
+		if !ok {
+			return batch, waiting
+		}
+		r.ev = ev
 	}
 	l.seq++
 	e := toStored(l.chain, l.seq, r.ev)

@@ -66,7 +66,7 @@ var types = []string{
 	SSOWarning,
 	ConfigReload, ConfigRefused,
 	AccessSprawl,
-	UpstreamIntrusion,
+	UpstreamIntrusion, Checkpoint,
 	AdminGroupCreate, AdminGroupAddMember, AdminGroupRemoveMember, AdminGroupRename, AdminGroupDelete,
 	AdminUserCreate, AdminUserDisable, AdminUserEnable, AdminUserRename, AdminUserDelete,
 	AdminSessionCreate, AdminSessionRevoke, AdminLiveEnd, LiveEnd,

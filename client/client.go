@@ -75,11 +75,32 @@ func IsStatus(err error, status int) bool {
 }
 
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	resp, err := c.send(ctx, method, path, query, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil {
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("read response from %s: %w", c.base, err)
+	}
+	if err := json.Unmarshal(raw, out); err != nil {
+		return fmt.Errorf("decode response from %s: %w", c.base, err)
+	}
+	return nil
+}
+
+// send makes a request and returns the response of a 2xx status, whose
+// body the caller closes; any other status is an *Error.
+func (c *Client) send(ctx context.Context, method, path string, query url.Values, in any) (*http.Response, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
@@ -90,7 +111,7 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	req, err := http.NewRequestWithContext(ctx, method, target, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -100,27 +121,21 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return c.reachError(err)
+		return nil, c.reachError(err)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
 	}
 	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
-		return fmt.Errorf("read response from %s: %w", c.base, err)
+		return nil, fmt.Errorf("read response from %s: %w", c.base, err)
 	}
-	if resp.StatusCode/100 != 2 {
-		var e api.Error
-		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
-		}
-		return &Error{Status: resp.StatusCode, Message: e.Error}
+	var e api.Error
+	if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+		e.Error = fmt.Sprintf("%s %s: %s", method, path, resp.Status)
 	}
-	if out == nil {
-		return nil
-	}
-	if err := json.Unmarshal(raw, out); err != nil {
-		return fmt.Errorf("decode response from %s: %w", c.base, err)
-	}
-	return nil
+	return nil, &Error{Status: resp.StatusCode, Message: e.Error}
 }
 
 // Token asks for a database token; access "" means the least privilege held.
@@ -170,6 +185,23 @@ func (c *Client) VerifyAudit(ctx context.Context) (api.AuditVerification, error)
 	var out api.AuditVerification
 	err := c.do(ctx, http.MethodGet, "/v1/admin/audit/verify", nil, nil, &out)
 	return out, err
+}
+
+// ExportAudit writes the whole audit log, as keygate audit verify
+// --export reads it, to w.
+func (c *Client) ExportAudit(ctx context.Context, w io.Writer) error {
+	resp, err := c.send(ctx, http.MethodGet, "/v1/admin/audit/export", nil, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("read the export from %s: %w", c.base, err)
+	}
+	if resp.Trailer.Get(api.ExportCompleteTrailer) != "true" {
+		return fmt.Errorf("the export from %s ended early: %s", c.base, resp.Trailer.Get(api.ExportErrorTrailer))
+	}
+	return nil
 }
 
 // CreateProvisioningToken makes a SCIM bearer token; ttl "" means it never

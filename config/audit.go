@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -21,6 +22,10 @@ type Audit struct {
 	// statement can hide its middle from head and tail, which is why
 	// refusing is the default.
 	OversizedStatements string `yaml:"oversized_statements"`
+	// CheckpointInterval is how often each server signs the newest event
+	// of its audit chain, when it recorded something since (default 1m,
+	// at least 1s). A server also signs its chain's end when it stops.
+	CheckpointInterval Duration `yaml:"checkpoint_interval"`
 }
 
 // What the audit does with statements over max_statement_size.
@@ -40,6 +45,9 @@ func (a *Audit) applyDefaults() {
 	if a.MaxStatementSize == 0 {
 		a.MaxStatementSize = DefaultMaxStatementSize
 	}
+	if a.CheckpointInterval == 0 {
+		a.CheckpointInterval = Duration(time.Minute)
+	}
 	if a.OversizedStatements == "" {
 		a.OversizedStatements = OversizedRefuse
 	}
@@ -52,6 +60,9 @@ func (c *Config) validateAudit() []error {
 	}
 	if o := c.Audit.OversizedStatements; o != OversizedRefuse && o != OversizedTruncate {
 		errs = append(errs, c.errorAt("audit.oversized_statements", "audit.oversized_statements %q: use refuse or truncate", o))
+	}
+	if d := time.Duration(c.Audit.CheckpointInterval); d < time.Second {
+		errs = append(errs, c.errorAt("audit.checkpoint_interval", "audit.checkpoint_interval %s: use a duration of at least 1s, such as 1m", d))
 	}
 	return errs
 }

@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -467,5 +471,73 @@ func TestStateMigrate(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(s.dir, "data", "keygate.db")); err == nil {
 		t.Fatal("the server on the state database made a SQLite state")
+	}
+}
+
+// The audit of two servers exported through one of them verifies offline
+// with the public key alone, signed checkpoints included; a tampered
+// export is refused with the line and event at fault.
+func TestClusterAuditExport(t *testing.T) {
+	a, b := startCluster(t, "clusterexport", nil)
+	for _, s := range []*kgServer{a, b} {
+		s.editConfig(t, "shutdown_grace: 2s\n", "shutdown_grace: 2s\naudit:\n  checkpoint_interval: 1s\n")
+		s.stop(t)
+		s.launch(t)
+	}
+	a.addUser(t, "ezra", "analysts")
+	for _, s := range []*kgServer{a, b} {
+		tok := s.token(t, "ezra", "orders")
+		if r := s.psql(t, s.connString("ezra", "orders"), tok, "SELECT '\\xff'::bytea, 'é'"); r.code != 0 {
+			t.Fatalf("psql: %s", r.stderr)
+		}
+	}
+	// Each node signs its chain within a checkpoint interval.
+	waitFor(t, 10*time.Second, func() bool {
+		signed := map[string]bool{}
+		for _, e := range a.audit(t, "--type", "audit.checkpoint") {
+			signed[e.Node] = true
+		}
+		return signed["a"] && signed["b"]
+	})
+	dir := t.TempDir()
+	export := filepath.Join(dir, "audit.jsonl")
+	mustContain(t, "audit export", a.kg(t, 0, "audit", "export", export), "wrote "+export)
+	pub := filepath.Join(b.dir, "data", "audit-signing.pub")
+	out := runCmd(t, exec.Command(keygateBin, "audit", "verify", "--export", export, "--public-key", pub))
+	if out.code != 0 || !strings.Contains(out.stdout, "export intact") || !strings.Contains(out.stdout, "in 2 chains") {
+		t.Fatalf("offline verify of an untouched export: exit %d\n%s%s", out.code, out.stdout, out.stderr)
+	}
+	t.Logf("offline verify: %s", out.stdout)
+
+	raw, err := os.ReadFile(export)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.SplitAfter(strings.TrimSuffix(string(raw), "\n"), "\n")
+	write := func(name string, lines []string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(strings.Join(lines, "")), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	edited := append([]string(nil), lines...)
+	edited[3] = strings.Replace(edited[3], `"type":"`, `"type":"x`, 1)
+	removed := append(append([]string(nil), lines[:3]...), lines[4:]...)
+	otherPub := filepath.Join(dir, "other.pub")
+	_, otherKey, _ := ed25519.GenerateKey(rand.Reader)
+	der, _ := x509.MarshalPKIXPublicKey(otherKey.Public())
+	os.WriteFile(otherPub, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644)
+	for _, tc := range []struct {
+		name, file, key, want string
+	}{
+		{"one event edited", write("edited.jsonl", edited), pub, "line 4 (event 4): its content does not match its hash"},
+		{"one event removed", write("removed.jsonl", removed), pub, "line 4: event 5 follows event 3"},
+		{"another key", export, otherPub, "not the given public key"},
+	} {
+		r := runCmd(t, exec.Command(keygateBin, "audit", "verify", "--export", tc.file, "--public-key", tc.key))
+		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("%s: exit %d, %s; want %q", tc.name, r.code, r.stderr, tc.want)
+		}
 	}
 }

@@ -183,7 +183,7 @@ func addFile(tw *tar.Writer, path string, bf BackupFile, at time.Time) error {
 // restoredMode is the mode a file of data_dir is kept at: certificates
 // are public, everything else is keygate's alone.
 func restoredMode(name string) fs.FileMode {
-	if filepath.Ext(name) == ".pem" {
+	if ext := filepath.Ext(name); ext == ".pem" || ext == ".pub" {
 		return 0o644
 	}
 	return 0o600

@@ -26,9 +26,9 @@ type dataFile struct {
 // files. Keys are private to keygate's user; certificates are public.
 func dataFiles(dir string) ([]dataFile, error) {
 	var out []dataFile
-	for _, name := range []string{TokenKeysFile, AdminCredentialFile, SAMLKeyFile} {
-		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-			out = append(out, dataFile{name, 0o600})
+	for _, f := range []dataFile{{TokenKeysFile, 0o600}, {AdminCredentialFile, 0o600}, {SAMLKeyFile, 0o600}, {AuditPublicKeyFile, 0o644}} {
+		if _, err := os.Lstat(filepath.Join(dir, f.name)); err == nil {
+			out = append(out, f)
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return nil, err
 		}

@@ -201,7 +201,7 @@ func newerSchema(have sqlite.Schemas, what string) error {
 // and the files dataFiles lists.
 func backupName(name string) bool {
 	switch name {
-	case StoreFile, filepath.Base(sqlite.AuditPath(StoreFile)), TokenKeysFile, AdminCredentialFile, SAMLKeyFile:
+	case StoreFile, filepath.Base(sqlite.AuditPath(StoreFile)), TokenKeysFile, AdminCredentialFile, SAMLKeyFile, AuditPublicKeyFile:
 		return true
 	}
 	if name != filepath.Base(name) || strings.HasPrefix(name, ".") {

@@ -41,6 +41,7 @@ var sharedFiles = []sharedFile{
 	{TokenKeysFile, 0o600},
 	{AdminCredentialFile, 0o600},
 	{SAMLKeyFile, 0o600},
+	{AuditKeyFile, 0o600},
 }
 
 // keyCheck is a sealed value whose only use is to tell, at start, whether

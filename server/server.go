@@ -6,6 +6,7 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/x509"
@@ -52,6 +53,10 @@ const (
 	StoreFile           = "keygate.db"
 	TokenKeysFile       = "token-keys.json"
 	AdminCredentialFile = "admin.credential"
+	// AuditKeyFile signs the audit checkpoints; AuditPublicKeyFile is
+	// its public half, for auditors.
+	AuditKeyFile       = "audit-signing.key"
+	AuditPublicKeyFile = "audit-signing.pub"
 )
 
 // Server is an assembled keygate server with its listeners bound.
@@ -68,6 +73,7 @@ type Server struct {
 	// peers records this server's upstream backends for the others
 	// sharing the state; nil on SQLite.
 	peers     upstream.Peers
+	auditKey  ed25519.PrivateKey
 	samlKey   *rsa.PrivateKey
 	samlCert  *x509.Certificate
 	audit     *audit.Log
@@ -504,6 +510,8 @@ func (s *Server) upstreamStates() []metrics.UpstreamState {
 func (s *Server) maintain(ctx context.Context) {
 	t := time.NewTicker(24 * time.Hour)
 	defer t.Stop()
+	checkpoints := time.NewTicker(time.Duration(s.cfg.Audit.CheckpointInterval))
+	defer checkpoints.Stop()
 	var pull <-chan time.Time
 	if s.secrets != nil {
 		p := time.NewTicker(secretsPullEvery)
@@ -518,6 +526,10 @@ func (s *Server) maintain(ctx context.Context) {
 			s.maintainSecrets(ctx)
 		case <-pull:
 			s.pullSecrets(ctx)
+		case <-checkpoints.C:
+			if err := s.audit.Checkpoint(ctx, s.auditKey); err != nil {
+				s.log.Error("could not add an audit checkpoint", "err", err)
+			}
 		}
 	}
 }

@@ -91,6 +91,11 @@ func (s *Server) stopSteps(start time.Time, grace time.Duration, stopWatchers fu
 	at("audit log")
 	auditCtx, cancelAudit := context.WithDeadline(context.Background(), start.Add(grace+auditBy))
 	defer cancelAudit()
+	// The chain's end is signed, so that an export taken now is vouched
+	// for to its last event.
+	if err := s.audit.Checkpoint(auditCtx, s.auditKey); err != nil {
+		s.log.Error("could not add an audit checkpoint at shutdown", "err", err)
+	}
 	// Shutdown logs a spill file itself; its error says events reached
 	// only the server log, which it also logged.
 	s.audit.Shutdown(auditCtx, s.cfg.Resolve(s.cfg.DataDir))

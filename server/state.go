@@ -2,10 +2,19 @@ package server
 
 import (
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
 	"slices"
 	"time"
+
+	"github.com/keygate/keygate/internal/atomicfile"
 
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/pki"
@@ -145,7 +154,50 @@ func (s *Server) openSecrets(cfg *config.Config, dataDir string, now time.Time) 
 			return [sha256.Size]byte{}, err
 		}
 	}
+	if s.auditKey, err = auditSigningKey(cfg.DataPath(AuditKeyFile), cfg.DataPath(AuditPublicKeyFile)); err != nil {
+		return [sha256.Size]byte{}, err
+	}
 	return adminCredential(cfg.DataPath(AdminCredentialFile))
+}
+
+// auditSigningKey reads the key that signs audit checkpoints from path,
+// creating it (mode 0600) on first start, and writes its public half to
+// pubPath (0644), the file an auditor is given.
+func auditSigningKey(path, pubPath string) (ed25519.PrivateKey, error) {
+	raw, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		_, key, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, fmt.Errorf("make the audit signing key: %w", err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, fmt.Errorf("make the audit signing key: %w", err)
+		}
+		raw = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		if err := atomicfile.WriteFile(path, raw, 0o600); err != nil {
+			return nil, fmt.Errorf("save the audit signing key: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("read the audit signing key: %w", err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return nil, fmt.Errorf("%s is not a PEM key: remove it to have a new one made (checkpoints signed with the old one then verify only with its public key)", path)
+	}
+	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	key, ok := parsed.(ed25519.PrivateKey)
+	if err != nil || !ok {
+		return nil, fmt.Errorf("%s is not an Ed25519 key: remove it to have a new one made", path)
+	}
+	der, err := x509.MarshalPKIXPublicKey(key.Public())
+	if err != nil {
+		return nil, fmt.Errorf("audit signing key: %w", err)
+	}
+	if err := atomicfile.WriteFile(pubPath, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), 0o644); err != nil {
+		return nil, fmt.Errorf("write the audit public key: %w", err)
+	}
+	return key, nil
 }
 
 // maintainSecrets rotates the token signing key and renews the gateway

@@ -1,9 +1,14 @@
 package main
 
 import (
+	"crypto/ed25519"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -116,14 +121,26 @@ Examples:
 			return finish()
 		},
 	}
-	cmd.AddCommand(&cobra.Command{
-		Use:   "verify",
-		Short: "Check the audit log's hash chain: no event removed, changed or reordered",
-		Long: `Check the audit log's hash chain: no event removed, changed or reordered.
+	var exportFile, publicKeyFile string
+	verify := &cobra.Command{
+		Use:   "verify [--export FILE --public-key FILE]",
+		Short: "Check the audit log's hash chains: no event removed, changed or reordered",
+		Long: `Check the audit log's hash chains: no event removed, changed or reordered.
+Every server sharing a state writes a chain of its own; all are checked.
 When the server is not answering, keygate checks the audit log in data_dir
-directly, read-only.`,
+directly, read-only.
+
+With --export and --public-key, check a file written by keygate audit
+export instead, offline, without keygate's server or database: every
+chain's links and hashes, no position missing, and every signed
+checkpoint against the public key (data_dir/audit-signing.pub, handed to
+the auditor apart from the export). The first fault is named with its line
+and event.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if exportFile != "" || publicKeyFile != "" {
+				return verifyExport(cmd.OutOrStdout(), exportFile, publicKeyFile)
+			}
 			src, err := openAuditSource(g, cmd.ErrOrStderr())
 			if err != nil {
 				return err
@@ -137,6 +154,47 @@ directly, read-only.`,
 				return fmt.Errorf("%s (%d events checked before it)", v.Error, v.Events)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "audit log intact: %d events, each linked to the one before\n", v.Events)
+			return nil
+		},
+	}
+	verify.Flags().StringVar(&exportFile, "export", "", "check this export file offline, with --public-key")
+	verify.Flags().StringVar(&publicKeyFile, "public-key", "", "the checkpoint public key (data_dir/audit-signing.pub)")
+	verify.MarkFlagsRequiredTogether("export", "public-key")
+	cmd.AddCommand(verify, &cobra.Command{
+		Use:   "export FILE",
+		Short: "Write the whole audit log to FILE, for keygate audit verify --export to check offline",
+		Long: `Write the whole audit log to FILE (one JSON object a line, every field
+its hash covers), through the server, as an administrator. Give it to an
+auditor with data_dir/audit-signing.pub; keygate audit verify --export FILE
+--public-key audit-signing.pub checks it without keygate's database.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.adminClient()
+			if err != nil {
+				return err
+			}
+			dst := args[0]
+			tmp := dst + ".partial"
+			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+			if err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
+			err = c.ExportAudit(cmd.Context(), f)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				os.Remove(tmp)
+				return fmt.Errorf("export: %w", err)
+			}
+			if err := os.Rename(tmp, dst); err != nil {
+				return fmt.Errorf("export: %w", err)
+			}
+			fi, err := os.Stat(dst)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s (%s): the whole audit log; check it with keygate audit verify --export %s --public-key audit-signing.pub\n", dst, byteSize(fi.Size()), dst)
 			return nil
 		},
 	})
@@ -279,4 +337,41 @@ func what(e api.AuditEvent) string {
 		parts = append(parts, fmt.Sprintf("%s %s", verb, time.Duration(ms*float64(time.Millisecond)).Round(time.Microsecond)))
 	}
 	return strings.Join(parts, "; ")
+}
+
+// verifyExport checks an export file offline against a public key.
+func verifyExport(out io.Writer, exportFile, publicKeyFile string) error {
+	raw, err := os.ReadFile(publicKeyFile)
+	if err != nil {
+		return fmt.Errorf("read the public key: %w", err)
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return fmt.Errorf("%s is not a PEM public key: use data_dir/audit-signing.pub", publicKeyFile)
+	}
+	parsed, err := x509.ParsePKIXPublicKey(block.Bytes)
+	pub, ok := parsed.(ed25519.PublicKey)
+	if err != nil || !ok {
+		return fmt.Errorf("%s is not an Ed25519 public key: use data_dir/audit-signing.pub", publicKeyFile)
+	}
+	f, err := os.Open(exportFile)
+	if err != nil {
+		return fmt.Errorf("read the export: %w", err)
+	}
+	defer f.Close()
+	sum, err := audit.VerifyExport(f, pub)
+	if err != nil {
+		return fmt.Errorf("the export does not verify: %w", err)
+	}
+	fmt.Fprintf(out, "export intact: %d events in %d chains, %d signed checkpoints (key %s)\n", sum.Events, sum.Chains, sum.Checkpoints, audit.KeyID(pub))
+	for chain, n := range sum.Unsigned {
+		if n > 0 {
+			name := chain
+			if name == "" {
+				name = "the chain"
+			}
+			fmt.Fprintf(out, "  %s: %d events after its last checkpoint, linked but not yet signed\n", name, n)
+		}
+	}
+	return nil
 }

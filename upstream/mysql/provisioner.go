@@ -162,20 +162,36 @@ func (u *Upstream) Opened(threadID uint64) {
 }
 
 // tellPeers records a connection's claim or release for the servers that
-// share this one's state, apart from the login and the session's end.
+// share this one's state, apart from the login and the session's end; a
+// claim that fails is tried again every second while the connection is
+// keygate's, since until it lands the other servers take it for an
+// intrusion.
 func (s *server) tellPeers(what string, threadID uint64, claim bool) {
 	if s.peers == nil {
 		return
 	}
+	fn := s.peers.Release
+	if claim {
+		fn = s.peers.Claim
+	}
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		fn := s.peers.Release
-		if claim {
-			fn = s.peers.Claim
-		}
-		if err := fn(ctx, s.address, uint32(threadID)); err != nil {
-			s.log.Error("could not tell the other keygate servers of a connection; theirs may end it", "action", what, "thread", threadID, "err", err)
+		for attempt := 0; ; attempt++ {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := fn(ctx, s.address, uint32(threadID))
+			cancel()
+			if err == nil {
+				return
+			}
+			if attempt == 0 {
+				s.log.Error("could not tell the other keygate servers of a connection; trying again", "action", what, "thread", threadID, "err", err)
+			}
+			s.mu.Lock()
+			held := s.opened[threadID]
+			s.mu.Unlock()
+			if !claim || !held {
+				return
+			}
+			time.Sleep(time.Second)
 		}
 	}()
 }

@@ -116,12 +116,20 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 		}
 		claimed, err := s.peers.Claimed(ctx, s.address, ids)
 		if err != nil {
+			// The grace starts again once the claims can be read: a
+			// peer's claim may have waited for the state database too.
+			s.mu.Lock()
+			s.suspected = nil
+			s.mu.Unlock()
 			return fmt.Errorf("read the other keygate servers' connections: %w", err)
 		}
 		now := time.Now()
 		s.mu.Lock()
 		seen := make(map[uint64]time.Time, len(suspects))
 		for _, x := range suspects {
+			if claimed[uint32(x.pr.id)] {
+				continue
+			}
 			first, ok := s.suspected[x.pr.id]
 			if !ok {
 				first = now
@@ -131,7 +139,8 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 		s.suspected = seen
 		s.mu.Unlock()
 		suspects = slices.DeleteFunc(suspects, func(x suspect) bool {
-			return claimed[uint32(x.pr.id)] || now.Sub(seen[x.pr.id]) < upstream.PeerGrace
+			first, ok := seen[x.pr.id]
+			return !ok || now.Sub(first) < upstream.PeerGrace
 		})
 	}
 	for _, x := range suspects {

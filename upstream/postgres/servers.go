@@ -62,6 +62,9 @@ type server struct {
 	// has none and no login window is open, keygate clears any password
 	// the person set from inside a session.
 	live map[string]int
+	// unclaimed are the backends no keygate server of the shared state
+	// had claimed at the watcher's last looks, with when that began.
+	unclaimed map[uint32]time.Time
 }
 
 // maxRetired is how many retired backends a server keeps before it drops
@@ -151,13 +154,33 @@ func (s *server) endDial(d *dial, pid uint32, role string) {
 
 // tellPeers records a backend's claim or release for the servers that
 // share this one's state. It runs apart from the login and the session's
-// end, which wait for no other server.
+// end, which wait for no other server; a claim that fails is tried again
+// every second while the backend lives, since until it lands the other
+// servers take the backend for an intrusion.
 func (s *server) tellPeers(what string, pid uint32, fn func(context.Context, string, uint32) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := fn(ctx, s.address, pid); err != nil {
-		s.log.Error("could not tell the other keygate servers of a backend; theirs may end it", "action", what, "pid", pid, "err", err)
+	for attempt := 0; ; attempt++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err := fn(ctx, s.address, pid)
+		cancel()
+		if err == nil {
+			return
+		}
+		if attempt == 0 {
+			s.log.Error("could not tell the other keygate servers of a backend; trying again", "action", what, "pid", pid, "err", err)
+		}
+		if what != "claim" || !s.holds(pid) {
+			return
+		}
+		time.Sleep(time.Second)
 	}
+}
+
+// holds reports whether backend pid is a live one of keygate's.
+func (s *server) holds(pid uint32) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.backends[pid]
+	return ok
 }
 
 // release forgets a backend whose session ended and reports how many

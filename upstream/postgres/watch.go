@@ -186,21 +186,39 @@ func (s *server) sweep(ctx context.Context) error {
 }
 
 // notPeers keeps the suspects that no other keygate server sharing this
-// one's state claimed; one younger than PeerGrace is given until then, for
-// its server to claim it. While the claims cannot be read, nothing is
-// ended: a peer's session is not taken for an intrusion on a guess.
+// one's state claimed, and that have gone unclaimed for PeerGrace of
+// successful looks: time for the server that opened one to claim it,
+// after its login or after the state database was unreachable. While the
+// claims cannot be read, nothing is ended: a peer's session is not taken
+// for an intrusion on a guess.
 func (s *server) notPeers(ctx context.Context, suspects []activity, offset time.Duration) ([]activity, error) {
 	starts := make(map[uint32]time.Time, len(suspects))
 	for _, a := range suspects {
 		starts[a.pid] = a.start.Add(offset)
 	}
 	claimed, err := s.peers.Claimed(ctx, s.address, starts)
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if err != nil {
+		s.unclaimed = nil
 		return nil, fmt.Errorf("read the other keygate servers' backends: %w", err)
 	}
 	now := time.Now()
+	seen := make(map[uint32]time.Time, len(suspects))
+	for _, a := range suspects {
+		if claimed[a.pid] {
+			continue
+		}
+		first, ok := s.unclaimed[a.pid]
+		if !ok {
+			first = now
+		}
+		seen[a.pid] = first
+	}
+	s.unclaimed = seen
 	return slices.DeleteFunc(suspects, func(a activity) bool {
-		return claimed[a.pid] || now.Sub(a.start.Add(offset)) < upstream.PeerGrace
+		first, ok := seen[a.pid]
+		return !ok || now.Sub(first) < upstream.PeerGrace
 	}), nil
 }
 
