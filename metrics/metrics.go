@@ -9,6 +9,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -50,6 +51,17 @@ func GatewaySessions(count func() int) prometheus.Collector {
 		Name: "keygate_gateway_sessions",
 		Help: "Live database sessions through the gateway.",
 	}, func() float64 { return float64(count()) })
+}
+
+// StateFeedLag reports, on a state several servers share, how long ago
+// this server last saw every change committed to it: about a second while
+// the state database answers. Past 5 seconds the server starts no new
+// session; alert well before.
+func StateFeedLag(lag func() time.Duration) prometheus.Collector {
+	return prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "keygate_state_feed_lag_seconds",
+		Help: "Seconds since this server last caught up with every change to the shared state database.",
+	}, func() float64 { return lag().Seconds() })
 }
 
 // Recorder is the audit log as keygate's packages use it.

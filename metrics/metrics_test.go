@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keygate/keygate/audit"
 )
@@ -75,6 +76,18 @@ func TestGatewaySessions(t *testing.T) {
 	n.Store(0)
 	if v, ok := scrape(t, h)["keygate_gateway_sessions"]; !ok || v != 0 {
 		t.Fatalf("keygate_gateway_sessions = %v (present %v), want 0", v, ok)
+	}
+}
+
+// The feed lag gauge reads the store's lag at each scrape.
+func TestStateFeedLag(t *testing.T) {
+	var lag atomic.Int64
+	reg := NewRegistry()
+	reg.MustRegister(StateFeedLag(func() time.Duration { return time.Duration(lag.Load()) }))
+	h := Handler(reg, slog.New(slog.DiscardHandler))
+	lag.Store(int64(7500 * time.Millisecond))
+	if v := scrape(t, h)["keygate_state_feed_lag_seconds"]; v != 7.5 {
+		t.Fatalf("keygate_state_feed_lag_seconds = %v, want 7.5", v)
 	}
 }
 

@@ -214,6 +214,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	s.gw.RevocationWarning = time.Duration(cfg.Report.RevocationTarget)
 	if s.secrets != nil {
 		s.gw.Current = s.stateCurrent
+		if fl, ok := s.store.(feedLagger); ok {
+			s.metrics.MustRegister(metrics.StateFeedLag(fl.FeedLag))
+		}
 	}
 	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {
 		if sp := s.sprawl.Load(); sp != nil {
