@@ -101,6 +101,11 @@ func TestClusterRevocationAcrossNodes(t *testing.T) {
 	if ca := b.kg(t, 0, "ca"); ca != a.kg(t, 0, "ca") {
 		t.Fatal("keygate ca differs between the nodes")
 	}
+	// A third server under node a's name is refused: two writers of one
+	// chain would break it.
+	if r := serverCmd(t, a.sibling(t, ""), 20*time.Second); r.code == 0 || !strings.Contains(r.stderr, "give each server its own state.node") {
+		t.Fatalf("a second server as node a: exit %d\n%s", r.code, r.stderr)
+	}
 
 	c := a.scimClient(t, "azure-ad")
 	user := c.must(201, "POST", "/Users", `{"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "nadia", "active": true}`)

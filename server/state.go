@@ -108,6 +108,12 @@ func (s *Server) openState(ctx context.Context, cfg *config.Config, dataDir stri
 		return fmt.Errorf("state database (%s): %w", cfg.State.PostgresURLEnv, err)
 	}
 	s.store, s.node = st, node
+	if err := st.HoldNode(ctx, node); err != nil {
+		if errors.Is(err, postgres.ErrNodeTaken) {
+			return fmt.Errorf("%w: give each server its own state.node", err)
+		}
+		return err
+	}
 	// This server's backends of a previous run are gone with it.
 	if err := st.ReleaseNode(ctx, node); err != nil {
 		return err

@@ -40,6 +40,8 @@ type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
 	feed *feed
+	// nodeConn holds the node name lock (HoldNode), nil until then.
+	nodeConn *pgx.Conn
 }
 
 var _ store.Store = (*Store)(nil)
@@ -148,6 +150,9 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // Close stops the change feed and closes the pool.
 func (s *Store) Close() error {
 	s.feed.stop()
+	if s.nodeConn != nil {
+		s.nodeConn.Close(context.Background())
+	}
 	s.pool.Close()
 	return nil
 }

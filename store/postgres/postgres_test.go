@@ -312,3 +312,35 @@ func TestAuditChains(t *testing.T) {
 		t.Errorf("LastAudit = position %d, %v", last.Seq, err)
 	}
 }
+
+// One node name, one server: a second server under the name is refused
+// until the first closes.
+func TestHoldNode(t *testing.T) {
+	ctx := context.Background()
+	url := newDatabase(t)
+	a, b := open(t, url), open(t, url)
+	defer b.Close()
+	if err := a.HoldNode(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.HoldNode(ctx, "a"); !errors.Is(err, ErrNodeTaken) {
+		t.Fatalf("a second server as node a: %v", err)
+	}
+	if err := b.HoldNode(ctx, "b"); err != nil {
+		t.Fatalf("node b beside node a: %v", err)
+	}
+	a.Close()
+	c := open(t, url)
+	defer c.Close()
+	waitHeld := time.Now().Add(5 * time.Second)
+	for {
+		err := c.HoldNode(ctx, "a")
+		if err == nil {
+			break
+		}
+		if time.Now().After(waitHeld) {
+			t.Fatalf("node a once its server closed: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
