@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/pem"
+	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -151,6 +155,38 @@ func TestClusterRevocationAcrossNodes(t *testing.T) {
 	}
 	if r := b.tokenResult(t, "nadia", "orders"); r.code == 0 {
 		t.Fatal("node b issued a token after the removal")
+	}
+
+	// A plaintext cancel request that a load balancer sends to node b,
+	// for a statement running through node a, cancels it.
+	a.addUser(t, "cora", "analysts")
+	slow := a.pgx(t, "cora", "orders", a.token(t, "cora", "orders"), "application_name=cancel-me")
+	result := make(chan error, 1)
+	go func() {
+		_, err := slow.Exec(context.Background(), "SELECT pg_sleep(30)").ReadAll()
+		result <- err
+	}()
+	waitFor(t, 10*time.Second, func() bool { return running("cancel-me") })
+	packet := binary.BigEndian.AppendUint32(nil, 16)
+	packet = binary.BigEndian.AppendUint32(packet, 80877102)
+	packet = binary.BigEndian.AppendUint32(packet, slow.PID())
+	packet = append(packet, slow.SecretKey()...)
+	cancelConn, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", b.pgPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sent := time.Now()
+	cancelConn.Write(packet)
+	cancelConn.Close()
+	select {
+	case err := <-result:
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "57014" {
+			t.Fatalf("the statement after a cancel sent to node b: %v", err)
+		}
+		t.Logf("a cancel request sent to node b cancelled a statement on node a after %s", time.Since(sent).Round(time.Millisecond))
+	case <-time.After(5 * time.Second):
+		t.Fatal("a cancel request sent to node b did not cancel the statement on node a within 5s")
 	}
 
 	// Each node wrote its own chain, and verify walks both.

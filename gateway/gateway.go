@@ -9,6 +9,7 @@ package gateway
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
@@ -109,6 +110,11 @@ type Gateway struct {
 	// revocation made on another reaches this one through the state
 	// database, and while that is unreachable no new session starts.
 	Current func() error
+	// Relay, when set, passes a cancel request that matched no session
+	// here to the other servers sharing the state: a load balancer may
+	// send a client's cancel connection to another server than its
+	// session's. Only proof of the secret travels, never the secret.
+	Relay func(ctx context.Context, engine string, id uint32, proof [32]byte)
 	// Pools are the databases' pools of people's upstream connections,
 	// by database name; Watch and Recheck end the pooled connections of
 	// those who lost access. Set before Watch.
@@ -680,11 +686,43 @@ func (g *Gateway) Cancel(ctx context.Context, engine string, id, secret uint32, 
 	if !ok || subtle.ConstantTimeEq(int32(s.CancelSecret), int32(secret)) != 1 {
 		// Anyone can send these without a token: log a few per source.
 		if ok, suppressed := g.cancels.allow(sourceOf(client)); ok {
-			g.log.Info("cancel request matched no session", "client", client, "suppressed", suppressed)
+			g.log.Info("cancel request matched no session", "client", client, "suppressed", suppressed, "relayed", g.Relay != nil)
+		}
+		if g.Relay != nil {
+			g.Relay(ctx, engine, id, CancelProof(engine, id, secret))
 		}
 		return
 	}
 	g.CancelSession(ctx, s, client)
+}
+
+// CancelProof stands for a cancel request's secret among servers: it
+// names the engine and session id, and only the one who knows the secret
+// can make it.
+func CancelProof(engine string, id, secret uint32) [32]byte {
+	b := make([]byte, 0, len(engine)+9)
+	b = append(b, engine...)
+	b = append(b, 0)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = binary.BigEndian.AppendUint32(b, secret)
+	return sha256.Sum256(b)
+}
+
+// CancelRelayed handles a cancel request another server relayed: the
+// statement is cancelled if a live session here has the id and a secret
+// that makes proof. Unmatched ones are ignored; they belong elsewhere.
+func (g *Gateway) CancelRelayed(ctx context.Context, engine string, id uint32, proof [32]byte) {
+	g.mu.Lock()
+	s, ok := g.byKey[cancelKey{engine, id}]
+	g.mu.Unlock()
+	if !ok {
+		return
+	}
+	want := CancelProof(engine, id, s.CancelSecret)
+	if subtle.ConstantTimeCompare(want[:], proof[:]) != 1 {
+		return
+	}
+	g.CancelSession(ctx, s, "relayed by another keygate server")
 }
 
 // Lookup finds engine's live session by its cancel id, for a protocol

@@ -40,6 +40,7 @@ import (
 	"github.com/keygate/keygate/sso"
 	"github.com/keygate/keygate/sso/saml"
 	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/postgres"
 	"github.com/keygate/keygate/token"
 	"github.com/keygate/keygate/upstream"
 	"github.com/keygate/keygate/web"
@@ -216,6 +217,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 		s.gw.Current = s.stateCurrent
 		if fl, ok := s.store.(feedLagger); ok {
 			s.metrics.MustRegister(metrics.StateFeedLag(fl.FeedLag))
+		}
+		if pg, ok := s.store.(*postgres.Store); ok {
+			s.gw.Relay = cancelRelay{st: pg, log: log}.relay
+			pg.OnRelayedCancel(func(payload string) {
+				if engine, id, proof, ok := receiveCancel(payload); ok {
+					s.gw.CancelRelayed(context.Background(), engine, id, proof)
+				}
+			})
 		}
 	}
 	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {

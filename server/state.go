@@ -6,12 +6,15 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/keygate/keygate/internal/atomicfile"
@@ -281,4 +284,38 @@ func (c backendClaims) Release(ctx context.Context, address string, pid uint32) 
 
 func (c backendClaims) Claimed(ctx context.Context, address string, backends map[uint32]time.Time) (map[uint32]bool, error) {
 	return c.st.ClaimedBackends(ctx, address, backends, upstream.PeerClaimWindow)
+}
+
+// cancelRelay passes the cancel requests that match no session here to
+// the other servers through the state database, and hands this gateway
+// theirs. The payload is "engine id proof" with the proof in hex.
+type cancelRelay struct {
+	st  *postgres.Store
+	log *slog.Logger
+}
+
+func (r cancelRelay) relay(ctx context.Context, engine string, id uint32, proof [32]byte) {
+	payload := fmt.Sprintf("%s %d %s", engine, id, hex.EncodeToString(proof[:]))
+	if err := r.st.RelayCancel(ctx, payload); err != nil {
+		r.log.Warn("could not pass a cancel request to the other keygate servers", "err", err)
+	}
+}
+
+// receiveCancel reads a relayed cancel request; false for one it cannot
+// read.
+func receiveCancel(payload string) (engine string, id uint32, proof [32]byte, ok bool) {
+	var idText, proofText string
+	if _, err := fmt.Sscanf(payload, "%s %s %s", &engine, &idText, &proofText); err != nil {
+		return "", 0, proof, false
+	}
+	n, err := strconv.ParseUint(idText, 10, 32)
+	if err != nil {
+		return "", 0, proof, false
+	}
+	raw, err := hex.DecodeString(proofText)
+	if err != nil || len(raw) != len(proof) {
+		return "", 0, proof, false
+	}
+	copy(proof[:], raw)
+	return engine, uint32(n), proof, true
 }

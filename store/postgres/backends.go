@@ -94,3 +94,16 @@ func (s *Store) HoldNode(ctx context.Context, node string) error {
 
 // nodeLockSpace is the first key of the node name locks.
 const nodeLockSpace = 0x6b676e64 // "kgnd"
+
+// RelayCancel passes a cancel request this server could not match to the
+// other servers (payload is theirs to read); it is not stored.
+func (s *Store) RelayCancel(ctx context.Context, payload string) error {
+	if _, err := s.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, cancelChannel, payload); err != nil {
+		return fmt.Errorf("relay cancel request: %w", err)
+	}
+	return nil
+}
+
+// OnRelayedCancel sets what is told of the cancel requests other servers
+// relay (this server's own included, which match nothing here).
+func (s *Store) OnRelayedCancel(fn func(payload string)) { s.feed.onCancel.Store(&fn) }

@@ -19,6 +19,10 @@ import (
 // table.
 const notifyChannel = "keygate_changes"
 
+// cancelChannel carries the cancel requests a server could not match to
+// a session of its own, to the server that holds the session.
+const cancelChannel = "keygate_cancel"
+
 // feedChunk is how many revisions one read of the feed covers.
 const feedChunk = 1000
 
@@ -64,6 +68,8 @@ type feed struct {
 	// delivered.
 	mu   sync.Mutex
 	last int64
+	// onCancel is told of the cancel requests other servers relay.
+	onCancel atomic.Pointer[func(payload string)]
 	// synced is when the feed last read the head revision and delivered
 	// everything up to it (UnixNano).
 	synced atomic.Int64
@@ -163,8 +169,14 @@ func (f *feed) run(ctx context.Context) {
 		}
 		if conn != nil {
 			wait, cancel := context.WithTimeout(ctx, f.poll)
-			_, err := conn.WaitForNotification(wait)
+			n, err := conn.WaitForNotification(wait)
 			cancel()
+			if err == nil && n.Channel == cancelChannel {
+				if fn := f.onCancel.Load(); fn != nil {
+					go (*fn)(n.Payload)
+				}
+				continue
+			}
 			if err != nil && ctx.Err() == nil && !pgconn.Timeout(err) {
 				conn.Close(ctx)
 				conn, lost = nil, true
@@ -197,7 +209,7 @@ func (f *feed) listen(ctx context.Context) *pgx.Conn {
 		return nil
 	}
 	conn := c.Hijack()
-	if _, err := conn.Exec(ctx, `LISTEN `+notifyChannel); err != nil {
+	if _, err := conn.Exec(ctx, `LISTEN `+notifyChannel+`; LISTEN `+cancelChannel); err != nil {
 		conn.Close(ctx)
 		return nil
 	}
