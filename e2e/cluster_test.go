@@ -32,6 +32,16 @@ import (
 // stateDatabases numbers the state databases the cluster tests make.
 var stateDatabases atomic.Int64
 
+// logText is what the server logged so far.
+func (s *kgServer) logText(t *testing.T) string {
+	t.Helper()
+	raw, err := os.ReadFile(s.logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(raw)
+}
+
 // newStateDatabase makes an empty state database in state (nil: the
 // upstream PostgreSQL), owned by a plain login role, and returns the
 // environment that names it and a fresh secrets key.
@@ -258,7 +268,7 @@ func TestClusterStateDatabaseRestart(t *testing.T) {
 	for _, s := range []*kgServer{a, b} {
 		var last string
 		deadline := time.Now().Add(15 * time.Second)
-		for !strings.Contains(last, "state database is not answering") {
+		for !strings.Contains(last, "state database is not answering") || !strings.Contains(s.logText(t), "the state database has not answered") {
 			if time.Now().After(deadline) {
 				t.Fatalf("no refusal naming the state database within 15s; the last: %s", last)
 			}
@@ -580,5 +590,46 @@ func TestClusterAuditExport(t *testing.T) {
 		if r.code == 0 || !strings.Contains(r.stderr, tc.want) {
 			t.Errorf("%s: exit %d, %s; want %q", tc.name, r.code, r.stderr, tc.want)
 		}
+	}
+}
+
+// A reload on one server carries its access rules to the other, whose
+// config file holds them; a server whose file holds other rules starts no
+// session until it agrees, and the config history does not alternate.
+func TestClusterRulesAgree(t *testing.T) {
+	a, b := startCluster(t, "clusterrules", nil)
+	a.addUser(t, "rhea", "analysts")
+	if r := b.tokenResult(t, "rhea", "billing"); r.code == 0 {
+		t.Fatal("rhea got a billing token before any rule gave her one")
+	}
+	grant := "  - group: analysts\n    permission_set: db-readonly\n    databases: [billing]\n"
+	a.editConfig(t, "\nshutdown_grace:", "\n"+grant+"shutdown_grace:")
+	a.kg(t, 0, "admin", "reload")
+	// b's file does not have the new rule: b refuses new sessions.
+	tok := a.token(t, "rhea", "orders")
+	waitFor(t, 15*time.Second, func() bool {
+		r := b.psql(t, b.connString("rhea", "orders"), tok, "SELECT 1")
+		return r.code != 0 && strings.Contains(r.stderr, "disagree on the access rules")
+	})
+	mustContain(t, "node b's log", b.logText(t), "access rules differ from the other servers'")
+	// Its file gets the rule: b takes it up without a reload of its own.
+	b.editConfig(t, "\nshutdown_grace:", "\n"+grant+"shutdown_grace:")
+	waitFor(t, 15*time.Second, func() bool {
+		return b.psql(t, b.connString("rhea", "orders"), tok, "SELECT 1").code == 0
+	})
+	billing := b.token(t, "rhea", "billing")
+	if r := b.psql(t, b.connString("rhea", "billing"), billing, "SELECT 1"); r.code != 0 {
+		t.Fatalf("billing through b after it took up the rule: %s", r.stderr)
+	}
+	// b applied the rules once, when its file held them, not on every
+	// look while it did not.
+	reloads := 0
+	for _, e := range a.audit(t, "--type", "config.reload") {
+		if e.Node == "b" {
+			reloads++
+		}
+	}
+	if reloads != 1 {
+		t.Fatalf("node b reloaded %d times, want once", reloads)
 	}
 }

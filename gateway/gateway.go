@@ -262,7 +262,7 @@ func (g *Gateway) authenticate(ctx context.Context, h Hello) (access.Decision, t
 	}
 	if g.Current != nil {
 		if err := g.Current(); err != nil {
-			return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedUnavailable, Reason: "keygate cannot confirm it has the latest access changes (its state database is not answering), so it starts no session; try again shortly", Err: err}
+			return access.Decision{}, token.Claims{}, &Refusal{Kind: RefusedUnavailable, Reason: "keygate cannot confirm it has the latest access changes (its state database is not answering, or the keygate servers disagree on the access rules), so it starts no session; try again shortly; the keygate log says which", Err: err}
 		}
 	}
 	if err := g.audit.Err(); err != nil {

@@ -94,6 +94,7 @@ func (s *Server) recordRules(ctx context.Context, cfg *config.Config, now time.T
 	if _, err := s.store.AddConfigVersion(ctx, v); err != nil {
 		return err
 	}
+	s.rulesDigest.Store(&digest)
 	sp := metrics.SprawlState{PermissionSets: v.PermissionSets, Assignments: v.Assignments}
 	if old := s.sprawl.Load(); old != nil {
 		sp.Grants = old.Grants

@@ -113,6 +113,11 @@ type Server struct {
 	// groups are the group names the policy in force was built from; nil
 	// without a group naming rule.
 	groups []string
+	// rulesDigest is the digest of the access rules in force, as the
+	// config history records them; rulesDiffer is set while they differ
+	// from the newest rules another server sharing the state loaded.
+	rulesDigest atomic.Pointer[string]
+	rulesDiffer atomic.Pointer[error]
 	// admins are the administrators in force: the API reads them on every
 	// admin request, and a reload replaces them.
 	admins atomic.Pointer[config.Administrators]

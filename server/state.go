@@ -57,19 +57,74 @@ func (s *Server) stateCurrent() error {
 	if lag := fl.FeedLag(); lag > maxFeedLag {
 		return fmt.Errorf("the state database has not answered for %s (over %s): revocations made through other servers may not have reached this one", lag.Round(time.Second), maxFeedLag)
 	}
+	if err := s.rulesDiffer.Load(); err != nil {
+		return *err
+	}
 	return nil
 }
+
+// followRules keeps this server's access rules those the servers sharing
+// its state loaded last: when the newest in the config history is not the
+// one in force here, the server reads its config file again, and applies
+// it if it holds those rules. If it does not, the server starts no session
+// until it does, rather than grant by other rules than its peers (and it
+// records nothing, so that the history does not alternate).
+func (s *Server) followRules(ctx context.Context) {
+	newest, err := s.store.ConfigVersionAt(ctx, time.Now())
+	if err != nil {
+		return
+	}
+	mine := s.rulesDigest.Load()
+	if mine != nil && *mine == newest.Digest {
+		s.rulesDiffer.Store(nil)
+		return
+	}
+	next, err := config.Load(s.cfg.Path())
+	var digest string
+	if err == nil {
+		var r config.Rules
+		if r, err = next.Rules(); err == nil {
+			_, digest, err = r.Encode()
+		}
+	}
+	if err == nil && digest == newest.Digest {
+		if _, err := s.Reload(ctx); err == nil {
+			s.log.Info("applied the access rules another server loaded", "digest", digest)
+			s.rulesDiffer.Store(nil)
+		}
+		return
+	}
+	differ := fmt.Errorf("this server's access rules differ from those another server loaded at %s (%s in the config history): put the same config on every server; this one takes it up within %s",
+		newest.Loaded.Format(time.RFC3339), shortDigest(newest.Digest), followRulesEvery)
+	if err != nil {
+		differ = fmt.Errorf("%w (the config file does not load here: %v)", differ, err)
+	}
+	if s.rulesDiffer.Swap(&differ) == nil {
+		s.log.Error("access rules differ from the other servers'; starting no session until they agree", "err", differ)
+	}
+}
+
+// followRulesEvery is how often a server on a shared state compares its
+// access rules with the newest the others loaded.
+const followRulesEvery = 5 * time.Second
+
+func shortDigest(d string) string { return d[:min(len(d), 12)] }
 
 // watchFeed logs when the shared state's change feed falls behind and
 // when it catches up again, so that the refusals have a cause in the log.
 func (s *Server) watchFeed(ctx context.Context) {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	rules := time.NewTicker(followRulesEvery)
+	defer rules.Stop()
 	var behind bool
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-rules.C:
+			s.followRules(ctx)
+			continue
 		case <-t.C:
 		}
 		err := s.stateCurrent()
