@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/keygate/keygate/identity"
@@ -136,6 +137,29 @@ type MemberChange struct {
 	Set     []string
 	Add     []string
 	Remove  []string
+}
+
+// Replacing returns, for a Replace, the members to add and to remove
+// (each sorted) to turn current into Set; the backends apply them one by
+// one so that each join and leave is recorded in the history.
+func (mc MemberChange) Replacing(current map[string]bool) (add, remove []string) {
+	want := make(map[string]bool, len(mc.Set))
+	for _, id := range mc.Set {
+		want[id] = true
+	}
+	for id := range want {
+		if !current[id] {
+			add = append(add, id)
+		}
+	}
+	for id := range current {
+		if !want[id] {
+			remove = append(remove, id)
+		}
+	}
+	slices.Sort(add)
+	slices.Sort(remove)
+	return add, remove
 }
 
 // ChangeKind says what a Change is about.

@@ -15,13 +15,13 @@ var ErrNotEmpty = errors.New("the state database is not empty")
 // Empty reports whether the database holds no person, group, session or
 // audit event: a copy from another store may go in.
 func (s *Store) Empty(ctx context.Context) (bool, error) {
-	var any bool
+	var found bool
 	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM groups) OR EXISTS (SELECT 1 FROM sessions)
-		OR EXISTS (SELECT 1 FROM provisioning_tokens) OR EXISTS (SELECT 1 FROM config_history) OR EXISTS (SELECT 1 FROM audit_events)`).Scan(&any)
+		OR EXISTS (SELECT 1 FROM provisioning_tokens) OR EXISTS (SELECT 1 FROM config_history) OR EXISTS (SELECT 1 FROM audit_events)`).Scan(&found)
 	if err != nil {
 		return false, fmt.Errorf("look into the state database: %w", err)
 	}
-	return !any, nil
+	return !found, nil
 }
 
 // ImportRows inserts rows into table, columns named, converting what

@@ -16,7 +16,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"slices"
 	"strings"
 	"time"
 
@@ -584,23 +583,7 @@ func (s *Store) changeMembers(ctx context.Context, tx pgx.Tx, g identity.Group, 
 		for _, id := range ids {
 			current[id] = true
 		}
-		want := make(map[string]bool, len(mc.Set))
-		for _, id := range mc.Set {
-			want[id] = true
-		}
-		add, remove = nil, nil
-		for id := range want {
-			if !current[id] {
-				add = append(add, id)
-			}
-		}
-		for id := range current {
-			if !want[id] {
-				remove = append(remove, id)
-			}
-		}
-		slices.Sort(add)
-		slices.Sort(remove)
+		add, remove = mc.Replacing(current)
 	}
 	var changes []store.Change
 	for _, userID := range add {

@@ -545,23 +545,7 @@ func (s *Store) changeMembers(ctx context.Context, tx *sql.Tx, g identity.Group,
 		if err != nil {
 			return nil, err
 		}
-		want := make(map[string]bool, len(mc.Set))
-		for _, id := range mc.Set {
-			want[id] = true
-		}
-		add, remove = nil, nil
-		for id := range want {
-			if !current[id] {
-				add = append(add, id)
-			}
-		}
-		for id := range current {
-			if !want[id] {
-				remove = append(remove, id)
-			}
-		}
-		slices.Sort(add)
-		slices.Sort(remove)
+		add, remove = mc.Replacing(current)
 	}
 	var changes []store.Change
 	for _, userID := range add {

@@ -861,6 +861,17 @@ func parallel(t *testing.T, n int, fn func(i int) error) {
 	}
 }
 
+// incrementN adds one to a user's attribute n: an update whose result
+// shows whether any concurrent one was lost.
+func incrementN(u identity.User) (identity.User, error) {
+	n, err := strconv.Atoi(u.Attributes["n"])
+	if err != nil {
+		return u, err
+	}
+	u.Attributes["n"] = strconv.Itoa(n + 1)
+	return u, nil
+}
+
 // testConcurrentUserUpdates: updates of one user at once are applied one
 // after the other, each to what the one before stored: none is lost and
 // the version counts every one.
@@ -869,14 +880,7 @@ func testConcurrentUserUpdates(t *testing.T, s store.Store, _ *Clock) {
 	u := must(s.CreateUser(ctx, identity.User{UserName: "alice", Active: true, Attributes: map[string]string{"n": "0"}}))(t)
 	increment := func(st store.Store) func(int) error {
 		return func(int) error {
-			_, err := st.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) {
-				n, err := strconv.Atoi(u.Attributes["n"])
-				if err != nil {
-					return u, err
-				}
-				u.Attributes["n"] = strconv.Itoa(n + 1)
-				return u, nil
-			})
+			_, err := st.UpdateUser(ctx, u.ID, incrementN)
 			return err
 		}
 	}
@@ -1144,14 +1148,7 @@ func testConcurrentAcrossHandles(t *testing.T, a, b store.Store, _ *Clock) {
 		if i%2 == 1 {
 			st = b
 		}
-		_, err := st.UpdateUser(ctx, u.ID, func(u identity.User) (identity.User, error) {
-			n, err := strconv.Atoi(u.Attributes["n"])
-			if err != nil {
-				return u, err
-			}
-			u.Attributes["n"] = strconv.Itoa(n + 1)
-			return u, nil
-		})
+		_, err := st.UpdateUser(ctx, u.ID, incrementN)
 		return err
 	})
 	got := must(b.GetUser(ctx, u.ID))(t)
