@@ -65,6 +65,9 @@ type Server struct {
 	cfg   *config.Config
 	log   *slog.Logger
 	store store.Store
+	// shared is the same store when it is a state database several
+	// servers share; nil on SQLite.
+	shared *postgres.Store
 	// node names this server's audit chain: "" for a lone server on
 	// SQLite, state.node (or the host name) on a shared state database.
 	node string
@@ -218,19 +221,15 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	s.gw = gateway.New(&token.Verifier{Keys: s.keys, Now: now, Leeway: 30 * time.Second}, az, s.events, log, now)
 	s.gw.Pools = s.upstreams.gatewayPools()
 	s.gw.RevocationWarning = time.Duration(cfg.Report.RevocationTarget)
-	if s.secrets != nil {
+	if s.shared != nil {
 		s.gw.Current = s.stateCurrent
-		if fl, ok := s.store.(feedLagger); ok {
-			s.metrics.MustRegister(metrics.StateFeedLag(fl.FeedLag))
-		}
-		if pg, ok := s.store.(*postgres.Store); ok {
-			s.gw.Relay = cancelRelay{st: pg, log: log}.relay
-			pg.OnRelayedCancel(func(payload string) {
-				if engine, id, proof, ok := receiveCancel(payload); ok {
-					s.gw.CancelRelayed(context.Background(), engine, id, proof)
-				}
-			})
-		}
+		s.metrics.MustRegister(metrics.StateFeedLag(s.shared.FeedLag))
+		s.gw.Relay = cancelRelay{st: s.shared, log: log}.relay
+		s.shared.OnRelayedCancel(func(payload string) {
+			if engine, id, proof, ok := receiveCancel(payload); ok {
+				s.gw.CancelRelayed(context.Background(), engine, id, proof)
+			}
+		})
 	}
 	s.metrics.MustRegister(metrics.GatewaySessions(s.gw.SessionCount), metrics.NewSprawlCollector(func() metrics.SprawlState {
 		if sp := s.sprawl.Load(); sp != nil {
@@ -399,7 +398,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}()
 	s.checkUpstreams(ctx)
 	go s.maintain(ctx)
-	if s.secrets != nil {
+	if s.shared != nil {
 		go s.watchFeed(ctx)
 	}
 	go s.watchGrants(ctx)

@@ -42,19 +42,13 @@ const (
 // up at least every second while the database answers.
 const maxFeedLag = 5 * time.Second
 
-// feedLagger is a store whose change feed crosses servers.
-type feedLagger interface {
-	FeedLag() time.Duration
-}
-
 // stateCurrent reports whether this server has seen every change to the
 // shared state up to maxFeedLag ago; on SQLite it always has.
 func (s *Server) stateCurrent() error {
-	fl, ok := s.store.(feedLagger)
-	if !ok {
+	if s.shared == nil {
 		return nil
 	}
-	if lag := fl.FeedLag(); lag > maxFeedLag {
+	if lag := s.shared.FeedLag(); lag > maxFeedLag {
 		return fmt.Errorf("the state database has not answered for %s (over %s): revocations made through other servers may not have reached this one", lag.Round(time.Second), maxFeedLag)
 	}
 	if err := s.rulesDiffer.Load(); err != nil {
@@ -165,7 +159,7 @@ func (s *Server) openState(ctx context.Context, cfg *config.Config, dataDir stri
 	if err != nil {
 		return fmt.Errorf("state database (%s): %w", cfg.State.PostgresURLEnv, err)
 	}
-	s.store, s.node = st, node
+	s.store, s.shared, s.node = st, st, node
 	if err := st.HoldNode(ctx, node); err != nil {
 		if errors.Is(err, postgres.ErrNodeTaken) {
 			return fmt.Errorf("%w: give each server its own state.node", err)
