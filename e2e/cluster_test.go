@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -319,6 +320,14 @@ func TestClusterStateDatabaseRestart(t *testing.T) {
 		return int64(n) == ran.Load()
 	})
 	mustContain(t, "audit verify", a.kg(t, 0, "audit", "verify"), "intact")
+
+	// The restart let go of the node names; both servers took theirs
+	// back, so a third server under b's name is refused.
+	dup := a.sibling(t, "")
+	dup.editConfig(t, "node: a", "node: b")
+	if r := serverCmd(t, dup, 20*time.Second); r.code == 0 || !strings.Contains(r.stderr, "give each server its own state.node") {
+		t.Fatalf("a server under node b's name after the restart: exit %d\n%s", r.code, r.stderr)
+	}
 }
 
 // With two servers on one state each leaves the other's upstream
@@ -631,5 +640,62 @@ func TestClusterRulesAgree(t *testing.T) {
 	}
 	if reloads != 1 {
 		t.Fatalf("node b reloaded %d times, want once", reloads)
+	}
+}
+
+// One person connecting through both servers at once, with pooling off so
+// that every connection opens a login window upstream: the servers take
+// the person's window in turn, so that neither sets a new password or
+// closes the window under the other's login, and no connection fails.
+func TestClusterLoginWindows(t *testing.T) {
+	env := newStateDatabase(t, nil, "clwindow")
+	a := startServerWith(t, "clwindow", serverOptions{env: env, extraConfig: fmt.Sprintf(stateConfig, "a"),
+		ordersConfig: "    pool:\n      enabled: false\n", stopWithTest: true})
+	b := a.sibling(t, "")
+	b.editConfig(t, "node: a", "node: b")
+	b.launch(t)
+	t.Cleanup(func() { b.stop(t) })
+	a.addUser(t, "wanda", "analysts")
+	tokens := map[*kgServer]string{a: a.token(t, "wanda", "orders"), b: b.token(t, "wanda", "orders")}
+
+	const rounds, perServer = 25, 3
+	var failed atomic.Int32
+	var firstErr atomic.Pointer[error]
+	began := time.Now()
+	for range rounds {
+		var wg sync.WaitGroup
+		for i := range 2 * perServer {
+			srv := a
+			if i%2 == 1 {
+				srv = b
+			}
+			wg.Go(func() {
+				cfg, err := pgconn.ParseConfig(srv.connString("wanda", "orders"))
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				cfg.Password = tokens[srv]
+				c, err := pgconn.ConnectConfig(t.Context(), cfg)
+				if err == nil {
+					_, err = c.Exec(t.Context(), "SELECT 1").ReadAll()
+					c.Close(t.Context())
+				}
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, &err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+	logins := rounds * 2 * perServer
+	if n := failed.Load(); n > 0 {
+		t.Fatalf("%d of %d logins through two servers failed; the first: %v", n, logins, *firstErr.Load())
+	}
+	t.Logf("%d concurrent logins of one person through two servers in %s, none failed", logins, time.Since(began).Round(time.Millisecond))
+	// Every window was closed: the role is at rest.
+	if got := a.upstreamQuery(t, "clwindow_orders", `SELECT rolcanlogin FROM pg_roles WHERE rolname = 'wanda.ro'`); len(got) != 1 || got[0][0] != "f" {
+		t.Fatalf("wanda's role after the logins: %v, want NOLOGIN", got)
 	}
 }

@@ -121,6 +121,9 @@ type Server struct {
 	// from the newest rules another server sharing the state loaded.
 	rulesDigest atomic.Pointer[string]
 	rulesDiffer atomic.Pointer[error]
+	// nodeTaken is set while another connection holds this server's node
+	// name on the shared state (see checkNode).
+	nodeTaken atomic.Pointer[error]
 	// admins are the administrators in force: the API reads them on every
 	// admin request, and a reload replaces them.
 	admins atomic.Pointer[config.Administrators]

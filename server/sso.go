@@ -2,8 +2,10 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"net/http"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"github.com/keygate/keygate/sso"
 	"github.com/keygate/keygate/sso/oidc"
 	"github.com/keygate/keygate/sso/saml"
+	"github.com/keygate/keygate/store"
 )
 
 // SAMLKeyFile holds keygate's SAML service provider key and certificate.
@@ -36,7 +39,8 @@ func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Servi
 		}
 		p, err := saml.New(ctx, saml.Config{EntityID: m.EntityID, ACSURL: base + sso.PathSAMLACS, HTTPClient: hc,
 			MetadataURL: m.IdPMetadataURL, MetadataFile: s.cfg.Resolve(m.IdPMetadataFile), Refresh: time.Duration(m.MetadataRefresh),
-			ClockSkew: time.Duration(c.ClockSkew), Mapping: mapping(m.Attributes), Key: s.samlKey, Cert: s.samlCert, Now: now, Log: s.log, Warn: s.ssoWarning})
+			ClockSkew: time.Duration(c.ClockSkew), Mapping: mapping(m.Attributes), Key: s.samlKey, Cert: s.samlCert, Now: now, Log: s.log, Warn: s.ssoWarning,
+			Used: usedAssertions{st: s.store, now: now}})
 		if err != nil {
 			return nil, fmt.Errorf("sso.saml: %w", err)
 		}
@@ -63,6 +67,20 @@ func (s *Server) buildSSO(ctx context.Context, now func() time.Time) (*sso.Servi
 		opts.OIDC, opts.OIDCIssuer = p, o.Issuer
 	}
 	return sso.New(opts), nil
+}
+
+// usedAssertions remembers the SAML assertions used to sign in, in the
+// store: a response replayed to another server on the same state is
+// refused there too.
+type usedAssertions struct {
+	st  store.Store
+	now func() time.Time
+}
+
+func (u usedAssertions) FirstUse(ctx context.Context, id string, until time.Time) (bool, error) {
+	h := sha256.Sum256([]byte(id))
+	created, _, err := u.st.PutPending(ctx, store.Pending{Kind: "saml_assertion", Key: hex.EncodeToString(h[:]), Value: []byte{}, Expires: until}, u.now(), 0)
+	return created, err
 }
 
 func mapping(a config.Attributes) sso.Mapping {

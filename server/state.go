@@ -54,7 +54,34 @@ func (s *Server) stateCurrent() error {
 	if err := s.rulesDiffer.Load(); err != nil {
 		return *err
 	}
+	if err := s.nodeTaken.Load(); err != nil {
+		return *err
+	}
 	return nil
+}
+
+// checkNode makes sure this server still holds its node name, which a
+// restart of the state database lets go of: it takes it back. While
+// another connection holds it (a second server under the same name, or
+// this server's own connection from before a network failure, until the
+// state database notices it is gone), the server starts no session: two
+// writers of one audit chain would break it.
+func (s *Server) checkNode(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	err := s.shared.NodeHeld(ctx)
+	if errors.Is(err, postgres.ErrNodeTaken) {
+		taken := fmt.Errorf("%w: node %s (give each server its own state.node; after a network failure the state database lets go of the old connection within its TCP keepalive time)", err, s.node)
+		if s.nodeTaken.Swap(&taken) == nil {
+			s.log.Error("this server's node name is held by another connection; starting no session until it is back", "node", s.node, "err", err)
+		}
+		return
+	}
+	// Other errors mean the state database is not answering, which the
+	// feed's lag reports.
+	if err == nil && s.nodeTaken.Swap(nil) != nil {
+		s.log.Info("this server holds its node name again", "node", s.node)
+	}
 }
 
 // followRules keeps this server's access rules those the servers sharing
@@ -121,6 +148,7 @@ func (s *Server) watchFeed(ctx context.Context) {
 			continue
 		case <-t.C:
 		}
+		s.checkNode(ctx)
 		err := s.stateCurrent()
 		switch {
 		case err != nil && !behind:
@@ -333,6 +361,10 @@ func (c backendClaims) Release(ctx context.Context, address string, pid uint32) 
 
 func (c backendClaims) Claimed(ctx context.Context, address string, backends map[uint32]time.Time) (map[uint32]bool, error) {
 	return c.st.ClaimedBackends(ctx, address, backends, upstream.PeerClaimWindow)
+}
+
+func (c backendClaims) LockWindow(ctx context.Context, address, role string) (func(), error) {
+	return c.st.Lock(ctx, "login window "+address+" "+role)
 }
 
 // cancelRelay passes the cancel requests that match no session here to

@@ -1,36 +1,49 @@
 package sso
 
 import (
-	"crypto/sha256"
+	"context"
+	"errors"
+	"log/slog"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/store"
+	"github.com/keygate/keygate/store/sqlite"
 )
 
 // TestFlowsBounded checks that a caller who only asks for device codes
 // cannot make the server hold more than maxFlows, and that expired flows
 // make room again.
 func TestFlowsBounded(t *testing.T) {
-	f := newFlows()
+	ctx := context.Background()
 	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
-	for i := range maxFlows {
-		fl := &flow{deviceHash: sha256.Sum256([]byte(strconv.Itoa(i))), userCode: strconv.Itoa(i), expires: now.Add(DeviceCodeTTL)}
-		f.byUser[fl.userCode], f.byDevice[fl.deviceHash] = fl, fl
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keygate.db"), func() time.Time { return now })
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, _, ok := f.start(now, ""); ok {
-		t.Fatalf("a flow was started with %d pending", maxFlows)
+	t.Cleanup(func() { st.Close() })
+	s := New(Options{Store: st, Now: func() time.Time { return now }, Log: slog.New(slog.DiscardHandler)})
+	for i := range maxFlows {
+		if _, _, err := st.PutPending(ctx, store.Pending{Kind: kindFlow, Key: strconv.Itoa(i), Value: []byte("{}"), Expires: now.Add(DeviceCodeTTL)}, now, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := s.startFlow(ctx, ""); !errors.Is(err, errTooManyFlows) {
+		t.Fatalf("a flow was started with %d pending: %v", maxFlows, err)
 	}
 	now = now.Add(DeviceCodeTTL + time.Second)
-	code, fl, ok := f.start(now, "")
-	if !ok {
-		t.Fatal("expired flows do not make room")
+	code, _, err := s.startFlow(ctx, "")
+	if err != nil {
+		t.Fatalf("expired flows do not make room: %v", err)
 	}
-	if len(f.byUser) != 1 || len(f.byDevice) != 1 {
-		t.Errorf("%d flows by user code, %d by device code after the sweep; want 1", len(f.byUser), len(f.byDevice))
+	if n, err := st.CountPending(ctx, kindFlow, time.Time{}); err != nil || n != 1 {
+		t.Errorf("%d flows after the sweep (%v); want 1", n, err)
 	}
-	if res, got := f.poll(now, code); res != pollPending || got != fl {
-		t.Errorf("poll of the new flow = %v", res)
+	if res, _, _, err := s.poll(ctx, code); res != pollPending || err != nil {
+		t.Errorf("poll of the new flow = %v, %v", res, err)
 	}
 }
 

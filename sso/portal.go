@@ -108,63 +108,22 @@ func (s *Service) browserStart(w http.ResponseWriter, r *http.Request) {
 			next = s.ownPath(t)
 		}
 	}
-	a := &attempt{method: method, browser: true, next: next, expires: s.now().Add(attemptTTL)}
+	a := &attempt{Method: method, Browser: true, Next: next, Expires: s.now().Add(attemptTTL)}
 	target, id, ok := s.redirectFor(w, a, "Choose one of the sign-in links on keygate's sign-in page.", s.portalMessage)
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	evicted := s.putBrowserAttempt(attemptKey(id), a)
-	s.mu.Unlock()
+	evicted, err := s.putAttempt(r.Context(), id, a)
+	if err != nil {
+		s.opts.Log.Error("store a sign-in attempt", "err", err)
+		s.portalMessage(w, http.StatusServiceUnavailable, "Sign-in could not start", "keygate cannot reach its state just now. Try again in a few seconds.")
+		return
+	}
 	if evicted {
 		s.warnEvicted()
 	}
 	s.setAttemptCookie(w, id)
 	http.Redirect(w, r, target, http.StatusSeeOther)
-}
-
-// putBrowserAttempt stores a browser attempt, forgetting expired ones and,
-// past maxBrowserAttempts, the oldest; it reports whether it had to forget
-// one that was still pending. The caller holds s.mu.
-//
-// browserQueue holds the keys in the order they came, oldest first; keys
-// already taken stay in it until they reach the front or a compaction.
-func (s *Service) putBrowserAttempt(key string, a *attempt) (evicted bool) {
-	now := s.now()
-	for len(s.browserQueue) > 0 {
-		k := s.browserQueue[0]
-		if old, ok := s.attempts[k]; ok && !now.After(old.expires) {
-			if s.browserAttempts < maxBrowserAttempts {
-				break
-			}
-			evicted = true
-		}
-		s.dropAttempt(k)
-		s.browserQueue = s.browserQueue[1:]
-	}
-	if len(s.browserQueue) >= 2*maxBrowserAttempts {
-		live := make([]string, 0, s.browserAttempts+1)
-		for _, k := range s.browserQueue {
-			if _, ok := s.attempts[k]; ok {
-				live = append(live, k)
-			}
-		}
-		s.browserQueue = live
-	}
-	s.attempts[key] = a
-	s.browserAttempts++
-	s.browserQueue = append(s.browserQueue, key)
-	return evicted
-}
-
-// dropAttempt forgets an attempt. The caller holds s.mu.
-func (s *Service) dropAttempt(key string) {
-	if a, ok := s.attempts[key]; ok {
-		if a.browser {
-			s.browserAttempts--
-		}
-		delete(s.attempts, key)
-	}
 }
 
 // warnEvicted says, at most once a minute, that browser attempts are being

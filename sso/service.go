@@ -2,10 +2,9 @@ package sso
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -48,6 +47,12 @@ type Store interface {
 	ListUsers(ctx context.Context, q store.UserQuery) ([]identity.User, error)
 	CreateUser(ctx context.Context, u identity.User) (identity.User, error)
 	CreateSession(ctx context.Context, s identity.Session, credentialHash []byte) (identity.Session, error)
+	// Pending sign-in state: device flows and browser attempts.
+	PutPending(ctx context.Context, p store.Pending, now time.Time, max int) (created, evicted bool, err error)
+	GetPending(ctx context.Context, kind, key string) (store.Pending, error)
+	SwapPending(ctx context.Context, kind, key string, old, value []byte) (bool, error)
+	TakePending(ctx context.Context, kind, key string) (store.Pending, error)
+	CountPending(ctx context.Context, kind string, now time.Time) (int, error)
 }
 
 // Auditor records audit events.
@@ -100,41 +105,15 @@ const (
 	codeGuessInterval = 30 * time.Second
 )
 
-// attemptTTL bounds the browser's trip to the identity provider and back.
-const attemptTTL = 10 * time.Minute
-
-// attemptCookie binds a sign-in attempt to the browser that started it.
-const attemptCookie = "keygate_signin"
-
-// attempt is one browser's trip to an identity provider: for a device
-// flow, or, when browser is set, for the portal.
-type attempt struct {
-	userCode  string // of the device flow; empty for the portal
-	browser   bool   // a portal sign-in, started at PathBrowserStart
-	next      string // where the portal sends the browser after it
-	method    string
-	requestID string // SAML
-	nonce     string // OIDC
-	verifier  string // OIDC PKCE
-	expires   time.Time
-}
-
 // Service serves sign-in: the device authorization endpoints the CLI uses,
 // the pages the browser sees, and the identity providers' callbacks.
 type Service struct {
-	opts  Options
-	flows *flows
+	opts Options
 	// guesses limits unknown user codes by source: RFC 8628 §5.1 asks
 	// that user codes be protected against guessing.
 	guesses *guesslimit.Limiter
 
-	mu       sync.Mutex
-	attempts map[string]*attempt
-	// browserAttempts counts the portal's attempts in attempts, and
-	// browserQueue holds their keys oldest first, so that they stay
-	// bounded (see putBrowserAttempt).
-	browserAttempts  int
-	browserQueue     []string
+	mu               sync.Mutex
 	lastEvictWarning time.Time
 }
 
@@ -146,7 +125,7 @@ func New(opts Options) *Service {
 	if opts.SessionDuration == 0 {
 		opts.SessionDuration = 8 * time.Hour
 	}
-	return &Service{opts: opts, flows: newFlows(), guesses: guesslimit.New(codeGuessBurst, codeGuessInterval), attempts: map[string]*attempt{}}
+	return &Service{opts: opts, guesses: guesslimit.New(codeGuessBurst, codeGuessInterval)}
 }
 
 func (s *Service) now() time.Time { return s.opts.Now() }
@@ -211,9 +190,13 @@ func (s *Service) deviceCode(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, oauthError{Error: "invalid_request", Description: "cannot read the form"})
 		return
 	}
-	code, fl, ok := s.flows.start(s.now(), clip(r.PostForm.Get("client_name"), 64))
-	if !ok {
+	code, fl, err := s.startFlow(r.Context(), clip(r.PostForm.Get("client_name"), 64))
+	if errors.Is(err, errTooManyFlows) {
 		writeJSON(w, http.StatusServiceUnavailable, oauthError{Error: "slow_down", Description: "too many sign-ins are pending; try again in a minute"})
+		return
+	}
+	if err != nil {
+		s.unavailable(w, "start a device flow", err)
 		return
 	}
 	uri := s.opts.BaseURL + PathDevice
@@ -237,7 +220,11 @@ func (s *Service) deviceToken(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, oauthError{Error: "unsupported_grant_type", Description: "use grant_type " + GrantTypeDeviceCode})
 		return
 	}
-	res, fl := s.flows.poll(s.now(), r.PostForm.Get("device_code"))
+	res, fl, a, err := s.poll(r.Context(), r.PostForm.Get("device_code"))
+	if err != nil {
+		s.unavailable(w, "poll a device flow", err)
+		return
+	}
 	switch res {
 	case pollPending:
 		writeJSON(w, http.StatusBadRequest, oauthError{Error: "authorization_pending"})
@@ -246,13 +233,21 @@ func (s *Service) deviceToken(w http.ResponseWriter, r *http.Request) {
 	case pollExpired:
 		writeJSON(w, http.StatusBadRequest, oauthError{Error: "expired_token", Description: "the code expired before the browser sign-in finished: run keygate login again"})
 	case pollDenied:
-		writeJSON(w, http.StatusBadRequest, oauthError{Error: "access_denied", Description: fl.refusal.Reason})
+		writeJSON(w, http.StatusBadRequest, oauthError{Error: "access_denied", Description: fl.Refusal.Reason})
 	case pollApproved:
-		writeJSON(w, http.StatusOK, TokenResponse{AccessToken: fl.credential, TokenType: "Bearer",
-			ExpiresIn: int(fl.session.Expires.Sub(s.now()) / time.Second), Session: fl.session})
+		writeJSON(w, http.StatusOK, TokenResponse{AccessToken: a.Credential, TokenType: "Bearer",
+			ExpiresIn: int(a.Session.Expires.Sub(s.now()) / time.Second), Session: a.Session})
 	default:
 		writeJSON(w, http.StatusBadRequest, oauthError{Error: "invalid_grant", Description: "unknown device code: run keygate login again"})
 	}
+}
+
+// unavailable answers the CLI when the store cannot be reached: it keeps
+// polling, and the person is not told their sign-in failed.
+func (s *Service) unavailable(w http.ResponseWriter, what string, err error) {
+	s.opts.Log.Error(what, "err", err)
+	w.Header().Set("Retry-After", "5")
+	writeJSON(w, http.StatusServiceUnavailable, oauthError{Error: "temporarily_unavailable", Description: "keygate cannot reach its state; try again in a few seconds"})
 }
 
 func (s *Service) enabled() bool { return s.opts.SAML != nil || s.opts.OIDC != nil }
@@ -268,14 +263,17 @@ func (s *Service) devicePage(w http.ResponseWriter, r *http.Request) {
 	code := r.URL.Query().Get("user_code")
 	page := devicePageData{UserCode: code, SAML: s.opts.SAML != nil, OIDC: s.opts.OIDC != nil}
 	if code != "" {
-		fl, ok, wait := s.lookupUserCode(r, code)
+		fl, ok, wait, err := s.lookupUserCode(r, code)
 		switch {
+		case err != nil:
+			s.opts.Log.Error("look up a user code", "err", err)
+			page.Error = "keygate cannot reach its state just now. Try again in a few seconds."
 		case wait > 0:
 			page.Error = fmt.Sprintf("Too many unknown codes from this address: wait %s, then try again.", wait.Round(time.Second))
 		case !ok:
 			page.Error = "That code is unknown or has expired. Run keygate login again and use the code it shows."
 		default:
-			page.UserCode, page.Client, page.Valid = formatUserCode(fl.userCode), fl.client, true
+			page.UserCode, page.Client, page.Valid = formatUserCode(fl.userCode), fl.Client, true
 		}
 	}
 	renderPage(w, http.StatusOK, devicePageTemplate, page)
@@ -284,16 +282,16 @@ func (s *Service) devicePage(w http.ResponseWriter, r *http.Request) {
 // lookupUserCode finds the flow of a user code as typed, charging the
 // source for an unknown one; wait is set while the source is over its
 // limit.
-func (s *Service) lookupUserCode(r *http.Request, code string) (fl *flow, ok bool, wait time.Duration) {
+func (s *Service) lookupUserCode(r *http.Request, code string) (fl *flow, ok bool, wait time.Duration, err error) {
 	src, now := guesslimit.Source(r), s.now()
 	if allowed, wait := s.guesses.Allowed(src, now); !allowed {
-		return nil, false, wait
+		return nil, false, wait, nil
 	}
-	fl, ok = s.flows.byUserCode(now, code)
-	if !ok {
+	fl, ok, err = s.pendingFlow(r.Context(), code)
+	if err == nil && !ok {
 		s.guesses.Failed(src, now)
 	}
-	return fl, ok, 0
+	return fl, ok, 0, err
 }
 
 // deviceStart sends the browser to the chosen identity provider. It is a
@@ -305,7 +303,12 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "Sign-in could not start", "Start again from the link keygate login printed.")
 		return
 	}
-	fl, ok, wait := s.lookupUserCode(r, r.PostForm.Get("user_code"))
+	fl, ok, wait, err := s.lookupUserCode(r, r.PostForm.Get("user_code"))
+	if err != nil {
+		s.opts.Log.Error("look up a user code", "err", err)
+		s.message(w, http.StatusServiceUnavailable, "Sign-in could not start", "keygate cannot reach its state just now. Try again in a few seconds.")
+		return
+	}
 	if wait > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())+1))
 		s.message(w, http.StatusTooManyRequests, "Too many unknown codes", fmt.Sprintf("Too many unknown codes from this address: wait %s, then try again.", wait.Round(time.Second)))
@@ -315,23 +318,16 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 		s.message(w, http.StatusBadRequest, "Unknown or expired code", "Run keygate login again and use the code it shows.")
 		return
 	}
-	a := &attempt{userCode: fl.userCode, method: r.PostForm.Get("method"), expires: s.now().Add(attemptTTL)}
+	a := &attempt{UserCode: fl.userCode, Method: r.PostForm.Get("method"), Expires: s.now().Add(attemptTTL)}
 	target, id, ok := s.redirectFor(w, a, "Choose one of the buttons on the sign-in page.", s.message)
 	if !ok {
 		return
 	}
-	s.mu.Lock()
-	// A flow keeps only its newest attempt, so that attempts stay bounded
-	// by the flows: one valid code posted here in a loop would otherwise
-	// grow the map without limit. A browser only ever holds the newest
-	// attempt's cookie anyway.
-	for k, old := range s.attempts {
-		if s.now().After(old.expires) || (!old.browser && old.userCode == a.userCode) {
-			s.dropAttempt(k)
-		}
+	if err := s.flowAttempt(r.Context(), fl.userCode, id, a); err != nil {
+		s.opts.Log.Error("store a sign-in attempt", "err", err)
+		s.message(w, http.StatusServiceUnavailable, "Sign-in could not start", "keygate cannot reach its state just now. Try again in a few seconds.")
+		return
 	}
-	s.attempts[attemptKey(id)] = a
-	s.mu.Unlock()
 	s.setAttemptCookie(w, id)
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
@@ -343,17 +339,17 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 func (s *Service) redirectFor(w http.ResponseWriter, a *attempt, hint string, msg func(http.ResponseWriter, int, string, string)) (target, id string, ok bool) {
 	id = randomToken()
 	switch {
-	case a.method == "saml" && s.opts.SAML != nil:
+	case a.Method == "saml" && s.opts.SAML != nil:
 		u, reqID, err := s.opts.SAML.AuthnRequestURL(id)
 		if err != nil {
 			s.opts.Log.Error("build SAML request", "err", err)
 			msg(w, http.StatusBadGateway, "Sign-in could not start", "keygate could not build a request to the identity provider; the server log has details.")
 			return "", "", false
 		}
-		target, a.requestID = u, reqID
-	case a.method == "oidc" && s.opts.OIDC != nil:
-		a.nonce, a.verifier = randomToken(), randomToken()
-		target = s.opts.OIDC.AuthCodeURL(id, a.nonce, a.verifier)
+		target, a.RequestID = u, reqID
+	case a.Method == "oidc" && s.opts.OIDC != nil:
+		a.Nonce, a.Verifier = randomToken(), randomToken()
+		target = s.opts.OIDC.AuthCodeURL(id, a.Nonce, a.Verifier)
 	default:
 		msg(w, http.StatusBadRequest, "Unknown sign-in method", hint)
 		return "", "", false
@@ -367,13 +363,6 @@ func (s *Service) redirectFor(w http.ResponseWriter, a *attempt, hint string, ms
 func (s *Service) setAttemptCookie(w http.ResponseWriter, id string) {
 	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Value: id, Path: "/", MaxAge: int(attemptTTL / time.Second),
 		HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
-}
-
-// attemptKey keys attempts by a hash, so that map timing says nothing
-// about the cookie value.
-func attemptKey(id string) string {
-	h := sha256.Sum256([]byte(id))
-	return base64.RawURLEncoding.EncodeToString(h[:])
 }
 
 // sameOrigin accepts a form post from keygate's own pages: browsers send
@@ -391,12 +380,11 @@ func (s *Service) takeAttempt(r *http.Request, state, method string) (*attempt, 
 	if err != nil || state == "" || subtle.ConstantTimeCompare([]byte(c.Value), []byte(state)) != 1 {
 		return nil, Refuse("browser_mismatch", nil, "this sign-in was not started in this browser: %s", s.startAgain())
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	key := attemptKey(state)
-	a, ok := s.attempts[key]
-	s.dropAttempt(key)
-	if !ok || s.now().After(a.expires) || a.method != method {
+	a, err := s.takeStoredAttempt(r.Context(), state)
+	if err != nil {
+		return nil, Refuse("error", err, "keygate cannot reach its state just now: %s", s.startAgain())
+	}
+	if a == nil || s.now().After(a.Expires) || a.Method != method {
 		return nil, Refuse("unknown_request", nil, "this sign-in is unknown or took too long: %s", s.startAgain())
 	}
 	return a, nil
@@ -415,13 +403,16 @@ func (s *Service) startAgain() string {
 // recorded for both the browser and the waiting CLI.
 func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, method string, id Identity, err error) {
 	http.SetCookie(w, &http.Cookie{Name: attemptCookie, Path: "/", MaxAge: -1, HttpOnly: true, Secure: true, SameSite: http.SameSiteNoneMode})
-	if a != nil && a.browser {
-		s.signedIn(w, r, method, a.next, id, err, map[string]any{"client": clientPortal})
+	if a != nil && a.Browser {
+		s.signedIn(w, r, method, a.Next, id, err, map[string]any{"client": clientPortal})
 		return
 	}
 	var fl *flow
 	if a != nil {
-		fl, _ = s.flows.claim(s.now(), a.userCode)
+		var cerr error
+		if fl, cerr = s.claim(r.Context(), a.UserCode); cerr != nil && err == nil {
+			err = cerr
+		}
 	}
 	if err == nil && fl == nil {
 		err = Refuse("expired", nil, "the code from keygate login expired while you were signing in (or another browser finished it): run keygate login again")
@@ -429,7 +420,9 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, m
 	if err == nil {
 		cred, sess, serr := s.signIn(r.Context(), id, r.RemoteAddr, map[string]any{"client": clientCLI})
 		if serr == nil {
-			s.flows.finish(fl, cred, SessionInfo{ID: sess.ID, User: sess.User, Expires: sess.Expires, MFA: sess.MFA, Method: method}, nil)
+			serr = s.finish(r.Context(), fl, &approval{Credential: cred, Session: SessionInfo{ID: sess.ID, User: sess.User, Expires: sess.Expires, MFA: sess.MFA, Method: method}}, nil)
+		}
+		if serr == nil {
 			s.message(w, http.StatusOK, "Signed in as "+sess.User, "Return to your terminal: keygate login has finished there. You can close this window.")
 			return
 		}
@@ -437,7 +430,9 @@ func (s *Service) complete(w http.ResponseWriter, r *http.Request, a *attempt, m
 	}
 	ref := s.refused(w, r, method, id, err, nil, a == nil && s.opts.Browser != nil)
 	if fl != nil {
-		s.flows.finish(fl, "", SessionInfo{}, ref)
+		if ferr := s.finish(r.Context(), fl, nil, ref); ferr != nil {
+			s.opts.Log.Error("record a refused device flow", "err", ferr)
+		}
 	}
 }
 
@@ -494,7 +489,7 @@ func (s *Service) samlACS(w http.ResponseWriter, r *http.Request) {
 		s.complete(w, r, nil, "saml", Identity{}, ref)
 		return
 	}
-	id, err := s.opts.SAML.HandleResponse(r.Context(), resp, a.requestID)
+	id, err := s.opts.SAML.HandleResponse(r.Context(), resp, a.RequestID)
 	s.complete(w, r, a, "saml", id, err)
 }
 
@@ -549,6 +544,6 @@ func (s *Service) oidcCallback(w http.ResponseWriter, r *http.Request) {
 		s.complete(w, r, a, "oidc", Identity{}, Refuse("provider_error", nil, "the identity provider refused the sign-in: %s %s", clip(e, 64), clip(q.Get("error_description"), 200)))
 		return
 	}
-	id, err := s.opts.OIDC.Exchange(r.Context(), q.Get("code"), a.verifier, a.nonce)
+	id, err := s.opts.OIDC.Exchange(r.Context(), q.Get("code"), a.Verifier, a.Nonce)
 	s.complete(w, r, a, "oidc", id, err)
 }

@@ -102,6 +102,28 @@ type Store interface {
 	// newest loaded at or before it. ErrNotFound if there is none.
 	ConfigVersionAt(ctx context.Context, at time.Time) (ConfigVersion, error)
 
+	// Pending sign-in state (device flows, sign-in attempts, identity
+	// provider assertions already used) lives here rather than in a
+	// server's memory, so that a sign-in started on one server may finish
+	// on another. Entries last minutes; what in them is secret is sealed
+	// by the caller with a key the store never sees.
+	//
+	// PutPending stores p unless an entry of its kind and key exists
+	// (created false). It first forgets the kind's entries that expired by
+	// now and, when max > 0 and max entries remain, the one that expires
+	// first, or of those the one put first (evicted true).
+	PutPending(ctx context.Context, p Pending, now time.Time, max int) (created, evicted bool, err error)
+	// GetPending returns the entry, expired or not; ErrNotFound if none.
+	GetPending(ctx context.Context, kind, key string) (Pending, error)
+	// SwapPending replaces an entry's value if it still is old; swapped
+	// false if it is not (another server changed or took it).
+	SwapPending(ctx context.Context, kind, key string, old, value []byte) (swapped bool, err error)
+	// TakePending removes and returns the entry: of several servers taking
+	// the same entry, one gets it and the others ErrNotFound.
+	TakePending(ctx context.Context, kind, key string) (Pending, error)
+	// CountPending counts the kind's entries that have not expired by now.
+	CountPending(ctx context.Context, kind string, now time.Time) (int, error)
+
 	// Watch delivers every change committed after the call until ctx ends.
 	Watch(ctx context.Context) <-chan Change
 
@@ -120,6 +142,15 @@ type ConfigVersion struct {
 	Assignments    int
 	// People is how many active people there were when it was loaded.
 	People int
+}
+
+// Pending is an entry of pending sign-in state. Kind names what it is;
+// Key is unique within a kind; Value is opaque to the store.
+type Pending struct {
+	Kind    string
+	Key     string
+	Value   []byte
+	Expires time.Time
 }
 
 // UserQuery selects users. The zero value selects all of them.

@@ -135,6 +135,12 @@ type Peers interface {
 	// Claimed reports which of pids on address a server claimed within
 	// PeerClaimWindow of the backend's start.
 	Claimed(ctx context.Context, address string, backends map[uint32]time.Time) (map[uint32]bool, error)
+	// LockWindow holds the login window of role (a person's role or
+	// user) on the upstream server at address for this server until
+	// unlock, waiting while another server holds it: the servers take a
+	// person's window in turn, so that none changes the password or
+	// closes the window under another's login.
+	LockWindow(ctx context.Context, address, role string) (unlock func(), err error)
 }
 
 // PeerClaimWindow bounds how far a peer's claim may be from the start of

@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/beevik/etree"
@@ -81,7 +83,7 @@ func (p *Provider) HandleResponse(ctx context.Context, encoded, inResponseTo str
 	if a.Subject == nil || a.Subject.NameID == nil || strings.TrimSpace(a.Subject.NameID.Value) == "" {
 		return sso.Identity{}, sso.Refuse("malformed", nil, "the assertion has no NameID")
 	}
-	if err := p.remember(a.ID, a.Conditions.NotOnOrAfter); err != nil {
+	if err := p.remember(ctx, a.ID, a.Conditions.NotOnOrAfter); err != nil {
 		return sso.Identity{}, err
 	}
 	claims := sso.Claims{}
@@ -344,7 +346,7 @@ func checkInResponseTo(resp *types.Response, a *types.Assertion, want string) er
 
 // remember refuses an assertion ID seen before, and keeps it until the
 // assertion could no longer be accepted anyway.
-func (p *Provider) remember(id, notOnOrAfter string) error {
+func (p *Provider) remember(ctx context.Context, id, notOnOrAfter string) error {
 	if id == "" {
 		return sso.Refuse("malformed", nil, "the assertion has no ID")
 	}
@@ -352,17 +354,35 @@ func (p *Provider) remember(id, notOnOrAfter string) error {
 	if err != nil {
 		return sso.Refuse("malformed", err, "the assertion's NotOnOrAfter does not parse")
 	}
-	now := p.cfg.Now()
-	p.replayMu.Lock()
-	defer p.replayMu.Unlock()
-	for k, t := range p.seen {
-		if now.After(t) {
-			delete(p.seen, k)
-		}
+	first, err := p.cfg.Used.FirstUse(ctx, id, until.Add(p.cfg.ClockSkew))
+	if err != nil {
+		return fmt.Errorf("check the assertion was not used before: %w", err)
 	}
-	if _, dup := p.seen[id]; dup {
+	if !first {
 		return sso.Refuse("replayed", nil, "this assertion was already used to sign in; sign in again")
 	}
-	p.seen[id] = until.Add(p.cfg.ClockSkew)
 	return nil
+}
+
+// memoryUsed remembers assertions for a Provider used alone.
+type memoryUsed struct {
+	mu   sync.Mutex
+	seen map[string]time.Time // assertion ID → when it can be forgotten
+	now  func() time.Time
+}
+
+func (m *memoryUsed) FirstUse(_ context.Context, id string, until time.Time) (bool, error) {
+	now := m.now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k, t := range m.seen {
+		if now.After(t) {
+			delete(m.seen, k)
+		}
+	}
+	if _, dup := m.seen[id]; dup {
+		return false, nil
+	}
+	m.seen[id] = until
+	return true, nil
 }

@@ -55,11 +55,23 @@ type Config struct {
 	HTTPClient *http.Client
 	Now        func() time.Time
 	Log        *slog.Logger
+	// Used remembers the assertions already used to sign in. With several
+	// servers it must be shared, or a response replayed to another server
+	// would be taken; nil keeps them in this Provider's memory.
+	Used UsedAssertions
 	// Warn reports a condition an operator must act on before sign-in
 	// breaks: a signing certificate that expires soon, or metadata that
 	// cannot be refreshed. kind is "certificate_expiring" or
 	// "metadata_refresh_failed".
 	Warn func(kind, message string, detail map[string]any)
+}
+
+// UsedAssertions remembers assertion IDs, so that an assertion signs in
+// once.
+type UsedAssertions interface {
+	// FirstUse records id until it can be forgotten, and reports whether
+	// it was not recorded before.
+	FirstUse(ctx context.Context, id string, until time.Time) (bool, error)
 }
 
 // ExpiryWarning is how long before an identity provider certificate
@@ -77,9 +89,6 @@ type Provider struct {
 	refreshErr  error
 	failures    uint64 // refreshes that failed since start
 	warnedCerts map[string]time.Time
-
-	replayMu sync.Mutex
-	seen     map[string]time.Time // assertion ID → when it can be forgotten
 }
 
 // New loads the identity provider's metadata; it fails when the metadata
@@ -97,7 +106,10 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.Warn == nil {
 		cfg.Warn = func(string, string, map[string]any) {}
 	}
-	p := &Provider{cfg: cfg, warnedCerts: map[string]time.Time{}, seen: map[string]time.Time{}}
+	if cfg.Used == nil {
+		cfg.Used = &memoryUsed{seen: map[string]time.Time{}, now: cfg.Now}
+	}
+	p := &Provider{cfg: cfg, warnedCerts: map[string]time.Time{}}
 	if err := p.Refresh(ctx); err != nil {
 		return nil, err
 	}

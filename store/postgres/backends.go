@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -64,36 +63,6 @@ func (s *Store) ClaimedBackends(ctx context.Context, address string, backends ma
 	}
 	return out, nil
 }
-
-// ErrNodeTaken is returned by HoldNode when another server runs under the
-// same node name.
-var ErrNodeTaken = errors.New("another keygate server runs under this node name on the state database")
-
-// HoldNode takes the node name for this server for as long as the store is
-// open: two servers under one name would write one audit chain at once.
-// The name is held by a session lock on a connection of its own, which
-// ends with the connection, however the server ends.
-func (s *Store) HoldNode(ctx context.Context, node string) error {
-	c, err := s.pool.Acquire(ctx)
-	if err != nil {
-		return fmt.Errorf("hold node name %s: %w", node, err)
-	}
-	conn := c.Hijack()
-	var held bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, nodeLockSpace, node).Scan(&held); err != nil {
-		conn.Close(ctx)
-		return fmt.Errorf("hold node name %s: %w", node, err)
-	}
-	if !held {
-		conn.Close(ctx)
-		return fmt.Errorf("node %s: %w", node, ErrNodeTaken)
-	}
-	s.nodeConn = conn
-	return nil
-}
-
-// nodeLockSpace is the first key of the node name locks.
-const nodeLockSpace = 0x6b676e64 // "kgnd"
 
 // RelayCancel passes a cancel request this server could not match to the
 // other servers (payload is theirs to read); it is not stored.

@@ -39,8 +39,9 @@ type Store struct {
 	pool *pgxpool.Pool
 	now  func() time.Time
 	feed *feed
-	// nodeConn holds the node name lock (HoldNode), nil until then.
-	nodeConn *pgx.Conn
+	// locks holds this server's session locks: its node name and its
+	// open login windows.
+	locks *locker
 }
 
 var _ store.Store = (*Store)(nil)
@@ -99,7 +100,7 @@ func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("open state database: %w", err)
 	}
-	s := &Store{pool: pool, now: o.now}
+	s := &Store{pool: pool, now: o.now, locks: &locker{pool: pool}}
 	s.feed, err = startFeed(ctx, pool, o.poll, o.retention)
 	if err != nil {
 		pool.Close()
@@ -149,9 +150,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 // Close stops the change feed and closes the pool.
 func (s *Store) Close() error {
 	s.feed.stop()
-	if s.nodeConn != nil {
-		s.nodeConn.Close(context.Background())
-	}
+	s.locks.close()
 	s.pool.Close()
 	return nil
 }

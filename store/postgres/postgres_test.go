@@ -344,3 +344,120 @@ func TestHoldNode(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestLock: a lock one server holds makes another wait, and the two take
+// it in turn: no two holders at once, with many goroutines on each.
+func TestLock(t *testing.T) {
+	ctx := context.Background()
+	url := newDatabase(t)
+	a, b := open(t, url), open(t, url)
+	defer a.Close()
+	defer b.Close()
+	unlock, err := a.Lock(ctx, "window dave.rw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := b.Lock(short, "window dave.rw"); err == nil {
+		t.Fatal("b took a lock a holds")
+	}
+	if u, err := b.Lock(ctx, "window erin.rw"); err != nil {
+		t.Fatalf("another name: %v", err)
+	} else {
+		u()
+	}
+	unlock()
+	again, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if u, err := b.Lock(again, "window dave.rw"); err != nil {
+		t.Fatalf("b after a unlocked: %v", err)
+	} else {
+		u()
+	}
+
+	var inside, most, turns atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 16 {
+		s := a
+		if i%2 == 1 {
+			s = b
+		}
+		wg.Go(func() {
+			for range 10 {
+				unlock, err := s.Lock(ctx, "window dave.rw")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				n := inside.Add(1)
+				if n > most.Load() {
+					most.Store(n)
+				}
+				time.Sleep(200 * time.Microsecond)
+				inside.Add(-1)
+				turns.Add(1)
+				unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if most.Load() != 1 || turns.Load() != 160 {
+		t.Fatalf("%d holders at once at most, %d turns; want 1 and 160", most.Load(), turns.Load())
+	}
+}
+
+// TestNodeHeldAfterConnectionLoss: when the connection holding the node
+// name breaks (as in a restart of the state database), NodeHeld takes the
+// name back; if another server took it meanwhile, NodeHeld says so.
+func TestNodeHeldAfterConnectionLoss(t *testing.T) {
+	ctx := context.Background()
+	url := newDatabase(t)
+	a, b := open(t, url), open(t, url)
+	defer a.Close()
+	defer b.Close()
+	if err := a.HoldNode(ctx, "a"); err != nil {
+		t.Fatal(err)
+	}
+	kill := func() {
+		t.Helper()
+		var n int
+		if err := b.pool.QueryRow(ctx, `SELECT count(pg_terminate_backend(pid)) FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = $1 AND granted AND pid <> pg_backend_pid()`, nodeLockSpace).Scan(&n); err != nil || n != 1 {
+			t.Fatalf("ending the node lock's connection: %d ended, %v", n, err)
+		}
+	}
+	kill()
+	waitHeld(t, a)
+	if err := b.HoldNode(ctx, "a"); !errors.Is(err, ErrNodeTaken) {
+		t.Fatalf("b as node a after a took its name back: %v", err)
+	}
+	kill()
+	// b takes the name while a's connection is gone.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.HoldNode(ctx, "a") != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("b could not take node a's free name")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := a.NodeHeld(ctx); !errors.Is(err, ErrNodeTaken) {
+		t.Fatalf("a after b took its name: %v, want ErrNodeTaken", err)
+	}
+}
+
+// waitHeld waits for s to hold its node name again.
+func waitHeld(t *testing.T, s *Store) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := s.NodeHeld(context.Background())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("node name not taken back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

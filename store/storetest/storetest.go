@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,6 +64,7 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 		{"ConcurrentGroupUpdates", testConcurrentGroupUpdates},
 		{"ConcurrentAddSameMember", testConcurrentAddSameMember},
 		{"ConcurrentCreateSameName", testConcurrentCreateSameName},
+		{"Pending", testPending},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +73,17 @@ func Run(t *testing.T, open func(t *testing.T, clock *Clock) store.Store) {
 			t.Cleanup(func() { s.Close() })
 			tt.fn(t, s, c)
 		})
+	}
+}
+
+// must2 is must for two values.
+func must2[A, B any](a A, b B, err error) func(t *testing.T) (A, B) {
+	return func(t *testing.T) (A, B) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a, b
 	}
 }
 
@@ -1012,6 +1026,7 @@ func RunShared(t *testing.T, open func(t *testing.T, clock *Clock) (a, b store.S
 		{"FeedAcrossHandles", testFeedAcrossHandles},
 		{"ReadAfterFeedAcrossHandles", testReadAfterFeed},
 		{"ConcurrentUpdatesAcrossHandles", testConcurrentAcrossHandles},
+		{"PendingAcrossHandles", testPendingAcrossHandles},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1154,5 +1169,94 @@ func testConcurrentAcrossHandles(t *testing.T, a, b store.Store, _ *Clock) {
 	got := must(b.GetUser(ctx, u.ID))(t)
 	if got.Version != 1+concurrency || got.Attributes["n"] != strconv.Itoa(concurrency) {
 		t.Fatalf("after %d concurrent updates through two handles: version %d, counter %s", concurrency, got.Version, got.Attributes["n"])
+	}
+}
+
+// testPending: pending sign-in state is put once per key, read, swapped
+// only from the value it has, taken once, swept when expired, and bounded
+// by evicting what expires first.
+func testPending(t *testing.T, s store.Store, c *Clock) {
+	ctx := context.Background()
+	now := c.Now()
+	p := store.Pending{Kind: "flow", Key: "BCDFGHJK", Value: []byte("v1\x00\xff"), Expires: now.Add(10 * time.Minute)}
+	if created, _ := must2(s.PutPending(ctx, p, now, 0))(t); !created {
+		t.Fatal("first put not created")
+	}
+	if created, _ := must2(s.PutPending(ctx, store.Pending{Kind: "flow", Key: "BCDFGHJK", Value: []byte("other"), Expires: p.Expires}, now, 0))(t); created {
+		t.Error("a second put of the same key was created")
+	}
+	if created, _ := must2(s.PutPending(ctx, store.Pending{Kind: "attempt", Key: "BCDFGHJK", Value: []byte("a"), Expires: p.Expires}, now, 0))(t); !created {
+		t.Error("a key taken in one kind was refused in another")
+	}
+	got := must(s.GetPending(ctx, "flow", "BCDFGHJK"))(t)
+	if !bytes.Equal(got.Value, p.Value) || !got.Expires.Equal(p.Expires) {
+		t.Errorf("GetPending = %q until %v, want %q until %v", got.Value, got.Expires, p.Value, p.Expires)
+	}
+	if ok := must(s.SwapPending(ctx, "flow", "BCDFGHJK", []byte("stale"), []byte("v2")))(t); ok {
+		t.Error("swapped from a value the entry no longer has")
+	}
+	if ok := must(s.SwapPending(ctx, "flow", "BCDFGHJK", p.Value, []byte("v2")))(t); !ok {
+		t.Error("swap from the current value refused")
+	}
+	if got := must(s.TakePending(ctx, "flow", "BCDFGHJK"))(t); string(got.Value) != "v2" {
+		t.Errorf("TakePending = %q, want v2", got.Value)
+	}
+	if _, err := s.TakePending(ctx, "flow", "BCDFGHJK"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("second take: %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetPending(ctx, "flow", "BCDFGHJK"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("get after take: %v, want ErrNotFound", err)
+	}
+	if n := must(s.CountPending(ctx, "attempt", now))(t); n != 1 {
+		t.Errorf("%d attempts, want 1: a kind shares no keys with another", n)
+	}
+
+	for i := range 3 {
+		e := store.Pending{Kind: "bounded", Key: fmt.Sprint(i), Value: []byte{byte(i)}, Expires: now.Add(time.Duration(i+1) * time.Minute)}
+		if _, evicted := must2(s.PutPending(ctx, e, now, 3))(t); evicted {
+			t.Errorf("entry %d evicted one below the bound", i)
+		}
+	}
+	if _, evicted := must2(s.PutPending(ctx, store.Pending{Kind: "bounded", Key: "3", Value: []byte{3}, Expires: now.Add(time.Hour)}, now, 3))(t); !evicted {
+		t.Error("a put at the bound evicted nothing")
+	}
+	if _, err := s.GetPending(ctx, "bounded", "0"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the entry expiring first survived the eviction: %v", err)
+	}
+	if n := must(s.CountPending(ctx, "bounded", now))(t); n != 3 {
+		t.Errorf("%d bounded entries, want 3", n)
+	}
+	later := now.Add(150 * time.Second)
+	if n := must(s.CountPending(ctx, "bounded", later))(t); n != 2 {
+		t.Errorf("%d entries live 150 s later, want 2", n)
+	}
+	must2(s.PutPending(ctx, store.Pending{Kind: "bounded", Key: "4", Value: []byte{4}, Expires: later.Add(time.Minute)}, later, 0))(t)
+	if _, err := s.GetPending(ctx, "bounded", "1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("an expired entry survived a put of its kind: %v", err)
+	}
+}
+
+// testPendingAcrossHandles: servers racing to take one entry, as two
+// servers polling one device code do: exactly one gets it.
+func testPendingAcrossHandles(t *testing.T, a, b store.Store, c *Clock) {
+	ctx := context.Background()
+	for i := range 20 {
+		key := fmt.Sprint(i)
+		must2(a.PutPending(ctx, store.Pending{Kind: "flow", Key: key, Value: []byte("done"), Expires: c.Now().Add(time.Minute)}, c.Now(), 0))(t)
+		var got atomic.Int32
+		var wg sync.WaitGroup
+		for _, s := range []store.Store{a, b, a, b} {
+			wg.Go(func() {
+				if _, err := s.TakePending(ctx, "flow", key); err == nil {
+					got.Add(1)
+				} else if !errors.Is(err, store.ErrNotFound) {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if n := got.Load(); n != 1 {
+			t.Fatalf("entry %d taken %d times, want once", i, n)
+		}
 	}
 }

@@ -65,9 +65,18 @@ func (p *provisioner) sweep(ctx context.Context, s *server) error {
 	for user, x := range retry {
 		w := s.window(user)
 		w.Lock()
+		// Not for long: an account left open is worse than another
+		// server's login failing once.
+		lockCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		unlock, err := s.lockPeers(lockCtx, user)
+		cancel()
+		if err != nil {
+			unlock = func() {}
+		}
 		if err := x.atRest(user); err != nil {
 			p.log.Warn("a person user is still unlocked after a login; keygate tries again every second", "user", user, "err", err)
 		}
+		unlock()
 		w.Unlock()
 	}
 	rows, err := u.admin.QueryContext(ctx, "SELECT ID, USER, HOST, DB, TIME FROM information_schema.PROCESSLIST")

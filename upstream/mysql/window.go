@@ -31,6 +31,11 @@ func (u *Upstream) WithLogin(ctx context.Context, person string, level access.Le
 	w := u.server.window(user)
 	w.Lock()
 	defer w.Unlock()
+	unlock, err := u.server.lockPeers(ctx, user)
+	if err != nil {
+		return fmt.Errorf("login %q: wait for the other keygate servers' login window: %w", user, err)
+	}
+	defer unlock()
 	if err := u.ensurePerson(ctx, person, user, level); err != nil {
 		return err
 	}
@@ -56,6 +61,17 @@ func (u *Upstream) WithLogin(ctx context.Context, person string, level access.Le
 		return fmt.Errorf("login %q: %w", user, dialErr)
 	}
 	return nil
+}
+
+// lockPeers takes user's login window from the other keygate servers
+// sharing this one's state, if there are any: they take it in turn, so
+// that none changes the password or locks the account under another's
+// login.
+func (s *server) lockPeers(ctx context.Context, user string) (unlock func(), err error) {
+	if s.peers == nil {
+		return func() {}, nil
+	}
+	return s.peers.LockWindow(ctx, s.address, user)
 }
 
 // atRest locks user with a random password nobody knows, and checks that

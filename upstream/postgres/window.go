@@ -37,6 +37,51 @@ type window struct {
 	// unreset is set while the role could not be put back at rest; the
 	// watcher tries again on every sweep.
 	unreset bool
+	// unlock lets the other servers sharing keygate's state have the
+	// window again; set while this one holds it (inflight > 0).
+	unlock func()
+}
+
+// peerLockWait bounds the wait for another server's window before a reset
+// goes ahead without it: a role left open is worse than a peer's login
+// failing once.
+const peerLockWait = 2 * time.Second
+
+// lockPeers takes role's window from the other servers sharing keygate's
+// state, if there are any; the caller holds w.mu and lets it go with
+// w.release.
+func (s *server) lockPeers(ctx context.Context, w *window, role string) error {
+	if s.peers == nil || w.unlock != nil {
+		return nil
+	}
+	unlock, err := s.peers.LockWindow(ctx, s.address, role)
+	if err != nil {
+		return fmt.Errorf("login %q: wait for the other keygate servers' login window: %w", role, err)
+	}
+	w.unlock = unlock
+	return nil
+}
+
+// release lets the other servers have the window again. The caller holds
+// w.mu.
+func (w *window) release() {
+	if w.unlock != nil {
+		w.unlock()
+		w.unlock = nil
+	}
+}
+
+// atRestShared is atRest for a role no login of this server is opening:
+// it waits for a window another server has open, so as not to close it
+// under that server's login, but not for long.
+func (u *Upstream) atRestShared(w *window, role string, verify bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), peerLockWait)
+	defer cancel()
+	if err := u.server.lockPeers(ctx, w, role); err != nil {
+		u.log.Warn("resetting a person role without waiting for the other keygate servers", "role", role, "err", err)
+	}
+	u.atRest(w, role, verify)
+	w.release()
 }
 
 // openLogin makes role loginable with a password only keygate knows, or
@@ -46,6 +91,16 @@ type window struct {
 func (u *Upstream) openLogin(ctx context.Context, w *window, role string, level access.Level) (string, int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.inflight == 0 {
+		if err := u.server.lockPeers(ctx, w, role); err != nil {
+			return "", 0, err
+		}
+		defer func() {
+			if w.inflight == 0 {
+				w.release()
+			}
+		}()
+	}
 	// The window is shared by every database on the server, but each
 	// database's group membership is its own: a database joining an open
 	// window still sets the role up for itself.
@@ -94,6 +149,7 @@ func (u *Upstream) closeLogin(w *window, gen int, role string, dialErr error) {
 	}
 	w.password = ""
 	u.atRest(w, role, true)
+	w.release()
 	// A person who raced keygate for the password logs in while the window
 	// is open: look now rather than at the next tick.
 	u.server.poke()
@@ -194,7 +250,7 @@ func (u *Upstream) released(role string) {
 	}
 	// Only the password can have changed since the window closed: a role
 	// cannot make itself LOGIN.
-	u.atRest(w, role, false)
+	u.atRestShared(w, role, false)
 }
 
 // retryResets puts back at rest the roles whose reset failed.
@@ -208,7 +264,7 @@ func (u *Upstream) retryResets() {
 	for role, w := range roles {
 		w.mu.Lock()
 		if w.unreset && w.inflight == 0 {
-			u.atRest(w, role, true)
+			u.atRestShared(w, role, true)
 		}
 		w.mu.Unlock()
 	}
