@@ -414,6 +414,7 @@ func (l *Log) write(batch []store.AuditEvent) bool {
 			if l.failing.Swap(nil) != nil {
 				l.logger.Info("audit writes succeed again", "after_attempts", attempt+1)
 			}
+			l.logAnchors(batch)
 			return true
 		}
 		l.failing.Store(&err)

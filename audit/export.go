@@ -12,6 +12,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -73,6 +75,17 @@ func (l *Log) checkpointEvent(key ed25519.PrivateKey) (Event, bool) {
 		"covers": l.seq, "covers_hash": hex.EncodeToString(l.prev),
 		"key_id": KeyID(key.Public().(ed25519.PublicKey)), "signature": base64.StdEncoding.EncodeToString(sig),
 	}}, true
+}
+
+// logAnchors logs the checkpoints of a stored batch, as anchors kept
+// apart from the audit store (see Anchor).
+func (l *Log) logAnchors(batch []store.AuditEvent) {
+	for _, e := range batch {
+		if e.Type == Checkpoint {
+			a := Anchor{Chain: e.Chain, ChainSeq: e.ChainSeq, Hash: hex.EncodeToString(e.Hash)}
+			l.logger.Info("audit checkpoint", "node", e.Chain, "number", e.ChainSeq, "hash", a.Hash, "anchor", a.String())
+		}
+	}
 }
 
 // exported is one line of an export: a stored event whole, with its
@@ -160,14 +173,52 @@ type ExportSummary struct {
 	// Unsigned counts, per chain, the events after its last checkpoint:
 	// intact as far as the hashes go, not yet vouched for by a signature.
 	Unsigned map[string]int64
+	// Last is each chain's last checkpoint, to compare with the anchors
+	// the server logged.
+	Last map[string]Anchor
+}
+
+// Anchor names a checkpoint from outside the audit store: the server logs
+// each one it stores ("audit checkpoint", with node, number and hash), so
+// that a copy kept apart from the database (log shipping, a ticket) shows
+// when the end of a chain was cut off, which the chain alone cannot.
+type Anchor struct {
+	Chain    string
+	ChainSeq int64
+	Hash     string // hex
+}
+
+// String is the anchor as --checkpoint takes it: NODE:NUMBER:HASH.
+func (a Anchor) String() string { return fmt.Sprintf("%s:%d:%s", a.Chain, a.ChainSeq, a.Hash) }
+
+// ParseAnchor reads NODE:NUMBER:HASH (NODE empty for a single server's
+// chain).
+func ParseAnchor(s string) (Anchor, error) {
+	parts := strings.Split(s, ":")
+	if len(parts) != 3 {
+		return Anchor{}, fmt.Errorf("checkpoint %q: want NODE:NUMBER:HASH, as the server log's audit checkpoint line gives them", s)
+	}
+	n, err := strconv.ParseInt(parts[1], 10, 64)
+	if err != nil || n < 1 {
+		return Anchor{}, fmt.Errorf("checkpoint %q: the number is not a positive integer", s)
+	}
+	if _, err := hex.DecodeString(parts[2]); err != nil || len(parts[2]) != 2*sha256.Size {
+		return Anchor{}, fmt.Errorf("checkpoint %q: the hash is not 64 hex digits", s)
+	}
+	return Anchor{Chain: parts[0], ChainSeq: n, Hash: strings.ToLower(parts[2])}, nil
 }
 
 // VerifyExport checks an export offline: every chain's numbers, links and
 // hashes, positions without a gap, and every checkpoint's signature with
 // pub and the event it covers. It reports the first fault with its line
 // and position.
-func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportSummary, error) {
-	sum := ExportSummary{Unsigned: map[string]int64{}}
+//
+// Each of anchors must be in the export, with its hash: a chain cut after
+// its last checkpoint is intact by itself, and only a checkpoint known
+// from outside the store shows what is missing.
+func VerifyExport(r io.Reader, pub ed25519.PublicKey, anchors ...Anchor) (ExportSummary, error) {
+	sum := ExportSummary{Unsigned: map[string]int64{}, Last: map[string]Anchor{}}
+	found := make([]bool, len(anchors))
 	type link struct {
 		seq  int64
 		hash []byte
@@ -225,6 +276,15 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportSummary, error) {
 			}
 			sum.Checkpoints++
 			sum.Unsigned[e.Chain] = -1 // the checkpoint itself is counted next
+			sum.Last[e.Chain] = Anchor{Chain: e.Chain, ChainSeq: e.ChainSeq, Hash: x.Hash}
+		}
+		for i, a := range anchors {
+			if a.Chain == e.Chain && a.ChainSeq == e.ChainSeq {
+				if a.Hash != strings.ToLower(x.Hash) {
+					return sum, fmt.Errorf("line %d (event %d): number %d of %s is not the checkpoint %s: the chain was rewritten", line, e.Seq, e.ChainSeq, chainName(e.Chain), a)
+				}
+				found[i] = true
+			}
 		}
 		c.seq, c.hash = e.ChainSeq, e.Hash
 		sum.Unsigned[e.Chain]++
@@ -236,6 +296,15 @@ func VerifyExport(r io.Reader, pub ed25519.PublicKey) (ExportSummary, error) {
 	}
 	if sum.Events == 0 {
 		return sum, errors.New("the export holds no event")
+	}
+	for i, a := range anchors {
+		if !found[i] {
+			last := "no event of it"
+			if c := chains[a.Chain]; c != nil {
+				last = fmt.Sprintf("up to number %d", c.seq)
+			}
+			return sum, fmt.Errorf("the export lacks checkpoint %s, which the server logged; it holds %s of %s: events were removed from its end", a, last, chainName(a.Chain))
+		}
 	}
 	sum.Chains = len(chains)
 	return sum, nil

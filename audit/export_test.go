@@ -131,3 +131,74 @@ func renumber(t *testing.T, lines []string, from int) []string {
 	}
 	return out
 }
+
+// A chain cut after a checkpoint is intact by itself; the checkpoint the
+// server logged (an anchor kept apart from the store) shows the cut, and
+// one whose hash differs shows a rewrite.
+func TestExportAnchors(t *testing.T) {
+	pub, key, _ := ed25519.GenerateKey(rand.Reader)
+	lines := exportOf(t, key)
+	verify := func(lines []string, anchors ...Anchor) (ExportSummary, error) {
+		return VerifyExport(strings.NewReader(strings.Join(lines, "\n")+"\n"), pub, anchors...)
+	}
+	sum, err := verify(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := sum.Last["b"]
+	if last.ChainSeq == 0 {
+		t.Fatalf("no last checkpoint of b in %+v", sum.Last)
+	}
+	again, err := ParseAnchor(last.String())
+	if err != nil || again != last {
+		t.Fatalf("ParseAnchor(%s) = %+v, %v", last, again, err)
+	}
+	if _, err := verify(lines, last, sum.Last["a"]); err != nil {
+		t.Fatalf("the whole export with its own anchors: %v", err)
+	}
+	// Cut b's chain after its next-to-last checkpoint: the lines of b
+	// from its last checkpoint on go.
+	var cut []string
+	for _, l := range lines {
+		var x exported
+		json.Unmarshal([]byte(l), &x)
+		if string(x.Chain) == "b" && x.ChainSeq >= last.ChainSeq-1 {
+			continue
+		}
+		cut = append(cut, l)
+	}
+	cut = renumberAll(t, cut)
+	if _, err := verify(cut); err != nil {
+		t.Fatalf("without an anchor the cut export should verify, as it is linked: %v", err)
+	}
+	_, err = verify(cut, last)
+	if err == nil || !strings.Contains(err.Error(), "lacks checkpoint b:") || !strings.Contains(err.Error(), "removed from its end") {
+		t.Fatalf("the cut export against b's logged checkpoint: %v", err)
+	}
+	wrong := last
+	wrong.Hash = strings.Repeat("0", 64)
+	if _, err := verify(lines, wrong); err == nil || !strings.Contains(err.Error(), "rewritten") {
+		t.Fatalf("an anchor with another hash: %v", err)
+	}
+	for _, bad := range []string{"a:1", "a:x:" + last.Hash, "a:0:" + last.Hash, "a:1:zz"} {
+		if _, err := ParseAnchor(bad); err == nil {
+			t.Errorf("ParseAnchor(%q) accepted", bad)
+		}
+	}
+}
+
+// renumberAll gives the lines positions 1, 2, … in order, as someone
+// hiding removals would.
+func renumberAll(t *testing.T, lines []string) []string {
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatal(err)
+		}
+		m["seq"] = i + 1
+		b, _ := json.Marshal(m)
+		out[i] = string(b)
+	}
+	return out
+}

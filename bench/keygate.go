@@ -98,7 +98,27 @@ assignments:
     permission_set: db-readwrite
     databases: [{{.Names}}]
 shutdown_grace: 2s
+{{- with .State}}
+state:
+  postgres_url_env: ` + stateURLEnv + `
+  secrets_key_env: ` + secretsKeyEnv + `
+  node: {{.Node}}
+{{- end}}
 `))
+
+// The environment variables that name a keygate's state database and its
+// secrets key, with -state postgres.
+const (
+	stateURLEnv   = "KEYGATE_BENCH_STATE_URL"
+	secretsKeyEnv = "KEYGATE_BENCH_SECRETS_KEY"
+)
+
+// stateDB is a keygate's state database, with -state postgres.
+type stateDB struct {
+	Node string
+	url  string
+	key  string // the secrets key, base64
+}
 
 // keygate is a running `keygate server` and the people who use it.
 type keygate struct {
@@ -133,10 +153,10 @@ func keygateName(pooled bool) string {
 }
 
 // startKeygate makes dir, writes a config there and starts the keygate
-// binary bin in front of dbs, with per-person upstream pools if pooled,
-// then creates the benchmark's person and a sign-in session for them. Each
+// binary bin in front of dbs, with per-person upstream pools if pooled and
+// its state in state (nil: SQLite in its data_dir), then creates the benchmark's person and a sign-in session for them. Each
 // keygate has its own data directory and ports.
-func startKeygate(ctx context.Context, bin, dir, name string, pooled bool, dbs []upstreamDB) (*keygate, error) {
+func startKeygate(ctx context.Context, bin, dir, name string, pooled bool, dbs []upstreamDB, state *stateDB) (*keygate, error) {
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -154,9 +174,13 @@ func startKeygate(ctx context.Context, bin, dir, name string, pooled bool, dbs [
 		names[i] = d.Name
 		env = append(env, d.PasswordEnv+"="+d.password)
 	}
+	if state != nil {
+		env = append(env, stateURLEnv+"="+state.url, secretsKeyEnv+"="+state.key)
+	}
 	var text strings.Builder
 	err := keygateConfig.Execute(&text, map[string]any{
 		"APIPort": ports[0], "PostgresPort": ports[1], "MySQLPort": ports[2], "Databases": dbs, "Names": strings.Join(names, ", "), "Pooled": pooled,
+		"State": state,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start %s: config: %w", name, err)

@@ -54,6 +54,10 @@ type options struct {
 	// people is how many distinct people connect in the
 	// connect-per-txn-people runs.
 	people int
+	// state is where the keygates keep their state: sqlite (data_dir,
+	// the default) or postgres (a database of their own on the
+	// benchmark's PostgreSQL, as servers sharing one state do).
+	state string
 }
 
 func main() {
@@ -67,6 +71,7 @@ func main() {
 	flag.IntVar(&o.runs, "runs", 3, "how many times each measurement is repeated, the targets taking turns; the table shows the medians")
 	flag.IntVar(&o.people, "people", 200, "distinct people connecting, round-robin, in the connect-per-txn-people runs")
 	flag.StringVar(&o.outDir, "out", filepath.Join("bench", "out"), "directory for the JSON results")
+	flag.StringVar(&o.state, "state", "sqlite", "where the keygates keep their state: sqlite (data_dir) or postgres (a state database on the benchmark's PostgreSQL, which needs -engines with postgres)")
 	flag.StringVar(&engines, "engines", enginePostgres+","+engineMySQL, "the engines to measure, comma-separated: postgres, mysql (MariaDB)")
 	flag.Parse()
 	o.engines = map[string]bool{}
@@ -116,6 +121,12 @@ func (o options) validate() error {
 	if o.runs < 1 || o.runs > 100 {
 		return fmt.Errorf("-runs %d: between 1 and 100", o.runs)
 	}
+	switch {
+	case o.state == "postgres" && !o.engines[enginePostgres]:
+		return errors.New("-state postgres keeps the state on the benchmark's PostgreSQL: add postgres to -engines")
+	case o.state != "sqlite" && o.state != "postgres":
+		return fmt.Errorf("-state %q: use sqlite or postgres", o.state)
+	}
 	if o.people < 1 || o.people > 10000 {
 		return fmt.Errorf("-people %d: between 1 and 10000", o.people)
 	}
@@ -150,6 +161,7 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	if proc.Busy(rep.Machine.LoadBefore) {
 		fmt.Fprintf(w, "WARNING: load average is %s: other work is running, and will skew the numbers\n", rep.Machine.LoadBefore)
 	}
+	rep.Settings.State = o.state
 	var dbs []upstreamDB
 	var pg *postgresSetup
 	if o.engines[enginePostgres] {
@@ -189,7 +201,13 @@ func run(ctx context.Context, o options, w io.Writer) (err error) {
 	for i, pooled := range []bool{true, false} {
 		name := keygateName(pooled)
 		fmt.Fprintf(w, "Starting %s\n", name)
-		kg, kerr := startKeygate(ctx, o.keygateBin, filepath.Join(dir, name), name, pooled, upstreamsFor(dbs, pooled))
+		var state *stateDB
+		if o.state == "postgres" {
+			if state, err = pg.stateDatabase(ctx, name); err != nil {
+				return err
+			}
+		}
+		kg, kerr := startKeygate(ctx, o.keygateBin, filepath.Join(dir, name), name, pooled, upstreamsFor(dbs, pooled), state)
 		if kerr != nil {
 			return kerr
 		}

@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,4 +311,19 @@ func checkPeople(ctx context.Context, e endpoint) error {
 		}
 		return nil
 	})
+}
+
+// stateDatabase makes an empty state database for the keygate called
+// name, owned by the admin user, on the benchmark's PostgreSQL, with a
+// fresh secrets key: the state of a keygate server sharing its state, on
+// the same machine as everything else.
+func (p *postgresSetup) stateDatabase(ctx context.Context, name string) (*stateDB, error) {
+	db := "state_" + strings.ReplaceAll(name, "-", "_")
+	if err := p.server.Exec(ctx, "postgres", fmt.Sprintf("CREATE DATABASE %s OWNER %s", db, adminUser)); err != nil {
+		return nil, fmt.Errorf("state database for %s: %w", name, err)
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	return &stateDB{Node: name, key: base64.StdEncoding.EncodeToString(key),
+		url: fmt.Sprintf("postgres://%s:%s@%s/%s?sslmode=disable", adminUser, url.QueryEscape(p.adminPassword), p.server.Address(), db)}, nil
 }

@@ -51,6 +51,8 @@ type benchSettings struct {
 	People int `json:"people"`
 	// MySQL describes the MySQL runs, if there were any.
 	MySQL *mysqlSettings `json:"mysql,omitempty"`
+	// State is where the keygates kept their state: sqlite or postgres.
+	State string `json:"keygate_state"`
 }
 
 // mysqlSettings describe the MySQL load.
@@ -293,6 +295,9 @@ func (r *report) print(w io.Writer) {
 	if my := s.MySQL; my != nil {
 		fmt.Fprintf(w, "mysql: %s (%s protocol, go-sql-driver/mysql), %d clients, %d s per run, %d rows, TLS %s\n",
 			my.Query, my.Protocol, my.Clients, my.DurationSeconds, my.Rows, my.TLS)
+	}
+	if s.State == "postgres" {
+		fmt.Fprintln(w, "keygate state: a PostgreSQL database on the benchmark's PostgreSQL (state.postgres_url_env), as servers sharing one keep it")
 	}
 	fmt.Fprintf(w, "%s, %d CPUs, load %s before and %s after the runs", r.Time.Format("2006-01-02 15:04 MST"), r.Machine.CPUs,
 		r.Machine.LoadBefore, r.Machine.LoadAfter)

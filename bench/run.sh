@@ -11,6 +11,7 @@
 #   PROTOCOL=prepared bench/run.sh    # pgbench -M: simple (default), extended, prepared
 #   ENGINES=postgres bench/run.sh     # postgres, mysql, or postgres,mysql (default)
 #   IDLE_CONNS=10000 bench/run.sh     # idle connections held through keygate (default 2000)
+#   STATE=postgres bench/run.sh       # keygate's state in a PostgreSQL database, as servers sharing one keep it (default sqlite)
 #
 # Installs what is missing (Debian 12: pgbouncer, postgresql-15, and
 # mariadb-server unless ENGINES leaves out mysql), builds keygate and the
@@ -27,6 +28,7 @@ ENGINES=${ENGINES:-postgres,mysql}
 IDLE_CONNS=${IDLE_CONNS:-2000}
 RUNS=${RUNS:-3}
 PEOPLE=${PEOPLE:-200}
+STATE=${STATE:-sqlite}
 case $DURATION in
 *[!0-9]*) ;;      # has a unit already, e.g. 30s or 2m
 *) DURATION=${DURATION}s ;;
@@ -77,4 +79,4 @@ go build -ldflags "-X main.version=$version" -o "$tmp/keygate" ./cmd/keygate
 go build -o "$tmp/bench" ./bench
 
 "$tmp/bench" -keygate "$tmp/keygate" -duration "$DURATION" -clients "$CLIENTS" -protocol "$PROTOCOL" -engines "$ENGINES" -idle-conns "$IDLE_CONNS" \
-	-runs "$RUNS" -people "$PEOPLE" -out bench/out
+	-runs "$RUNS" -people "$PEOPLE" -state "$STATE" -out bench/out

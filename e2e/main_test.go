@@ -288,8 +288,23 @@ func (s *kgServer) launch(t testing.TB) {
 	}
 }
 
+// launchRefusing starts the server and waits until /healthz answers 503
+// with why in its body: a server that runs, and refuses to serve.
+func (s *kgServer) launchRefusing(t testing.TB, why string) {
+	t.Helper()
+	if err := s.start(func(status int, body string) bool { return status == http.StatusServiceUnavailable && strings.Contains(body, why) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // tryLaunch is launch, saying why the server did not come up.
 func (s *kgServer) tryLaunch() error {
+	return s.start(func(status int, _ string) bool { return status == http.StatusOK })
+}
+
+// start starts the server and waits until its /healthz answer passes
+// healthy.
+func (s *kgServer) start(healthy func(status int, body string) bool) error {
 	logf, err := os.OpenFile(s.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
@@ -313,11 +328,12 @@ func (s *kgServer) tryLaunch() error {
 		logf.Close()
 		close(done)
 	}()
-	return s.ready()
+	return s.ready(healthy)
 }
 
-// ready waits until the server answers /healthz, or says why it will not.
-func (s *kgServer) ready() error {
+// ready waits until the server's /healthz answer passes healthy, or says
+// why it will not.
+func (s *kgServer) ready(healthy func(status int, body string) bool) error {
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -331,8 +347,9 @@ func (s *kgServer) ready() error {
 			pool.AppendCertsFromPEM(pem)
 			c := &http.Client{Timeout: time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 			if resp, err := c.Get(s.apiURL + "/healthz"); err == nil {
+				body, _ := io.ReadAll(resp.Body)
 				resp.Body.Close()
-				if resp.StatusCode == 200 {
+				if healthy(resp.StatusCode, string(body)) {
 					return nil
 				}
 			}

@@ -46,6 +46,8 @@ type Authorizer interface {
 // be recorded.
 type Auditor interface {
 	Record(e audit.Event)
+	// Flush waits until every event recorded before the call is stored.
+	Flush(ctx context.Context) error
 	Err() error
 }
 
@@ -558,6 +560,19 @@ func (g *Gateway) Unregister(s *Session, reason string, end BackendEnd) {
 func (g *Gateway) Statement(s *Session, text string, detail map[string]any) {
 	s.Statements.Add(1)
 	g.audit.Record(audit.Event{Type: audit.Query, User: s.User, Database: s.Database, Access: string(s.Level), Client: s.Client, SessionID: s.ID, Query: text, Detail: detail})
+}
+
+// Stored waits until the audit events recorded so far are stored, or
+// until ctx ends (the session is ending). The engines hold back what tells
+// a client that a statement finished (PostgreSQL's CommandComplete or
+// ReadyForQuery, MySQL's last OK, EOF or error) until its event is stored:
+// a server killed at any moment has lost no statement a client saw
+// finish. Concurrent sessions share the commits, so the cost is one
+// commit's latency per statement, not one commit each.
+func (g *Gateway) Stored(ctx context.Context) {
+	if err := g.audit.Flush(ctx); err != nil && ctx.Err() == nil {
+		g.log.Error("waiting for a statement's audit event to be stored", "err", err)
+	}
 }
 
 // Outcome is what one statement came to, as the upstream reported it: a

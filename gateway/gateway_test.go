@@ -414,6 +414,8 @@ type outcomeRecorder struct{ e audit.Event }
 func (r *outcomeRecorder) Record(e audit.Event) { r.e = e }
 func (r *outcomeRecorder) Err() error           { return nil }
 
+func (r *outcomeRecorder) Flush(context.Context) error { return nil }
+
 // control is a Control made of functions.
 type control struct {
 	kill   func(reason string)

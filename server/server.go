@@ -213,7 +213,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *Server, 
 	s.policyMu.Lock()
 	s.install(rules, built, time.Since(start))
 	s.policyMu.Unlock()
-	if err := s.recordRules(ctx, cfg, now()); err != nil {
+	if err := s.startRules(ctx, cfg, now()); err != nil {
 		return nil, err
 	}
 

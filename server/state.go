@@ -22,6 +22,7 @@ import (
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/pki"
 	"github.com/keygate/keygate/sso/saml"
+	"github.com/keygate/keygate/store"
 	"github.com/keygate/keygate/store/postgres"
 	"github.com/keygate/keygate/store/sqlite"
 	"github.com/keygate/keygate/token"
@@ -123,6 +124,40 @@ func (s *Server) followRules(ctx context.Context) {
 	if s.rulesDiffer.Swap(&differ) == nil {
 		s.log.Error("access rules differ from the other servers'; starting no session until they agree", "err", differ)
 	}
+}
+
+// startRules records the access rules a server starts with, as the
+// newest, unless other servers run on the shared state: a start then
+// joins the rules in force rather than impose its own, so that a server
+// started with an old config file refuses sessions itself (see
+// followRules) instead of making every other server refuse theirs. Only
+// a reload (or the first server to start) changes the rules in force.
+func (s *Server) startRules(ctx context.Context, cfg *config.Config, now time.Time) error {
+	if s.shared == nil {
+		return s.recordRules(ctx, cfg, now)
+	}
+	others, err := s.shared.OtherNodes(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = s.store.ConfigVersionAt(ctx, now)
+	if others == 0 || errors.Is(err, store.ErrNotFound) {
+		return s.recordRules(ctx, cfg, now)
+	}
+	if err != nil {
+		return err
+	}
+	r, err := cfg.Rules()
+	if err != nil {
+		return err
+	}
+	_, digest, err := r.Encode()
+	if err != nil {
+		return err
+	}
+	s.rulesDigest.Store(&digest)
+	s.followRules(ctx)
+	return nil
 }
 
 // followRulesEvery is how often a server on a shared state compares its

@@ -3,6 +3,7 @@
 package audittest
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
@@ -17,6 +18,44 @@ type Recorder struct {
 	mu     sync.Mutex
 	events []audit.Event
 	err    error
+	// held, while set, is closed when Release lets Flush return.
+	held chan struct{}
+}
+
+// Flush returns at once, as events are kept as they are recorded, unless
+// Hold made it wait for Release: as a slow audit store does.
+func (r *Recorder) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	held := r.held
+	r.mu.Unlock()
+	if held == nil {
+		return nil
+	}
+	select {
+	case <-held:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Hold makes Flush wait until Release.
+func (r *Recorder) Hold() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held == nil {
+		r.held = make(chan struct{})
+	}
+}
+
+// Release lets the Flush calls waiting since Hold return, and those after.
+func (r *Recorder) Release() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.held != nil {
+		close(r.held)
+		r.held = nil
+	}
 }
 
 // Record keeps e.

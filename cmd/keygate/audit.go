@@ -122,6 +122,7 @@ Examples:
 		},
 	}
 	var exportFile, publicKeyFile string
+	var anchors []string
 	verify := &cobra.Command{
 		Use:   "verify [--export FILE --public-key FILE]",
 		Short: "Check the audit log's hash chains: no event removed, changed or reordered",
@@ -135,11 +136,23 @@ export instead, offline, without keygate's server or database: every
 chain's links and hashes, no position missing, and every signed
 checkpoint against the public key (data_dir/audit-signing.pub, handed to
 the auditor apart from the export). The first fault is named with its line
-and event.`,
+and event.
+
+A chain cut after its last checkpoint is intact by itself. Each server
+logs every checkpoint it stores ("audit checkpoint", with its anchor
+NODE:NUMBER:HASH); give the newest anchor of each server from a copy of
+the logs kept apart from the database with --checkpoint, and the export
+must hold it.`,
+		Example: `  keygate audit export audit.jsonl --config keygate.yaml
+  keygate audit verify --export audit.jsonl --public-key audit-signing.pub
+  keygate audit verify --export audit.jsonl --public-key audit-signing.pub --checkpoint a:8123:9f2c…`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(anchors) > 0 && exportFile == "" {
+				return usageError{errors.New("--checkpoint checks an export: add --export FILE --public-key FILE")}
+			}
 			if exportFile != "" || publicKeyFile != "" {
-				return verifyExport(cmd.OutOrStdout(), exportFile, publicKeyFile)
+				return verifyExport(cmd.OutOrStdout(), exportFile, publicKeyFile, anchors)
 			}
 			src, err := openAuditSource(g, cmd.ErrOrStderr())
 			if err != nil {
@@ -160,6 +173,7 @@ and event.`,
 	verify.Flags().StringVar(&exportFile, "export", "", "check this export file offline, with --public-key")
 	verify.Flags().StringVar(&publicKeyFile, "public-key", "", "the checkpoint public key (data_dir/audit-signing.pub)")
 	verify.MarkFlagsRequiredTogether("export", "public-key")
+	verify.Flags().StringArrayVar(&anchors, "checkpoint", nil, "NODE:NUMBER:HASH of a checkpoint the server logged, which the export must hold (repeat for each server)")
 	cmd.AddCommand(verify, &cobra.Command{
 		Use:   "export FILE",
 		Short: "Write the whole audit log to FILE, for keygate audit verify --export to check offline",
@@ -340,7 +354,15 @@ func what(e api.AuditEvent) string {
 }
 
 // verifyExport checks an export file offline against a public key.
-func verifyExport(out io.Writer, exportFile, publicKeyFile string) error {
+func verifyExport(out io.Writer, exportFile, publicKeyFile string, anchorArgs []string) error {
+	var anchors []audit.Anchor
+	for _, s := range anchorArgs {
+		a, err := audit.ParseAnchor(s)
+		if err != nil {
+			return usageError{err}
+		}
+		anchors = append(anchors, a)
+	}
 	raw, err := os.ReadFile(publicKeyFile)
 	if err != nil {
 		return fmt.Errorf("read the public key: %w", err)
@@ -359,11 +381,17 @@ func verifyExport(out io.Writer, exportFile, publicKeyFile string) error {
 		return fmt.Errorf("read the export: %w", err)
 	}
 	defer f.Close()
-	sum, err := audit.VerifyExport(f, pub)
+	sum, err := audit.VerifyExport(f, pub, anchors...)
 	if err != nil {
 		return fmt.Errorf("the export does not verify: %w", err)
 	}
 	fmt.Fprintf(out, "export intact: %d events in %d chains, %d signed checkpoints (key %s)\n", sum.Events, sum.Chains, sum.Checkpoints, audit.KeyID(pub))
+	if len(anchors) > 0 {
+		fmt.Fprintf(out, "  it holds the %d checkpoints given with --checkpoint\n", len(anchors))
+	}
+	for _, a := range sum.Last {
+		fmt.Fprintf(out, "  last checkpoint %s: compare with the newest \"audit checkpoint\" line that server logged\n", a)
+	}
 	for chain, n := range sum.Unsigned {
 		if n > 0 {
 			name := chain

@@ -61,6 +61,13 @@ type session struct {
 	killOnce   sync.Once
 	killed     chan struct{}
 	killReason string
+	// killCtx ends when killed is closed, for waits that must give up
+	// then.
+	killCtx    context.Context
+	cancelKill context.CancelFunc
+	// stored is the count of the session's statements whose events were
+	// stored before the client heard their end (see gateway.Stored).
+	stored int64
 }
 
 // packet is one packet from the client, or why none came.
@@ -74,6 +81,7 @@ func newSession(h *handshake, up Upstream, uc *mysql.Conn, db string, level acce
 	s := &session{srv: h.srv, gw: h.srv.gw, up: up, uc: uc, client: h.conn, cr: h.r, cw: bufio.NewWriterSize(h.conn, 32<<10),
 		caps: uc.Caps, db: db, level: level, status: uc.Status, stmts: map[uint32]*prepared{}, packets: make(chan packet), killed: make(chan struct{}), stopped: make(chan struct{})}
 	s.cr.Max = 0
+	s.killCtx, s.cancelKill = context.WithCancel(context.Background())
 	s.gs = &gateway.Session{Engine: EngineName, Client: h.client, Control: s, UpstreamRole: uc.User, UpstreamPID: uc.ThreadID,
 		UpstreamReused: uc.Reused, CancelID: h.id, Auth: h.auth}
 	return s
@@ -86,6 +94,7 @@ func (s *session) Kill(reason string) {
 		s.handMu.Lock()
 		s.killReason = reason
 		close(s.killed)
+		s.cancelKill()
 		// Unblock the relay wherever it waits.
 		if !s.handed {
 			s.uc.Close()
@@ -148,6 +157,7 @@ func (s *session) relay(ctx context.Context) {
 	s.gw.Unregister(s.gs, reason, end)
 	s.tellClient(last)
 	s.client.Close()
+	s.cancelKill()
 }
 
 // finish ends the upstream side of a session that ended between
@@ -304,6 +314,13 @@ func (s *session) commands(ctx context.Context) error {
 			return err
 		}
 		s.busy.Store(false)
+		if n := s.gs.Statements.Load(); n != s.stored {
+			// The client hears that a statement finished only once its
+			// event is stored: the packet that ends its answer waits in
+			// cw until then.
+			s.gw.Stored(s.killCtx)
+			s.stored = n
+		}
 		if err := s.cw.Flush(); err != nil {
 			return err
 		}

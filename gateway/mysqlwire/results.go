@@ -51,14 +51,17 @@ func (s *session) relayResults(st *gateway.SentStatement, binary bool) error {
 			}
 			st.Add(gateway.Outcome{Tag: okTag(ok)})
 			status = ok.Status
-			if err := s.toClient(seq, p); err != nil {
+			// An answer's last packet waits in cw for the command's end,
+			// when its event is stored; the client hears the rest as it
+			// comes.
+			if err := s.reply(seq, p); err != nil {
 				st.Unfinished("the client went away")
 				return err
 			}
 		case p[0] == mysqlproto.HeaderErr:
 			st.Add(errOutcome(p, s.caps))
 			st.Done()
-			return s.toClient(seq, p)
+			return s.reply(seq, p)
 		case p[0] == mysqlproto.HeaderLocalFile && !binary:
 			done, err := s.localInfile(st, seq, p)
 			if err != nil || done {
@@ -133,7 +136,11 @@ func (s *session) relayRowsOf(st *gateway.SentStatement, binary bool) (rows int,
 			st.Unfinished(s.why("the upstream connection ended"))
 			return 0, 0, err
 		}
-		if err := s.toClient(seq, p); err != nil {
+		send := s.toClient
+		if p[0] == mysqlproto.HeaderErr || mysqlproto.IsEOF(p, deprecateEOF) {
+			send = s.reply
+		}
+		if err := send(seq, p); err != nil {
 			st.Unfinished("the client went away")
 			return 0, 0, err
 		}

@@ -391,3 +391,42 @@ func TestCursorFetch(t *testing.T) {
 		t.Fatalf("execute event: %+v", e)
 	}
 }
+
+// The client hears that a statement finished only once its audit event
+// is stored: while the audit store holds back, the end of the answer
+// waits, with the event already recorded; the same for an error.
+func TestStatementEndWaitsForItsAudit(t *testing.T) {
+	f := newFixture(t, false, "CREATE TABLE items (id INT PRIMARY KEY, name TEXT)")
+	db := f.open(t, f.config("erin", f.token(t, "erin", access.ReadWrite)))
+	if err := db.Ping(); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{"INSERT INTO items VALUES (1, 'one')", "SELECT name FROM items", "SELECT * FROM no_such_table"} {
+		f.audit.Hold()
+		answered := make(chan error, 1)
+		go func() {
+			rows, err := db.Query(q)
+			if err == nil {
+				for rows.Next() {
+				}
+				err = rows.Close()
+			}
+			answered <- err
+		}()
+		f.audit.WaitFor(t, audit.Query, hasQuery(q))
+		select {
+		case err := <-answered:
+			t.Fatalf("%s: the client heard the end (%v) before its event was stored", q, err)
+		case <-time.After(300 * time.Millisecond):
+		}
+		f.audit.Release()
+		select {
+		case err := <-answered:
+			if (err != nil) != strings.Contains(q, "no_such_table") {
+				t.Fatalf("%s: %v", q, err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no answer after the store took the event", q)
+		}
+	}
+}

@@ -67,7 +67,11 @@ type session struct {
 	// statement refused. fatal says what the client is told.
 	stopped  chan struct{}
 	stopOnce sync.Once
-	fatal    atomic.Pointer[pgproto3.ErrorResponse]
+	// stopCtx ends when stopped is closed, for waits that must give up
+	// then.
+	stopCtx    context.Context
+	cancelStop context.CancelFunc
+	fatal      atomic.Pointer[pgproto3.ErrorResponse]
 
 	// ended is closed once the backend is gone or keygate gave up on
 	// confirming it, with end saying which.
@@ -101,6 +105,7 @@ func newSession(h *handshake, up *postgres.Conn, upstream Upstream) *session {
 		stopped: make(chan struct{}),
 		ended:   make(chan struct{}),
 	}
+	s.stopCtx, s.cancelStop = context.WithCancel(context.Background())
 	s.st.txStatus = up.TxStatus
 	s.gs = &gateway.Session{Engine: EngineName, Client: h.client, UpstreamRole: up.Role, UpstreamPID: up.PID, UpstreamReused: up.Reused, Control: s}
 	return s
@@ -127,6 +132,7 @@ func (s *session) stop(why *pgproto3.ErrorResponse) {
 	s.stopOnce.Do(func() {
 		s.fatal.Store(why)
 		close(s.stopped)
+		s.cancelStop()
 		s.client.SetReadDeadline(time.Now())
 		// A client that stops reading must not keep the session (and a
 		// shutdown) waiting: a write to it gives up after a grace period.
@@ -258,6 +264,7 @@ func (s *session) relay() {
 		s.cw.Flush()
 	}
 	s.client.Close()
+	s.cancelStop()
 }
 
 // auditUnfinished writes the events of the statements that got no result,
@@ -403,6 +410,11 @@ func (s *session) toClient() (atBoundary bool) {
 		}
 		relay, err := s.st.reply(hdr[0], status, body)
 		s.st.writeReady()
+		if s.st.unstored.Swap(false) {
+			// The client hears that a statement finished only once its
+			// event is stored.
+			s.gw.Stored(s.stopCtx)
+		}
 		if err != nil {
 			s.gw.Logger().Error("ending a session whose replies no longer match its messages", "session", s.gs.ID, "err", err)
 			s.stop(&pgproto3.ErrorResponse{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "XX000", Message: "keygate: " + errDesync.Error() + "; reconnect"})

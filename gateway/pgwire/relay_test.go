@@ -531,3 +531,30 @@ func TestDescribeFunctionCall(t *testing.T) {
 		}
 	}
 }
+
+// The client hears that a statement finished only once its audit event
+// is stored: while the audit store holds back, the CommandComplete and
+// ReadyForQuery wait, with the event already recorded.
+func TestStatementEndWaitsForItsAudit(t *testing.T) {
+	f := newRelay(t, "pw_stored")
+	be := f.connect(t, "dina", access.ReadOnly)
+	f.audit.Hold()
+	be.send(&pgproto3.Query{String: "SELECT 7"})
+	answered := make(chan reply, 1)
+	go func() { answered <- be.until(t, "select while the audit store holds back") }()
+	f.audit.WaitFor(t, audit.Query, func(e audit.Event) bool { return e.Query == "SELECT 7" })
+	select {
+	case r := <-answered:
+		t.Fatalf("the client heard the statement's end (%q) before its event was stored", r.types)
+	case <-time.After(300 * time.Millisecond):
+	}
+	f.audit.Release()
+	select {
+	case r := <-answered:
+		if len(r.tags) != 1 || r.tags[0] != "SELECT 1" || len(r.rows) != 1 || r.rows[0] != "7" {
+			t.Fatalf("reply after the store took the event: %q %v %v", r.types, r.tags, r.rows)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer after the store took the event")
+	}
+}

@@ -86,6 +86,9 @@ type tracker struct {
 	// holds some, for a look without mu.
 	ready    []*gateway.SentStatement
 	hasReady atomic.Bool
+	// unstored is set once writeReady wrote events that the client may
+	// not hear the end of before they are stored (see gateway.Stored).
+	unstored atomic.Bool
 }
 
 // stmt is a prepared statement as the client sees it.
@@ -551,11 +554,11 @@ func (t *tracker) due(st *gateway.SentStatement) {
 	t.hasReady.Store(true)
 }
 
-// writeReady writes the events of the statements that are due. It must
-// not be called with mu held.
-func (t *tracker) writeReady() {
+// writeReady writes the events of the statements that are due, and
+// reports whether there were any. It must not be called with mu held.
+func (t *tracker) writeReady() bool {
 	if !t.hasReady.Load() {
-		return
+		return false
 	}
 	t.mu.Lock()
 	ready := t.ready
@@ -565,6 +568,10 @@ func (t *tracker) writeReady() {
 	for _, st := range ready {
 		st.Done()
 	}
+	if len(ready) > 0 {
+		t.unstored.Store(true)
+	}
+	return len(ready) > 0
 }
 
 // removeHead takes the oldest op off the queue.

@@ -188,3 +188,22 @@ func (s *Store) unlock(conn *pgx.Conn, name string) {
 		s.locks.broke()
 	}
 }
+
+// OtherNodes counts the other servers running on this state database now:
+// those holding a node name, other than this one.
+func (s *Store) OtherNodes(ctx context.Context) (int, error) {
+	s.locks.mu.Lock()
+	var pid uint32
+	if s.locks.conn != nil {
+		pid = s.locks.conn.PgConn().PID()
+	}
+	s.locks.mu.Unlock()
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM pg_catalog.pg_locks
+		WHERE locktype = 'advisory' AND classid = $1 AND objsubid = 2 AND granted AND pid <> $2
+		AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = current_database())`, nodeLockSpace, pid).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("count the other servers: %w", err)
+	}
+	return n, nil
+}
