@@ -292,7 +292,9 @@ func (s *kgServer) launch(t testing.TB) {
 // with why in its body: a server that runs, and refuses to serve.
 func (s *kgServer) launchRefusing(t testing.TB, why string) {
 	t.Helper()
-	if err := s.start(func(status int, body string) bool { return status == http.StatusServiceUnavailable && strings.Contains(body, why) }); err != nil {
+	if err := s.start(func(status int, body string) bool {
+		return status == http.StatusServiceUnavailable && strings.Contains(body, why)
+	}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -570,7 +570,9 @@ func (g *Gateway) Statement(s *Session, text string, detail map[string]any) {
 // finish. Concurrent sessions share the commits, so the cost is one
 // commit's latency per statement, not one commit each.
 func (g *Gateway) Stored(ctx context.Context) {
-	if err := g.audit.Flush(ctx); err != nil && ctx.Err() == nil {
+	// A closed log has told the server log of every event it could not
+	// take; the session ends with the server.
+	if err := g.audit.Flush(ctx); err != nil && ctx.Err() == nil && !errors.Is(err, audit.ErrClosed) {
 		g.log.Error("waiting for a statement's audit event to be stored", "err", err)
 	}
 }
