@@ -128,7 +128,7 @@ func (s *session) onPrepare(pk packet) error {
 	if err != nil {
 		return err
 	}
-	if err := s.toClient(seq, p); err != nil {
+	if err := s.reply(seq, p); err != nil {
 		st.Unfinished("the client went away")
 		return err
 	}
@@ -181,13 +181,14 @@ func (s *session) stmtBytes() int {
 }
 
 // relayDefinitions relays n column (or parameter) definitions and, unless
-// the connection deprecated it, the EOF after them.
+// the connection deprecated it, the EOF after them, held for the end of
+// the prepare.
 func (s *session) relayDefinitions(n int) error {
 	if s.caps&gomysql.CLIENT_DEPRECATE_EOF == 0 {
 		n++
 	}
 	for range n {
-		if _, err := s.relayOne(); err != nil {
+		if _, err := s.relayHeld(); err != nil {
 			return err
 		}
 	}
@@ -260,7 +261,7 @@ func (s *session) onReset(pk packet) error {
 		st.Add(errOutcome(p, s.caps))
 	}
 	st.Done()
-	return s.toClient(seq, p)
+	return s.reply(seq, p)
 }
 
 // kill answers KILL [QUERY|CONNECTION] id for a session of the same

@@ -440,6 +440,17 @@ func (s *session) relayOne() ([]byte, error) {
 	return p, s.toClient(seq, p)
 }
 
+// relayHeld relays the upstream's next packet into cw without flushing
+// it: the whole answer of a small command waits there for the command's
+// end, when its audit event is stored.
+func (s *session) relayHeld() ([]byte, error) {
+	seq, p, err := s.fromUpstream()
+	if err != nil {
+		return nil, err
+	}
+	return p, s.reply(seq, p)
+}
+
 func le32(b []byte) uint32 {
 	return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24
 }

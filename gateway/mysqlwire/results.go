@@ -193,11 +193,11 @@ func (s *session) relayRows() error {
 }
 
 // relayFields relays the answer to COM_FIELD_LIST: column definitions up
-// to an EOF, or an error.
+// to an EOF, or an error, held for the end of the command.
 func (s *session) relayFields(st *gateway.SentStatement) error {
 	n := 0
 	for {
-		p, err := s.relayOne()
+		p, err := s.relayHeld()
 		if err != nil {
 			st.Unfinished(s.why("the upstream connection ended"))
 			return err

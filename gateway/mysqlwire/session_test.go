@@ -394,17 +394,26 @@ func TestCursorFetch(t *testing.T) {
 
 // The client hears that a statement finished only once its audit event
 // is stored: while the audit store holds back, the end of the answer
-// waits, with the event already recorded; the same for an error.
+// waits, with the event already recorded; the same for an error and a
+// prepare.
 func TestStatementEndWaitsForItsAudit(t *testing.T) {
 	f := newFixture(t, false, "CREATE TABLE items (id INT PRIMARY KEY, name TEXT)")
 	db := f.open(t, f.config("erin", f.token(t, "erin", access.ReadWrite)))
 	if err := db.Ping(); err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{"INSERT INTO items VALUES (1, 'one')", "SELECT name FROM items", "SELECT * FROM no_such_table"} {
+	for _, q := range []string{"INSERT INTO items VALUES (1, 'one')", "SELECT name FROM items", "SELECT * FROM no_such_table", "prepare SELECT name FROM items WHERE id = ?"} {
 		f.audit.Hold()
 		answered := make(chan error, 1)
 		go func() {
+			if text, ok := strings.CutPrefix(q, "prepare "); ok {
+				st, err := db.Prepare(text)
+				if err == nil {
+					st.Close()
+				}
+				answered <- err
+				return
+			}
 			rows, err := db.Query(q)
 			if err == nil {
 				for rows.Next() {
@@ -413,7 +422,7 @@ func TestStatementEndWaitsForItsAudit(t *testing.T) {
 			}
 			answered <- err
 		}()
-		f.audit.WaitFor(t, audit.Query, hasQuery(q))
+		f.audit.WaitFor(t, audit.Query, hasQuery(strings.TrimPrefix(q, "prepare ")))
 		select {
 		case err := <-answered:
 			t.Fatalf("%s: the client heard the end (%v) before its event was stored", q, err)
