@@ -104,10 +104,7 @@ func (s *Server) followRules(ctx context.Context) {
 	next, err := config.Load(s.cfg.Path())
 	var digest string
 	if err == nil {
-		var r config.Rules
-		if r, err = next.Rules(); err == nil {
-			_, digest, err = r.Encode()
-		}
+		digest, err = rulesDigest(next)
 	}
 	if err == nil && digest == newest.Digest {
 		if _, err := s.Reload(ctx); err == nil {
@@ -147,17 +144,24 @@ func (s *Server) startRules(ctx context.Context, cfg *config.Config, now time.Ti
 	if err != nil {
 		return err
 	}
-	r, err := cfg.Rules()
-	if err != nil {
-		return err
-	}
-	_, digest, err := r.Encode()
+	digest, err := rulesDigest(cfg)
 	if err != nil {
 		return err
 	}
 	s.rulesDigest.Store(&digest)
 	s.followRules(ctx)
 	return nil
+}
+
+// rulesDigest is the digest of cfg's access rules, as the config history
+// records it.
+func rulesDigest(cfg *config.Config) (string, error) {
+	r, err := cfg.Rules()
+	if err != nil {
+		return "", err
+	}
+	_, digest, err := r.Encode()
+	return digest, err
 }
 
 // followRulesEvery is how often a server on a shared state compares its

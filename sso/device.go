@@ -260,15 +260,15 @@ func (s *Service) updateFlow(ctx context.Context, userCode string, change func(*
 // it; a second browser coming back for the same code gets nothing.
 func (s *Service) claim(ctx context.Context, userCode string) (*flow, error) {
 	now := s.now()
-	fl, ok, err := s.updateFlow(ctx, userCode, func(fl *flow) bool {
+	fl, claimed, err := s.updateFlow(ctx, userCode, func(fl *flow) bool {
 		if !fl.pending(now) {
 			return false
 		}
 		fl.Claimed = true
 		return true
 	})
-	if !ok {
-		return nil, err
+	if !claimed {
+		fl = nil
 	}
 	return fl, err
 }
@@ -326,8 +326,10 @@ func (s *Service) poll(ctx context.Context, deviceCode string) (pollResult, *flo
 		return 0, nil, nil, err
 	}
 	userCode := string(p.Value)
+	// waiting: the flow is neither over nor expired, and this poll is
+	// noted on it.
 	var tooSoon bool
-	fl, _, err := s.updateFlow(ctx, userCode, func(fl *flow) bool {
+	fl, waiting, err := s.updateFlow(ctx, userCode, func(fl *flow) bool {
 		if now.After(fl.Expires) || fl.Done {
 			return false
 		}
@@ -344,9 +346,9 @@ func (s *Service) poll(ctx context.Context, deviceCode string) (pollResult, *flo
 	case fl == nil:
 		s.forget(ctx, kindDeviceCode, dk)
 		return pollUnknown, nil, nil, nil
-	case !now.After(fl.Expires) && !fl.Done && tooSoon:
+	case waiting && tooSoon:
 		return pollSlowDown, fl, nil, nil
-	case !now.After(fl.Expires) && !fl.Done:
+	case waiting:
 		return pollPending, fl, nil, nil
 	}
 	taken, err := s.opts.Store.TakePending(ctx, kindFlow, userCode)

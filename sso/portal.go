@@ -116,7 +116,7 @@ func (s *Service) browserStart(w http.ResponseWriter, r *http.Request) {
 	evicted, err := s.putAttempt(r.Context(), id, a)
 	if err != nil {
 		s.opts.Log.Error("store a sign-in attempt", "err", err)
-		s.portalMessage(w, http.StatusServiceUnavailable, "Sign-in could not start", "keygate cannot reach its state just now. Try again in a few seconds.")
+		s.portalMessage(w, http.StatusServiceUnavailable, "Sign-in could not start", stateUnreachable)
 		return
 	}
 	if evicted {

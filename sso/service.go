@@ -242,6 +242,9 @@ func (s *Service) deviceToken(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// stateUnreachable is what a page says when the store cannot be reached.
+const stateUnreachable = "keygate cannot reach its state just now. Try again in a few seconds."
+
 // unavailable answers the CLI when the store cannot be reached: it keeps
 // polling, and the person is not told their sign-in failed.
 func (s *Service) unavailable(w http.ResponseWriter, what string, err error) {
@@ -267,7 +270,7 @@ func (s *Service) devicePage(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case err != nil:
 			s.opts.Log.Error("look up a user code", "err", err)
-			page.Error = "keygate cannot reach its state just now. Try again in a few seconds."
+			page.Error = stateUnreachable
 		case wait > 0:
 			page.Error = fmt.Sprintf("Too many unknown codes from this address: wait %s, then try again.", wait.Round(time.Second))
 		case !ok:
@@ -306,7 +309,7 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 	fl, ok, wait, err := s.lookupUserCode(r, r.PostForm.Get("user_code"))
 	if err != nil {
 		s.opts.Log.Error("look up a user code", "err", err)
-		s.message(w, http.StatusServiceUnavailable, "Sign-in could not start", "keygate cannot reach its state just now. Try again in a few seconds.")
+		s.message(w, http.StatusServiceUnavailable, "Sign-in could not start", stateUnreachable)
 		return
 	}
 	if wait > 0 {
@@ -325,7 +328,7 @@ func (s *Service) deviceStart(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := s.flowAttempt(r.Context(), fl.userCode, id, a); err != nil {
 		s.opts.Log.Error("store a sign-in attempt", "err", err)
-		s.message(w, http.StatusServiceUnavailable, "Sign-in could not start", "keygate cannot reach its state just now. Try again in a few seconds.")
+		s.message(w, http.StatusServiceUnavailable, "Sign-in could not start", stateUnreachable)
 		return
 	}
 	s.setAttemptCookie(w, id)

@@ -554,11 +554,11 @@ func (t *tracker) due(st *gateway.SentStatement) {
 	t.hasReady.Store(true)
 }
 
-// writeReady writes the events of the statements that are due, and
-// reports whether there were any. It must not be called with mu held.
-func (t *tracker) writeReady() bool {
+// writeReady writes the events of the statements that are due. It must
+// not be called with mu held.
+func (t *tracker) writeReady() {
 	if !t.hasReady.Load() {
-		return false
+		return
 	}
 	t.mu.Lock()
 	ready := t.ready
@@ -571,7 +571,6 @@ func (t *tracker) writeReady() bool {
 	if len(ready) > 0 {
 		t.unstored.Store(true)
 	}
-	return len(ready) > 0
 }
 
 // removeHead takes the oldest op off the queue.

@@ -51,8 +51,8 @@ func (l *locker) ready(ctx context.Context) error {
 	}
 	conn := c.Hijack()
 	if l.node != "" {
-		var held bool
-		if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, nodeLockSpace, l.node).Scan(&held); err != nil {
+		held, err := tryLock(ctx, conn, nodeLockSpace, l.node)
+		if err != nil {
 			conn.Close(ctx)
 			return err
 		}
@@ -63,6 +63,13 @@ func (l *locker) ready(ctx context.Context) error {
 	}
 	l.conn = conn
 	return nil
+}
+
+// tryLock takes the session lock name in space on conn if it is free.
+func tryLock(ctx context.Context, conn *pgx.Conn, space int64, name string) (bool, error) {
+	var held bool
+	err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, space, name).Scan(&held)
+	return held, err
 }
 
 // broke drops the connection after a failed use; its locks are gone.
@@ -139,10 +146,9 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 		wait, mine := s.locks.held[name]
 		var held bool
 		if !mine {
-			wait = nil
 			err = s.locks.ready(ctx)
 			if err == nil {
-				if err = s.locks.conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, windowLockSpace, name).Scan(&held); err != nil {
+				if held, err = tryLock(ctx, s.locks.conn, windowLockSpace, name); err != nil {
 					s.locks.broke()
 				}
 			}
@@ -161,9 +167,11 @@ func (s *Store) Lock(ctx context.Context, name string) (unlock func(), err error
 		if held {
 			return func() { s.unlock(conn, name) }, nil
 		}
-		retry := time.After(lockPoll)
-		if wait != nil {
-			retry = nil
+		// Another caller of this server holds it: wait for it to let go.
+		// Another server: look again shortly.
+		var retry <-chan time.Time
+		if wait == nil {
+			retry = time.After(lockPoll)
 		}
 		select {
 		case <-ctx.Done():
